@@ -1,0 +1,38 @@
+//! `analyze`: replays a deeptcp recording offline, without root or eBPF.
+//!
+//! This file only parses the command line and dispatches to [`app::run`];
+//! it owns the process-level policy: stdout is locked and buffered, errors
+//! are printed once as `analyze: <message: cause: …>` (anyhow's `{:#}`
+//! chain, see [`app::error_line`]) with exit status 1,
+//! usage errors keep clap's status 2, and a closed output pipe
+//! (`analyze big.parquet | head`) ends the run quietly with status 0.
+
+mod app;
+mod cli;
+mod errno;
+mod render;
+
+use std::io::{self, BufWriter, Write};
+use std::process::ExitCode;
+
+use app::OutputError;
+use cli::Config;
+
+fn main() -> ExitCode {
+    let config = Config::from_env();
+
+    let mut out = BufWriter::new(io::stdout().lock());
+    let result = app::run(&config, &mut out, &mut io::stderr())
+        .and_then(|()| out.flush().map_err(|e| anyhow::Error::new(OutputError(e))));
+
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if OutputError::is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            // Let what was printed before the error reach its reader first.
+            let _ = out.flush();
+            let _ = writeln!(io::stderr(), "analyze: {}", app::error_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,363 @@
+//! `--info`: what a recording is, before reading its events.
+//!
+//! A recording travels without its context (host, kernel, which probes
+//! attached, whether events were lost), and wrong conclusions follow from a
+//! table whose retransmit probe never attached or whose ring buffer
+//! overflowed. This renderer prints that context plus a one-pass
+//! [`Summary`] of the rows (counts per kind, first/last event), which is
+//! accumulated while streaming so memory stays constant.
+
+use std::io::{self, Write};
+
+use chrono::{DateTime, SecondsFormat};
+use deeptcp_format::{Event, EventKind, RecordingMeta};
+
+use crate::render::{delta_ns, seconds_6};
+
+/// Counts gathered in one streaming pass over the events.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub events: u64,
+    /// Indexed like [`EventKind::ALL`].
+    pub per_kind: [u64; EventKind::ALL.len()],
+    /// Smallest and largest `mono_ns` seen (rows need not be sorted).
+    pub first_mono_ns: Option<i64>,
+    pub last_mono_ns: Option<i64>,
+    /// Events that carry a kernel stack id.
+    pub with_stack: u64,
+}
+
+impl Summary {
+    pub fn add(&mut self, ev: &Event) {
+        self.events += 1;
+        if let Some(n) = EventKind::ALL
+            .iter()
+            .position(|k| *k == ev.kind)
+            .and_then(|i| self.per_kind.get_mut(i))
+        {
+            *n += 1;
+        }
+        self.first_mono_ns = Some(self.first_mono_ns.map_or(ev.mono_ns, |m| m.min(ev.mono_ns)));
+        self.last_mono_ns = Some(self.last_mono_ns.map_or(ev.mono_ns, |m| m.max(ev.mono_ns)));
+        if ev.stack_id.is_some() {
+            self.with_stack += 1;
+        }
+    }
+
+    pub fn count(&self, kind: EventKind) -> u64 {
+        EventKind::ALL
+            .iter()
+            .position(|k| *k == kind)
+            .and_then(|i| self.per_kind.get(i).copied())
+            .unwrap_or(0)
+    }
+}
+
+/// Width of the label column.
+const LABEL: usize = 18;
+
+/// Writes the `--info` report. `finished` is false for a recording whose
+/// writer did not close it cleanly (recovered after a crash): its lost-event
+/// total is unknown.
+pub fn render(
+    out: &mut impl Write,
+    meta: &RecordingMeta,
+    finished: bool,
+    summary: &Summary,
+) -> io::Result<()> {
+    let text = |s: &str| {
+        if s.is_empty() {
+            "unknown".to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    let anchor_known = meta.clock != Default::default();
+
+    field(out, "schema version", &meta.schema_version.to_string())?;
+    field(out, "host", &text(&meta.host))?;
+    field(out, "kernel", &text(&meta.kernel_release))?;
+    field(out, "boot id", &text(&meta.boot_id))?;
+    let start = if anchor_known {
+        rfc3339(meta.clock.realtime_ns)
+    } else {
+        "unknown (no clock anchor)".to_string()
+    };
+    field(out, "start time", &start)?;
+    field(out, "recorder version", &text(&meta.recorder_version))?;
+    let kstack = if meta.kstack {
+        format!("recorded (-K), {} events with a stack", summary.with_stack)
+    } else {
+        "not recorded".to_string()
+    };
+    field(out, "kernel stacks", &kstack)?;
+
+    match (summary.first_mono_ns, summary.last_mono_ns) {
+        (Some(first), Some(last)) => {
+            let at = |mono: i64| {
+                let d = delta_ns(meta.clock.monotonic_ns, mono);
+                let sign = if d < 0 { "" } else { "+" }; // seconds_6 writes the minus
+                let rel = format!("{sign}{} s after start", seconds_6(d));
+                if anchor_known {
+                    format!("{} ({rel})", rfc3339(meta.clock.wall_ns(mono)))
+                } else {
+                    rel
+                }
+            };
+            field(out, "first event", &at(first))?;
+            field(out, "last event", &at(last))?;
+            field(
+                out,
+                "duration",
+                &format!(
+                    "{} s (first to last event)",
+                    seconds_6(delta_ns(first, last))
+                ),
+            )?;
+        }
+        _ => field(out, "duration", "n/a (no events)")?,
+    }
+
+    field(out, "events", &summary.events.to_string())?;
+    let lost = if !finished {
+        "unknown (the recording was not finished cleanly)".to_string()
+    } else if meta.lost_events == 0 {
+        "0".to_string()
+    } else {
+        format!(
+            "{} (the ring buffer overflowed: the recording is incomplete)",
+            meta.lost_events
+        )
+    };
+    field(out, "lost events", &lost)?;
+
+    writeln!(out, "events by kind:")?;
+    let count_width = EventKind::ALL
+        .iter()
+        .map(|k| summary.count(*k).to_string().len())
+        .max()
+        .unwrap_or(1);
+    for kind in EventKind::ALL {
+        writeln!(
+            out,
+            "  {:<16}{:>count_width$}",
+            kind.as_str(),
+            summary.count(kind)
+        )?;
+    }
+
+    let attached = meta.probes.iter().filter(|p| p.attached).count();
+    let failed = meta.probes.len() - attached;
+    if meta.probes.is_empty() {
+        field(out, "probes", "none listed")?;
+    } else {
+        field(
+            out,
+            "probes",
+            &format!("{attached} attached, {failed} failed"),
+        )?;
+    }
+    let kind_width = meta
+        .probes
+        .iter()
+        .map(|p| p.kind.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(15);
+    let probe_width = meta
+        .probes
+        .iter()
+        .map(|p| p.probe.chars().count())
+        .max()
+        .unwrap_or(0);
+    for p in &meta.probes {
+        let status = match (p.attached, p.detail.is_empty()) {
+            (true, _) => "attached".to_string(),
+            (false, true) => "FAILED".to_string(),
+            (false, false) => format!("FAILED: {}", p.detail),
+        };
+        let l = format!(
+            "  {:<kind_width$} {:<probe_width$} {status}",
+            p.kind, p.probe
+        );
+        writeln!(out, "{}", l.trim_end())?;
+    }
+    Ok(())
+}
+
+fn field(out: &mut impl Write, label: &str, value: &str) -> io::Result<()> {
+    let l = format!("{:<LABEL$}{value}", format!("{label}:"));
+    writeln!(out, "{}", l.trim_end())
+}
+
+/// RFC 3339 in UTC with nanoseconds, e.g. `2026-04-14T10:00:00.123456789Z`.
+fn rfc3339(unix_ns: i64) -> String {
+    DateTime::from_timestamp_nanos(unix_ns).to_rfc3339_opts(SecondsFormat::Nanos, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deeptcp_format::{ClockAnchor, Family, ProbeStatus, TcpState};
+    use std::net::{IpAddr, Ipv4Addr};
+
+    fn meta() -> RecordingMeta {
+        RecordingMeta {
+            schema_version: 1,
+            host: "box1".into(),
+            kernel_release: "6.8.0-45-generic".into(),
+            boot_id: "0f0e0d0c-0b0a-0908-0706-050403020100".into(),
+            clock: ClockAnchor {
+                realtime_ns: 1_776_160_800_000_000_000, // 2026-04-14T10:00:00Z
+                monotonic_ns: 1_000_000_000,
+            },
+            recorder_version: "0.1.0".into(),
+            probes: vec![
+                ProbeStatus {
+                    kind: "state_change".into(),
+                    probe: "tp_btf:inet_sock_set_state".into(),
+                    attached: true,
+                    detail: String::new(),
+                },
+                ProbeStatus {
+                    kind: "sock_error".into(),
+                    probe: "kprobe:sock_def_error_report".into(),
+                    attached: false,
+                    detail: "kprobes unavailable".into(),
+                },
+            ],
+            lost_events: 0,
+            kstack: false,
+        }
+    }
+
+    fn ev(kind: EventKind, mono_ns: i64) -> Event {
+        Event {
+            mono_ns,
+            kind,
+            pid: 1,
+            tid: 1,
+            comm: "x".into(),
+            family: Family::Inet,
+            saddr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            daddr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            sport: 1,
+            dport: 2,
+            oldstate: None,
+            newstate: Some(TcpState::Established),
+            sk_err: 0,
+            netns: 0,
+            stack_id: None,
+        }
+    }
+
+    fn render_str(meta: &RecordingMeta, s: &Summary) -> String {
+        let mut out = Vec::new();
+        render(&mut out, meta, true, s).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn summary_counts_and_bounds_unsorted_rows() {
+        let mut s = Summary::default();
+        s.add(&ev(EventKind::Retransmit, 3_000_000_000));
+        s.add(&ev(EventKind::StateChange, 1_500_000_000));
+        let mut with_stack = ev(EventKind::StateChange, 2_000_000_000);
+        with_stack.stack_id = Some(4);
+        s.add(&with_stack);
+        assert_eq!(s.events, 3);
+        assert_eq!(s.count(EventKind::StateChange), 2);
+        assert_eq!(s.count(EventKind::Retransmit), 1);
+        assert_eq!(s.count(EventKind::DestroySock), 0);
+        assert_eq!(s.first_mono_ns, Some(1_500_000_000));
+        assert_eq!(s.last_mono_ns, Some(3_000_000_000));
+        assert_eq!(s.with_stack, 1);
+    }
+
+    #[test]
+    fn full_report() {
+        let mut s = Summary::default();
+        s.add(&ev(EventKind::StateChange, 1_500_000_000));
+        s.add(&ev(EventKind::Retransmit, 13_845_678_901));
+        let out = render_str(&meta(), &s);
+        let want = "\
+schema version:   1
+host:             box1
+kernel:           6.8.0-45-generic
+boot id:          0f0e0d0c-0b0a-0908-0706-050403020100
+start time:       2026-04-14T10:00:00.000000000Z
+recorder version: 0.1.0
+kernel stacks:    not recorded
+first event:      2026-04-14T10:00:00.500000000Z (+0.500000 s after start)
+last event:       2026-04-14T10:00:12.845678901Z (+12.845679 s after start)
+duration:         12.345679 s (first to last event)
+events:           2
+lost events:      0
+events by kind:
+  state_change    1
+  retransmit      1
+  reset_recv      0
+  reset_sent      0
+  sock_error      0
+  destroy_sock    0
+probes:           1 attached, 1 failed
+  state_change    tp_btf:inet_sock_set_state   attached
+  sock_error      kprobe:sock_def_error_report FAILED: kprobes unavailable
+";
+        assert_eq!(out, want);
+    }
+
+    #[test]
+    fn empty_recording_lost_events_and_unknowns() {
+        let mut m = meta();
+        m.host.clear();
+        m.clock = ClockAnchor::default();
+        m.lost_events = 42;
+        m.kstack = true;
+        m.probes.clear();
+        let out = render_str(&m, &Summary::default());
+        assert!(out.contains("host:             unknown\n"), "{out}");
+        assert!(out.contains("start time:       unknown (no clock anchor)\n"));
+        assert!(out.contains("duration:         n/a (no events)\n"));
+        assert!(out.contains("events:           0\n"));
+        assert!(out.contains("lost events:      42 (the ring buffer overflowed"));
+        assert!(out.contains("kernel stacks:    recorded (-K), 0 events with a stack\n"));
+        assert!(out.contains("probes:           none listed\n"));
+        for l in out.lines() {
+            assert_eq!(l, l.trim_end());
+        }
+    }
+
+    #[test]
+    fn unfinished_recording_has_unknown_losses() {
+        let mut out = Vec::new();
+        render(&mut out, &meta(), false, &Summary::default()).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.contains("lost events:      unknown (the recording was not finished cleanly)\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn events_before_the_anchor_are_negative() {
+        let mut s = Summary::default();
+        s.add(&ev(EventKind::StateChange, 999_000_000));
+        let out = render_str(&meta(), &s);
+        assert!(out.contains("(-0.001000 s after start)"), "{out}");
+        assert!(out.contains("2026-04-14T09:59:59.999000000Z"), "{out}");
+    }
+
+    #[test]
+    fn counts_are_right_aligned() {
+        let mut s = Summary::default();
+        for _ in 0..10 {
+            s.add(&ev(EventKind::StateChange, 1));
+        }
+        let out = render_str(&meta(), &s);
+        assert!(
+            out.contains("  state_change    10\n  retransmit       0\n"),
+            "{out}"
+        );
+    }
+}

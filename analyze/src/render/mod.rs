@@ -1,0 +1,60 @@
+//! Output renderers: each turns recording data into text on an
+//! `impl Write`, so they are unit-testable against a `Vec<u8>` and know
+//! nothing about files, stdout or the command line.
+//!
+//! `table` is the classic deeptcptracer event table, `info` the recording
+//! summary of `--info`. Helpers shared by several renderers live here.
+
+pub mod info;
+pub mod table;
+
+/// Formats `delta_ns` nanoseconds as seconds with 6 decimals, rounded to the
+/// nearest microsecond (half away from zero), like printf's `%.6f`.
+///
+/// Negative values keep their minus sign (also when they round to zero:
+/// `-0.000000` still says "before the reference"), they are never clamped.
+pub fn seconds_6(delta_ns: i128) -> String {
+    let sign = if delta_ns < 0 { "-" } else { "" };
+    let us = (delta_ns.unsigned_abs() + 500) / 1_000;
+    format!("{sign}{}.{:06}", us / 1_000_000, us % 1_000_000)
+}
+
+/// Nanoseconds from `from` to `to`, exact for every pair of `i64`.
+pub fn delta_ns(from: i64, to: i64) -> i128 {
+    i128::from(to) - i128::from(from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_formatting() {
+        assert_eq!(seconds_6(0), "0.000000");
+        assert_eq!(seconds_6(1), "0.000000");
+        assert_eq!(seconds_6(499), "0.000000");
+        assert_eq!(seconds_6(500), "0.000001");
+        assert_eq!(seconds_6(1_000), "0.000001");
+        assert_eq!(seconds_6(1_234_567_890), "1.234568");
+        assert_eq!(seconds_6(999_999_500), "1.000000");
+        assert_eq!(seconds_6(3_600_000_000_000), "3600.000000");
+    }
+
+    #[test]
+    fn negative_seconds_keep_their_sign() {
+        assert_eq!(seconds_6(-1_500_000), "-0.001500");
+        assert_eq!(seconds_6(-2_000_000_001), "-2.000000");
+        assert_eq!(seconds_6(-400), "-0.000000");
+    }
+
+    #[test]
+    fn extreme_deltas_do_not_overflow() {
+        let d = delta_ns(i64::MIN, i64::MAX);
+        assert_eq!(d, u64::MAX as i128);
+        assert_eq!(seconds_6(d), "18446744073.709552");
+        assert_eq!(
+            seconds_6(delta_ns(i64::MAX, i64::MIN)),
+            "-18446744073.709552"
+        );
+    }
+}

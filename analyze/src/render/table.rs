@@ -1,0 +1,498 @@
+//! The classic table: deeptcptracer's one-line-per-event layout.
+//!
+//! ```text
+//! EVENT_SOURCE            PID    COMM             SOURCE                DESTINATION           TCP_STATE                SK_ERR
+//! tcp_set_state()         16065  wget             10.0.2.15:0           87.250.250.242:443    CLOSE -> SYN_SENT
+//! ```
+//!
+//! It exists so that users of the seed tool (and of bcc's tcptracer) read
+//! replayed recordings exactly as they read the live tool. Column widths are
+//! the seed's; a value wider than its column is never truncated (an IPv6
+//! address matters more than alignment) but keeps one space before the next
+//! column; lines carry no trailing whitespace. `-t` adds bcc's `TIME(s)`
+//! column and `-K` prints stack frames under their event, tab-indented, as
+//! bcc does.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::net::{IpAddr, SocketAddr};
+
+use deeptcp_format::{Event, EventKind};
+
+use crate::errno;
+use crate::render::{delta_ns, seconds_6};
+
+/// Width of the optional `TIME(s)` column.
+pub const TIME_WIDTH: usize = 12;
+/// Widths of the fixed columns, as in the seed tool. The last column
+/// (`SK_ERR`) has no width: nothing follows it.
+pub const EVENT_SOURCE_WIDTH: usize = 24;
+pub const PID_WIDTH: usize = 7;
+pub const COMM_WIDTH: usize = 17;
+pub const SOURCE_WIDTH: usize = 22;
+pub const DESTINATION_WIDTH: usize = 22;
+pub const TCP_STATE_WIDTH: usize = 25;
+
+/// Kernel stacks by id, as read from the `.stacks.parquet` sidecar.
+pub type Stacks = HashMap<i64, Vec<String>>;
+
+/// The kernel function the seed tool attached to for this kind of event.
+/// deeptcp records most kinds from tracepoints, but the table keeps the
+/// seed's names so that its output reads the same.
+pub fn event_source(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::StateChange => "tcp_set_state()",
+        EventKind::Retransmit => "tcp_retransmit_skb()",
+        EventKind::ResetRecv => "tcp_reset()",
+        EventKind::ResetSent => "tcp_send_reset()",
+        EventKind::SockError => "sock_def_error_report()",
+        EventKind::DestroySock => "tcp_destroy_sock()",
+    }
+}
+
+/// Streams events as table lines to `out`.
+pub struct TableRenderer<'s, W: Write> {
+    out: W,
+    timestamps: bool,
+    /// `mono_ns` of the recording start, origin of `TIME(s)`.
+    start_mono_ns: i64,
+    /// `Some` prints stacks under events that have a `stack_id`.
+    stacks: Option<&'s Stacks>,
+    /// Reused line buffer: no allocation per event once it has grown.
+    line: String,
+}
+
+impl<'s, W: Write> TableRenderer<'s, W> {
+    /// `start_mono_ns` is the recording's clock anchor (only used with
+    /// `timestamps`); `stacks` enables `-K` output.
+    pub fn new(out: W, timestamps: bool, start_mono_ns: i64, stacks: Option<&'s Stacks>) -> Self {
+        TableRenderer {
+            out,
+            timestamps,
+            start_mono_ns,
+            stacks,
+            line: String::with_capacity(192),
+        }
+    }
+
+    /// Writes the column headings.
+    pub fn header(&mut self) -> io::Result<()> {
+        self.line.clear();
+        if self.timestamps {
+            push_cell(&mut self.line, "TIME(s)", TIME_WIDTH);
+        }
+        push_cell(&mut self.line, "EVENT_SOURCE", EVENT_SOURCE_WIDTH);
+        push_cell(&mut self.line, "PID", PID_WIDTH);
+        push_cell(&mut self.line, "COMM", COMM_WIDTH);
+        push_cell(&mut self.line, "SOURCE", SOURCE_WIDTH);
+        push_cell(&mut self.line, "DESTINATION", DESTINATION_WIDTH);
+        push_cell(&mut self.line, "TCP_STATE", TCP_STATE_WIDTH);
+        self.line.push_str("SK_ERR");
+        self.emit_line()
+    }
+
+    /// Writes one event (and, with stacks, its frames).
+    pub fn event(&mut self, ev: &Event) -> io::Result<()> {
+        self.line.clear();
+        let line = &mut self.line;
+        if self.timestamps {
+            let secs = seconds_6(delta_ns(self.start_mono_ns, ev.mono_ns));
+            push_cell(line, &secs, TIME_WIDTH);
+        }
+        push_cell(line, event_source(ev.kind), EVENT_SOURCE_WIDTH);
+        if ev.pid == 0 {
+            push_cell(line, "N/A", PID_WIDTH);
+            push_cell(line, "N/A", COMM_WIDTH);
+        } else {
+            push_cell_with(line, PID_WIDTH, |l| {
+                let _ = write!(l, "{}", ev.pid); // writing to a String cannot fail
+            });
+            push_cell_with(line, COMM_WIDTH, |l| push_comm(l, &ev.comm));
+        }
+        push_cell_with(line, SOURCE_WIDTH, |l| push_endpoint(l, ev.saddr, ev.sport));
+        push_cell_with(line, DESTINATION_WIDTH, |l| {
+            push_endpoint(l, ev.daddr, ev.dport)
+        });
+        push_cell_with(line, TCP_STATE_WIDTH, |l| push_tcp_state(l, ev));
+        push_sk_err(line, ev.sk_err);
+        self.emit_line()?;
+
+        if let (Some(stacks), Some(id)) = (self.stacks, ev.stack_id) {
+            match stacks.get(&id) {
+                Some(frames) => {
+                    for frame in frames {
+                        self.line.clear();
+                        self.line.push('\t');
+                        push_sanitized(&mut self.line, frame);
+                        self.emit_line()?;
+                    }
+                }
+                None => writeln!(self.out, "\t[stack {id} not in the sidecar]")?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes and hands the writer back.
+    pub fn finish(mut self) -> io::Result<W> {
+        self.out.flush()?;
+        Ok(self.out)
+    }
+
+    fn emit_line(&mut self) -> io::Result<()> {
+        self.out
+            .write_all(self.line.trim_end_matches(' ').as_bytes())?;
+        self.out.write_all(b"\n")
+    }
+}
+
+/// Appends `value` left-aligned in a column of `width` characters; a value
+/// that fills or overflows the column is followed by exactly one space.
+pub fn push_cell(line: &mut String, value: &str, width: usize) {
+    push_cell_with(line, width, |l| l.push_str(value));
+}
+
+/// Like [`push_cell`], with the value written by `f` straight into the line.
+fn push_cell_with(line: &mut String, width: usize, f: impl FnOnce(&mut String)) {
+    let start = line.len();
+    f(line);
+    let len = line[start..].chars().count();
+    let pad = width.saturating_sub(len).max(1);
+    line.extend(std::iter::repeat_n(' ', pad));
+}
+
+/// `addr:port`, IPv6 as `[addr]:port`.
+fn push_endpoint(line: &mut String, addr: IpAddr, port: u16) {
+    let _ = write!(line, "{}", SocketAddr::new(addr, port)); // writing to a String cannot fail
+}
+
+/// `OLD -> NEW` for transitions, else the socket's current state (or nothing).
+fn push_tcp_state(line: &mut String, ev: &Event) {
+    let name = |s: Option<deeptcp_format::TcpState>| s.map_or("?", |s| s.name());
+    if ev.kind == EventKind::StateChange {
+        line.push_str(name(ev.oldstate));
+        line.push_str(" -> ");
+        line.push_str(name(ev.newstate));
+    } else if let Some(s) = ev.newstate {
+        line.push_str(s.name());
+    }
+}
+
+/// Empty for 0, the errno name when known, else the number.
+fn push_sk_err(line: &mut String, sk_err: i32) {
+    if sk_err == 0 {
+        return;
+    }
+    match errno::name(sk_err) {
+        Some(name) => line.push_str(name),
+        None => {
+            let _ = write!(line, "{sk_err}"); // writing to a String cannot fail
+        }
+    }
+}
+
+/// Task names may hold any byte but NUL; spaces stay (`Web Content`),
+/// control characters are escaped so a line stays a line.
+fn push_comm(line: &mut String, comm: &str) {
+    push_sanitized(line, comm);
+}
+
+fn push_sanitized(line: &mut String, s: &str) {
+    for c in s.chars() {
+        if c.is_control() {
+            line.extend(c.escape_default());
+        } else {
+            line.push(c);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deeptcp_format::{Family, TcpState};
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    const HEADER: &str = "EVENT_SOURCE            PID    COMM             SOURCE                DESTINATION           TCP_STATE                SK_ERR";
+
+    fn ev(kind: EventKind) -> Event {
+        Event {
+            mono_ns: 1_000_000_000,
+            kind,
+            pid: 16065,
+            tid: 16065,
+            comm: "wget".into(),
+            family: Family::Inet,
+            saddr: IpAddr::V4(Ipv4Addr::new(10, 0, 2, 15)),
+            daddr: IpAddr::V4(Ipv4Addr::new(87, 250, 250, 242)),
+            sport: 60590,
+            dport: 443,
+            oldstate: None,
+            newstate: Some(TcpState::Established),
+            sk_err: 0,
+            netns: 4026531840,
+            stack_id: None,
+        }
+    }
+
+    fn transition(old: TcpState, new: TcpState) -> Event {
+        Event {
+            oldstate: Some(old),
+            newstate: Some(new),
+            ..ev(EventKind::StateChange)
+        }
+    }
+
+    fn render_with(
+        events: &[Event],
+        timestamps: bool,
+        start: i64,
+        stacks: Option<&Stacks>,
+    ) -> String {
+        let mut r = TableRenderer::new(Vec::new(), timestamps, start, stacks);
+        r.header().unwrap();
+        for e in events {
+            r.event(e).unwrap();
+        }
+        String::from_utf8(r.finish().unwrap()).unwrap()
+    }
+
+    fn render(events: &[Event]) -> String {
+        render_with(events, false, 0, None)
+    }
+
+    /// The body line of a single rendered event.
+    fn line(e: Event) -> String {
+        render(&[e]).lines().nth(1).unwrap().to_string()
+    }
+
+    #[test]
+    fn matches_the_seed_example() {
+        let mut connect = transition(TcpState::Close, TcpState::SynSent);
+        connect.sport = 0;
+        let out = render(&[
+            connect,
+            transition(TcpState::SynSent, TcpState::Established),
+            transition(TcpState::FinWait2, TcpState::Close),
+        ]);
+        let want = format!(
+            "{HEADER}\n\
+tcp_set_state()         16065  wget             10.0.2.15:0           87.250.250.242:443    CLOSE -> SYN_SENT\n\
+tcp_set_state()         16065  wget             10.0.2.15:60590       87.250.250.242:443    SYN_SENT -> ESTABLISHED\n\
+tcp_set_state()         16065  wget             10.0.2.15:60590       87.250.250.242:443    FIN_WAIT2 -> CLOSE\n"
+        );
+        assert_eq!(out, want);
+    }
+
+    #[test]
+    fn header_widths() {
+        let mut l = String::new();
+        push_cell(&mut l, "EVENT_SOURCE", EVENT_SOURCE_WIDTH);
+        assert_eq!(l.len(), 24);
+        assert_eq!(render(&[]), format!("{HEADER}\n"));
+    }
+
+    #[test]
+    fn no_trailing_whitespace() {
+        let out = render(&[ev(EventKind::Retransmit), ev(EventKind::DestroySock)]);
+        for l in out.lines() {
+            assert_eq!(l, l.trim_end(), "{l:?}");
+        }
+        let mut e = ev(EventKind::DestroySock);
+        e.newstate = None;
+        assert!(line(e).ends_with("87.250.250.242:443"));
+    }
+
+    #[test]
+    fn every_kind_has_its_seed_source_name() {
+        let want = [
+            (EventKind::StateChange, "tcp_set_state()"),
+            (EventKind::Retransmit, "tcp_retransmit_skb()"),
+            (EventKind::ResetRecv, "tcp_reset()"),
+            (EventKind::ResetSent, "tcp_send_reset()"),
+            (EventKind::SockError, "sock_def_error_report()"),
+            (EventKind::DestroySock, "tcp_destroy_sock()"),
+        ];
+        assert_eq!(want.len(), EventKind::ALL.len());
+        for (kind, name) in want {
+            assert_eq!(event_source(kind), name);
+            assert!(line(ev(kind)).starts_with(&format!("{name} ")), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn overlong_event_source_keeps_one_space() {
+        // "sock_def_error_report()" is 23 characters: still fits with padding.
+        let l = line(ev(EventKind::SockError));
+        assert!(l.starts_with("sock_def_error_report() 16065  wget"), "{l}");
+    }
+
+    #[test]
+    fn tcp_state_column() {
+        let l = line(transition(TcpState::Established, TcpState::FinWait1));
+        assert!(l.ends_with("ESTABLISHED -> FIN_WAIT1"), "{l}");
+        // Non-transitions show the current state.
+        let l = line(ev(EventKind::Retransmit));
+        assert!(l.ends_with("87.250.250.242:443    ESTABLISHED"), "{l}");
+        // A transition with an unknown side still shows the arrow.
+        let mut e = transition(TcpState::Close, TcpState::Listen);
+        e.oldstate = None;
+        assert!(line(e).ends_with("? -> LISTEN"));
+    }
+
+    #[test]
+    fn ipv6_in_brackets_and_never_truncated() {
+        let mut e = ev(EventKind::StateChange);
+        e.family = Family::Inet6;
+        e.saddr = "2001:db8:1234:5678:9abc:def0:1234:5678".parse().unwrap();
+        e.daddr = IpAddr::V6(Ipv6Addr::LOCALHOST);
+        e.sport = 65535;
+        e.dport = 8080;
+        e.oldstate = Some(TcpState::SynSent);
+        let l = line(e);
+        assert_eq!(
+            l,
+            "tcp_set_state()         16065  wget             [2001:db8:1234:5678:9abc:def0:1234:5678]:65535 [::1]:8080            SYN_SENT -> ESTABLISHED"
+        );
+    }
+
+    #[test]
+    fn v4_mapped_addresses_print_as_ipv4() {
+        // The format normalises v4-mapped addresses to IPv4; an inet6 socket
+        // then prints like an IPv4 one.
+        let mut e = ev(EventKind::StateChange);
+        e.family = Family::Inet6;
+        e.saddr = deeptcp_format::event::canonical_ip("::ffff:10.0.2.15".parse().unwrap());
+        e.oldstate = Some(TcpState::SynSent);
+        assert!(line(e).contains(" 10.0.2.15:60590 "));
+    }
+
+    #[test]
+    fn value_exactly_column_wide_keeps_one_space() {
+        let mut e = ev(EventKind::Retransmit);
+        e.comm = "abcdefghijklmnopq".into(); // 17 = COMM_WIDTH
+        e.pid = 1234567; // 7 = PID_WIDTH
+        let l = line(e);
+        assert!(
+            l.contains(" 1234567 abcdefghijklmnopq 10.0.2.15:60590 "),
+            "{l}"
+        );
+        let mut e = ev(EventKind::Retransmit);
+        e.comm = "abcdefghijklmnop".into(); // 16: normal padding, one space
+        assert!(line(e).contains(" abcdefghijklmnop 10.0.2.15"));
+    }
+
+    #[test]
+    fn pid_zero_is_not_applicable() {
+        let mut e = ev(EventKind::Retransmit);
+        e.pid = 0;
+        e.comm = "swapper/1".into();
+        let l = line(e);
+        assert!(
+            l.starts_with("tcp_retransmit_skb()    N/A    N/A              10.0.2.15:60590"),
+            "{l}"
+        );
+    }
+
+    #[test]
+    fn comm_control_characters_are_escaped() {
+        let mut e = ev(EventKind::Retransmit);
+        e.comm = "a\nb\tc".into();
+        let out = render(&[e.clone()]);
+        assert_eq!(out.lines().count(), 2);
+        assert!(out.contains(r"a\nb\tc"));
+        e.comm = "Web Content".into();
+        assert!(line(e).contains(" Web Content      10.0.2.15"));
+    }
+
+    #[test]
+    fn sk_err_names_and_numbers() {
+        let with = |err| {
+            let mut e = ev(EventKind::SockError);
+            e.sk_err = err;
+            line(e)
+        };
+        assert!(with(111).ends_with("ESTABLISHED              ECONNREFUSED"));
+        assert!(with(104).ends_with(" ECONNRESET"));
+        assert!(with(110).ends_with(" ETIMEDOUT"));
+        assert!(with(32).ends_with(" EPIPE"));
+        assert!(with(113).ends_with(" EHOSTUNREACH"));
+        assert!(with(500).ends_with(" 500"));
+        assert!(with(41).ends_with(" 41"));
+        assert!(with(-5).ends_with(" -5"));
+        assert!(with(0).ends_with("ESTABLISHED"));
+    }
+
+    #[test]
+    fn timestamps_column() {
+        let start = 5_000_000_000;
+        let mut early = ev(EventKind::Retransmit);
+        early.mono_ns = start - 1_500_000;
+        let mut late = ev(EventKind::Retransmit);
+        late.mono_ns = start + 12_345_678_901;
+        let mut at = ev(EventKind::Retransmit);
+        at.mono_ns = start;
+        let out = render_with(&[at, late, early], true, start, None);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], format!("TIME(s)     {HEADER}"));
+        assert!(
+            lines[1].starts_with("0.000000    tcp_retransmit_skb()    16065"),
+            "{}",
+            lines[1]
+        );
+        assert!(
+            lines[2].starts_with("12.345679   tcp_retransmit_skb()"),
+            "{}",
+            lines[2]
+        );
+        assert!(
+            lines[3].starts_with("-0.001500   tcp_retransmit_skb()"),
+            "{}",
+            lines[3]
+        );
+    }
+
+    #[test]
+    fn huge_timestamps_keep_one_space() {
+        let mut e = ev(EventKind::Retransmit);
+        e.mono_ns = i64::MAX;
+        let out = render_with(&[e], true, i64::MIN, None);
+        let l = out.lines().nth(1).unwrap();
+        assert!(
+            l.starts_with("18446744073.709552 tcp_retransmit_skb()"),
+            "{l}"
+        );
+    }
+
+    #[test]
+    fn stacks_under_their_event() {
+        let mut stacks = Stacks::new();
+        stacks.insert(
+            7,
+            vec!["tcp_set_state+0x5".into(), "tcp_connect+0x10".into()],
+        );
+        stacks.insert(8, vec![]);
+        let mut a = ev(EventKind::Retransmit);
+        a.stack_id = Some(7);
+        let mut b = ev(EventKind::Retransmit);
+        b.stack_id = Some(8);
+        let mut c = ev(EventKind::Retransmit);
+        c.stack_id = Some(9);
+        let d = ev(EventKind::DestroySock);
+        let out = render_with(&[a.clone(), b, c, d], false, 0, Some(&stacks));
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 1 + 1 + 2 + 1 + 1 + 1 + 1);
+        assert!(lines[1].starts_with("tcp_retransmit_skb()"));
+        assert_eq!(lines[2], "\ttcp_set_state+0x5");
+        assert_eq!(lines[3], "\ttcp_connect+0x10");
+        assert!(lines[4].starts_with("tcp_retransmit_skb()"));
+        assert!(lines[5].starts_with("tcp_retransmit_skb()"));
+        assert_eq!(lines[6], "\t[stack 9 not in the sidecar]");
+        assert!(lines[7].starts_with("tcp_destroy_sock()"));
+
+        // Without stacks the ids are ignored.
+        let out = render_with(&[a], false, 0, None);
+        assert_eq!(out.lines().count(), 2);
+    }
+}

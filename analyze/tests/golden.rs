@@ -1,0 +1,333 @@
+//! Golden tests: `analyze`'s output on real recordings must not change by
+//! accident.
+//!
+//! For every `testdata/<stem>.parquet` (stack sidecars `*.stacks.parquet`
+//! and hidden in-progress files excluded) and every mode in [`MODES`], the
+//! binary's stdout must equal `testdata/expected/<stem>.<mode>.txt`.
+//!
+//! `DEEPTCP_BLESS=1 cargo test -p deeptcp-analyze --test golden` (re)writes
+//! the expected files from the current output instead of comparing; review
+//! the diff before committing it. Without it, a mode whose expected file is
+//! absent is skipped (and named), but a fixture without any expected file
+//! fails: it was added without being blessed.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Mode name (the `<mode>` in the expected file name) and the flags it runs with.
+const MODES: &[(&str, &[&str])] = &[
+    ("table", &[]),
+    ("t", &["-t"]),
+    ("K", &["-K"]),
+    ("info", &["--info"]),
+];
+
+/// Differing lines shown per mismatch.
+const MAX_DIFF_LINES: usize = 8;
+
+fn testdata() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata")
+}
+
+fn blessing() -> bool {
+    std::env::var_os("DEEPTCP_BLESS").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// Recordings in `dir`, sorted by name.
+fn fixtures(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<PathBuf> = entries
+        .map(|e| e.expect("listing testdata").path())
+        .filter(|p| {
+            let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
+                return false;
+            };
+            p.is_file()
+                && name.ends_with(".parquet")
+                && !name.ends_with(".stacks.parquet")
+                && !name.starts_with('.')
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Stdout of `analyze <flags> <name>`, run inside the fixture's directory so
+/// that nothing machine-specific (absolute paths) can reach the output.
+fn run(fixture: &Path, flags: &[&str]) -> Result<String, String> {
+    let dir = fixture.parent().expect("fixture has a directory");
+    let name = fixture.file_name().expect("fixture has a name");
+    let o = Command::new(env!("CARGO_BIN_EXE_analyze"))
+        .current_dir(dir)
+        .args(flags)
+        .arg(name)
+        .output()
+        .map_err(|e| format!("cannot run analyze: {e}"))?;
+    if !o.status.success() {
+        return Err(format!(
+            "analyze {} exited with {}: {}",
+            flags.join(" "),
+            o.status,
+            String::from_utf8_lossy(&o.stderr).trim_end()
+        ));
+    }
+    String::from_utf8(o.stdout).map_err(|e| format!("output is not UTF-8: {e}"))
+}
+
+/// A readable report of where `actual` departs from `expected`: the first
+/// [`MAX_DIFF_LINES`] differing lines, numbered, `-` expected / `+` actual.
+fn diff(expected: &str, actual: &str) -> String {
+    let exp: Vec<&str> = expected.lines().collect();
+    let act: Vec<&str> = actual.lines().collect();
+    let mut out = String::new();
+    let mut shown = 0;
+    for i in 0..exp.len().max(act.len()) {
+        let (e, a) = (exp.get(i), act.get(i));
+        if e == a {
+            continue;
+        }
+        if shown == MAX_DIFF_LINES {
+            let _ = writeln!(out, "    … (more differences not shown)");
+            break;
+        }
+        shown += 1;
+        let _ = writeln!(out, "    line {}:", i + 1);
+        match e {
+            Some(e) => {
+                let _ = writeln!(out, "    - {e}");
+            }
+            None => {
+                let _ = writeln!(out, "    - <no line>");
+            }
+        }
+        match a {
+            Some(a) => {
+                let _ = writeln!(out, "    + {a}");
+            }
+            None => {
+                let _ = writeln!(out, "    + <no line>");
+            }
+        }
+    }
+    if shown == 0 {
+        // Same lines: the difference is in line endings or the final newline.
+        let _ = writeln!(
+            out,
+            "    same lines, different line endings or final newline ({} vs {} bytes)",
+            expected.len(),
+            actual.len()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "    ({} expected lines, {} actual)",
+        exp.len(),
+        act.len()
+    );
+    out
+}
+
+/// Checks (or blesses) every fixture in `data` against `data/expected`;
+/// returns the failures, and prints what was skipped or written.
+fn check_all(data: &Path, bless: bool) -> Vec<String> {
+    let expected_dir = data.join("expected");
+    let fixtures = fixtures(data);
+    if fixtures.is_empty() {
+        println!("no fixtures in {}", data.display());
+        return Vec::new();
+    }
+    if bless {
+        std::fs::create_dir_all(&expected_dir).expect("creating testdata/expected");
+    }
+    let mut failures = Vec::new();
+    for fixture in &fixtures {
+        let stem = fixture
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .expect("fixture names are UTF-8");
+        let mut present = 0;
+        for (mode, flags) in MODES {
+            let expected_path = expected_dir.join(format!("{stem}.{mode}.txt"));
+            let what = format!("{stem} [{mode}]");
+            let actual = match run(fixture, flags) {
+                Ok(out) => out,
+                Err(e) => {
+                    failures.push(format!("{what}: {e}"));
+                    continue;
+                }
+            };
+            if bless {
+                std::fs::write(&expected_path, &actual)
+                    .unwrap_or_else(|e| panic!("writing {}: {e}", expected_path.display()));
+                println!("blessed {}", expected_path.display());
+                present += 1;
+                continue;
+            }
+            let expected = match std::fs::read_to_string(&expected_path) {
+                Ok(s) => s,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    println!("skipped {what}: no {}", expected_path.display());
+                    continue;
+                }
+                Err(e) => {
+                    failures.push(format!("{what}: reading {}: {e}", expected_path.display()));
+                    continue;
+                }
+            };
+            present += 1;
+            if expected != actual {
+                failures.push(format!(
+                    "{what}: output differs from {}\n{}",
+                    expected_path.display(),
+                    diff(&expected, &actual)
+                ));
+            }
+        }
+        if present == 0 {
+            failures.push(format!(
+                "{}: no expected output in {} (run with DEEPTCP_BLESS=1 to create it)",
+                fixture.display(),
+                expected_dir.display()
+            ));
+        }
+    }
+    failures
+}
+
+#[test]
+fn golden() {
+    let failures = check_all(&testdata(), blessing());
+    assert!(
+        failures.is_empty(),
+        "{} golden failure(s); if the change is intended, rerun with DEEPTCP_BLESS=1 and review the diff:\n\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+mod harness {
+    use super::*;
+
+    #[test]
+    fn diff_names_first_differing_lines() {
+        let d = diff("a\nb\nc\n", "a\nB\nc\nd\n");
+        assert!(d.contains("line 2:\n    - b\n    + B\n"), "{d}");
+        assert!(d.contains("line 4:\n    - <no line>\n    + d\n"), "{d}");
+        assert!(!d.contains("line 1:"), "{d}");
+        assert!(d.contains("(3 expected lines, 4 actual)"), "{d}");
+        let d = diff("a\n", "a");
+        assert!(d.contains("final newline"), "{d}");
+        let many: String = (0..20).map(|i| format!("{i}\n")).collect();
+        let d = diff(&many, "");
+        assert_eq!(d.matches("line ").count(), MAX_DIFF_LINES, "{d}");
+        assert!(d.contains("more differences not shown"));
+    }
+
+    #[test]
+    fn fixture_selection() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "b.parquet",
+            "a.parquet",
+            "a.stacks.parquet",
+            ".c.parquet",
+            "notes.txt",
+        ] {
+            std::fs::write(dir.path().join(name), b"").unwrap();
+        }
+        std::fs::create_dir(dir.path().join("d.parquet")).unwrap();
+        let names: Vec<String> = fixtures(dir.path())
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["a.parquet", "b.parquet"]);
+        assert!(fixtures(&dir.path().join("absent")).is_empty());
+    }
+
+    #[test]
+    fn zero_fixtures_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(check_all(dir.path(), false).is_empty());
+        assert!(check_all(&dir.path().join("absent"), false).is_empty());
+    }
+
+    #[test]
+    fn unreadable_fixture_fails_in_every_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("junk.parquet"), b"junk").unwrap();
+        let failures = check_all(dir.path(), false);
+        assert_eq!(failures.len(), MODES.len() + 1, "{failures:#?}");
+        assert!(failures[0].contains("exited with"), "{failures:#?}");
+        assert!(failures.last().unwrap().contains("no expected output"));
+    }
+
+    fn tiny_recording(dir: &Path) {
+        use deeptcp_format::{Event, EventKind, EventWriter, Family, RecordingMeta, WriterOptions};
+        let file = std::fs::File::create(dir.join("tiny.parquet")).unwrap();
+        let meta = RecordingMeta {
+            host: "h".into(),
+            ..Default::default()
+        };
+        let mut w = EventWriter::new(file, &meta, WriterOptions::default()).unwrap();
+        w.push(&Event {
+            mono_ns: 5,
+            kind: EventKind::ResetRecv,
+            pid: 7,
+            tid: 7,
+            comm: "curl".into(),
+            family: Family::Inet,
+            saddr: "127.0.0.1".parse().unwrap(),
+            daddr: "127.0.0.1".parse().unwrap(),
+            sport: 1,
+            dport: 2,
+            oldstate: None,
+            newstate: None,
+            sk_err: 0,
+            netns: 0,
+            stack_id: None,
+        })
+        .unwrap();
+        w.finish(0).unwrap();
+    }
+
+    #[test]
+    fn bless_then_check_then_detect_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path();
+        tiny_recording(data);
+        let none = check_all(data, false);
+        assert_eq!(none.len(), 1, "{none:#?}");
+        assert!(none[0].contains("no expected output"));
+
+        assert!(check_all(data, true).is_empty());
+        let expected = data.join("expected");
+        for (mode, _) in MODES {
+            assert!(
+                expected.join(format!("tiny.{mode}.txt")).is_file(),
+                "{mode}"
+            );
+        }
+        assert!(check_all(data, false).is_empty());
+
+        // A missing mode is skipped, a changed one fails with a diff.
+        std::fs::remove_file(expected.join("tiny.t.txt")).unwrap();
+        let table = expected.join("tiny.table.txt");
+        let text = std::fs::read_to_string(&table).unwrap();
+        std::fs::write(&table, text.replace("curl", "wget")).unwrap();
+        let failures = check_all(data, false);
+        assert_eq!(failures.len(), 1, "{failures:#?}");
+        assert!(
+            failures[0].starts_with("tiny [table]: output differs"),
+            "{}",
+            failures[0]
+        );
+        assert!(
+            failures[0].contains("line 2:\n    - tcp_reset()"),
+            "{}",
+            failures[0]
+        );
+    }
+}

@@ -1,0 +1,25 @@
+//! deeptcp's on-disk recording format.
+//!
+//! A recording is a zstd-compressed Parquet file whose columns are the
+//! contract with pandas/polars/DuckDB users (see `SCHEMA.md`) and whose
+//! key-value metadata says how it was made (schema version, host, clock
+//! anchors, probes). This crate is the only place that knows that layout:
+//! `record` writes through [`EventWriter`], `analyze` reads through
+//! [`RecordingReader`]. It has no aya and no Linux-only code, so it builds and
+//! tests anywhere.
+
+pub mod error;
+pub mod event;
+pub mod meta;
+pub mod reader;
+pub mod schema;
+pub mod stacks;
+pub mod writer;
+
+pub use error::FormatError;
+pub use event::{Event, EventKind, Family, TcpState};
+pub use meta::{ClockAnchor, ProbeStatus, RecordingMeta};
+pub use reader::RecordingReader;
+pub use schema::SCHEMA_VERSION;
+pub use stacks::{read_stacks, stacks_path, StackWriter};
+pub use writer::{EventWriter, WriteSummary, WriterOptions};

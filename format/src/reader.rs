@@ -1,0 +1,586 @@
+//! Reading recordings back, defensively.
+//!
+//! `analyze` opens files that may be truncated, foreign, from a newer
+//! deeptcp, or rewritten by pyarrow/DuckDB/polars (which may turn dictionary
+//! columns into plain strings). [`RecordingReader::open`] checks all of that
+//! up front and turns each case into a specific [`FormatError`];
+//! [`RecordingReader::events`] then streams rows batch by batch and reports a
+//! bad value as [`FormatError::InvalidValue`] with its absolute row index
+//! instead of panicking.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::iter::FusedIterator;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{
+    ArrowPrimitiveType, Int16Type, Int32Type, Int64Type, Int8Type, UInt16Type, UInt32Type,
+    UInt64Type, UInt8Type,
+};
+use arrow_array::{
+    Array, LargeStringArray, PrimitiveArray, RecordBatch, StringArray, StringViewArray,
+};
+use arrow_schema::DataType;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
+    ParquetRecordBatchReaderBuilder,
+};
+use parquet::arrow::ProjectionMask;
+use parquet::file::metadata::ParquetMetaDataReader;
+
+use crate::event::{canonical_ip, Event, EventKind, Family, TcpState};
+use crate::meta::RecordingMeta;
+use crate::schema::{self, col};
+use crate::FormatError;
+
+/// Rows decoded per step of [`Events`].
+const READ_BATCH: usize = 8192;
+
+/// A Parquet file whose footer parsed.
+pub(crate) struct OpenedParquet {
+    pub file: File,
+    pub metadata: ArrowReaderMetadata,
+}
+
+/// Opens `path` and parses its Parquet footer and Arrow schema.
+pub(crate) fn open_parquet(path: &Path) -> Result<OpenedParquet, FormatError> {
+    let file = File::open(path).map_err(|e| FormatError::io(Some(path), "open", e))?;
+    let fs_meta = file
+        .metadata()
+        .map_err(|e| FormatError::io(Some(path), "stat", e))?;
+    if fs_meta.is_dir() {
+        return Err(FormatError::io(
+            Some(path),
+            "open",
+            std::io::Error::new(std::io::ErrorKind::IsADirectory, "is a directory"),
+        ));
+    }
+    let md = ParquetMetaDataReader::new()
+        .parse_and_finish(&file)
+        .map_err(|source| FormatError::NotParquet {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let metadata = ArrowReaderMetadata::try_new(Arc::new(md), ArrowReaderOptions::new())
+        .map_err(|e| FormatError::parquet(Some(path), e))?;
+    Ok(OpenedParquet { file, metadata })
+}
+
+/// A string column as stored: plain (Utf8, LargeUtf8, Utf8View) or a
+/// dictionary of those with any integer key type.
+pub(crate) struct TextColumn<'a> {
+    /// Dictionary keys as indices into `values` (`usize::MAX` = key not
+    /// representable), with the key array for its null mask.
+    keys: Option<(Vec<usize>, &'a dyn Array)>,
+    values: Strings<'a>,
+}
+
+enum Strings<'a> {
+    Utf8(&'a StringArray),
+    Large(&'a LargeStringArray),
+    View(&'a StringViewArray),
+}
+
+impl<'a> Strings<'a> {
+    fn new(a: &'a dyn Array) -> Option<Self> {
+        if let Some(s) = a.as_string_opt::<i32>() {
+            Some(Strings::Utf8(s))
+        } else if let Some(s) = a.as_string_opt::<i64>() {
+            Some(Strings::Large(s))
+        } else {
+            a.as_string_view_opt().map(Strings::View)
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Strings::Utf8(a) => a.len(),
+            Strings::Large(a) => a.len(),
+            Strings::View(a) => a.len(),
+        }
+    }
+
+    /// `None` for null; `i` must be `< len()`.
+    fn get(&self, i: usize) -> Option<&'a str> {
+        match self {
+            Strings::Utf8(a) => (!a.is_null(i)).then(|| a.value(i)),
+            Strings::Large(a) => (!a.is_null(i)).then(|| a.value(i)),
+            Strings::View(a) => (!a.is_null(i)).then(|| a.value(i)),
+        }
+    }
+}
+
+fn is_plain_text(t: &DataType) -> bool {
+    matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+}
+
+/// Dictionary keys as `usize`; `None` for a non-integer key type.
+fn keys_to_usize(keys: &dyn Array) -> Option<Vec<usize>> {
+    fn conv<T: ArrowPrimitiveType>(keys: &dyn Array) -> Option<Vec<usize>>
+    where
+        usize: TryFrom<T::Native>,
+    {
+        keys.as_primitive_opt::<T>().map(|a| {
+            a.values()
+                .iter()
+                .map(|&k| usize::try_from(k).unwrap_or(usize::MAX))
+                .collect()
+        })
+    }
+    match keys.data_type() {
+        DataType::Int8 => conv::<Int8Type>(keys),
+        DataType::Int16 => conv::<Int16Type>(keys),
+        DataType::Int32 => conv::<Int32Type>(keys),
+        DataType::Int64 => conv::<Int64Type>(keys),
+        DataType::UInt8 => conv::<UInt8Type>(keys),
+        DataType::UInt16 => conv::<UInt16Type>(keys),
+        DataType::UInt32 => conv::<UInt32Type>(keys),
+        DataType::UInt64 => conv::<UInt64Type>(keys),
+        _ => None,
+    }
+}
+
+impl<'a> TextColumn<'a> {
+    /// Whether a column of this type can be read as text.
+    pub(crate) fn type_ok(t: &DataType) -> bool {
+        match t {
+            DataType::Dictionary(k, v) => k.is_dictionary_key_type() && is_plain_text(v),
+            t => is_plain_text(t),
+        }
+    }
+
+    pub(crate) fn new(a: &'a dyn Array) -> Option<Self> {
+        if let Some(d) = a.as_any_dictionary_opt() {
+            let keys = d.keys();
+            Some(TextColumn {
+                keys: Some((keys_to_usize(keys)?, keys)),
+                values: Strings::new(d.values().as_ref())?,
+            })
+        } else {
+            Some(TextColumn {
+                keys: None,
+                values: Strings::new(a)?,
+            })
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        match &self.keys {
+            Some((k, _)) => k.len(),
+            None => self.values.len(),
+        }
+    }
+
+    /// The string at row `i` (`None` = null); `Err` for a dictionary key
+    /// out of range or a row past the end.
+    pub(crate) fn get(&self, i: usize) -> Result<Option<&'a str>, String> {
+        let vi = match &self.keys {
+            Some((keys, key_arr)) => {
+                if key_arr.is_null(i) {
+                    return Ok(None);
+                }
+                match keys.get(i) {
+                    Some(&k) if k < self.values.len() => k,
+                    Some(_) => return Err("dictionary key out of range".into()),
+                    None => return Err("row past the end of the column".into()),
+                }
+            }
+            None if i < self.values.len() => i,
+            None => return Err("row past the end of the column".into()),
+        };
+        Ok(self.values.get(vi))
+    }
+}
+
+/// A hostile value, shortened for an error message.
+fn shown(s: &str) -> String {
+    const MAX: usize = 64;
+    if s.len() <= MAX {
+        return format!("{s:?}");
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{:?}...", &s[..end])
+}
+
+/// How each column the reader decodes may be typed.
+enum Want {
+    Text,
+    Exactly(DataType),
+}
+
+fn required_columns() -> [(&'static str, Want); 15] {
+    use Want::{Exactly, Text};
+    [
+        (col::MONO_NS, Exactly(DataType::Int64)),
+        (col::KIND, Text),
+        (col::PID, Exactly(DataType::UInt32)),
+        (col::TID, Exactly(DataType::UInt32)),
+        (col::COMM, Text),
+        (col::FAMILY, Text),
+        (col::SADDR, Text),
+        (col::DADDR, Text),
+        (col::SPORT, Exactly(DataType::UInt16)),
+        (col::DPORT, Exactly(DataType::UInt16)),
+        (col::OLDSTATE, Text),
+        (col::NEWSTATE, Text),
+        (col::SK_ERR, Exactly(DataType::Int32)),
+        (col::NETNS, Exactly(DataType::UInt32)),
+        (col::STACK_ID, Exactly(DataType::Int64)),
+    ]
+}
+
+/// An open recording: metadata checked, rows not yet read.
+pub struct RecordingReader {
+    path: PathBuf,
+    meta: RecordingMeta,
+    num_rows: u64,
+    num_row_groups: usize,
+    finished: bool,
+    batches: ParquetRecordBatchReader,
+}
+
+impl std::fmt::Debug for RecordingReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordingReader")
+            .field("path", &self.path)
+            .field("meta", &self.meta)
+            .field("num_rows", &self.num_rows)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RecordingReader {
+    /// Opens a recording: checks that it is Parquet, carries deeptcp
+    /// metadata of a supported schema version, and has every column the
+    /// reader decodes with a usable type. Reads no rows.
+    pub fn open(path: &Path) -> Result<Self, FormatError> {
+        let opened = open_parquet(path)?;
+        let pq = Arc::clone(opened.metadata.metadata());
+        let kv = schema::kv_map(pq.file_metadata().key_value_metadata());
+        let version = schema::check_version(path, &kv)?;
+
+        // Columns before the remaining metadata, so handing over a stacks
+        // sidecar gets a message about columns rather than about keys.
+        let arrow_schema = Arc::clone(opened.metadata.schema());
+        let mut roots = Vec::new();
+        for (name, want) in required_columns() {
+            let Some((idx, field)) = arrow_schema.column_with_name(name) else {
+                let hint = if arrow_schema.column_with_name(col::stacks::FRAMES).is_some() {
+                    " (this looks like a .stacks.parquet sidecar; open the recording itself)"
+                } else {
+                    ""
+                };
+                return Err(FormatError::BadColumn {
+                    path: path.to_path_buf(),
+                    column: name.to_owned(),
+                    detail: format!("missing{hint}"),
+                });
+            };
+            let ok = match &want {
+                Want::Text => TextColumn::type_ok(field.data_type()),
+                Want::Exactly(t) => field.data_type() == t,
+            };
+            if !ok {
+                let expected = match want {
+                    Want::Text => "a string or dictionary-of-string type".to_owned(),
+                    Want::Exactly(t) => t.to_string(),
+                };
+                return Err(FormatError::BadColumn {
+                    path: path.to_path_buf(),
+                    column: name.to_owned(),
+                    detail: format!("has type {}, expected {expected}", field.data_type()),
+                });
+            }
+            roots.push(idx);
+        }
+
+        let decoded = schema::decode_metadata(path, &kv, version)?;
+        let num_rows = u64::try_from(pq.file_metadata().num_rows()).unwrap_or(0);
+
+        let mask = ProjectionMask::roots(opened.metadata.parquet_schema(), roots);
+        let batches =
+            ParquetRecordBatchReaderBuilder::new_with_metadata(opened.file, opened.metadata)
+                .with_batch_size(READ_BATCH)
+                .with_projection(mask)
+                .build()
+                .map_err(|e| FormatError::parquet(Some(path), e))?;
+
+        Ok(RecordingReader {
+            path: path.to_path_buf(),
+            meta: decoded.meta,
+            num_rows,
+            num_row_groups: pq.num_row_groups(),
+            finished: decoded.events.is_some(),
+            batches,
+        })
+    }
+
+    /// Recording metadata; `schema_version` is the file's, `lost_events` is 0
+    /// when the file was not finished cleanly.
+    pub fn meta(&self) -> &RecordingMeta {
+        &self.meta
+    }
+
+    /// Rows in the file, from the footer.
+    pub fn num_rows(&self) -> u64 {
+        self.num_rows
+    }
+
+    /// Row groups in the file.
+    pub fn num_row_groups(&self) -> usize {
+        self.num_row_groups
+    }
+
+    /// Whether the writer finished the file (`deeptcp.events` present). A
+    /// recovered file is readable but has no `lost_events` total.
+    pub fn finished(&self) -> bool {
+        self.finished
+    }
+
+    /// The path this reader was opened with.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Streams the rows in file order. After the first error the iterator ends.
+    pub fn events(self) -> Events {
+        Events {
+            batches: Some(self.batches),
+            path: self.path,
+            next_row: 0,
+            buf: VecDeque::with_capacity(READ_BATCH),
+            pending_err: None,
+        }
+    }
+}
+
+/// Iterator over the events of a recording, decoding one record batch at a time.
+pub struct Events {
+    /// `None` once exhausted or after an error.
+    batches: Option<ParquetRecordBatchReader>,
+    path: PathBuf,
+    /// Absolute index of the first row of the next batch.
+    next_row: u64,
+    buf: VecDeque<Event>,
+    /// An error found part-way through a batch, yielded after the rows before it.
+    pending_err: Option<FormatError>,
+}
+
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Events")
+            .field("path", &self.path)
+            .field("next_row", &self.next_row)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Iterator for Events {
+    type Item = Result<Event, FormatError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(ev) = self.buf.pop_front() {
+                return Some(Ok(ev));
+            }
+            if let Some(e) = self.pending_err.take() {
+                return Some(Err(e));
+            }
+            let batches = self.batches.as_mut()?;
+            match batches.next() {
+                None => {
+                    self.batches = None;
+                    return None;
+                }
+                Some(Err(e)) => {
+                    self.batches = None;
+                    return Some(Err(FormatError::arrow(Some(&self.path), e)));
+                }
+                Some(Ok(batch)) => {
+                    let row0 = self.next_row;
+                    self.next_row += batch.num_rows() as u64;
+                    if let Err(e) = decode_batch(&self.path, &batch, row0, &mut self.buf) {
+                        self.batches = None;
+                        self.pending_err = Some(e);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl FusedIterator for Events {}
+
+/// Typed views of one record batch's columns.
+struct Columns<'a> {
+    mono_ns: &'a PrimitiveArray<Int64Type>,
+    kind: TextColumn<'a>,
+    pid: &'a PrimitiveArray<UInt32Type>,
+    tid: &'a PrimitiveArray<UInt32Type>,
+    comm: TextColumn<'a>,
+    family: TextColumn<'a>,
+    saddr: TextColumn<'a>,
+    daddr: TextColumn<'a>,
+    sport: &'a PrimitiveArray<UInt16Type>,
+    dport: &'a PrimitiveArray<UInt16Type>,
+    oldstate: TextColumn<'a>,
+    newstate: TextColumn<'a>,
+    sk_err: &'a PrimitiveArray<Int32Type>,
+    netns: &'a PrimitiveArray<UInt32Type>,
+    stack_id: &'a PrimitiveArray<Int64Type>,
+}
+
+impl<'a> Columns<'a> {
+    fn new(path: &Path, batch: &'a RecordBatch) -> Result<Self, FormatError> {
+        let n = batch.num_rows();
+        let bad = |name: &str, detail: &str| FormatError::BadColumn {
+            path: path.to_path_buf(),
+            column: name.to_owned(),
+            detail: detail.to_owned(),
+        };
+        let column = |name: &str| -> Result<&'a dyn Array, FormatError> {
+            let a = batch
+                .column_by_name(name)
+                .ok_or_else(|| bad(name, "missing from record batch"))?;
+            if a.len() != n {
+                return Err(bad(name, "length differs from the record batch"));
+            }
+            Ok(a.as_ref())
+        };
+        fn prim<'b, T: ArrowPrimitiveType>(
+            a: &'b dyn Array,
+            name: &str,
+            bad: &dyn Fn(&str, &str) -> FormatError,
+        ) -> Result<&'b PrimitiveArray<T>, FormatError> {
+            a.as_primitive_opt::<T>()
+                .ok_or_else(|| bad(name, "unexpected type in record batch"))
+        }
+        let text = |name: &str| -> Result<TextColumn<'a>, FormatError> {
+            TextColumn::new(column(name)?)
+                .ok_or_else(|| bad(name, "unexpected type in record batch"))
+        };
+        Ok(Columns {
+            mono_ns: prim(column(col::MONO_NS)?, col::MONO_NS, &bad)?,
+            kind: text(col::KIND)?,
+            pid: prim(column(col::PID)?, col::PID, &bad)?,
+            tid: prim(column(col::TID)?, col::TID, &bad)?,
+            comm: text(col::COMM)?,
+            family: text(col::FAMILY)?,
+            saddr: text(col::SADDR)?,
+            daddr: text(col::DADDR)?,
+            sport: prim(column(col::SPORT)?, col::SPORT, &bad)?,
+            dport: prim(column(col::DPORT)?, col::DPORT, &bad)?,
+            oldstate: text(col::OLDSTATE)?,
+            newstate: text(col::NEWSTATE)?,
+            sk_err: prim(column(col::SK_ERR)?, col::SK_ERR, &bad)?,
+            netns: prim(column(col::NETNS)?, col::NETNS, &bad)?,
+            stack_id: prim(column(col::STACK_ID)?, col::STACK_ID, &bad)?,
+        })
+    }
+}
+
+/// A bad value: (column, detail).
+type Bad = (&'static str, String);
+
+const NULL_IN_NON_NULL: &str = "null in a non-null column";
+
+fn req<T: ArrowPrimitiveType>(
+    a: &PrimitiveArray<T>,
+    i: usize,
+    name: &'static str,
+) -> Result<T::Native, Bad> {
+    if a.is_null(i) {
+        Err((name, NULL_IN_NON_NULL.into()))
+    } else {
+        Ok(a.value(i))
+    }
+}
+
+fn opt<T: ArrowPrimitiveType>(a: &PrimitiveArray<T>, i: usize) -> Option<T::Native> {
+    (!a.is_null(i)).then(|| a.value(i))
+}
+
+fn text_opt<'a>(c: &TextColumn<'a>, i: usize, name: &'static str) -> Result<Option<&'a str>, Bad> {
+    c.get(i).map_err(|d| (name, d))
+}
+
+fn text_req<'a>(c: &TextColumn<'a>, i: usize, name: &'static str) -> Result<&'a str, Bad> {
+    text_opt(c, i, name)?.ok_or_else(|| (name, NULL_IN_NON_NULL.into()))
+}
+
+fn addr(c: &TextColumn<'_>, i: usize, name: &'static str) -> Result<IpAddr, Bad> {
+    let s = text_req(c, i, name)?;
+    s.parse::<IpAddr>()
+        .map(canonical_ip)
+        .map_err(|_| (name, format!("not an IP address: {}", shown(s))))
+}
+
+fn state(c: &TextColumn<'_>, i: usize, name: &'static str) -> Result<Option<TcpState>, Bad> {
+    match text_opt(c, i, name)? {
+        None => Ok(None),
+        Some(s) => TcpState::parse(s)
+            .map(Some)
+            .ok_or_else(|| (name, format!("unknown TCP state {}", shown(s)))),
+    }
+}
+
+fn decode_row(c: &Columns<'_>, i: usize) -> Result<Event, Bad> {
+    let kind_s = text_req(&c.kind, i, col::KIND)?;
+    let kind = EventKind::parse(kind_s)
+        .ok_or_else(|| (col::KIND, format!("unknown event kind {}", shown(kind_s))))?;
+    let family_s = text_req(&c.family, i, col::FAMILY)?;
+    let family = Family::parse(family_s).ok_or_else(|| {
+        (
+            col::FAMILY,
+            format!("unknown address family {}", shown(family_s)),
+        )
+    })?;
+    Ok(Event {
+        mono_ns: req(c.mono_ns, i, col::MONO_NS)?,
+        kind,
+        pid: req(c.pid, i, col::PID)?,
+        tid: req(c.tid, i, col::TID)?,
+        comm: text_req(&c.comm, i, col::COMM)?.to_owned(),
+        family,
+        saddr: addr(&c.saddr, i, col::SADDR)?,
+        daddr: addr(&c.daddr, i, col::DADDR)?,
+        sport: req(c.sport, i, col::SPORT)?,
+        dport: req(c.dport, i, col::DPORT)?,
+        oldstate: state(&c.oldstate, i, col::OLDSTATE)?,
+        newstate: state(&c.newstate, i, col::NEWSTATE)?,
+        sk_err: req(c.sk_err, i, col::SK_ERR)?,
+        netns: req(c.netns, i, col::NETNS)?,
+        stack_id: opt(c.stack_id, i),
+    })
+}
+
+/// Decodes `batch` into `out` up to the first bad row.
+fn decode_batch(
+    path: &Path,
+    batch: &RecordBatch,
+    row0: u64,
+    out: &mut VecDeque<Event>,
+) -> Result<(), FormatError> {
+    let cols = Columns::new(path, batch)?;
+    debug_assert_eq!(cols.kind.len(), batch.num_rows());
+    for i in 0..batch.num_rows() {
+        match decode_row(&cols, i) {
+            Ok(ev) => out.push_back(ev),
+            Err((column, detail)) => {
+                return Err(FormatError::InvalidValue {
+                    path: path.to_path_buf(),
+                    row: row0 + i as u64,
+                    column: column.to_owned(),
+                    detail,
+                })
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,341 @@
+//! Schema v1: the column layout and key-value metadata of a recording.
+//!
+//! This module is the single source of truth for names and types that users'
+//! notebooks and SQL depend on (documented in `SCHEMA.md`); the writer and the
+//! reader both take them from here, so they cannot drift apart. Changing
+//! anything here is a format change: bump [`SCHEMA_VERSION`].
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, StringArray};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+use crate::event::{EventKind, Family, TcpState};
+use crate::meta::{ClockAnchor, ProbeStatus, RecordingMeta};
+use crate::FormatError;
+
+/// Version of the layout written by this build, stored as `deeptcp.schema_version`.
+/// Readers refuse any other version.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Column names, in file order.
+pub mod col {
+    /// Wall-clock time, `Timestamp(ns, "UTC")`.
+    pub const TS: &str = "ts";
+    /// CLOCK_MONOTONIC nanoseconds, `Int64`.
+    pub const MONO_NS: &str = "mono_ns";
+    pub const KIND: &str = "kind";
+    pub const PID: &str = "pid";
+    pub const TID: &str = "tid";
+    pub const COMM: &str = "comm";
+    pub const FAMILY: &str = "family";
+    pub const SADDR: &str = "saddr";
+    pub const DADDR: &str = "daddr";
+    pub const SPORT: &str = "sport";
+    pub const DPORT: &str = "dport";
+    pub const OLDSTATE: &str = "oldstate";
+    pub const NEWSTATE: &str = "newstate";
+    pub const SK_ERR: &str = "sk_err";
+    pub const NETNS: &str = "netns";
+    pub const STACK_ID: &str = "stack_id";
+
+    /// All columns of schema v1, in file order.
+    pub const ALL: [&str; 16] = [
+        TS, MONO_NS, KIND, PID, TID, COMM, FAMILY, SADDR, DADDR, SPORT, DPORT, OLDSTATE, NEWSTATE,
+        SK_ERR, NETNS, STACK_ID,
+    ];
+
+    /// Columns of the stacks sidecar (`*.stacks.parquet`).
+    pub mod stacks {
+        /// `Int64`, the key referenced by the recording's `stack_id`.
+        pub const STACK_ID: &str = "stack_id";
+        /// `List<Utf8>`, innermost frame first.
+        pub const FRAMES: &str = "frames";
+    }
+}
+
+/// Key-value metadata keys. All values are strings.
+pub mod key {
+    pub const SCHEMA_VERSION: &str = "deeptcp.schema_version";
+    pub const HOST: &str = "deeptcp.host";
+    pub const KERNEL_RELEASE: &str = "deeptcp.kernel_release";
+    pub const BOOT_ID: &str = "deeptcp.boot_id";
+    pub const CLOCK_REALTIME_NS: &str = "deeptcp.clock.realtime_ns";
+    pub const CLOCK_MONOTONIC_NS: &str = "deeptcp.clock.monotonic_ns";
+    pub const RECORDER_VERSION: &str = "deeptcp.recorder_version";
+    /// `"true"` / `"false"`.
+    pub const KSTACK: &str = "deeptcp.kstack";
+    /// JSON array of [`crate::ProbeStatus`].
+    pub const PROBES: &str = "deeptcp.probes";
+    /// Appended when the recording is finished; absent in a recovered file.
+    pub const LOST_EVENTS: &str = "deeptcp.lost_events";
+    /// Row count, appended when the recording is finished.
+    pub const EVENTS: &str = "deeptcp.events";
+}
+
+/// Timezone of the `ts` column.
+pub const TS_TIMEZONE: &str = "UTC";
+
+fn enum_dict() -> DataType {
+    DataType::Dictionary(Box::new(DataType::UInt8), Box::new(DataType::Utf8))
+}
+
+/// The Arrow schema of a recording (schema v1), without metadata.
+pub fn event_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new(
+            col::TS,
+            DataType::Timestamp(TimeUnit::Nanosecond, Some(TS_TIMEZONE.into())),
+            false,
+        ),
+        Field::new(col::MONO_NS, DataType::Int64, false),
+        Field::new(col::KIND, enum_dict(), false),
+        Field::new(col::PID, DataType::UInt32, false),
+        Field::new(col::TID, DataType::UInt32, false),
+        Field::new(
+            col::COMM,
+            DataType::Dictionary(Box::new(DataType::UInt32), Box::new(DataType::Utf8)),
+            false,
+        ),
+        Field::new(col::FAMILY, enum_dict(), false),
+        Field::new(col::SADDR, DataType::Utf8, false),
+        Field::new(col::DADDR, DataType::Utf8, false),
+        Field::new(col::SPORT, DataType::UInt16, false),
+        Field::new(col::DPORT, DataType::UInt16, false),
+        Field::new(col::OLDSTATE, enum_dict(), true),
+        Field::new(col::NEWSTATE, enum_dict(), true),
+        Field::new(col::SK_ERR, DataType::Int32, false),
+        Field::new(col::NETNS, DataType::UInt32, false),
+        Field::new(col::STACK_ID, DataType::Int64, true),
+    ]))
+}
+
+/// The Arrow schema of the stacks sidecar, without metadata.
+pub fn stacks_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new(col::stacks::STACK_ID, DataType::Int64, false),
+        Field::new(
+            col::stacks::FRAMES,
+            DataType::List(Arc::new(Field::new("item", DataType::Utf8, false))),
+            false,
+        ),
+    ]))
+}
+
+// The enum columns are written as dictionary arrays whose values are the full,
+// fixed list of names and whose keys are these indices, so pushing an event
+// never hashes a string.
+
+pub(crate) fn kind_index(k: EventKind) -> u8 {
+    match k {
+        EventKind::StateChange => 0,
+        EventKind::Retransmit => 1,
+        EventKind::ResetRecv => 2,
+        EventKind::ResetSent => 3,
+        EventKind::SockError => 4,
+        EventKind::DestroySock => 5,
+    }
+}
+
+pub(crate) fn kind_values() -> ArrayRef {
+    Arc::new(StringArray::from_iter_values(
+        EventKind::ALL.iter().map(|k| k.as_str()),
+    ))
+}
+
+pub(crate) fn family_index(f: Family) -> u8 {
+    match f {
+        Family::Inet => 0,
+        Family::Inet6 => 1,
+    }
+}
+
+pub(crate) fn family_values() -> ArrayRef {
+    Arc::new(StringArray::from_iter_values(
+        [Family::Inet, Family::Inet6].iter().map(|f| f.as_str()),
+    ))
+}
+
+/// Index into [`TcpState::ALL`] (whose order is the kernel numbering 1..=13).
+pub(crate) fn state_index(s: TcpState) -> u8 {
+    (s as u8).wrapping_sub(1)
+}
+
+pub(crate) fn state_values() -> ArrayRef {
+    Arc::new(StringArray::from_iter_values(
+        TcpState::ALL.iter().map(|s| s.name()),
+    ))
+}
+
+/// The key-value metadata written when a recording is opened (everything but
+/// [`key::LOST_EVENTS`] and [`key::EVENTS`], which are appended at finish).
+/// `meta.schema_version` and `meta.lost_events` are ignored.
+pub fn metadata_key_values(meta: &RecordingMeta) -> Result<Vec<(String, String)>, FormatError> {
+    let probes = serde_json::to_string(&meta.probes).map_err(|e| FormatError::BadMetadata {
+        path: None,
+        key: key::PROBES.to_owned(),
+        detail: e.to_string(),
+    })?;
+    Ok(vec![
+        (key::SCHEMA_VERSION.to_owned(), SCHEMA_VERSION.to_string()),
+        (key::HOST.to_owned(), meta.host.clone()),
+        (key::KERNEL_RELEASE.to_owned(), meta.kernel_release.clone()),
+        (key::BOOT_ID.to_owned(), meta.boot_id.clone()),
+        (
+            key::CLOCK_REALTIME_NS.to_owned(),
+            meta.clock.realtime_ns.to_string(),
+        ),
+        (
+            key::CLOCK_MONOTONIC_NS.to_owned(),
+            meta.clock.monotonic_ns.to_string(),
+        ),
+        (
+            key::RECORDER_VERSION.to_owned(),
+            meta.recorder_version.clone(),
+        ),
+        (key::KSTACK.to_owned(), meta.kstack.to_string()),
+        (key::PROBES.to_owned(), probes),
+    ])
+}
+
+/// Parquet key-value metadata as a map; a duplicated key keeps its LAST value
+/// (values appended at finish override those set at open). Keys without a
+/// value are dropped.
+pub(crate) fn kv_map(
+    kvs: Option<&Vec<parquet::file::metadata::KeyValue>>,
+) -> HashMap<String, String> {
+    let mut map = HashMap::new();
+    for kv in kvs.into_iter().flatten() {
+        match &kv.value {
+            Some(v) => {
+                map.insert(kv.key.clone(), v.clone());
+            }
+            None => {
+                map.remove(&kv.key);
+            }
+        }
+    }
+    map
+}
+
+/// Checks `deeptcp.schema_version`: absent → not a recording; other than
+/// [`SCHEMA_VERSION`] → unsupported.
+pub(crate) fn check_version(path: &Path, kv: &HashMap<String, String>) -> Result<u32, FormatError> {
+    let Some(raw) = kv.get(key::SCHEMA_VERSION) else {
+        return Err(FormatError::NotRecording {
+            path: path.to_path_buf(),
+        });
+    };
+    let found: u32 = raw.trim().parse().map_err(|_| FormatError::BadMetadata {
+        path: Some(path.to_path_buf()),
+        key: key::SCHEMA_VERSION.to_owned(),
+        detail: format!("expected an unsigned integer, found {raw:?}"),
+    })?;
+    if found != SCHEMA_VERSION {
+        return Err(FormatError::UnsupportedVersion {
+            path: path.to_path_buf(),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    Ok(found)
+}
+
+/// Decoded recording metadata plus whether the finish-time keys were present.
+pub(crate) struct DecodedMeta {
+    pub meta: RecordingMeta,
+    /// `deeptcp.events`, present only in a cleanly finished file.
+    pub events: Option<u64>,
+}
+
+/// Parses the recording metadata (after [`check_version`] succeeded).
+pub(crate) fn decode_metadata(
+    path: &Path,
+    kv: &HashMap<String, String>,
+    schema_version: u32,
+) -> Result<DecodedMeta, FormatError> {
+    let required = |k: &str| -> Result<&String, FormatError> {
+        kv.get(k).ok_or_else(|| FormatError::MissingMetadata {
+            path: path.to_path_buf(),
+            key: k.to_owned(),
+        })
+    };
+    let bad = |k: &str, detail: String| FormatError::BadMetadata {
+        path: Some(path.to_path_buf()),
+        key: k.to_owned(),
+        detail,
+    };
+    let int = |k: &str| -> Result<i64, FormatError> {
+        let raw = required(k)?;
+        raw.trim()
+            .parse::<i64>()
+            .map_err(|_| bad(k, format!("expected an integer, found {raw:?}")))
+    };
+    let opt_u64 = |k: &str| -> Result<Option<u64>, FormatError> {
+        kv.get(k)
+            .map(|raw| {
+                raw.trim()
+                    .parse::<u64>()
+                    .map_err(|_| bad(k, format!("expected an unsigned integer, found {raw:?}")))
+            })
+            .transpose()
+    };
+
+    let kstack_raw = required(key::KSTACK)?;
+    let kstack = match kstack_raw.trim() {
+        "true" => true,
+        "false" => false,
+        other => {
+            return Err(bad(
+                key::KSTACK,
+                format!("expected \"true\" or \"false\", found {other:?}"),
+            ))
+        }
+    };
+    let probes: Vec<ProbeStatus> = serde_json::from_str(required(key::PROBES)?)
+        .map_err(|e| bad(key::PROBES, format!("invalid probes JSON: {e}")))?;
+
+    let meta = RecordingMeta {
+        schema_version,
+        host: required(key::HOST)?.clone(),
+        kernel_release: required(key::KERNEL_RELEASE)?.clone(),
+        boot_id: required(key::BOOT_ID)?.clone(),
+        clock: ClockAnchor {
+            realtime_ns: int(key::CLOCK_REALTIME_NS)?,
+            monotonic_ns: int(key::CLOCK_MONOTONIC_NS)?,
+        },
+        recorder_version: required(key::RECORDER_VERSION)?.clone(),
+        probes,
+        lost_events: opt_u64(key::LOST_EVENTS)?.unwrap_or(0),
+        kstack,
+    };
+    Ok(DecodedMeta {
+        meta,
+        events: opt_u64(key::EVENTS)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_index_matches_all_order() {
+        for (i, s) in TcpState::ALL.iter().enumerate() {
+            assert_eq!(state_index(*s) as usize, i);
+        }
+        for (i, k) in EventKind::ALL.iter().enumerate() {
+            assert_eq!(kind_index(*k) as usize, i);
+        }
+        assert_eq!(family_index(Family::Inet6), 1);
+    }
+
+    #[test]
+    fn schema_columns_in_documented_order() {
+        let s = event_schema();
+        let names: Vec<&str> = s.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, col::ALL);
+    }
+}

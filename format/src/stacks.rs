@@ -1,0 +1,256 @@
+//! The kernel-stack sidecar (`x.stacks.parquet` next to `x.parquet`).
+//!
+//! A Parquet file has one schema, and stack frames are a list per stack that
+//! many events share, so they live in their own small table keyed by
+//! `stack_id` instead of bloating every event row or the key-value metadata.
+//! Frames are symbolised text (`function+0xoff`), never raw kernel addresses.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::builder::{Int64Builder, ListBuilder, StringBuilder};
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, SchemaRef};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::ZstdLevel;
+use parquet::file::metadata::KeyValue;
+
+use crate::reader::{open_parquet, TextColumn};
+use crate::schema::{self, col, key, SCHEMA_VERSION};
+use crate::writer::{base_properties, finish_file, WriteSummary};
+use crate::FormatError;
+
+/// Stacks buffered before they are encoded.
+const STACK_BATCH: usize = 1024;
+
+/// Path of the stacks sidecar of a recording: `x.parquet` → `x.stacks.parquet`;
+/// any other name gets `.stacks.parquet` appended.
+pub fn stacks_path(recording: &Path) -> PathBuf {
+    let stem = recording
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_suffix(".parquet"))
+        .filter(|stem| !stem.is_empty());
+    match stem {
+        Some(stem) => recording.with_file_name(format!("{stem}.stacks.parquet")),
+        None => {
+            let mut s = recording.as_os_str().to_owned();
+            s.push(".stacks.parquet");
+            PathBuf::from(s)
+        }
+    }
+}
+
+fn frames_item_field() -> Arc<Field> {
+    Arc::new(Field::new("item", DataType::Utf8, false))
+}
+
+/// Writes the stacks sidecar. Push each distinct stack once; `finish` it.
+pub struct StackWriter {
+    writer: ArrowWriter<File>,
+    schema: SchemaRef,
+    ids: Int64Builder,
+    frames: ListBuilder<StringBuilder>,
+    pending: usize,
+    rows: u64,
+}
+
+impl StackWriter {
+    /// Starts a sidecar in `file` (zstd, metadata `deeptcp.schema_version`).
+    pub fn new(file: File) -> Result<Self, FormatError> {
+        let level = ZstdLevel::try_new(3).map_err(|e| FormatError::parquet(None, e))?;
+        let props = base_properties(level, 131_072)
+            .set_key_value_metadata(Some(vec![KeyValue::new(
+                key::SCHEMA_VERSION.to_owned(),
+                SCHEMA_VERSION.to_string(),
+            )]))
+            .build();
+        let schema = schema::stacks_schema();
+        let writer = ArrowWriter::try_new(file, Arc::clone(&schema), Some(props))
+            .map_err(|e| FormatError::parquet(None, e))?;
+        Ok(StackWriter {
+            writer,
+            schema,
+            ids: Int64Builder::new(),
+            frames: ListBuilder::new(StringBuilder::new()).with_field(frames_item_field()),
+            pending: 0,
+            rows: 0,
+        })
+    }
+
+    /// Adds one stack; `frames` innermost first.
+    pub fn push(&mut self, stack_id: i64, frames: &[String]) -> Result<(), FormatError> {
+        self.ids.append_value(stack_id);
+        for f in frames {
+            self.frames.values().append_value(f);
+        }
+        self.frames.append(true);
+        self.pending += 1;
+        self.rows += 1;
+        if self.pending >= STACK_BATCH {
+            self.write_batch()?;
+        }
+        Ok(())
+    }
+
+    fn write_batch(&mut self) -> Result<(), FormatError> {
+        if self.pending == 0 {
+            return Ok(());
+        }
+        self.pending = 0;
+        let columns: Vec<ArrayRef> =
+            vec![Arc::new(self.ids.finish()), Arc::new(self.frames.finish())];
+        let batch = RecordBatch::try_new(Arc::clone(&self.schema), columns)
+            .map_err(|e| FormatError::arrow(None, e))?;
+        self.writer
+            .write(&batch)
+            .map_err(|e| FormatError::parquet(None, e))
+    }
+
+    /// Writes the footer and fsyncs.
+    pub fn finish(mut self) -> Result<WriteSummary, FormatError> {
+        self.write_batch()?;
+        let file = self
+            .writer
+            .into_inner()
+            .map_err(|e| FormatError::parquet(None, e))?;
+        finish_file(file, self.rows)
+    }
+}
+
+/// Reads a whole stacks sidecar into `stack_id → frames`. A duplicated id
+/// keeps its last row.
+pub fn read_stacks(path: &Path) -> Result<HashMap<i64, Vec<String>>, FormatError> {
+    let opened = open_parquet(path)?;
+    let kv = schema::kv_map(
+        opened
+            .metadata
+            .metadata()
+            .file_metadata()
+            .key_value_metadata(),
+    );
+    schema::check_version(path, &kv)?;
+
+    let arrow_schema = opened.metadata.schema();
+    let bad = |column: &str, detail: String| FormatError::BadColumn {
+        path: path.to_path_buf(),
+        column: column.to_owned(),
+        detail,
+    };
+    for (name, ok) in [
+        (
+            col::stacks::STACK_ID,
+            (|t: &DataType| *t == DataType::Int64) as fn(&DataType) -> bool,
+        ),
+        (col::stacks::FRAMES, |t: &DataType| match t {
+            DataType::List(f) | DataType::LargeList(f) => TextColumn::type_ok(f.data_type()),
+            _ => false,
+        }),
+    ] {
+        match arrow_schema.field_with_name(name) {
+            Ok(f) if ok(f.data_type()) => {}
+            Ok(f) => return Err(bad(name, format!("unexpected type {}", f.data_type()))),
+            Err(_) => return Err(bad(name, "missing".into())),
+        }
+    }
+
+    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(opened.file, opened.metadata)
+        .with_batch_size(8192)
+        .build()
+        .map_err(|e| FormatError::parquet(Some(path), e))?;
+
+    let mut out = HashMap::new();
+    let mut row0: u64 = 0;
+    for batch in reader {
+        let batch = batch.map_err(|e| FormatError::arrow(Some(path), e))?;
+        decode_stacks_batch(path, &batch, row0, &mut out)?;
+        row0 += batch.num_rows() as u64;
+    }
+    Ok(out)
+}
+
+fn decode_stacks_batch(
+    path: &Path,
+    batch: &RecordBatch,
+    row0: u64,
+    out: &mut HashMap<i64, Vec<String>>,
+) -> Result<(), FormatError> {
+    let invalid = |i: usize, column: &str, detail: String| FormatError::InvalidValue {
+        path: path.to_path_buf(),
+        row: row0 + i as u64,
+        column: column.to_owned(),
+        detail,
+    };
+    let bad = |column: &str| FormatError::BadColumn {
+        path: path.to_path_buf(),
+        column: column.to_owned(),
+        detail: "unexpected type in record batch".into(),
+    };
+    let ids = batch
+        .column_by_name(col::stacks::STACK_ID)
+        .and_then(|a| a.as_primitive_opt::<Int64Type>())
+        .ok_or_else(|| bad(col::stacks::STACK_ID))?;
+    let frames_col = batch
+        .column_by_name(col::stacks::FRAMES)
+        .ok_or_else(|| bad(col::stacks::FRAMES))?;
+    // Lists are read as (offsets, flat values); both offset widths accepted.
+    let (offsets, values): (Vec<usize>, &ArrayRef) =
+        if let Some(l) = frames_col.as_list_opt::<i32>() {
+            (
+                l.value_offsets().iter().map(|o| *o as usize).collect(),
+                l.values(),
+            )
+        } else if let Some(l) = frames_col.as_list_opt::<i64>() {
+            (
+                l.value_offsets().iter().map(|o| *o as usize).collect(),
+                l.values(),
+            )
+        } else {
+            return Err(bad(col::stacks::FRAMES));
+        };
+    let values = TextColumn::new(values.as_ref()).ok_or_else(|| bad(col::stacks::FRAMES))?;
+
+    for i in 0..batch.num_rows() {
+        if ids.is_null(i) {
+            return Err(invalid(
+                i,
+                col::stacks::STACK_ID,
+                "null in a non-null column".into(),
+            ));
+        }
+        if frames_col.is_null(i) {
+            return Err(invalid(
+                i,
+                col::stacks::FRAMES,
+                "null in a non-null column".into(),
+            ));
+        }
+        let (start, end) = match (offsets.get(i), offsets.get(i + 1)) {
+            (Some(&s), Some(&e)) if s <= e && e <= values.len() => (s, e),
+            _ => {
+                return Err(invalid(
+                    i,
+                    col::stacks::FRAMES,
+                    "list offsets out of range".into(),
+                ))
+            }
+        };
+        let mut frames = Vec::with_capacity(end - start);
+        for j in start..end {
+            match values.get(j) {
+                Ok(Some(s)) => frames.push(s.to_owned()),
+                Ok(None) => {
+                    return Err(invalid(i, col::stacks::FRAMES, "null frame".into()));
+                }
+                Err(detail) => return Err(invalid(i, col::stacks::FRAMES, detail)),
+            }
+        }
+        out.insert(ids.value(i), frames);
+    }
+    Ok(())
+}

@@ -1,0 +1,359 @@
+//! Streaming writer: events in, zstd Parquet out.
+//!
+//! The recorder's drain thread calls [`EventWriter::push`] for every event,
+//! so push only appends to typed Arrow builders (no per-event record batch,
+//! no per-event allocation; enum columns are dictionary keys into fixed value
+//! lists). Every `batch_rows` events the builders become one `RecordBatch`
+//! for parquet's `ArrowWriter`, which cuts row groups of `row_group_rows`.
+//! [`EventWriter::flush`] ends the current row group so a live file's data
+//! sits in complete row groups; only [`EventWriter::finish`] writes the
+//! footer that makes the file readable.
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::sync::Arc;
+
+use arrow_array::builder::{
+    Int32Builder, Int64Builder, StringBuilder, StringDictionaryBuilder, TimestampNanosecondBuilder,
+    UInt16Builder, UInt32Builder, UInt8Builder,
+};
+use arrow_array::types::{UInt32Type, UInt8Type};
+use arrow_array::{ArrayRef, DictionaryArray, RecordBatch};
+use arrow_schema::SchemaRef;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+
+use crate::event::{canonical_ip, Event};
+use crate::meta::{ClockAnchor, RecordingMeta};
+use crate::schema::{self, col, key, TS_TIMEZONE};
+use crate::FormatError;
+
+/// Tuning knobs of [`EventWriter`]. The defaults are what the recorder uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriterOptions {
+    /// Maximum rows per Parquet row group (default 131072). Smaller groups
+    /// let DuckDB scan in parallel; much smaller ones cost compression.
+    pub row_group_rows: usize,
+    /// Rows buffered in Arrow builders before they are encoded (default 8192).
+    pub batch_rows: usize,
+    /// zstd level (default 3; 1 and 9 give nearly the same size on this data).
+    pub zstd_level: i32,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions {
+            row_group_rows: 131_072,
+            batch_rows: 8192,
+            zstd_level: 3,
+        }
+    }
+}
+
+impl WriterOptions {
+    fn validate(&self) -> Result<ZstdLevel, FormatError> {
+        if self.row_group_rows == 0 {
+            return Err(FormatError::InvalidOptions {
+                detail: "row_group_rows must be at least 1".into(),
+            });
+        }
+        if self.batch_rows == 0 {
+            return Err(FormatError::InvalidOptions {
+                detail: "batch_rows must be at least 1".into(),
+            });
+        }
+        ZstdLevel::try_new(self.zstd_level).map_err(|e| FormatError::InvalidOptions {
+            detail: format!("zstd_level {}: {e}", self.zstd_level),
+        })
+    }
+}
+
+/// What a finished file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteSummary {
+    /// Rows written.
+    pub rows: u64,
+    /// File size in bytes, footer included.
+    pub bytes: u64,
+}
+
+/// Parquet writer properties shared by the event file and the stacks sidecar.
+pub(crate) fn base_properties(
+    level: ZstdLevel,
+    row_group_rows: usize,
+) -> parquet::file::properties::WriterPropertiesBuilder {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(level))
+        .set_dictionary_enabled(true)
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(row_group_rows))
+}
+
+pub(crate) fn to_key_values(kvs: Vec<(String, String)>) -> Vec<KeyValue> {
+    kvs.into_iter().map(|(k, v)| KeyValue::new(k, v)).collect()
+}
+
+/// Writer properties of a recording: zstd, dictionaries for everything but
+/// the two time columns, which are monotonically increasing and compress far
+/// better as DELTA_BINARY_PACKED.
+fn event_properties(
+    meta: &RecordingMeta,
+    opts: &WriterOptions,
+) -> Result<WriterProperties, FormatError> {
+    let level = opts.validate()?;
+    let mut b = base_properties(level, opts.row_group_rows);
+    for c in [col::TS, col::MONO_NS] {
+        b = b
+            .set_column_dictionary_enabled(ColumnPath::from(c), false)
+            .set_column_encoding(ColumnPath::from(c), Encoding::DELTA_BINARY_PACKED);
+    }
+    let kvs = schema::metadata_key_values(meta)?;
+    Ok(b.set_key_value_metadata(Some(to_key_values(kvs))).build())
+}
+
+/// Column builders for one pending batch.
+struct Builders {
+    ts: TimestampNanosecondBuilder,
+    mono_ns: Int64Builder,
+    kind: UInt8Builder,
+    pid: UInt32Builder,
+    tid: UInt32Builder,
+    comm: StringDictionaryBuilder<UInt32Type>,
+    family: UInt8Builder,
+    saddr: StringBuilder,
+    daddr: StringBuilder,
+    sport: UInt16Builder,
+    dport: UInt16Builder,
+    oldstate: UInt8Builder,
+    newstate: UInt8Builder,
+    sk_err: Int32Builder,
+    netns: UInt32Builder,
+    stack_id: Int64Builder,
+}
+
+impl Builders {
+    fn new(cap: usize) -> Self {
+        // Addresses are mostly IPv4 text, ~12 bytes.
+        Builders {
+            ts: TimestampNanosecondBuilder::with_capacity(cap).with_timezone(TS_TIMEZONE),
+            mono_ns: Int64Builder::with_capacity(cap),
+            kind: UInt8Builder::with_capacity(cap),
+            pid: UInt32Builder::with_capacity(cap),
+            tid: UInt32Builder::with_capacity(cap),
+            comm: StringDictionaryBuilder::new(),
+            family: UInt8Builder::with_capacity(cap),
+            saddr: StringBuilder::with_capacity(cap, cap * 12),
+            daddr: StringBuilder::with_capacity(cap, cap * 12),
+            sport: UInt16Builder::with_capacity(cap),
+            dport: UInt16Builder::with_capacity(cap),
+            oldstate: UInt8Builder::with_capacity(cap),
+            newstate: UInt8Builder::with_capacity(cap),
+            sk_err: Int32Builder::with_capacity(cap),
+            netns: UInt32Builder::with_capacity(cap),
+            stack_id: Int64Builder::with_capacity(cap),
+        }
+    }
+}
+
+/// Fixed dictionary values of the enum columns, shared by every batch.
+struct EnumValues {
+    kind: ArrayRef,
+    family: ArrayRef,
+    state: ArrayRef,
+}
+
+fn dict(keys: &mut UInt8Builder, values: &ArrayRef) -> Result<ArrayRef, FormatError> {
+    let arr = DictionaryArray::<UInt8Type>::try_new(keys.finish(), Arc::clone(values))
+        .map_err(|e| FormatError::arrow(None, e))?;
+    Ok(Arc::new(arr))
+}
+
+/// Writes one recording. Create with [`EventWriter::new`], [`push`](Self::push)
+/// events, [`flush`](Self::flush) periodically, and always
+/// [`finish`](Self::finish): there is no footer (and so no readable file)
+/// without it — dropping the writer leaves an unreadable file.
+pub struct EventWriter {
+    writer: ArrowWriter<File>,
+    schema: SchemaRef,
+    clock: ClockAnchor,
+    batch_rows: usize,
+    b: Builders,
+    values: EnumValues,
+    /// Rows in the builders, not yet handed to `writer`.
+    pending: usize,
+    rows: u64,
+    /// Bytes may sit in the writer's buffer since the last flush.
+    unsynced: bool,
+}
+
+impl EventWriter {
+    /// Starts a recording in `file` (which should be empty and opened for
+    /// writing). Writes the Parquet header and fixes the metadata known at start.
+    pub fn new(file: File, meta: &RecordingMeta, opts: WriterOptions) -> Result<Self, FormatError> {
+        let props = event_properties(meta, &opts)?;
+        let schema = schema::event_schema();
+        let writer = ArrowWriter::try_new(file, Arc::clone(&schema), Some(props))
+            .map_err(|e| FormatError::parquet(None, e))?;
+        Ok(EventWriter {
+            writer,
+            schema,
+            clock: meta.clock,
+            batch_rows: opts.batch_rows,
+            b: Builders::new(opts.batch_rows),
+            values: EnumValues {
+                kind: schema::kind_values(),
+                family: schema::family_values(),
+                state: schema::state_values(),
+            },
+            pending: 0,
+            rows: 0,
+            unsynced: false,
+        })
+    }
+
+    /// Appends one event. Cheap: values go into column builders; every
+    /// `batch_rows` events they are encoded (zstd happens at row-group end).
+    pub fn push(&mut self, ev: &Event) -> Result<(), FormatError> {
+        let b = &mut self.b;
+        // The only fallible append goes first, so an error leaves all
+        // builders at the same length.
+        b.comm
+            .append(&ev.comm)
+            .map_err(|e| FormatError::arrow(None, e))?;
+        b.ts.append_value(self.clock.wall_ns(ev.mono_ns));
+        b.mono_ns.append_value(ev.mono_ns);
+        b.kind.append_value(schema::kind_index(ev.kind));
+        b.pid.append_value(ev.pid);
+        b.tid.append_value(ev.tid);
+        b.family.append_value(schema::family_index(ev.family));
+        // Writing into a StringBuilder cannot fail (its `write_str` always
+        // returns Ok), so the fmt::Result carries no information.
+        let _ = write!(b.saddr, "{}", canonical_ip(ev.saddr));
+        b.saddr.append_value("");
+        let _ = write!(b.daddr, "{}", canonical_ip(ev.daddr));
+        b.daddr.append_value("");
+        b.sport.append_value(ev.sport);
+        b.dport.append_value(ev.dport);
+        b.oldstate
+            .append_option(ev.oldstate.map(schema::state_index));
+        b.newstate
+            .append_option(ev.newstate.map(schema::state_index));
+        b.sk_err.append_value(ev.sk_err);
+        b.netns.append_value(ev.netns);
+        b.stack_id.append_option(ev.stack_id);
+        self.pending += 1;
+        self.rows += 1;
+        if self.pending >= self.batch_rows {
+            self.write_batch()?;
+        }
+        Ok(())
+    }
+
+    /// Encodes the pending builder rows as one record batch.
+    fn write_batch(&mut self) -> Result<(), FormatError> {
+        if self.pending == 0 {
+            return Ok(());
+        }
+        self.pending = 0;
+        let b = &mut self.b;
+        let v = &self.values;
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(b.ts.finish()),
+            Arc::new(b.mono_ns.finish()),
+            dict(&mut b.kind, &v.kind)?,
+            Arc::new(b.pid.finish()),
+            Arc::new(b.tid.finish()),
+            Arc::new(b.comm.finish()),
+            dict(&mut b.family, &v.family)?,
+            Arc::new(b.saddr.finish()),
+            Arc::new(b.daddr.finish()),
+            Arc::new(b.sport.finish()),
+            Arc::new(b.dport.finish()),
+            dict(&mut b.oldstate, &v.state)?,
+            dict(&mut b.newstate, &v.state)?,
+            Arc::new(b.sk_err.finish()),
+            Arc::new(b.netns.finish()),
+            Arc::new(b.stack_id.finish()),
+        ];
+        let batch = RecordBatch::try_new(Arc::clone(&self.schema), columns)
+            .map_err(|e| FormatError::arrow(None, e))?;
+        self.unsynced = true;
+        self.writer
+            .write(&batch)
+            .map_err(|e| FormatError::parquet(None, e))
+    }
+
+    /// Writes pending rows and ends the current row group, then hands the
+    /// bytes to the OS (no fsync; see [`sync`](Self::sync)). A no-op when
+    /// nothing was pushed since the last flush.
+    pub fn flush(&mut self) -> Result<(), FormatError> {
+        self.write_batch()?;
+        if self.writer.in_progress_rows() > 0 {
+            self.writer
+                .flush()
+                .map_err(|e| FormatError::parquet(None, e))?;
+        }
+        if self.unsynced {
+            self.writer
+                .sync()
+                .map_err(|e| FormatError::io(None, "write", e))?;
+            self.unsynced = false;
+        }
+        Ok(())
+    }
+
+    /// [`flush`](Self::flush), then fsync the data so flushed row groups
+    /// survive a power loss.
+    pub fn sync(&mut self) -> Result<(), FormatError> {
+        self.flush()?;
+        self.writer
+            .inner()
+            .sync_data()
+            .map_err(|e| FormatError::io(None, "fsync", e))
+    }
+
+    /// Rows pushed so far (including rows not yet encoded).
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Bytes handed to the writer's output so far (excluding pending rows and
+    /// the unflushed row group).
+    pub fn bytes_written(&self) -> u64 {
+        self.writer.bytes_written() as u64
+    }
+
+    /// Flushes, appends `deeptcp.lost_events` and `deeptcp.events`, writes the
+    /// footer and fsyncs the file.
+    pub fn finish(mut self, lost_events: u64) -> Result<WriteSummary, FormatError> {
+        self.write_batch()?;
+        self.writer.append_key_value_metadata(KeyValue::new(
+            key::LOST_EVENTS.to_owned(),
+            lost_events.to_string(),
+        ));
+        self.writer.append_key_value_metadata(KeyValue::new(
+            key::EVENTS.to_owned(),
+            self.rows.to_string(),
+        ));
+        let rows = self.rows;
+        let file = self
+            .writer
+            .into_inner()
+            .map_err(|e| FormatError::parquet(None, e))?;
+        finish_file(file, rows)
+    }
+}
+
+/// fsyncs a completely written file and measures it.
+pub(crate) fn finish_file(file: File, rows: u64) -> Result<WriteSummary, FormatError> {
+    file.sync_all()
+        .map_err(|e| FormatError::io(None, "fsync", e))?;
+    let bytes = file
+        .metadata()
+        .map_err(|e| FormatError::io(None, "stat", e))?
+        .len();
+    Ok(WriteSummary { rows, bytes })
+}

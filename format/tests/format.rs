@@ -1,0 +1,1016 @@
+//! End-to-end tests of the recording format: write with `EventWriter`, read
+//! with `RecordingReader`, and feed the reader every kind of bad file.
+
+use std::fs::File;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::types::UInt8Type;
+use arrow_array::{
+    ArrayRef, DictionaryArray, Int32Array, Int64Array, LargeStringArray, RecordBatch, StringArray,
+    StringViewArray, TimestampNanosecondArray, UInt16Array, UInt32Array,
+};
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use deeptcp_format::schema::{self, col, key};
+use deeptcp_format::{
+    read_stacks, stacks_path, ClockAnchor, Event, EventKind, EventWriter, Family, FormatError,
+    ProbeStatus, RecordingMeta, RecordingReader, StackWriter, TcpState, WriterOptions,
+    SCHEMA_VERSION,
+};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, Encoding};
+use parquet::file::metadata::{KeyValue, ParquetMetaDataReader};
+use parquet::file::properties::WriterProperties;
+
+fn meta() -> RecordingMeta {
+    RecordingMeta {
+        schema_version: 0, // ignored by the writer
+        host: "testhost".into(),
+        kernel_release: "6.8.0-test".into(),
+        boot_id: "4d6f6e64-6179-4d6f-726e-696e67000001".into(),
+        clock: ClockAnchor {
+            realtime_ns: 1_700_000_000_000_000_000,
+            monotonic_ns: 5_000_000_000,
+        },
+        recorder_version: "0.1.0-test".into(),
+        probes: vec![
+            ProbeStatus {
+                kind: "state_change".into(),
+                probe: "tp_btf:inet_sock_set_state".into(),
+                attached: true,
+                detail: String::new(),
+            },
+            ProbeStatus {
+                kind: "sock_error".into(),
+                probe: "kprobe:sock_def_error_report".into(),
+                attached: false,
+                detail: "kprobes unavailable: \"quoted\" \u{e9}".into(),
+            },
+        ],
+        lost_events: 0,
+        kstack: true,
+    }
+}
+
+/// `n` events covering every kind, IPv4, IPv6, v4-mapped IPv6, null and
+/// non-null states and stack ids, several comms.
+fn events(n: usize) -> Vec<Event> {
+    let v6a: IpAddr = "2001:db8::1".parse().unwrap();
+    let v6b: IpAddr = "fe80::1:2".parse().unwrap();
+    let mapped: IpAddr = IpAddr::V6(Ipv4Addr::new(192, 0, 2, 7).to_ipv6_mapped());
+    (0..n)
+        .map(|i| {
+            let kind = EventKind::ALL[i % EventKind::ALL.len()];
+            let (family, saddr, daddr) = match i % 4 {
+                0 => (
+                    Family::Inet,
+                    IpAddr::V4(Ipv4Addr::new(10, 0, 0, (i % 250) as u8)),
+                    IpAddr::V4(Ipv4Addr::LOCALHOST),
+                ),
+                1 => (Family::Inet6, v6a, v6b),
+                2 => (Family::Inet6, mapped, IpAddr::V6(Ipv6Addr::LOCALHOST)),
+                _ => (Family::Inet6, IpAddr::V6(Ipv6Addr::UNSPECIFIED), mapped),
+            };
+            let st = |k: usize| TcpState::ALL[k % TcpState::ALL.len()];
+            Event {
+                mono_ns: 5_000_000_000 + (i as i64) * 1000 + (i as i64 % 7),
+                kind,
+                pid: (i % 13) as u32,
+                tid: (i % 17) as u32 + 100,
+                comm: format!("comm-{}", i % 5),
+                family,
+                saddr,
+                daddr,
+                sport: (i % 65536) as u16,
+                dport: 443,
+                oldstate: (kind == EventKind::StateChange).then(|| st(i)),
+                newstate: if i % 11 == 0 { None } else { Some(st(i + 3)) },
+                sk_err: if kind == EventKind::SockError { 104 } else { 0 },
+                netns: 4026531840,
+                stack_id: (i % 3 == 0).then_some(i as i64 / 3),
+            }
+        })
+        .collect()
+}
+
+fn canonical(evs: &[Event]) -> Vec<Event> {
+    evs.iter()
+        .map(|e| Event {
+            saddr: deeptcp_format::event::canonical_ip(e.saddr),
+            daddr: deeptcp_format::event::canonical_ip(e.daddr),
+            ..e.clone()
+        })
+        .collect()
+}
+
+fn write_file(path: &Path, evs: &[Event], opts: WriterOptions, lost: u64) -> u64 {
+    let mut w = EventWriter::new(File::create(path).unwrap(), &meta(), opts).unwrap();
+    for e in evs {
+        w.push(e).unwrap();
+    }
+    let s = w.finish(lost).unwrap();
+    assert_eq!(s.rows, evs.len() as u64);
+    assert_eq!(s.bytes, std::fs::metadata(path).unwrap().len());
+    s.bytes
+}
+
+fn read_all(path: &Path) -> Vec<Event> {
+    RecordingReader::open(path)
+        .unwrap()
+        .events()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap()
+}
+
+fn small_opts() -> WriterOptions {
+    WriterOptions {
+        row_group_rows: 1000,
+        batch_rows: 300,
+        zstd_level: 3,
+    }
+}
+
+#[test]
+fn round_trip_every_kind_many_batches_and_row_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trace.parquet");
+    let evs = events(2_600);
+    write_file(&path, &evs, small_opts(), 0);
+
+    let r = RecordingReader::open(&path).unwrap();
+    assert_eq!(r.num_rows(), 2_600);
+    assert_eq!(r.num_row_groups(), 3);
+    let back: Vec<Event> = r.events().collect::<Result<_, _>>().unwrap();
+    assert_eq!(back, canonical(&evs));
+    // v4-mapped really was normalised
+    assert_eq!(back[2].saddr, IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)));
+    assert_eq!(back[2].family, Family::Inet6);
+}
+
+#[test]
+fn empty_recording_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("empty.parquet");
+    write_file(&path, &[], WriterOptions::default(), 3);
+    let r = RecordingReader::open(&path).unwrap();
+    assert_eq!(r.num_rows(), 0);
+    assert_eq!(r.meta().lost_events, 3);
+    assert_eq!(r.events().count(), 0);
+}
+
+#[test]
+fn metadata_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trace.parquet");
+    write_file(&path, &events(10), WriterOptions::default(), 42);
+
+    let r = RecordingReader::open(&path).unwrap();
+    let mut want = meta();
+    want.schema_version = SCHEMA_VERSION;
+    want.lost_events = 42;
+    assert_eq!(r.meta(), &want);
+    assert!(r.finished());
+
+    let md = ParquetMetaDataReader::new()
+        .parse_and_finish(&File::open(&path).unwrap())
+        .unwrap();
+    let kv = md.file_metadata().key_value_metadata().unwrap();
+    let get = |k: &str| kv.iter().find(|x| x.key == k).and_then(|x| x.value.clone());
+    assert_eq!(get(key::EVENTS).as_deref(), Some("10"));
+    assert_eq!(get(key::LOST_EVENTS).as_deref(), Some("42"));
+    assert_eq!(get(key::SCHEMA_VERSION).as_deref(), Some("1"));
+    assert_eq!(get(key::KSTACK).as_deref(), Some("true"));
+    assert!(get(key::PROBES)
+        .unwrap()
+        .starts_with("[{\"kind\":\"state_change\""));
+    assert!(
+        get("ARROW:schema").is_some(),
+        "arrow schema kept for pandas/DuckDB"
+    );
+    // each key exactly once
+    for k in [key::EVENTS, key::LOST_EVENTS, key::SCHEMA_VERSION] {
+        assert_eq!(kv.iter().filter(|x| x.key == k).count(), 1, "{k}");
+    }
+}
+
+#[test]
+fn zstd_delta_encodings_and_statistics() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trace.parquet");
+    write_file(&path, &events(2_600), small_opts(), 0);
+    let md = ParquetMetaDataReader::new()
+        .parse_and_finish(&File::open(&path).unwrap())
+        .unwrap();
+    assert_eq!(md.num_row_groups(), 3);
+    for rg in md.row_groups() {
+        for c in rg.columns() {
+            let name = c.column_path().string();
+            assert!(
+                matches!(c.compression(), Compression::ZSTD(_)),
+                "{name}: {:?}",
+                c.compression()
+            );
+            assert!(c.statistics().is_some(), "{name} has statistics");
+            let encs: Vec<Encoding> = c.encodings().collect();
+            if name == col::TS || name == col::MONO_NS {
+                assert!(
+                    encs.contains(&Encoding::DELTA_BINARY_PACKED),
+                    "{name}: {encs:?}"
+                );
+                assert!(
+                    !encs.contains(&Encoding::RLE_DICTIONARY),
+                    "{name}: {encs:?}"
+                );
+                assert!(c.dictionary_page_offset().is_none(), "{name}");
+            }
+            if [col::KIND, col::COMM, col::SADDR, col::FAMILY].contains(&name.as_str()) {
+                assert!(encs.contains(&Encoding::RLE_DICTIONARY), "{name}: {encs:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn arrow_types_as_documented() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trace.parquet");
+    let evs = events(5);
+    write_file(&path, &evs, WriterOptions::default(), 0);
+    let b = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap();
+    let got = b.schema().clone();
+    let want = schema::event_schema();
+    assert_eq!(got.fields().len(), want.fields().len());
+    for (g, w) in got.fields().iter().zip(want.fields().iter()) {
+        assert_eq!(g.name(), w.name());
+        assert_eq!(g.data_type(), w.data_type(), "{}", g.name());
+        assert_eq!(g.is_nullable(), w.is_nullable(), "{}", g.name());
+    }
+    let utc = DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()));
+    assert_eq!(got.field_with_name(col::TS).unwrap().data_type(), &utc);
+    let u8dict = DataType::Dictionary(Box::new(DataType::UInt8), Box::new(DataType::Utf8));
+    for c in [col::KIND, col::FAMILY, col::OLDSTATE, col::NEWSTATE] {
+        assert_eq!(got.field_with_name(c).unwrap().data_type(), &u8dict, "{c}");
+    }
+
+    // ts = realtime + (mono - monotonic)
+    let batch = b.build().unwrap().next().unwrap().unwrap();
+    let ts = batch
+        .column_by_name(col::TS)
+        .unwrap()
+        .as_any()
+        .downcast_ref::<TimestampNanosecondArray>()
+        .unwrap();
+    let m = meta();
+    for (i, e) in evs.iter().enumerate() {
+        assert_eq!(
+            ts.value(i),
+            m.clock.realtime_ns + (e.mono_ns - m.clock.monotonic_ns)
+        );
+    }
+    let saddr = batch
+        .column_by_name(col::SADDR)
+        .unwrap()
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap();
+    assert_eq!(saddr.value(0), "10.0.0.0");
+    assert_eq!(saddr.value(1), "2001:db8::1");
+    assert_eq!(saddr.value(2), "192.0.2.7");
+}
+
+#[test]
+fn flush_ends_row_groups_and_is_cheap_when_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trace.parquet");
+    let evs = events(10);
+    let mut w = EventWriter::new(
+        File::create(&path).unwrap(),
+        &meta(),
+        WriterOptions::default(),
+    )
+    .unwrap();
+    w.flush().unwrap(); // nothing pending
+    for e in &evs[..5] {
+        w.push(e).unwrap();
+    }
+    w.flush().unwrap();
+    let on_disk = std::fs::metadata(&path).unwrap().len();
+    assert_eq!(
+        on_disk,
+        w.bytes_written(),
+        "flushed row group reached the file"
+    );
+    w.flush().unwrap(); // idle: no-op
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), on_disk);
+    for e in &evs[5..] {
+        w.push(e).unwrap();
+    }
+    w.sync().unwrap();
+    assert_eq!(w.rows(), 10);
+    let s = w.finish(0).unwrap();
+    assert_eq!(s.rows, 10);
+
+    let md = ParquetMetaDataReader::new()
+        .parse_and_finish(&File::open(&path).unwrap())
+        .unwrap();
+    assert_eq!(md.num_row_groups(), 2);
+    assert_eq!(md.row_group(0).num_rows(), 5);
+    assert_eq!(read_all(&path), canonical(&evs));
+}
+
+#[test]
+fn invalid_options_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    for opts in [
+        WriterOptions {
+            row_group_rows: 0,
+            ..Default::default()
+        },
+        WriterOptions {
+            batch_rows: 0,
+            ..Default::default()
+        },
+        WriterOptions {
+            zstd_level: 99,
+            ..Default::default()
+        },
+    ] {
+        let f = File::create(dir.path().join("x.parquet")).unwrap();
+        let err = EventWriter::new(f, &meta(), opts).err().unwrap();
+        assert!(matches!(err, FormatError::InvalidOptions { .. }), "{err}");
+        assert!(
+            err.to_string().starts_with("invalid writer options"),
+            "{err}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Bad files
+
+fn assert_mentions(err: &FormatError, path: &Path) {
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&path.display().to_string()),
+        "message lacks path: {msg}"
+    );
+}
+
+fn open_err(path: &Path) -> FormatError {
+    let err = RecordingReader::open(path).expect_err("open must fail");
+    assert_mentions(&err, path);
+    err
+}
+
+#[test]
+fn missing_file_is_io_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nope.parquet");
+    let err = open_err(&path);
+    assert!(matches!(err, FormatError::Io { .. }), "{err}");
+    let err = open_err(dir.path());
+    assert!(matches!(err, FormatError::Io { .. }), "{err}");
+}
+
+#[test]
+fn zero_length_random_and_truncated_files_are_not_parquet() {
+    let dir = tempfile::tempdir().unwrap();
+
+    let empty = dir.path().join("empty.parquet");
+    std::fs::write(&empty, b"").unwrap();
+
+    let random = dir.path().join("random.parquet");
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    let bytes: Vec<u8> = (0..10_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(&random, &bytes).unwrap();
+
+    let good = dir.path().join("good.parquet");
+    write_file(&good, &events(500), WriterOptions::default(), 0);
+    let data = std::fs::read(&good).unwrap();
+    let truncated = dir.path().join("truncated.parquet");
+    std::fs::write(&truncated, &data[..data.len() - 100]).unwrap();
+    // a live file: header and row groups, no footer yet
+    let live = dir.path().join("live.parquet");
+    let mut w = EventWriter::new(
+        File::create(&live).unwrap(),
+        &meta(),
+        WriterOptions::default(),
+    )
+    .unwrap();
+    for e in events(100) {
+        w.push(&e).unwrap();
+    }
+    w.flush().unwrap();
+
+    for p in [&empty, &random, &truncated, &live] {
+        let err = open_err(p);
+        assert!(matches!(err, FormatError::NotParquet { .. }), "{err}");
+        assert!(err.to_string().contains("not a Parquet file"), "{err}");
+        assert!(std::error::Error::source(&err).is_some());
+    }
+    drop(w);
+}
+
+/// Writes an arbitrary Parquet file: columns as given (all fields nullable),
+/// key-value metadata as given.
+fn write_raw(path: &Path, cols: Vec<(&str, ArrayRef)>, kvs: Vec<(String, String)>) {
+    let schema = Arc::new(Schema::new(
+        cols.iter()
+            .map(|(n, a)| Field::new(*n, a.data_type().clone(), true))
+            .collect::<Vec<_>>(),
+    ));
+    let batch =
+        RecordBatch::try_new(schema.clone(), cols.into_iter().map(|(_, a)| a).collect()).unwrap();
+    let props = WriterProperties::builder()
+        .set_key_value_metadata(Some(
+            kvs.into_iter().map(|(k, v)| KeyValue::new(k, v)).collect(),
+        ))
+        .build();
+    let mut w = ArrowWriter::try_new(File::create(path).unwrap(), schema, Some(props)).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+}
+
+fn dict(values: &[&str], keys: Vec<Option<u8>>) -> ArrayRef {
+    Arc::new(
+        DictionaryArray::<UInt8Type>::try_new(
+            keys.into_iter().collect(),
+            Arc::new(StringArray::from(values.to_vec())),
+        )
+        .unwrap(),
+    )
+}
+
+/// Three valid rows, every column in schema-v1 types.
+fn good_columns() -> Vec<(&'static str, ArrayRef)> {
+    vec![
+        (
+            col::TS,
+            Arc::new(TimestampNanosecondArray::from(vec![1, 2, 3]).with_timezone("UTC")),
+        ),
+        (col::MONO_NS, Arc::new(Int64Array::from(vec![10, 20, 30]))),
+        (
+            col::KIND,
+            dict(
+                &["state_change", "retransmit"],
+                vec![Some(0), Some(1), Some(0)],
+            ),
+        ),
+        (col::PID, Arc::new(UInt32Array::from(vec![1, 2, 3]))),
+        (col::TID, Arc::new(UInt32Array::from(vec![1, 2, 3]))),
+        (col::COMM, Arc::new(StringArray::from(vec!["a", "b", "c"]))),
+        (col::FAMILY, dict(&["inet"], vec![Some(0); 3])),
+        (
+            col::SADDR,
+            Arc::new(StringArray::from(vec!["1.2.3.4", "::ffff:1.2.3.4", "::1"])),
+        ),
+        (col::DADDR, Arc::new(StringArray::from(vec!["5.6.7.8"; 3]))),
+        (col::SPORT, Arc::new(UInt16Array::from(vec![1, 2, 3]))),
+        (col::DPORT, Arc::new(UInt16Array::from(vec![80, 80, 80]))),
+        (
+            col::OLDSTATE,
+            dict(&["SYN_SENT"], vec![Some(0), None, Some(0)]),
+        ),
+        (
+            col::NEWSTATE,
+            dict(&["ESTABLISHED", "CLOSE"], vec![Some(0), Some(1), Some(1)]),
+        ),
+        (col::SK_ERR, Arc::new(Int32Array::from(vec![0, 0, 0]))),
+        (col::NETNS, Arc::new(UInt32Array::from(vec![7, 7, 7]))),
+        (
+            col::STACK_ID,
+            Arc::new(Int64Array::from(vec![None, Some(4), None])),
+        ),
+    ]
+}
+
+fn kvs_with(overrides: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut kvs = schema::metadata_key_values(&meta()).unwrap();
+    for (k, v) in overrides {
+        kvs.retain(|(kk, _)| kk != k);
+        kvs.push((k.to_string(), v.to_string()));
+    }
+    kvs
+}
+
+fn replace(cols: &mut [(&'static str, ArrayRef)], name: &str, a: ArrayRef) {
+    for c in cols.iter_mut() {
+        if c.0 == name {
+            c.1 = a.clone();
+        }
+    }
+}
+
+#[test]
+fn hand_written_valid_file_with_plain_strings_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rewritten.parquet");
+    let mut cols = good_columns();
+    // as if rewritten by another tool: plain / large / view strings
+    replace(
+        &mut cols,
+        col::KIND,
+        Arc::new(LargeStringArray::from(vec![
+            "state_change",
+            "retransmit",
+            "destroy_sock",
+        ])),
+    );
+    replace(
+        &mut cols,
+        col::FAMILY,
+        Arc::new(StringViewArray::from(vec!["inet", "inet6", "inet"])),
+    );
+    // and without `ts`: the reader does not need it
+    cols.retain(|(n, _)| *n != col::TS);
+    write_raw(&path, cols, kvs_with(&[]));
+    let r = RecordingReader::open(&path).unwrap();
+    assert!(!r.finished());
+    assert_eq!(r.meta().lost_events, 0);
+    let evs: Vec<Event> = r.events().collect::<Result<_, _>>().unwrap();
+    assert_eq!(evs.len(), 3);
+    assert_eq!(evs[0].kind, EventKind::StateChange);
+    assert_eq!(evs[2].kind, EventKind::DestroySock);
+    assert_eq!(evs[1].family, Family::Inet6);
+    assert_eq!(evs[1].saddr, IpAddr::V4(Ipv4Addr::new(1, 2, 3, 4)));
+    assert_eq!(evs[1].oldstate, None);
+    assert_eq!(evs[1].newstate, Some(TcpState::Close));
+    assert_eq!(evs[1].stack_id, Some(4));
+}
+
+#[test]
+fn duplicated_metadata_key_takes_last_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dup.parquet");
+    let mut kvs = kvs_with(&[]);
+    kvs.push((key::LOST_EVENTS.into(), "1".into()));
+    kvs.push((key::HOST.into(), "second".into()));
+    kvs.push((key::LOST_EVENTS.into(), "2".into()));
+    write_raw(&path, good_columns(), kvs);
+    let r = RecordingReader::open(&path).unwrap();
+    assert_eq!(r.meta().lost_events, 2);
+    assert_eq!(r.meta().host, "second");
+}
+
+#[test]
+fn parquet_without_deeptcp_metadata_is_not_a_recording() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("foreign.parquet");
+    write_raw(&path, good_columns(), vec![("other".into(), "x".into())]);
+    let err = open_err(&path);
+    assert!(matches!(err, FormatError::NotRecording { .. }), "{err}");
+    assert!(err.to_string().contains("not a deeptcp recording"), "{err}");
+}
+
+#[test]
+fn unsupported_schema_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trace.parquet");
+    write_raw(
+        &path,
+        good_columns(),
+        kvs_with(&[(key::SCHEMA_VERSION, "999")]),
+    );
+    let err = open_err(&path);
+    match &err {
+        FormatError::UnsupportedVersion {
+            found, supported, ..
+        } => {
+            assert_eq!(*found, 999);
+            assert_eq!(*supported, SCHEMA_VERSION);
+        }
+        other => panic!("wrong error {other}"),
+    }
+    assert!(
+        err.to_string().ends_with(
+            "trace.parquet: schema version 999 is not supported by this build (supports 1); upgrade deeptcp"
+        ),
+        "{err}"
+    );
+
+    write_raw(
+        &path,
+        good_columns(),
+        kvs_with(&[(key::SCHEMA_VERSION, "one")]),
+    );
+    let err = open_err(&path);
+    assert!(matches!(err, FormatError::BadMetadata { .. }), "{err}");
+}
+
+#[test]
+fn missing_and_bad_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trace.parquet");
+    let mut kvs = kvs_with(&[]);
+    kvs.retain(|(k, _)| k != key::CLOCK_MONOTONIC_NS);
+    write_raw(&path, good_columns(), kvs);
+    let err = open_err(&path);
+    assert!(
+        matches!(&err, FormatError::MissingMetadata { key: k, .. } if k == key::CLOCK_MONOTONIC_NS),
+        "{err}"
+    );
+
+    for (k, v) in [
+        (key::PROBES, "{not json"),
+        (key::KSTACK, "yes"),
+        (key::CLOCK_REALTIME_NS, "soon"),
+        (key::LOST_EVENTS, "-1"),
+    ] {
+        write_raw(&path, good_columns(), kvs_with(&[(k, v)]));
+        let err = open_err(&path);
+        assert!(
+            matches!(&err, FormatError::BadMetadata { key: kk, .. } if kk == k),
+            "{k}: {err}"
+        );
+    }
+}
+
+#[test]
+fn missing_or_mistyped_column_is_bad_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trace.parquet");
+    let mut cols = good_columns();
+    cols.retain(|(n, _)| *n != col::DPORT);
+    write_raw(&path, cols, kvs_with(&[]));
+    let err = open_err(&path);
+    assert!(
+        matches!(&err, FormatError::BadColumn { column, .. } if column == col::DPORT),
+        "{err}"
+    );
+
+    let mut cols = good_columns();
+    replace(
+        &mut cols,
+        col::PID,
+        Arc::new(Int64Array::from(vec![1, 2, 3])),
+    );
+    write_raw(&path, cols, kvs_with(&[]));
+    let err = open_err(&path);
+    assert!(
+        matches!(&err, FormatError::BadColumn { column, .. } if column == col::PID),
+        "{err}"
+    );
+}
+
+/// Opens fine, then the event stream yields the good rows and one error.
+fn stream_err(path: &Path, good_rows: usize) -> FormatError {
+    let mut it = RecordingReader::open(path).unwrap().events();
+    for _ in 0..good_rows {
+        it.next().unwrap().unwrap();
+    }
+    let err = it.next().unwrap().err().unwrap();
+    assert!(it.next().is_none(), "iteration ends after an error");
+    assert_mentions(&err, path);
+    err
+}
+
+#[test]
+fn corrupted_values_are_invalid_value_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("corrupt.parquet");
+    let cases: Vec<(&str, ArrayRef, u64)> = vec![
+        (
+            col::KIND,
+            dict(&["state_change", "bogus"], vec![Some(0), Some(0), Some(1)]),
+            2,
+        ),
+        (
+            col::SADDR,
+            Arc::new(StringArray::from(vec!["1.2.3.4", "1.2.3.999", "::1"])),
+            1,
+        ),
+        (
+            col::NEWSTATE,
+            dict(
+                &["ESTABLISHED", "WHATEVER"],
+                vec![Some(0), Some(1), Some(0)],
+            ),
+            1,
+        ),
+        (col::FAMILY, dict(&["inet", "ipx"], vec![Some(1); 3]), 0),
+        (
+            col::PID,
+            Arc::new(UInt32Array::from(vec![Some(1), None, Some(3)])),
+            1,
+        ),
+        (
+            col::COMM,
+            Arc::new(StringArray::from(vec![Some("a"), Some("b"), None])),
+            2,
+        ),
+        (
+            col::KIND,
+            dict(&["state_change"], vec![Some(0), None, None]),
+            1,
+        ),
+    ];
+    for (name, arr, bad_row) in cases {
+        let mut cols = good_columns();
+        replace(&mut cols, name, arr);
+        write_raw(&path, cols, kvs_with(&[]));
+        let err = stream_err(&path, bad_row as usize);
+        match &err {
+            FormatError::InvalidValue { row, column, .. } => {
+                assert_eq!(*row, bad_row, "{err}");
+                assert_eq!(column, name, "{err}");
+            }
+            other => panic!("{name}: wrong error {other}"),
+        }
+    }
+}
+
+#[test]
+fn invalid_value_row_is_absolute() {
+    // a bad row in the second batch and second row group
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.parquet");
+    let n = 20_000usize;
+    let kind_keys: Vec<Option<u8>> = (0..n).map(|i| Some(u8::from(i == 17_000))).collect();
+    let cols: Vec<(&str, ArrayRef)> = vec![
+        (
+            col::MONO_NS,
+            Arc::new(Int64Array::from_iter_values(0..n as i64)),
+        ),
+        (col::KIND, dict(&["retransmit", "nope"], kind_keys)),
+        (col::PID, Arc::new(UInt32Array::from(vec![1; n]))),
+        (col::TID, Arc::new(UInt32Array::from(vec![1; n]))),
+        (col::COMM, Arc::new(StringArray::from(vec!["x"; n]))),
+        (col::FAMILY, dict(&["inet"], vec![Some(0); n])),
+        (col::SADDR, Arc::new(StringArray::from(vec!["1.1.1.1"; n]))),
+        (col::DADDR, Arc::new(StringArray::from(vec!["1.1.1.1"; n]))),
+        (col::SPORT, Arc::new(UInt16Array::from(vec![1; n]))),
+        (col::DPORT, Arc::new(UInt16Array::from(vec![1; n]))),
+        (col::OLDSTATE, dict(&["CLOSE"], vec![None; n])),
+        (col::NEWSTATE, dict(&["CLOSE"], vec![None; n])),
+        (col::SK_ERR, Arc::new(Int32Array::from(vec![0; n]))),
+        (col::NETNS, Arc::new(UInt32Array::from(vec![0; n]))),
+        (col::STACK_ID, Arc::new(Int64Array::from(vec![None; n]))),
+    ];
+    write_raw(&path, cols, kvs_with(&[]));
+    let err = stream_err(&path, 17_000);
+    assert!(
+        matches!(&err, FormatError::InvalidValue { row: 17_000, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("row 17000"), "{err}");
+    assert!(err.to_string().contains("\"nope\""), "{err}");
+}
+
+// ---------------------------------------------------------------------------
+// Stacks sidecar
+
+#[test]
+fn stacks_path_cases() {
+    let p = |s: &str| stacks_path(Path::new(s));
+    assert_eq!(p("x.parquet"), PathBuf::from("x.stacks.parquet"));
+    assert_eq!(
+        p("/a/b/trace.parquet"),
+        PathBuf::from("/a/b/trace.stacks.parquet")
+    );
+    assert_eq!(
+        p("dir.parquet/x"),
+        PathBuf::from("dir.parquet/x.stacks.parquet")
+    );
+    assert_eq!(p("trace"), PathBuf::from("trace.stacks.parquet"));
+    assert_eq!(p("trace.pq"), PathBuf::from("trace.pq.stacks.parquet"));
+    assert_eq!(p(".parquet"), PathBuf::from(".parquet.stacks.parquet"));
+}
+
+#[test]
+fn stacks_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().join("trace.parquet");
+    let path = stacks_path(&rec);
+    let mut w = StackWriter::new(File::create(&path).unwrap()).unwrap();
+    let mut want = std::collections::HashMap::new();
+    for id in 0..3000i64 {
+        let frames: Vec<String> = (0..(id % 7))
+            .map(|j| format!("func_{}+0x{:x}", j, id))
+            .collect();
+        w.push(id * 10, &frames).unwrap();
+        want.insert(id * 10, frames);
+    }
+    let s = w.finish().unwrap();
+    assert_eq!(s.rows, 3000);
+    assert_eq!(read_stacks(&path).unwrap(), want);
+
+    let md = ParquetMetaDataReader::new()
+        .parse_and_finish(&File::open(&path).unwrap())
+        .unwrap();
+    assert!(md
+        .row_groups()
+        .iter()
+        .flat_map(|rg| rg.columns())
+        .all(|c| matches!(c.compression(), Compression::ZSTD(_))));
+
+    // a stacks file is not a recording, and vice versa
+    let err = open_err(&path);
+    assert!(
+        matches!(&err, FormatError::BadColumn { detail, .. } if detail.contains("sidecar")),
+        "{err}"
+    );
+    write_file(&rec, &events(3), WriterOptions::default(), 0);
+    let err = read_stacks(&rec).err().unwrap();
+    assert!(matches!(err, FormatError::BadColumn { .. }), "{err}");
+    std::fs::write(&path, b"junk").unwrap();
+    let err = read_stacks(&path).err().unwrap();
+    assert!(matches!(err, FormatError::NotParquet { .. }), "{err}");
+    assert_mentions(&err, &path);
+}
+
+// ---------------------------------------------------------------------------
+// Size measurement (run with --ignored --nocapture)
+
+/// 200k events shaped like a busy web host: a few processes, a few dozen
+/// peers, connections walking through their states, retransmits and resets
+/// sprinkled in, mono_ns increasing with jitter.
+fn realistic(n: usize) -> Vec<Event> {
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+    }
+    let mut rng = Rng(0x2545F4914F6CDD1D);
+    let comms = [
+        ("nginx", 1200u32),
+        ("curl", 3400),
+        ("java", 2100),
+        ("postgres", 900),
+        ("swapper/0", 0),
+        ("swapper/1", 0),
+    ];
+    let peers: Vec<IpAddr> = (0..24)
+        .map(|i| IpAddr::V4(Ipv4Addr::new(10, 1, (i / 8) as u8, (i * 7 % 250) as u8 + 2)))
+        .collect();
+    let local = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5));
+    let mut mono: i64 = 1_000_000_000_000;
+    let mut out = Vec::with_capacity(n);
+    use TcpState::*;
+    let client_path = [
+        (Close, SynSent),
+        (SynSent, Established),
+        (Established, FinWait1),
+        (FinWait1, FinWait2),
+        (FinWait2, Close),
+    ];
+    struct Conn {
+        comm: &'static str,
+        pid: u32,
+        peer: IpAddr,
+        sport: u16,
+        dport: u16,
+    }
+    let ev = |rng: &mut Rng, c: &Conn, kind, old, new, sk_err, mono: i64, soft: bool| {
+        // softirq-driven events run in whatever task was current
+        let (comm, pid) = if soft {
+            comms[4 + (rng.next() % 2) as usize]
+        } else {
+            (c.comm, c.pid)
+        };
+        Event {
+            mono_ns: mono,
+            kind,
+            pid,
+            tid: if pid == 0 {
+                0
+            } else {
+                pid + (rng.next() % 8) as u32
+            },
+            comm: comm.to_string(),
+            family: Family::Inet,
+            saddr: local,
+            daddr: c.peer,
+            sport: c.sport,
+            dport: c.dport,
+            oldstate: old,
+            newstate: new,
+            sk_err,
+            netns: 4026531840,
+            stack_id: None,
+        }
+    };
+    while out.len() < n {
+        let (comm, pid) = comms[(rng.next() % 4) as usize];
+        let c = Conn {
+            comm,
+            pid,
+            peer: peers[(rng.next() % peers.len() as u64) as usize],
+            sport: 32768 + (rng.next() % 28000) as u16,
+            dport: [443u16, 80, 5432, 8080][(rng.next() % 4) as usize],
+        };
+        for (i, (o, s)) in client_path.iter().enumerate() {
+            mono += 20_000 + (rng.next() % 200_000) as i64;
+            let e = ev(
+                &mut rng,
+                &c,
+                EventKind::StateChange,
+                Some(*o),
+                Some(*s),
+                0,
+                mono,
+                i == 1 || i == 3,
+            );
+            out.push(e);
+            if matches!(rng.next() % 20, 0) {
+                mono += 200_000 + (rng.next() % 1_000_000) as i64;
+                let e = ev(
+                    &mut rng,
+                    &c,
+                    EventKind::Retransmit,
+                    None,
+                    Some(Established),
+                    0,
+                    mono,
+                    true,
+                );
+                out.push(e);
+            }
+        }
+        if matches!(rng.next() % 50, 0) {
+            mono += (rng.next() % 100_000) as i64;
+            let e = ev(
+                &mut rng,
+                &c,
+                EventKind::ResetRecv,
+                None,
+                Some(Close),
+                0,
+                mono,
+                true,
+            );
+            out.push(e);
+            let e = ev(
+                &mut rng,
+                &c,
+                EventKind::SockError,
+                None,
+                Some(Close),
+                104,
+                mono + 10,
+                true,
+            );
+            out.push(e);
+        }
+        mono += (rng.next() % 50_000) as i64;
+        let e = ev(
+            &mut rng,
+            &c,
+            EventKind::DestroySock,
+            None,
+            Some(Close),
+            0,
+            mono,
+            false,
+        );
+        out.push(e);
+    }
+    out.truncate(n);
+    out
+}
+
+#[test]
+#[ignore = "measurement; run with --ignored --nocapture"]
+fn measure_bytes_per_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.parquet");
+    let evs = realistic(200_000);
+    let t = std::time::Instant::now();
+    let bytes = write_file(&path, &evs, WriterOptions::default(), 0);
+    let wt = t.elapsed();
+    let t = std::time::Instant::now();
+    let back = read_all(&path);
+    let rt = t.elapsed();
+    assert_eq!(back, evs);
+    println!(
+        "200000 events: {bytes} bytes, {:.2} bytes/event; write {:?} ({:.0} ns/event), read {:?}",
+        bytes as f64 / 200_000.0,
+        wt,
+        wt.as_nanos() as f64 / 200_000.0,
+        rt
+    );
+    let md = ParquetMetaDataReader::new()
+        .parse_and_finish(&File::open(&path).unwrap())
+        .unwrap();
+    let mut per_col = std::collections::BTreeMap::new();
+    for rg in md.row_groups() {
+        for c in rg.columns() {
+            *per_col.entry(c.column_path().string()).or_insert(0i64) += c.compressed_size();
+        }
+    }
+    for (c, b) in per_col {
+        println!("  {c:10} {:6.2} B/event", b as f64 / 200_000.0);
+    }
+}

@@ -1,0 +1,427 @@
+//! A minimal reader of the kernel's BTF (`/sys/kernel/btf/vmlinux`) that
+//! answers one question: at which byte offset does `struct X`'s field
+//! `a.b.c` live on *this* kernel?
+//!
+//! Rust eBPF has no CO-RE relocations, so `record` resolves every field the
+//! programs read here at start-up and passes the offsets as a read-only
+//! global. Anonymous structs/unions (as in `struct sock_common`) are searched
+//! transparently. Only what that needs is parsed: types are kept as raw
+//! records and walked on demand.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use thiserror::Error;
+
+const BTF_MAGIC: u16 = 0xeb9f;
+
+const KIND_INT: u32 = 1;
+const KIND_PTR: u32 = 2;
+const KIND_ARRAY: u32 = 3;
+const KIND_STRUCT: u32 = 4;
+const KIND_UNION: u32 = 5;
+const KIND_ENUM: u32 = 6;
+const KIND_FWD: u32 = 7;
+const KIND_TYPEDEF: u32 = 8;
+const KIND_VOLATILE: u32 = 9;
+const KIND_CONST: u32 = 10;
+const KIND_RESTRICT: u32 = 11;
+const KIND_FUNC: u32 = 12;
+const KIND_FUNC_PROTO: u32 = 13;
+const KIND_VAR: u32 = 14;
+const KIND_DATASEC: u32 = 15;
+const KIND_FLOAT: u32 = 16;
+const KIND_DECL_TAG: u32 = 17;
+const KIND_TYPE_TAG: u32 = 18;
+const KIND_ENUM64: u32 = 19;
+
+#[derive(Debug, Error)]
+pub enum BtfError {
+    #[error("cannot read {path}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("malformed BTF: {0}")]
+    Malformed(&'static str),
+    #[error("BTF type kind {0} is not known to this build")]
+    UnknownKind(u32),
+    #[error("struct {0} not found in kernel BTF")]
+    NoStruct(String),
+    #[error("field {field} not found in struct {strukt}")]
+    NoField { strukt: String, field: String },
+    #[error("field {field} of struct {strukt} is a bitfield, not byte-addressable")]
+    Bitfield { strukt: String, field: String },
+    #[error("{strukt}.{field}: expected {expected} bytes, kernel has {actual}")]
+    Size {
+        strukt: String,
+        field: String,
+        expected: u32,
+        actual: u32,
+    },
+}
+
+/// One member of a struct or union.
+#[derive(Debug, Clone, Copy)]
+struct Member {
+    name_off: u32,
+    type_id: u32,
+    /// Offset in bits from the start of the aggregate.
+    bit_offset: u32,
+    /// Bitfield size in bits (0 = not a bitfield).
+    bitfield_size: u32,
+}
+
+#[derive(Debug, Clone)]
+enum Type {
+    /// A type whose contents we never need (functions, enums, ...); `size` if it has one.
+    Other { size: Option<u32> },
+    /// Typedef and qualifiers: look through to `to`.
+    Alias { to: u32 },
+    Ptr,
+    Array { elem: u32, nelems: u32 },
+    Aggregate { name_off: u32, size: u32, members: Vec<Member> },
+}
+
+/// Parsed kernel BTF.
+pub struct Btf {
+    strings: Vec<u8>,
+    /// Index = type id - 1.
+    types: Vec<Type>,
+    structs_by_name: HashMap<String, u32>,
+}
+
+fn u32_at(data: &[u8], off: usize) -> Result<u32, BtfError> {
+    let b = data
+        .get(off..off + 4)
+        .ok_or(BtfError::Malformed("truncated"))?;
+    Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+impl Btf {
+    /// Reads the running kernel's BTF.
+    pub fn from_sys_fs() -> Result<Self, BtfError> {
+        Self::from_file(Path::new("/sys/kernel/btf/vmlinux"))
+    }
+
+    pub fn from_file(path: &Path) -> Result<Self, BtfError> {
+        let data = std::fs::read(path).map_err(|source| BtfError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&data)
+    }
+
+    /// Parses little-endian BTF (the only kind a little-endian host exposes).
+    pub fn parse(data: &[u8]) -> Result<Self, BtfError> {
+        if data.len() < 24 {
+            return Err(BtfError::Malformed("shorter than a header"));
+        }
+        let magic = u16::from_le_bytes([data[0], data[1]]);
+        if magic != BTF_MAGIC {
+            return Err(BtfError::Malformed("bad magic (not little-endian BTF)"));
+        }
+        let hdr_len = u32_at(data, 4)? as usize;
+        let type_off = u32_at(data, 8)? as usize;
+        let type_len = u32_at(data, 12)? as usize;
+        let str_off = u32_at(data, 16)? as usize;
+        let str_len = u32_at(data, 20)? as usize;
+        let type_start = hdr_len.checked_add(type_off).ok_or(BtfError::Malformed("type offset"))?;
+        let type_end = type_start.checked_add(type_len).ok_or(BtfError::Malformed("type length"))?;
+        let str_start = hdr_len.checked_add(str_off).ok_or(BtfError::Malformed("string offset"))?;
+        let str_end = str_start.checked_add(str_len).ok_or(BtfError::Malformed("string length"))?;
+        let type_data = data.get(type_start..type_end).ok_or(BtfError::Malformed("type section out of bounds"))?;
+        let strings = data
+            .get(str_start..str_end)
+            .ok_or(BtfError::Malformed("string section out of bounds"))?
+            .to_vec();
+
+        let mut types = Vec::new();
+        let mut pos = 0usize;
+        while pos < type_data.len() {
+            let name_off = u32_at(type_data, pos)?;
+            let info = u32_at(type_data, pos + 4)?;
+            let size_or_type = u32_at(type_data, pos + 8)?;
+            pos += 12;
+            let vlen = (info & 0xffff) as usize;
+            let kind = (info >> 24) & 0x1f;
+            let kind_flag = info >> 31 == 1;
+            let ty = match kind {
+                KIND_INT => {
+                    pos += 4;
+                    Type::Other { size: Some(size_or_type) }
+                }
+                KIND_PTR => Type::Ptr,
+                KIND_ARRAY => {
+                    let elem = u32_at(type_data, pos)?;
+                    let nelems = u32_at(type_data, pos + 8)?;
+                    pos += 12;
+                    Type::Array { elem, nelems }
+                }
+                KIND_STRUCT | KIND_UNION => {
+                    let mut members = Vec::with_capacity(vlen);
+                    for _ in 0..vlen {
+                        let m_name = u32_at(type_data, pos)?;
+                        let m_type = u32_at(type_data, pos + 4)?;
+                        let m_off = u32_at(type_data, pos + 8)?;
+                        pos += 12;
+                        let (bit_offset, bitfield_size) = if kind_flag {
+                            (m_off & 0x00ff_ffff, m_off >> 24)
+                        } else {
+                            (m_off, 0)
+                        };
+                        members.push(Member {
+                            name_off: m_name,
+                            type_id: m_type,
+                            bit_offset,
+                            bitfield_size,
+                        });
+                    }
+                    Type::Aggregate { name_off, size: size_or_type, members }
+                }
+                KIND_ENUM => {
+                    pos += 8 * vlen;
+                    Type::Other { size: Some(size_or_type) }
+                }
+                KIND_ENUM64 => {
+                    pos += 12 * vlen;
+                    Type::Other { size: Some(size_or_type) }
+                }
+                KIND_FWD | KIND_FUNC => Type::Other { size: None },
+                KIND_FLOAT => Type::Other { size: Some(size_or_type) },
+                KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG => {
+                    Type::Alias { to: size_or_type }
+                }
+                KIND_FUNC_PROTO => {
+                    pos += 8 * vlen;
+                    Type::Other { size: None }
+                }
+                KIND_VAR => {
+                    pos += 4;
+                    Type::Other { size: None }
+                }
+                KIND_DATASEC => {
+                    pos += 12 * vlen;
+                    Type::Other { size: None }
+                }
+                KIND_DECL_TAG => {
+                    pos += 4;
+                    Type::Other { size: None }
+                }
+                other => return Err(BtfError::UnknownKind(other)),
+            };
+            types.push(ty);
+        }
+        if pos != type_data.len() {
+            return Err(BtfError::Malformed("type section ends inside a type"));
+        }
+
+        let mut btf = Btf { strings, types, structs_by_name: HashMap::new() };
+        let mut by_name = HashMap::new();
+        for (i, ty) in btf.types.iter().enumerate() {
+            if let Type::Aggregate { name_off, members, .. } = ty {
+                // Prefer the complete definition when a name appears twice.
+                if *name_off != 0 && !members.is_empty() {
+                    by_name.entry(btf.string(*name_off).to_owned()).or_insert(i as u32 + 1);
+                }
+            }
+        }
+        btf.structs_by_name = by_name;
+        Ok(btf)
+    }
+
+    fn string(&self, off: u32) -> &str {
+        let start = off as usize;
+        let Some(rest) = self.strings.get(start..) else {
+            return "";
+        };
+        let end = rest.iter().position(|b| *b == 0).unwrap_or(rest.len());
+        std::str::from_utf8(&rest[..end]).unwrap_or("")
+    }
+
+    fn ty(&self, id: u32) -> Option<&Type> {
+        id.checked_sub(1).and_then(|i| self.types.get(i as usize))
+    }
+
+    /// Follows typedefs and qualifiers.
+    fn resolve(&self, mut id: u32) -> Option<&Type> {
+        for _ in 0..32 {
+            match self.ty(id)? {
+                Type::Alias { to } => id = *to,
+                t => return Some(t),
+            }
+        }
+        None
+    }
+
+    fn size_of(&self, id: u32) -> Option<u32> {
+        match self.resolve(id)? {
+            Type::Other { size } => *size,
+            Type::Ptr => Some(8),
+            Type::Array { elem, nelems } => self.size_of(*elem)?.checked_mul(*nelems),
+            Type::Aggregate { size, .. } => Some(*size),
+            Type::Alias { .. } => None,
+        }
+    }
+
+    /// Finds `name` among the members of aggregate `id`, descending into
+    /// anonymous members. Returns (bit offset, member).
+    fn find_member(&self, id: u32, name: &str, depth: u32) -> Option<(u32, Member)> {
+        if depth > 8 {
+            return None;
+        }
+        let Type::Aggregate { members, .. } = self.resolve(id)? else {
+            return None;
+        };
+        for m in members {
+            if m.name_off != 0 && self.string(m.name_off) == name {
+                return Some((m.bit_offset, *m));
+            }
+        }
+        for m in members.iter().filter(|m| m.name_off == 0) {
+            if let Some((off, found)) = self.find_member(m.type_id, name, depth + 1) {
+                return Some((m.bit_offset + off, found));
+            }
+        }
+        None
+    }
+
+    /// Byte offset of `path` (dot separated, e.g. `__sk_common.skc_daddr`)
+    /// inside `struct strukt`, checking the field is `size` bytes when given.
+    pub fn field_offset(&self, strukt: &str, path: &str, size: Option<u32>) -> Result<u32, BtfError> {
+        let mut id = *self
+            .structs_by_name
+            .get(strukt)
+            .ok_or_else(|| BtfError::NoStruct(strukt.to_owned()))?;
+        let no_field = || BtfError::NoField { strukt: strukt.to_owned(), field: path.to_owned() };
+        let mut bits = 0u32;
+        let mut last = None;
+        for part in path.split('.') {
+            let (off, m) = self.find_member(id, part, 0).ok_or_else(no_field)?;
+            if m.bitfield_size != 0 {
+                return Err(BtfError::Bitfield { strukt: strukt.to_owned(), field: path.to_owned() });
+            }
+            bits = bits.checked_add(off).ok_or_else(no_field)?;
+            id = m.type_id;
+            last = Some(m);
+        }
+        if bits % 8 != 0 {
+            return Err(BtfError::Bitfield { strukt: strukt.to_owned(), field: path.to_owned() });
+        }
+        if let (Some(expected), Some(m)) = (size, last) {
+            let actual = self.size_of(m.type_id).unwrap_or(0);
+            if actual != expected {
+                return Err(BtfError::Size {
+                    strukt: strukt.to_owned(),
+                    field: path.to_owned(),
+                    expected,
+                    actual,
+                });
+            }
+        }
+        Ok(bits / 8)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Builds a little BTF blob by hand:
+    /// struct inner { u16 a; u16 b; };
+    /// struct outer { u32 x; union { u32 y; struct inner in; }; u8 bf:3; u8 arr[6]; void *p; };
+    fn sample() -> Vec<u8> {
+        let mut strings = vec![0u8];
+        let mut name = |s: &str| {
+            let off = strings.len() as u32;
+            strings.extend_from_slice(s.as_bytes());
+            strings.push(0);
+            off
+        };
+        let (n_u32, n_u16, n_u8, n_inner, n_outer) = (name("u32"), name("u16"), name("u8"), name("inner"), name("outer"));
+        let (n_a, n_b, n_x, n_y, n_in, n_bf, n_arr, n_p, n_t) =
+            (name("a"), name("b"), name("x"), name("y"), name("in"), name("bf"), name("arr"), name("p"), name("u16_t"));
+        let mut t = Vec::new();
+        let mut push = |words: &[u32]| {
+            for w in words {
+                t.extend_from_slice(&w.to_le_bytes());
+            }
+        };
+        let info = |kind: u32, vlen: u32, kflag: bool| (kind << 24) | vlen | ((kflag as u32) << 31);
+        push(&[n_u32, info(KIND_INT, 0, false), 4, 32]); // 1
+        push(&[n_u16, info(KIND_INT, 0, false), 2, 16]); // 2
+        push(&[n_u8, info(KIND_INT, 0, false), 1, 8]); // 3
+        push(&[n_t, info(KIND_TYPEDEF, 0, false), 2]); // 4 u16_t
+        push(&[n_inner, info(KIND_STRUCT, 2, false), 4, n_a, 4, 0, n_b, 2, 16]); // 5
+        push(&[0, info(KIND_UNION, 2, false), 4, n_y, 1, 0, n_in, 5, 0]); // 6 anon union
+        push(&[0, info(KIND_INT, 0, false), 0, 0]); // 7 void-ish filler
+        push(&[0, info(KIND_ARRAY, 0, false), 0, 3, 1, 6]); // 8 u8[6]
+        push(&[0, info(KIND_PTR, 0, false), 7]); // 9
+        push(&[
+            n_outer,
+            info(KIND_STRUCT, 5, true),
+            24,
+            n_x, 1, 0,
+            0, 6, 32,
+            n_bf, 3, (3 << 24) | 64,
+            n_arr, 8, 72,
+            n_p, 9, 128,
+        ]); // 10
+        let mut out = Vec::new();
+        out.extend_from_slice(&BTF_MAGIC.to_le_bytes());
+        out.push(1);
+        out.push(0);
+        for w in [24u32, 0, t.len() as u32, t.len() as u32, strings.len() as u32] {
+            out.extend_from_slice(&w.to_le_bytes());
+        }
+        out.extend_from_slice(&t);
+        out.extend_from_slice(&strings);
+        out
+    }
+
+    #[test]
+    fn resolves_direct_anonymous_and_nested_fields() {
+        let btf = Btf::parse(&sample()).unwrap();
+        assert_eq!(btf.field_offset("outer", "x", Some(4)).unwrap(), 0);
+        assert_eq!(btf.field_offset("outer", "y", Some(4)).unwrap(), 4);
+        assert_eq!(btf.field_offset("outer", "in.b", Some(2)).unwrap(), 6);
+        assert_eq!(btf.field_offset("outer", "arr", Some(6)).unwrap(), 9);
+        assert_eq!(btf.field_offset("outer", "p", Some(8)).unwrap(), 16);
+        assert_eq!(btf.field_offset("inner", "b", None).unwrap(), 2);
+    }
+
+    #[test]
+    fn reports_missing_bitfield_and_size_errors() {
+        let btf = Btf::parse(&sample()).unwrap();
+        assert!(matches!(btf.field_offset("nope", "x", None), Err(BtfError::NoStruct(_))));
+        assert!(matches!(btf.field_offset("outer", "zz", None), Err(BtfError::NoField { .. })));
+        assert!(matches!(btf.field_offset("outer", "bf", None), Err(BtfError::Bitfield { .. })));
+        let e = btf.field_offset("outer", "x", Some(2)).unwrap_err();
+        assert!(matches!(e, BtfError::Size { expected: 2, actual: 4, .. }), "{e}");
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert!(Btf::parse(b"").is_err());
+        assert!(Btf::parse(&[0u8; 64]).is_err());
+        let mut s = sample();
+        s.truncate(s.len() - 20);
+        assert!(Btf::parse(&s).is_err());
+    }
+
+    #[test]
+    fn running_kernel_has_every_field_we_read() {
+        let path = Path::new("/sys/kernel/btf/vmlinux");
+        if !path.exists() {
+            eprintln!("skipping: {} not present on this machine", path.display());
+            return;
+        }
+        let btf = Btf::from_file(path).unwrap();
+        let o = crate::offsets::resolve(&btf).unwrap();
+        // struct sock starts with sock_common, whose address pair comes first.
+        assert_eq!(o.skc_daddr, 0);
+        assert_eq!(o.skc_rcv_saddr, 4);
+        assert!(o.inet_sport > o.sk_protocol);
+    }
+}

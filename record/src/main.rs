@@ -1,0 +1,24 @@
+//! `record`: loads deeptcp's eBPF programs and writes TCP events to Parquet.
+//! `main` only parses arguments and dispatches; see `session` for the work.
+
+mod btf;
+mod cli;
+mod convert;
+mod host;
+mod offsets;
+mod privileges;
+mod probes;
+mod session;
+mod signals;
+mod symbolize;
+
+use clap::Parser;
+
+fn main() {
+    let cli = cli::Cli::parse();
+    let result = cli::Config::from_cli(cli).and_then(session::run);
+    if let Err(e) = result {
+        eprintln!("record: {e:#}");
+        std::process::exit(1);
+    }
+}

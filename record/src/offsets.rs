@@ -1,0 +1,34 @@
+//! Which kernel struct fields the eBPF programs read, resolved against the
+//! running kernel's BTF into [`deeptcp_common::Offsets`].
+
+use anyhow::{Context, Result};
+use deeptcp_common::Offsets;
+
+use crate::btf::Btf;
+
+/// Resolves every offset the programs need, failing with the first field the
+/// kernel does not have (naming it).
+pub fn resolve(btf: &Btf) -> Result<Offsets> {
+    let f = |strukt: &str, path: &str, size: u32| {
+        btf.field_offset(strukt, path, Some(size))
+            .with_context(|| format!("resolving {strukt}.{path} from kernel BTF"))
+    };
+    Ok(Offsets {
+        skc_daddr: f("sock", "__sk_common.skc_daddr", 4)?,
+        skc_rcv_saddr: f("sock", "__sk_common.skc_rcv_saddr", 4)?,
+        skc_dport: f("sock", "__sk_common.skc_dport", 2)?,
+        skc_num: f("sock", "__sk_common.skc_num", 2)?,
+        skc_family: f("sock", "__sk_common.skc_family", 2)?,
+        skc_state: f("sock", "__sk_common.skc_state", 1)?,
+        skc_net: f("sock", "__sk_common.skc_net", 8)?,
+        skc_v6_daddr: f("sock", "__sk_common.skc_v6_daddr", 16)?,
+        skc_v6_rcv_saddr: f("sock", "__sk_common.skc_v6_rcv_saddr", 16)?,
+        sk_protocol: f("sock", "sk_protocol", 2)?,
+        sk_err: f("sock", "sk_err", 4)?,
+        inet_sport: f("inet_sock", "inet_sport", 2)?,
+        net_ns_inum: f("net", "ns.inum", 4)?,
+        skb_head: f("sk_buff", "head", 8)?,
+        skb_data: f("sk_buff", "data", 8)?,
+        skb_network_header: f("sk_buff", "network_header", 2)?,
+    })
+}

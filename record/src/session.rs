@@ -1,0 +1,273 @@
+//! One recording session: resolve offsets, load and attach the programs,
+//! drain the ring buffer on this thread and hand batches to a writer thread
+//! that builds Arrow rows and encodes Parquet, then close both files cleanly
+//! on SIGINT/SIGTERM or at `--duration`.
+//!
+//! Per-event work on the drain thread is a copy out of the ring buffer;
+//! conversion, compression and I/O happen on the writer thread.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use aya::maps::{MapData, PerCpuArray, RingBuf, StackTraceMap};
+use aya::{Ebpf, EbpfLoader};
+use deeptcp_common::{Config as BpfConfig, WireEvent};
+use deeptcp_format::{EventWriter, RecordingMeta, StackWriter, WriterOptions, SCHEMA_VERSION};
+
+use crate::cli::Config;
+use crate::symbolize::Symbolizer;
+use crate::{btf, convert, host, offsets, probes, signals};
+
+#[cfg(not(deeptcp_no_ebpf))]
+static EBPF_OBJECT: Option<&[u8]> = Some(aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/deeptcp")));
+#[cfg(deeptcp_no_ebpf)]
+static EBPF_OBJECT: Option<&[u8]> = None;
+
+/// Whether this binary carries the eBPF programs (tests use it to skip).
+pub fn has_ebpf_object() -> bool {
+    EBPF_OBJECT.is_some()
+}
+
+/// Batch handed from the drain thread to the writer thread.
+enum Msg {
+    Events(Vec<WireEvent>),
+    Stack(i64, Vec<String>),
+}
+
+/// What the writer thread hands back for closing.
+struct Writers {
+    events: EventWriter,
+    stacks: Option<StackWriter>,
+    rejected: u64,
+}
+
+/// Opens an output file: never follows a symlink, never clobbers unless `force`, mode 0600.
+fn create_output(path: &Path, force: bool) -> Result<File> {
+    let mut opts = File::options();
+    opts.write(true).mode(0o600).custom_flags(libc::O_NOFOLLOW);
+    if force {
+        opts.create(true).truncate(true);
+    } else {
+        opts.create_new(true);
+    }
+    opts.open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => anyhow!("{} already exists (use --force to replace it)", path.display()),
+        _ if e.raw_os_error() == Some(libc::ELOOP) => anyhow!("{} is a symbolic link; refusing to write through it", path.display()),
+        _ => anyhow::Error::new(e).context(format!("creating {}", path.display())),
+    })
+}
+
+fn writer_thread(rx: mpsc::Receiver<Msg>, mut w: Writers, flush_every: Duration) -> Result<Writers> {
+    let mut last_flush = Instant::now();
+    loop {
+        match rx.recv_timeout(flush_every) {
+            Ok(Msg::Events(batch)) => {
+                for wire in &batch {
+                    match convert::to_event(wire) {
+                        Ok(ev) => w.events.push(&ev)?,
+                        Err(_) => w.rejected += 1,
+                    }
+                }
+            }
+            Ok(Msg::Stack(id, frames)) => {
+                if let Some(s) = w.stacks.as_mut() {
+                    s.push(id, &frames)?;
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return Ok(w),
+        }
+        if last_flush.elapsed() >= flush_every {
+            w.events.flush()?;
+            last_flush = Instant::now();
+        }
+    }
+}
+
+fn lost_events(lost: &PerCpuArray<MapData, u64>) -> u64 {
+    lost.get(&0, 0).map(|v| v.iter().sum()).unwrap_or(0)
+}
+
+fn human_bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
+}
+
+fn load(cfg: &Config, offsets: &deeptcp_common::Offsets) -> Result<Ebpf> {
+    let object = EBPF_OBJECT.ok_or_else(|| {
+        anyhow!("this record binary was built without its eBPF programs; run scripts/bootstrap, then rebuild")
+    })?;
+    let bpf_cfg = BpfConfig {
+        filter_pid: cfg.pid.unwrap_or(0),
+        kstack: u32::from(cfg.stacks_output.is_some()),
+        // Wake the reader only when a quarter of the ring is full; it also polls every 100 ms.
+        wakeup_bytes: u64::from(cfg.ring_size / 4),
+    };
+    EbpfLoader::new()
+        .override_global("OFFSETS", offsets, true)
+        .override_global("CONFIG", &bpf_cfg, true)
+        .map_max_entries("EVENTS", cfg.ring_size)
+        .load(object)
+        .context("loading the eBPF object")
+}
+
+pub fn run(cfg: Config) -> Result<()> {
+    if EBPF_OBJECT.is_none() {
+        bail!("this record binary was built without its eBPF programs; run scripts/bootstrap, then rebuild");
+    }
+    crate::privileges::check()?;
+    let kbtf = btf::Btf::from_sys_fs().context("reading kernel BTF (needs CONFIG_DEBUG_INFO_BTF)")?;
+    let offsets = offsets::resolve(&kbtf)?;
+    let aya_btf = aya::Btf::from_sys_fs().context("reading kernel BTF")?;
+
+    let out = create_output(&cfg.output, cfg.force)?;
+    let stacks_out = match &cfg.stacks_output {
+        Some(p) => Some(create_output(p, cfg.force)?),
+        None => None,
+    };
+
+    let mut ebpf = load(&cfg, &offsets)?;
+    let statuses = probes::attach_all(&mut ebpf, &aya_btf);
+    let attached = statuses.iter().filter(|s| s.attached).count();
+    for s in statuses.iter().filter(|s| !s.attached) {
+        eprintln!("record: warning: {} ({}) not attached: {}", s.probe, s.kind, s.detail);
+    }
+    if attached == 0 {
+        let _ = std::fs::remove_file(&cfg.output);
+        bail!("no probe could be attached; nothing to record");
+    }
+
+    let mut ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("map EVENTS missing")?)?;
+    let lost_map: PerCpuArray<MapData, u64> =
+        PerCpuArray::try_from(ebpf.take_map("LOST").context("map LOST missing")?)?;
+    let stack_map: Option<StackTraceMap<MapData>> = match cfg.stacks_output {
+        Some(_) => Some(StackTraceMap::try_from(ebpf.take_map("STACKS").context("map STACKS missing")?)?),
+        None => None,
+    };
+    let symbolizer = stack_map.as_ref().map(|_| Symbolizer::load());
+    if symbolizer.as_ref().is_some_and(Symbolizer::is_empty) {
+        eprintln!("record: warning: /proc/kallsyms shows no addresses; stacks will read [unknown]");
+    }
+
+    let meta = RecordingMeta {
+        schema_version: SCHEMA_VERSION,
+        host: host::hostname(),
+        kernel_release: host::kernel_release(),
+        boot_id: host::boot_id(),
+        clock: host::clock_anchor(),
+        recorder_version: format!("record {}", env!("CARGO_PKG_VERSION")),
+        probes: statuses,
+        lost_events: 0,
+        kstack: stack_map.is_some(),
+    };
+    let writers = Writers {
+        events: EventWriter::new(out, &meta, WriterOptions::default())?,
+        stacks: stacks_out.map(StackWriter::new).transpose()?,
+        rejected: 0,
+    };
+    let (tx, rx) = mpsc::sync_channel::<Msg>(256);
+    let flush_every = cfg.flush_interval;
+    let writer = thread::Builder::new()
+        .name("writer".into())
+        .spawn(move || writer_thread(rx, writers, flush_every))
+        .context("spawning writer thread")?;
+
+    signals::install()?;
+    if !cfg.quiet {
+        eprintln!(
+            "record: tracing TCP events into {} ({attached}/{} probes attached). Ctrl-C to end.",
+            cfg.output.display(),
+            probes::PROBES.len()
+        );
+    }
+    let deadline = cfg.duration.map(|d| Instant::now() + d);
+    let fd = ring.as_raw_fd();
+    let mut seen_stacks: HashSet<i32> = HashSet::new();
+    let mut events: u64 = 0;
+    let mut stopping = false;
+    let mut ebpf = Some(ebpf);
+    let mut writer_gone = false;
+    loop {
+        let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd, count 1; EINTR (signal) is fine, we re-check the flag.
+        unsafe { libc::poll(&mut pfd, 1, 100) };
+        let mut batch: Vec<WireEvent> = Vec::with_capacity(1024);
+        let mut stacks: Vec<Msg> = Vec::new();
+        while let Some(item) = ring.next() {
+            if item.len() < std::mem::size_of::<WireEvent>() {
+                continue;
+            }
+            // SAFETY: the item holds at least size_of::<WireEvent>() bytes written by
+            // the program as a WireEvent; read_unaligned copes with any alignment
+            // and every bit pattern is a valid WireEvent (integers and byte arrays).
+            let wire: WireEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+            if wire.stack_id >= 0 && seen_stacks.insert(wire.stack_id) {
+                if let (Some(map), Some(sym)) = (stack_map.as_ref(), symbolizer.as_ref()) {
+                    let frames = map
+                        .get(&(wire.stack_id as u32), 0)
+                        .map(|st| sym.stack(st.frames().iter().map(|f| f.ip)))
+                        .unwrap_or_default();
+                    stacks.push(Msg::Stack(i64::from(wire.stack_id), frames));
+                }
+            }
+            batch.push(wire);
+            if batch.len() >= 8192 {
+                break;
+            }
+        }
+        events += batch.len() as u64;
+        let more = batch.len() >= 8192;
+        for m in stacks.into_iter().chain((!batch.is_empty()).then_some(Msg::Events(batch))) {
+            if tx.send(m).is_err() {
+                writer_gone = true;
+            }
+        }
+        if writer_gone {
+            break;
+        }
+        if more {
+            continue;
+        }
+        if stopping {
+            break;
+        }
+        if signals::stop_requested() || deadline.is_some_and(|d| Instant::now() >= d) {
+            // Detach first, then drain what is left in the ring once more.
+            drop(ebpf.take());
+            stopping = true;
+        }
+    }
+    drop(ebpf.take());
+    let lost = lost_events(&lost_map);
+    drop(tx);
+    let writers = writer
+        .join()
+        .map_err(|_| anyhow!("writer thread panicked"))?
+        .with_context(|| format!("writing {}", cfg.output.display()))?;
+    let summary = writers.events.finish(lost).with_context(|| format!("closing {}", cfg.output.display()))?;
+    if let Some(s) = writers.stacks {
+        s.finish().context("closing the stacks file")?;
+    }
+    if !cfg.quiet {
+        eprintln!(
+            "record: {} events written to {} ({}), {} lost{}",
+            summary.rows,
+            cfg.output.display(),
+            human_bytes(summary.bytes),
+            lost,
+            if writers.rejected > 0 { format!(", {} malformed records dropped", writers.rejected) } else { String::new() }
+        );
+    }
+    debug_assert!(events >= summary.rows);
+    Ok(())
+}

@@ -1,0 +1,83 @@
+//! Kernel stack symbolization against `/proc/kallsyms`, done at record time
+//! so that no raw kernel address is ever written to a file.
+
+use std::collections::BTreeMap;
+
+pub struct Symbolizer {
+    /// start address → name; empty when the kernel hides addresses.
+    syms: BTreeMap<u64, String>,
+}
+
+impl Symbolizer {
+    pub fn load() -> Self {
+        let text = std::fs::read_to_string("/proc/kallsyms").unwrap_or_default();
+        Self::from_kallsyms(&text)
+    }
+
+    pub fn from_kallsyms(text: &str) -> Self {
+        let mut syms = BTreeMap::new();
+        for line in text.lines() {
+            let mut it = line.split_whitespace();
+            let (Some(addr), Some(ty), Some(name)) = (it.next(), it.next(), it.next()) else {
+                continue;
+            };
+            if !matches!(ty, "t" | "T" | "w" | "W") {
+                continue;
+            }
+            if let Ok(a) = u64::from_str_radix(addr, 16) {
+                if a != 0 {
+                    syms.insert(a, name.to_owned());
+                }
+            }
+        }
+        Symbolizer { syms }
+    }
+
+    /// `symbol+0xoff`, or `[unknown]` when no symbol covers `ip`.
+    pub fn symbolize(&self, ip: u64) -> String {
+        match self.syms.range(..=ip).next_back() {
+            Some((start, name)) => format!("{name}+0x{:x}", ip - start),
+            None => "[unknown]".to_owned(),
+        }
+    }
+
+    /// Symbolizes a captured stack, dropping the leading frames that belong to
+    /// the tracing machinery itself (the BPF program, `bpf_trace_run*`), which
+    /// say nothing about the event and carry a per-build program tag.
+    pub fn stack(&self, ips: impl IntoIterator<Item = u64>) -> Vec<String> {
+        ips.into_iter()
+            .map(|ip| self.symbolize(ip))
+            .skip_while(|f| f.starts_with("bpf_prog_") || f.starts_with("bpf_trace_run") || f.starts_with("__bpf_trace_"))
+            .collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.syms.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symbolizes_text_symbols_only() {
+        let s = Symbolizer::from_kallsyms(
+            "ffffffff81000000 T _stext\nffffffff81000100 t tcp_set_state\nffffffff81000200 D some_data\n0000000000000000 T hidden\n",
+        );
+        assert_eq!(s.symbolize(0xffffffff81000104), "tcp_set_state+0x4");
+        assert_eq!(s.symbolize(0xffffffff81000250), "tcp_set_state+0x150");
+        assert_eq!(s.symbolize(0xffffffff81000000), "_stext+0x0");
+        assert_eq!(s.symbolize(0x10), "[unknown]");
+        assert!(Symbolizer::from_kallsyms("0000000000000000 T x\n").is_empty());
+    }
+
+    #[test]
+    fn drops_tracing_frames_at_the_top_only() {
+        let s = Symbolizer::from_kallsyms(
+            "ffffffff81000000 t bpf_prog_0123456789abcdef_inet_sock_set_state\nffffffff81001000 T bpf_trace_run3\nffffffff81002000 T tcp_set_state\nffffffff81003000 T bpf_trace_run1\n",
+        );
+        let frames = s.stack([0xffffffff81000010, 0xffffffff81001008, 0xffffffff81002004, 0xffffffff81003000]);
+        assert_eq!(frames, vec!["tcp_set_state+0x4", "bpf_trace_run1+0x0"]);
+    }
+}

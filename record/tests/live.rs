@@ -1,0 +1,359 @@
+//! Live tests: run the real `record` as root against real loopback traffic
+//! made by a server and a client in separate processes, then read the file
+//! back through `deeptcp-format` and check the events.
+//!
+//! Without root, or with a `record` built without its eBPF programs, these
+//! skip with a printed reason, unless `DEEPTCP_REQUIRE_LIVE=1` (set by CI),
+//! where skipping is a failure.
+
+use std::io::{BufRead, BufReader};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use deeptcp_format::{Event, EventKind, Family, RecordingMeta, RecordingReader, TcpState};
+
+const ECONNREFUSED: i32 = 111;
+const ECONNRESET: i32 = 104;
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("record/ has a parent").to_path_buf()
+}
+
+fn traffic_script() -> PathBuf {
+    repo_root().join("testdata/traffic.py")
+}
+
+fn required() -> bool {
+    std::env::var_os("DEEPTCP_REQUIRE_LIVE").is_some_and(|v| v == "1")
+}
+
+fn skip(test: &str, why: &str) -> bool {
+    if required() {
+        panic!("{test}: live test cannot run ({why}) but DEEPTCP_REQUIRE_LIVE=1");
+    }
+    eprintln!("SKIPPED live test {test}: {why}");
+    false
+}
+
+/// True when this process may run live tests (root).
+fn can_run(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return skip(test, "needs root");
+    }
+    eprintln!("RUNNING live test {test}");
+    true
+}
+
+/// A running `record` whose stderr is collected.
+struct Recorder {
+    child: Child,
+    stderr: Arc<Mutex<String>>,
+    path: PathBuf,
+}
+
+impl Recorder {
+    /// Starts record; `None` (after skip) when this build has no eBPF object.
+    fn start(test: &str, path: &Path, extra: &[&str]) -> Option<Recorder> {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_record"))
+            .arg("-o")
+            .arg(path)
+            .args(extra)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn record");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let pipe = child.stderr.take().expect("stderr piped");
+        let sink = Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        let start = Instant::now();
+        loop {
+            let text = stderr.lock().unwrap().clone();
+            if text.contains("Ctrl-C to end") {
+                break;
+            }
+            if text.contains("built without its eBPF programs") {
+                let _ = child.wait();
+                skip(test, "record was built without eBPF programs (run scripts/bootstrap)");
+                return None;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("record exited early ({status}): {text}");
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "record did not start: {text}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(Recorder { child, stderr, path: path.to_path_buf() })
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        // SAFETY: plain kill(2) on our own child's pid.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
+        assert_eq!(rc, 0, "kill failed");
+    }
+
+    /// Stops with `sig`, checks a clean exit, returns (meta, events, stderr).
+    fn stop(mut self, sig: libc::c_int) -> (RecordingMeta, Vec<Event>, String) {
+        std::thread::sleep(Duration::from_millis(300));
+        self.signal(sig);
+        let status = self.child.wait().expect("wait record");
+        std::thread::sleep(Duration::from_millis(50));
+        let stderr = self.stderr.lock().unwrap().clone();
+        assert!(status.success(), "record failed ({status}): {stderr}");
+        let (meta, events) = read_all(&self.path);
+        (meta, events, stderr)
+    }
+}
+
+fn read_all(path: &Path) -> (RecordingMeta, Vec<Event>) {
+    let reader = RecordingReader::open(path).expect("recording opens");
+    let meta = reader.meta().clone();
+    let events: Vec<Event> = reader.events().collect::<Result<_, _>>().expect("events decode");
+    (meta, events)
+}
+
+/// Server + client traffic; returns (server pid, client pid, ports, client lines).
+struct Traffic {
+    server_pid: u32,
+    client_pid: u32,
+    port4: u16,
+    port6: u16,
+    /// step name → port printed by the client.
+    steps: Vec<(String, u16)>,
+}
+
+impl Traffic {
+    fn step(&self, name: &str) -> u16 {
+        self.steps.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("client step {name} missing")).1
+    }
+}
+
+fn run_traffic() -> Traffic {
+    let mut server = Command::new("python3")
+        .arg(traffic_script())
+        .arg("server")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn server (python3)");
+    let mut out = BufReader::new(server.stdout.take().expect("server stdout"));
+    let mut ready = String::new();
+    out.read_line(&mut ready).expect("server READY line");
+    let parts: Vec<&str> = ready.split_whitespace().collect();
+    assert_eq!(parts.first(), Some(&"READY"), "server said {ready:?}");
+    let port4: u16 = parts[1].parse().unwrap();
+    let port6: u16 = parts[2].parse().unwrap();
+    let client = Command::new("python3")
+        .arg(traffic_script())
+        .args(["client", &port4.to_string(), &port6.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn client");
+    let client_pid = client.id();
+    let output = client.wait_with_output().expect("client runs");
+    assert!(output.status.success(), "client failed");
+    let status = server.wait().expect("server exits");
+    assert!(status.success(), "server failed");
+    let steps = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            Some((it.next()?.to_owned(), it.next()?.parse().ok()?))
+        })
+        .collect();
+    Traffic { server_pid: server.id(), client_pid, port4, port6, steps }
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn find<'a>(events: &'a [Event], what: &str, pred: impl Fn(&Event) -> bool) -> &'a Event {
+    events.iter().find(|e| pred(e)).unwrap_or_else(|| {
+        let dump: Vec<String> = events
+            .iter()
+            .map(|e| format!("{:?} {}:{} -> {}:{} {:?}->{:?} pid={} err={}", e.kind, e.saddr, e.sport, e.daddr, e.dport, e.oldstate, e.newstate, e.pid, e.sk_err))
+            .collect();
+        panic!("no event: {what}\nrecorded:\n{}", dump.join("\n"))
+    })
+}
+
+fn transition(e: &Event, from: TcpState, to: TcpState) -> bool {
+    e.kind == EventKind::StateChange && e.oldstate == Some(from) && e.newstate == Some(to)
+}
+
+#[test]
+fn records_loopback_lifecycles_resets_and_errors() {
+    let test = "records_loopback_lifecycles_resets_and_errors";
+    if !can_run(test) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("live.parquet");
+    let Some(rec) = Recorder::start(test, &path, &[]) else { return };
+    let t = run_traffic();
+    let (meta, ev, stderr) = rec.stop(libc::SIGINT);
+    assert!(stderr.contains("events written"), "summary line missing: {stderr}");
+
+    // Metadata: every probe attached on this kernel, nothing lost.
+    assert_eq!(meta.probes.len(), 6);
+    assert!(meta.probes.iter().all(|p| p.attached), "{:?}", meta.probes);
+    assert_eq!(meta.lost_events, 0);
+    assert!(!meta.host.is_empty() && !meta.boot_id.is_empty());
+    assert_eq!(meta.kernel_release, std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap().trim());
+
+    let lo4 = ip("127.0.0.1");
+    let lo6 = ip("::1");
+
+    // 1. Normal IPv4 connection, client closes first.
+    let cp = t.step("normal4");
+    let e = find(&ev, "client connect", |e| transition(e, TcpState::Close, TcpState::SynSent) && e.dport == t.port4 && e.pid == t.client_pid);
+    assert_eq!((e.family, e.daddr, e.comm.as_str()), (Family::Inet, lo4, "python3"));
+    assert_ne!(e.netns, 0);
+    find(&ev, "client established", |e| transition(e, TcpState::SynSent, TcpState::Established) && e.sport == cp && e.dport == t.port4 && e.saddr == lo4 && e.daddr == lo4);
+    find(&ev, "server listen", |e| transition(e, TcpState::Close, TcpState::Listen) && e.sport == t.port4 && e.pid == t.server_pid);
+    find(&ev, "server child established", |e| transition(e, TcpState::SynRecv, TcpState::Established) && e.sport == t.port4 && e.dport == cp);
+    let e = find(&ev, "client close", |e| transition(e, TcpState::Established, TcpState::FinWait1) && e.sport == cp);
+    assert_eq!(e.pid, t.client_pid, "close() runs in the client's context");
+    find(&ev, "server sees FIN", |e| transition(e, TcpState::Established, TcpState::CloseWait) && e.sport == t.port4 && e.dport == cp);
+    let e = find(&ev, "server close", |e| transition(e, TcpState::CloseWait, TcpState::LastAck) && e.dport == cp);
+    assert_eq!(e.pid, t.server_pid);
+    find(&ev, "client done", |e| transition(e, TcpState::FinWait2, TcpState::Close) && e.sport == cp);
+    find(&ev, "server done", |e| transition(e, TcpState::LastAck, TcpState::Close) && e.dport == cp);
+    find(&ev, "client socket destroyed", |e| e.kind == EventKind::DestroySock && e.sport == cp && e.dport == t.port4);
+
+    // 2. Refused connect: RST sent with no socket, RST received, ECONNREFUSED.
+    let rp = t.step("refused");
+    let syn = find(&ev, "refused connect gives up", |e| transition(e, TcpState::SynSent, TcpState::Close) && e.dport == rp);
+    let client_port = syn.sport;
+    assert_ne!(client_port, 0);
+    let e = find(&ev, "RST for the closed port", |e| e.kind == EventKind::ResetSent && e.sport == rp && e.dport == client_port);
+    assert_eq!((e.saddr, e.daddr, e.family), (lo4, lo4, Family::Inet));
+    find(&ev, "client receives RST", |e| e.kind == EventKind::ResetRecv && e.sport == client_port && e.dport == rp);
+    let e = find(&ev, "ECONNREFUSED", |e| e.kind == EventKind::SockError && e.sk_err == ECONNREFUSED);
+    assert_eq!(e.dport, rp);
+
+    // 3. Server aborts with SO_LINGER 0.
+    let cp3 = t.step("reset_by_server");
+    let e = find(&ev, "server sends RST", |e| e.kind == EventKind::ResetSent && e.sport == t.port4 && e.dport == cp3);
+    assert_eq!(e.pid, t.server_pid, "close() with linger 0 runs in the server's context");
+    find(&ev, "client receives RST", |e| e.kind == EventKind::ResetRecv && e.sport == cp3 && e.dport == t.port4);
+    find(&ev, "client gets ECONNRESET", |e| e.kind == EventKind::SockError && e.sk_err == ECONNRESET && e.sport == cp3);
+
+    // 4. IPv6 normal connection.
+    let cp4 = t.step("normal6");
+    let e = find(&ev, "IPv6 established", |e| transition(e, TcpState::SynSent, TcpState::Established) && e.sport == cp4 && e.dport == t.port6);
+    assert_eq!((e.family, e.saddr, e.daddr), (Family::Inet6, lo6, lo6));
+    find(&ev, "IPv6 server listen", |e| transition(e, TcpState::Close, TcpState::Listen) && e.sport == t.port6 && e.saddr == lo6);
+
+    // 5. IPv6 client aborts.
+    let cp5 = t.step("reset_by_client6");
+    let e = find(&ev, "client sends RST over IPv6", |e| e.kind == EventKind::ResetSent && e.sport == cp5 && e.dport == t.port6);
+    assert_eq!((e.pid, e.family, e.saddr), (t.client_pid, Family::Inet6, lo6));
+    find(&ev, "server receives RST over IPv6", |e| e.kind == EventKind::ResetRecv && e.sport == t.port6 && e.dport == cp5);
+
+    // Timestamps: monotonic order is not guaranteed across CPUs, but all lie in the session.
+    let first = ev.iter().map(|e| e.mono_ns).min().unwrap();
+    let last = ev.iter().map(|e| e.mono_ns).max().unwrap();
+    assert!(first >= meta.clock.monotonic_ns && last - first < 60_000_000_000);
+}
+
+#[test]
+fn sigterm_and_duration_close_the_file_cleanly() {
+    let test = "sigterm_and_duration_close_the_file_cleanly";
+    if !can_run(test) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("term.parquet");
+    let Some(rec) = Recorder::start(test, &path, &[]) else { return };
+    let t = run_traffic();
+    let (_, ev, _) = rec.stop(libc::SIGTERM);
+    find(&ev, "traffic seen before SIGTERM", |e| e.kind == EventKind::StateChange && e.dport == t.port4);
+
+    // --duration: stops on its own with a complete file.
+    let path = dir.path().join("duration.parquet");
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_record"))
+        .arg("-o")
+        .arg(&path)
+        .args(["--duration", "1"])
+        .output()
+        .expect("run record");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(started.elapsed() < Duration::from_secs(20));
+    read_all(&path);
+}
+
+#[test]
+fn pid_filter_keeps_only_that_process() {
+    let test = "pid_filter_keeps_only_that_process";
+    if !can_run(test) {
+        return;
+    }
+    // A server that is already running, so its pid is known before record starts.
+    let mut server = Command::new("python3")
+        .arg(traffic_script())
+        .arg("server")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn server");
+    let mut out = BufReader::new(server.stdout.take().unwrap());
+    let mut ready = String::new();
+    out.read_line(&mut ready).unwrap();
+    let parts: Vec<&str> = ready.split_whitespace().collect();
+    let (port4, port6) = (parts[1].to_owned(), parts[2].to_owned());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pid.parquet");
+    let pid = server.id().to_string();
+    let Some(rec) = Recorder::start(test, &path, &["-p", &pid]) else {
+        let _ = server.kill();
+        return;
+    };
+    let client = Command::new("python3").arg(traffic_script()).args(["client", &port4, &port6]).output().unwrap();
+    assert!(client.status.success());
+    server.wait().unwrap();
+    let (_, ev, _) = rec.stop(libc::SIGINT);
+    assert!(!ev.is_empty(), "the server's own events must be recorded");
+    assert!(ev.iter().all(|e| e.pid == server.id()), "only pid {pid} expected");
+    find(&ev, "server close in its own context", |e| transition(e, TcpState::CloseWait, TcpState::LastAck));
+}
+
+#[test]
+fn kernel_stacks_are_symbolized_into_the_sidecar() {
+    let test = "kernel_stacks_are_symbolized_into_the_sidecar";
+    if !can_run(test) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stacks.parquet");
+    let Some(rec) = Recorder::start(test, &path, &["-K"]) else { return };
+    run_traffic();
+    let (meta, ev, _) = rec.stop(libc::SIGINT);
+    assert!(meta.kstack);
+    let stacks = deeptcp_format::read_stacks(&deeptcp_format::stacks_path(&path)).expect("sidecar readable");
+    let with_stack: Vec<&Event> = ev.iter().filter(|e| e.stack_id.is_some()).collect();
+    assert!(!with_stack.is_empty());
+    for e in &with_stack {
+        let frames = stacks.get(&e.stack_id.unwrap()).expect("every stack id is in the sidecar");
+        assert!(!frames.is_empty());
+        for f in frames {
+            // symbol+0xoff, never a bare address, never the tracing machinery on top.
+            let (sym, off) = f.split_once("+0x").unwrap_or_else(|| panic!("frame {f:?}"));
+            assert!(!sym.is_empty() && !sym.chars().all(|c| c.is_ascii_hexdigit()), "frame {f:?}");
+            assert!(u64::from_str_radix(off, 16).is_ok(), "frame {f:?}");
+        }
+        assert!(!frames[0].starts_with("bpf_"), "tracing frames stripped: {frames:?}");
+    }
+    let connect = find(&ev, "connect", |e| transition(e, TcpState::Close, TcpState::SynSent));
+    let frames = &stacks[&connect.stack_id.unwrap()];
+    assert!(frames.iter().any(|f| f.starts_with("tcp_v4_connect") || f.starts_with("tcp_v6_connect")), "{frames:?}");
+}
