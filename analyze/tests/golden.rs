@@ -27,7 +27,8 @@ const MODES: &[(&str, &[&str])] = &[
 const MAX_DIFF_LINES: usize = 8;
 
 fn testdata() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata")
+    let analyze = Path::new(env!("CARGO_MANIFEST_DIR"));
+    analyze.parent().unwrap_or(analyze).join("testdata")
 }
 
 fn blessing() -> bool {

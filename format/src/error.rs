@@ -46,11 +46,7 @@ pub enum FormatError {
         path.display(),
         version_hint(*found, *supported)
     )]
-    UnsupportedVersion {
-        path: PathBuf,
-        found: u32,
-        supported: u32,
-    },
+    UnsupportedVersion { path: PathBuf, found: u32, supported: u32 },
 
     /// A metadata key that every recording of this version carries is absent.
     #[error("{}: deeptcp recording lacks metadata key `{key}`", path.display())]

@@ -17,19 +17,17 @@ use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
-    ArrowPrimitiveType, Int16Type, Int32Type, Int64Type, Int8Type, UInt16Type, UInt32Type,
-    UInt64Type, UInt8Type,
+    ArrowPrimitiveType, Int16Type, Int32Type, Int64Type, Int8Type, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
 };
-use arrow_array::{
-    Array, LargeStringArray, PrimitiveArray, RecordBatch, StringArray, StringViewArray,
-};
+use arrow_array::{Array, LargeStringArray, PrimitiveArray, RecordBatch, StringArray, StringViewArray};
 use arrow_schema::DataType;
 use parquet::arrow::arrow_reader::{
-    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
-    ParquetRecordBatchReaderBuilder,
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder,
 };
 use parquet::arrow::ProjectionMask;
-use parquet::file::metadata::ParquetMetaDataReader;
+use parquet::basic::Compression;
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 
 use crate::event::{canonical_ip, Event, EventKind, Family, TcpState};
 use crate::meta::RecordingMeta;
@@ -38,6 +36,35 @@ use crate::FormatError;
 
 /// Rows decoded per step of [`Events`].
 const READ_BATCH: usize = 8192;
+
+/// Runs parquet/arrow decoding, turning a panic into an error.
+///
+/// parquet 60.1 still has `assert!`s that corrupt bytes can reach (bit
+/// readers, buffer bounds); a recording from another machine must not crash
+/// `analyze`, so decoding calls go through here. The default panic hook
+/// still prints the library's message to stderr, and with `panic = "abort"`
+/// this cannot help. Callers never touch the decoder again after a panic,
+/// which is what makes `AssertUnwindSafe` sound here.
+pub(crate) fn guarded<T>(
+    path: &Path,
+    what: &str,
+    f: impl FnOnce() -> Result<T, FormatError>,
+) -> Result<T, FormatError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            Err(FormatError::parquet(
+                Some(path),
+                ParquetError::General(format!("corrupt data: the decoder failed while {what}: {msg}")),
+            ))
+        }
+    }
+}
 
 /// A Parquet file whose footer parsed.
 pub(crate) struct OpenedParquet {
@@ -48,9 +75,7 @@ pub(crate) struct OpenedParquet {
 /// Opens `path` and parses its Parquet footer and Arrow schema.
 pub(crate) fn open_parquet(path: &Path) -> Result<OpenedParquet, FormatError> {
     let file = File::open(path).map_err(|e| FormatError::io(Some(path), "open", e))?;
-    let fs_meta = file
-        .metadata()
-        .map_err(|e| FormatError::io(Some(path), "stat", e))?;
+    let fs_meta = file.metadata().map_err(|e| FormatError::io(Some(path), "stat", e))?;
     if fs_meta.is_dir() {
         return Err(FormatError::io(
             Some(path),
@@ -58,15 +83,66 @@ pub(crate) fn open_parquet(path: &Path) -> Result<OpenedParquet, FormatError> {
             std::io::Error::new(std::io::ErrorKind::IsADirectory, "is a directory"),
         ));
     }
-    let md = ParquetMetaDataReader::new()
-        .parse_and_finish(&file)
-        .map_err(|source| FormatError::NotParquet {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    let metadata = ArrowReaderMetadata::try_new(Arc::new(md), ArrowReaderOptions::new())
-        .map_err(|e| FormatError::parquet(Some(path), e))?;
-    Ok(OpenedParquet { file, metadata })
+    guarded(path, "reading the footer", || {
+        let md = ParquetMetaDataReader::new()
+            .parse_and_finish(&file)
+            .map_err(|source| FormatError::NotParquet {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        check_layout(path, &md, fs_meta.len())?;
+        let metadata = ArrowReaderMetadata::try_new(Arc::new(md), ArrowReaderOptions::new())
+            .map_err(|e| FormatError::parquet(Some(path), e))?;
+        Ok(OpenedParquet { file, metadata })
+    })
+}
+
+/// Checks the footer's column chunks before anything reads them: each must
+/// lie inside the file (the parquet crate panics on negative offsets from a
+/// corrupt footer), and use a codec this build can decompress (deeptcp
+/// writes zstd; pyarrow, DuckDB and Spark default to snappy), so that
+/// neither surfaces in the middle of the event stream.
+fn check_layout(path: &Path, md: &ParquetMetaData, file_len: u64) -> Result<(), FormatError> {
+    for (rg_idx, rg) in md.row_groups().iter().enumerate() {
+        for c in rg.columns() {
+            let start = c.dictionary_page_offset().unwrap_or_else(|| c.data_page_offset());
+            let inside = u64::try_from(start)
+                .ok()
+                .zip(u64::try_from(c.compressed_size()).ok())
+                .and_then(|(s, l)| s.checked_add(l))
+                .is_some_and(|end| end <= file_len);
+            if !inside {
+                return Err(FormatError::parquet(
+                    Some(path),
+                    ParquetError::General(format!(
+                        "corrupt footer: column chunk `{}` of row group {rg_idx} lies outside the file",
+                        c.column_path().string()
+                    )),
+                ));
+            }
+            match c.compression() {
+                Compression::UNCOMPRESSED | Compression::SNAPPY | Compression::ZSTD(_) => {}
+                other => {
+                    let codec = match other {
+                        Compression::GZIP(_) => "gzip",
+                        Compression::BROTLI(_) => "brotli",
+                        Compression::LZ4 | Compression::LZ4_RAW => "lz4",
+                        Compression::LZO => "lzo",
+                        _ => "an unknown codec",
+                    };
+                    return Err(FormatError::BadColumn {
+                        path: path.to_path_buf(),
+                        column: c.column_path().string(),
+                        detail: format!(
+                            "compressed with {codec}, which this build cannot read \
+                             (supported: zstd, snappy, uncompressed); rewrite the file with zstd"
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A string column as stored: plain (Utf8, LargeUtf8, Utf8View) or a
@@ -178,16 +254,12 @@ impl<'a> TextColumn<'a> {
     /// out of range or a row past the end.
     pub(crate) fn get(&self, i: usize) -> Result<Option<&'a str>, String> {
         let vi = match &self.keys {
-            Some((keys, key_arr)) => {
-                if key_arr.is_null(i) {
-                    return Ok(None);
-                }
-                match keys.get(i) {
-                    Some(&k) if k < self.values.len() => k,
-                    Some(_) => return Err("dictionary key out of range".into()),
-                    None => return Err("row past the end of the column".into()),
-                }
-            }
+            Some((keys, key_arr)) => match keys.get(i) {
+                None => return Err("row past the end of the column".into()),
+                Some(_) if key_arr.is_null(i) => return Ok(None),
+                Some(&k) if k < self.values.len() => k,
+                Some(_) => return Err("dictionary key out of range".into()),
+            },
             None if i < self.values.len() => i,
             None => return Err("row past the end of the column".into()),
         };
@@ -304,12 +376,11 @@ impl RecordingReader {
         let num_rows = u64::try_from(pq.file_metadata().num_rows()).unwrap_or(0);
 
         let mask = ProjectionMask::roots(opened.metadata.parquet_schema(), roots);
-        let batches =
-            ParquetRecordBatchReaderBuilder::new_with_metadata(opened.file, opened.metadata)
-                .with_batch_size(READ_BATCH)
-                .with_projection(mask)
-                .build()
-                .map_err(|e| FormatError::parquet(Some(path), e))?;
+        let batches = ParquetRecordBatchReaderBuilder::new_with_metadata(opened.file, opened.metadata)
+            .with_batch_size(READ_BATCH)
+            .with_projection(mask)
+            .build()
+            .map_err(|e| FormatError::parquet(Some(path), e))?;
 
         Ok(RecordingReader {
             path: path.to_path_buf(),
@@ -393,16 +464,23 @@ impl Iterator for Events {
                 return Some(Err(e));
             }
             let batches = self.batches.as_mut()?;
-            match batches.next() {
-                None => {
+            let path = &self.path;
+            let next = guarded(path, "decoding a record batch", || {
+                batches
+                    .next()
+                    .transpose()
+                    .map_err(|e| FormatError::arrow(Some(path), e))
+            });
+            match next {
+                Ok(None) => {
                     self.batches = None;
                     return None;
                 }
-                Some(Err(e)) => {
+                Err(e) => {
                     self.batches = None;
-                    return Some(Err(FormatError::arrow(Some(&self.path), e)));
+                    return Some(Err(e));
                 }
-                Some(Ok(batch)) => {
+                Ok(Some(batch)) => {
                     let row0 = self.next_row;
                     self.next_row += batch.num_rows() as u64;
                     if let Err(e) = decode_batch(&self.path, &batch, row0, &mut self.buf) {
@@ -462,8 +540,7 @@ impl<'a> Columns<'a> {
                 .ok_or_else(|| bad(name, "unexpected type in record batch"))
         }
         let text = |name: &str| -> Result<TextColumn<'a>, FormatError> {
-            TextColumn::new(column(name)?)
-                .ok_or_else(|| bad(name, "unexpected type in record batch"))
+            TextColumn::new(column(name)?).ok_or_else(|| bad(name, "unexpected type in record batch"))
         };
         Ok(Columns {
             mono_ns: prim(column(col::MONO_NS)?, col::MONO_NS, &bad)?,
@@ -490,11 +567,7 @@ type Bad = (&'static str, String);
 
 const NULL_IN_NON_NULL: &str = "null in a non-null column";
 
-fn req<T: ArrowPrimitiveType>(
-    a: &PrimitiveArray<T>,
-    i: usize,
-    name: &'static str,
-) -> Result<T::Native, Bad> {
+fn req<T: ArrowPrimitiveType>(a: &PrimitiveArray<T>, i: usize, name: &'static str) -> Result<T::Native, Bad> {
     if a.is_null(i) {
         Err((name, NULL_IN_NON_NULL.into()))
     } else {
@@ -532,15 +605,10 @@ fn state(c: &TextColumn<'_>, i: usize, name: &'static str) -> Result<Option<TcpS
 
 fn decode_row(c: &Columns<'_>, i: usize) -> Result<Event, Bad> {
     let kind_s = text_req(&c.kind, i, col::KIND)?;
-    let kind = EventKind::parse(kind_s)
-        .ok_or_else(|| (col::KIND, format!("unknown event kind {}", shown(kind_s))))?;
+    let kind = EventKind::parse(kind_s).ok_or_else(|| (col::KIND, format!("unknown event kind {}", shown(kind_s))))?;
     let family_s = text_req(&c.family, i, col::FAMILY)?;
-    let family = Family::parse(family_s).ok_or_else(|| {
-        (
-            col::FAMILY,
-            format!("unknown address family {}", shown(family_s)),
-        )
-    })?;
+    let family =
+        Family::parse(family_s).ok_or_else(|| (col::FAMILY, format!("unknown address family {}", shown(family_s))))?;
     Ok(Event {
         mono_ns: req(c.mono_ns, i, col::MONO_NS)?,
         kind,
@@ -561,12 +629,7 @@ fn decode_row(c: &Columns<'_>, i: usize) -> Result<Event, Bad> {
 }
 
 /// Decodes `batch` into `out` up to the first bad row.
-fn decode_batch(
-    path: &Path,
-    batch: &RecordBatch,
-    row0: u64,
-    out: &mut VecDeque<Event>,
-) -> Result<(), FormatError> {
+fn decode_batch(path: &Path, batch: &RecordBatch, row0: u64, out: &mut VecDeque<Event>) -> Result<(), FormatError> {
     let cols = Columns::new(path, batch)?;
     debug_assert_eq!(cols.kind.len(), batch.num_rows());
     for i in 0..batch.num_rows() {
@@ -583,4 +646,70 @@ fn decode_batch(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{DictionaryArray, Int32Array, UInt16Array};
+
+    #[test]
+    fn text_column_dictionary_key_types_and_empty_values() {
+        // all-null keys over an empty dictionary (an all-null enum column)
+        let d = DictionaryArray::<Int32Type>::try_new(
+            Int32Array::from(vec![None, None]),
+            Arc::new(StringArray::from(Vec::<&str>::new())),
+        )
+        .unwrap();
+        let c = TextColumn::new(&d).unwrap();
+        assert_eq!(c.len(), 2);
+        assert_eq!(c.get(0), Ok(None));
+        assert_eq!(c.get(1), Ok(None));
+        assert!(c.get(2).is_err(), "past the end is an error, not a panic");
+
+        let d = DictionaryArray::<UInt16Type>::try_new(
+            UInt16Array::from(vec![Some(1), None, Some(0)]),
+            Arc::new(LargeStringArray::from(vec!["a", "b"])),
+        )
+        .unwrap();
+        let c = TextColumn::new(&d).unwrap();
+        assert_eq!(c.get(0), Ok(Some("b")));
+        assert_eq!(c.get(1), Ok(None));
+        assert_eq!(c.get(2), Ok(Some("a")));
+
+        let plain = StringViewArray::from(vec![Some("x"), None]);
+        let c = TextColumn::new(&plain).unwrap();
+        assert_eq!(c.get(0), Ok(Some("x")));
+        assert_eq!(c.get(1), Ok(None));
+        assert!(c.get(5).is_err());
+
+        assert!(TextColumn::new(&Int32Array::from(vec![1])).is_none());
+        assert!(TextColumn::type_ok(&DataType::Dictionary(
+            Box::new(DataType::Int8),
+            Box::new(DataType::Utf8View)
+        )));
+        assert!(!TextColumn::type_ok(&DataType::Dictionary(
+            Box::new(DataType::Int8),
+            Box::new(DataType::Binary)
+        )));
+    }
+
+    #[test]
+    fn guarded_turns_panics_into_errors() {
+        let p = Path::new("x.parquet");
+        let err = guarded::<()>(p, "testing", || panic!("boom {}", 1)).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("x.parquet: "), "{msg}");
+        assert!(msg.contains("while testing: boom 1"), "{msg}");
+        assert_eq!(guarded(p, "testing", || Ok(7)).unwrap(), 7);
+    }
+
+    #[test]
+    fn shown_truncates_on_char_boundary() {
+        let s = "é".repeat(100);
+        let out = shown(&s);
+        assert!(out.ends_with("..."));
+        assert!(out.len() < 80);
+        assert_eq!(shown("ok"), "\"ok\"");
+    }
 }

@@ -43,8 +43,8 @@ pub mod col {
 
     /// All columns of schema v1, in file order.
     pub const ALL: [&str; 16] = [
-        TS, MONO_NS, KIND, PID, TID, COMM, FAMILY, SADDR, DADDR, SPORT, DPORT, OLDSTATE, NEWSTATE,
-        SK_ERR, NETNS, STACK_ID,
+        TS, MONO_NS, KIND, PID, TID, COMM, FAMILY, SADDR, DADDR, SPORT, DPORT, OLDSTATE, NEWSTATE, SK_ERR, NETNS,
+        STACK_ID,
     ];
 
     /// Columns of the stacks sidecar (`*.stacks.parquet`).
@@ -140,9 +140,7 @@ pub(crate) fn kind_index(k: EventKind) -> u8 {
 }
 
 pub(crate) fn kind_values() -> ArrayRef {
-    Arc::new(StringArray::from_iter_values(
-        EventKind::ALL.iter().map(|k| k.as_str()),
-    ))
+    Arc::new(StringArray::from_iter_values(EventKind::ALL.iter().map(|k| k.as_str())))
 }
 
 pub(crate) fn family_index(f: Family) -> u8 {
@@ -164,9 +162,7 @@ pub(crate) fn state_index(s: TcpState) -> u8 {
 }
 
 pub(crate) fn state_values() -> ArrayRef {
-    Arc::new(StringArray::from_iter_values(
-        TcpState::ALL.iter().map(|s| s.name()),
-    ))
+    Arc::new(StringArray::from_iter_values(TcpState::ALL.iter().map(|s| s.name())))
 }
 
 /// The key-value metadata written when a recording is opened (everything but
@@ -183,18 +179,9 @@ pub fn metadata_key_values(meta: &RecordingMeta) -> Result<Vec<(String, String)>
         (key::HOST.to_owned(), meta.host.clone()),
         (key::KERNEL_RELEASE.to_owned(), meta.kernel_release.clone()),
         (key::BOOT_ID.to_owned(), meta.boot_id.clone()),
-        (
-            key::CLOCK_REALTIME_NS.to_owned(),
-            meta.clock.realtime_ns.to_string(),
-        ),
-        (
-            key::CLOCK_MONOTONIC_NS.to_owned(),
-            meta.clock.monotonic_ns.to_string(),
-        ),
-        (
-            key::RECORDER_VERSION.to_owned(),
-            meta.recorder_version.clone(),
-        ),
+        (key::CLOCK_REALTIME_NS.to_owned(), meta.clock.realtime_ns.to_string()),
+        (key::CLOCK_MONOTONIC_NS.to_owned(), meta.clock.monotonic_ns.to_string()),
+        (key::RECORDER_VERSION.to_owned(), meta.recorder_version.clone()),
         (key::KSTACK.to_owned(), meta.kstack.to_string()),
         (key::PROBES.to_owned(), probes),
     ])
@@ -203,9 +190,7 @@ pub fn metadata_key_values(meta: &RecordingMeta) -> Result<Vec<(String, String)>
 /// Parquet key-value metadata as a map; a duplicated key keeps its LAST value
 /// (values appended at finish override those set at open). Keys without a
 /// value are dropped.
-pub(crate) fn kv_map(
-    kvs: Option<&Vec<parquet::file::metadata::KeyValue>>,
-) -> HashMap<String, String> {
+pub(crate) fn kv_map(kvs: Option<&Vec<parquet::file::metadata::KeyValue>>) -> HashMap<String, String> {
     let mut map = HashMap::new();
     for kv in kvs.into_iter().flatten() {
         match &kv.value {

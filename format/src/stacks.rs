@@ -20,7 +20,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::ZstdLevel;
 use parquet::file::metadata::KeyValue;
 
-use crate::reader::{open_parquet, TextColumn};
+use crate::reader::{guarded, open_parquet, TextColumn};
 use crate::schema::{self, col, key, SCHEMA_VERSION};
 use crate::writer::{base_properties, finish_file, WriteSummary};
 use crate::FormatError;
@@ -71,8 +71,8 @@ impl StackWriter {
             )]))
             .build();
         let schema = schema::stacks_schema();
-        let writer = ArrowWriter::try_new(file, Arc::clone(&schema), Some(props))
-            .map_err(|e| FormatError::parquet(None, e))?;
+        let writer =
+            ArrowWriter::try_new(file, Arc::clone(&schema), Some(props)).map_err(|e| FormatError::parquet(None, e))?;
         Ok(StackWriter {
             writer,
             schema,
@@ -103,22 +103,15 @@ impl StackWriter {
             return Ok(());
         }
         self.pending = 0;
-        let columns: Vec<ArrayRef> =
-            vec![Arc::new(self.ids.finish()), Arc::new(self.frames.finish())];
-        let batch = RecordBatch::try_new(Arc::clone(&self.schema), columns)
-            .map_err(|e| FormatError::arrow(None, e))?;
-        self.writer
-            .write(&batch)
-            .map_err(|e| FormatError::parquet(None, e))
+        let columns: Vec<ArrayRef> = vec![Arc::new(self.ids.finish()), Arc::new(self.frames.finish())];
+        let batch = RecordBatch::try_new(Arc::clone(&self.schema), columns).map_err(|e| FormatError::arrow(None, e))?;
+        self.writer.write(&batch).map_err(|e| FormatError::parquet(None, e))
     }
 
     /// Writes the footer and fsyncs.
     pub fn finish(mut self) -> Result<WriteSummary, FormatError> {
         self.write_batch()?;
-        let file = self
-            .writer
-            .into_inner()
-            .map_err(|e| FormatError::parquet(None, e))?;
+        let file = self.writer.into_inner().map_err(|e| FormatError::parquet(None, e))?;
         finish_file(file, self.rows)
     }
 }
@@ -127,13 +120,7 @@ impl StackWriter {
 /// keeps its last row.
 pub fn read_stacks(path: &Path) -> Result<HashMap<i64, Vec<String>>, FormatError> {
     let opened = open_parquet(path)?;
-    let kv = schema::kv_map(
-        opened
-            .metadata
-            .metadata()
-            .file_metadata()
-            .key_value_metadata(),
-    );
+    let kv = schema::kv_map(opened.metadata.metadata().file_metadata().key_value_metadata());
     schema::check_version(path, &kv)?;
 
     let arrow_schema = opened.metadata.schema();
@@ -164,14 +151,16 @@ pub fn read_stacks(path: &Path) -> Result<HashMap<i64, Vec<String>>, FormatError
         .build()
         .map_err(|e| FormatError::parquet(Some(path), e))?;
 
-    let mut out = HashMap::new();
-    let mut row0: u64 = 0;
-    for batch in reader {
-        let batch = batch.map_err(|e| FormatError::arrow(Some(path), e))?;
-        decode_stacks_batch(path, &batch, row0, &mut out)?;
-        row0 += batch.num_rows() as u64;
-    }
-    Ok(out)
+    guarded(path, "decoding stacks", || {
+        let mut out = HashMap::new();
+        let mut row0: u64 = 0;
+        for batch in reader {
+            let batch = batch.map_err(|e| FormatError::arrow(Some(path), e))?;
+            decode_stacks_batch(path, &batch, row0, &mut out)?;
+            row0 += batch.num_rows() as u64;
+        }
+        Ok(out)
+    })
 }
 
 fn decode_stacks_batch(
@@ -199,46 +188,25 @@ fn decode_stacks_batch(
         .column_by_name(col::stacks::FRAMES)
         .ok_or_else(|| bad(col::stacks::FRAMES))?;
     // Lists are read as (offsets, flat values); both offset widths accepted.
-    let (offsets, values): (Vec<usize>, &ArrayRef) =
-        if let Some(l) = frames_col.as_list_opt::<i32>() {
-            (
-                l.value_offsets().iter().map(|o| *o as usize).collect(),
-                l.values(),
-            )
-        } else if let Some(l) = frames_col.as_list_opt::<i64>() {
-            (
-                l.value_offsets().iter().map(|o| *o as usize).collect(),
-                l.values(),
-            )
-        } else {
-            return Err(bad(col::stacks::FRAMES));
-        };
+    let (offsets, values): (Vec<usize>, &ArrayRef) = if let Some(l) = frames_col.as_list_opt::<i32>() {
+        (l.value_offsets().iter().map(|o| *o as usize).collect(), l.values())
+    } else if let Some(l) = frames_col.as_list_opt::<i64>() {
+        (l.value_offsets().iter().map(|o| *o as usize).collect(), l.values())
+    } else {
+        return Err(bad(col::stacks::FRAMES));
+    };
     let values = TextColumn::new(values.as_ref()).ok_or_else(|| bad(col::stacks::FRAMES))?;
 
     for i in 0..batch.num_rows() {
         if ids.is_null(i) {
-            return Err(invalid(
-                i,
-                col::stacks::STACK_ID,
-                "null in a non-null column".into(),
-            ));
+            return Err(invalid(i, col::stacks::STACK_ID, "null in a non-null column".into()));
         }
         if frames_col.is_null(i) {
-            return Err(invalid(
-                i,
-                col::stacks::FRAMES,
-                "null in a non-null column".into(),
-            ));
+            return Err(invalid(i, col::stacks::FRAMES, "null in a non-null column".into()));
         }
         let (start, end) = match (offsets.get(i), offsets.get(i + 1)) {
             (Some(&s), Some(&e)) if s <= e && e <= values.len() => (s, e),
-            _ => {
-                return Err(invalid(
-                    i,
-                    col::stacks::FRAMES,
-                    "list offsets out of range".into(),
-                ))
-            }
+            _ => return Err(invalid(i, col::stacks::FRAMES, "list offsets out of range".into())),
         };
         let mut frames = Vec::with_capacity(end - start);
         for j in start..end {

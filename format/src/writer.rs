@@ -14,8 +14,8 @@ use std::fs::File;
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    Int32Builder, Int64Builder, StringBuilder, StringDictionaryBuilder, TimestampNanosecondBuilder,
-    UInt16Builder, UInt32Builder, UInt8Builder,
+    Int32Builder, Int64Builder, StringBuilder, StringDictionaryBuilder, TimestampNanosecondBuilder, UInt16Builder,
+    UInt32Builder, UInt8Builder,
 };
 use arrow_array::types::{UInt32Type, UInt8Type};
 use arrow_array::{ArrayRef, DictionaryArray, RecordBatch};
@@ -99,10 +99,7 @@ pub(crate) fn to_key_values(kvs: Vec<(String, String)>) -> Vec<KeyValue> {
 /// Writer properties of a recording: zstd, dictionaries for everything but
 /// the two time columns, which are monotonically increasing and compress far
 /// better as DELTA_BINARY_PACKED.
-fn event_properties(
-    meta: &RecordingMeta,
-    opts: &WriterOptions,
-) -> Result<WriterProperties, FormatError> {
+fn event_properties(meta: &RecordingMeta, opts: &WriterOptions) -> Result<WriterProperties, FormatError> {
     let level = opts.validate()?;
     let mut b = base_properties(level, opts.row_group_rows);
     for c in [col::TS, col::MONO_NS] {
@@ -195,8 +192,8 @@ impl EventWriter {
     pub fn new(file: File, meta: &RecordingMeta, opts: WriterOptions) -> Result<Self, FormatError> {
         let props = event_properties(meta, &opts)?;
         let schema = schema::event_schema();
-        let writer = ArrowWriter::try_new(file, Arc::clone(&schema), Some(props))
-            .map_err(|e| FormatError::parquet(None, e))?;
+        let writer =
+            ArrowWriter::try_new(file, Arc::clone(&schema), Some(props)).map_err(|e| FormatError::parquet(None, e))?;
         Ok(EventWriter {
             writer,
             schema,
@@ -220,9 +217,7 @@ impl EventWriter {
         let b = &mut self.b;
         // The only fallible append goes first, so an error leaves all
         // builders at the same length.
-        b.comm
-            .append(&ev.comm)
-            .map_err(|e| FormatError::arrow(None, e))?;
+        b.comm.append(&ev.comm).map_err(|e| FormatError::arrow(None, e))?;
         b.ts.append_value(self.clock.wall_ns(ev.mono_ns));
         b.mono_ns.append_value(ev.mono_ns);
         b.kind.append_value(schema::kind_index(ev.kind));
@@ -237,10 +232,8 @@ impl EventWriter {
         b.daddr.append_value("");
         b.sport.append_value(ev.sport);
         b.dport.append_value(ev.dport);
-        b.oldstate
-            .append_option(ev.oldstate.map(schema::state_index));
-        b.newstate
-            .append_option(ev.newstate.map(schema::state_index));
+        b.oldstate.append_option(ev.oldstate.map(schema::state_index));
+        b.newstate.append_option(ev.newstate.map(schema::state_index));
         b.sk_err.append_value(ev.sk_err);
         b.netns.append_value(ev.netns);
         b.stack_id.append_option(ev.stack_id);
@@ -278,12 +271,9 @@ impl EventWriter {
             Arc::new(b.netns.finish()),
             Arc::new(b.stack_id.finish()),
         ];
-        let batch = RecordBatch::try_new(Arc::clone(&self.schema), columns)
-            .map_err(|e| FormatError::arrow(None, e))?;
+        let batch = RecordBatch::try_new(Arc::clone(&self.schema), columns).map_err(|e| FormatError::arrow(None, e))?;
         self.unsynced = true;
-        self.writer
-            .write(&batch)
-            .map_err(|e| FormatError::parquet(None, e))
+        self.writer.write(&batch).map_err(|e| FormatError::parquet(None, e))
     }
 
     /// Writes pending rows and ends the current row group, then hands the
@@ -292,14 +282,10 @@ impl EventWriter {
     pub fn flush(&mut self) -> Result<(), FormatError> {
         self.write_batch()?;
         if self.writer.in_progress_rows() > 0 {
-            self.writer
-                .flush()
-                .map_err(|e| FormatError::parquet(None, e))?;
+            self.writer.flush().map_err(|e| FormatError::parquet(None, e))?;
         }
         if self.unsynced {
-            self.writer
-                .sync()
-                .map_err(|e| FormatError::io(None, "write", e))?;
+            self.writer.sync().map_err(|e| FormatError::io(None, "write", e))?;
             self.unsynced = false;
         }
         Ok(())
@@ -330,30 +316,19 @@ impl EventWriter {
     /// footer and fsyncs the file.
     pub fn finish(mut self, lost_events: u64) -> Result<WriteSummary, FormatError> {
         self.write_batch()?;
-        self.writer.append_key_value_metadata(KeyValue::new(
-            key::LOST_EVENTS.to_owned(),
-            lost_events.to_string(),
-        ));
-        self.writer.append_key_value_metadata(KeyValue::new(
-            key::EVENTS.to_owned(),
-            self.rows.to_string(),
-        ));
+        self.writer
+            .append_key_value_metadata(KeyValue::new(key::LOST_EVENTS.to_owned(), lost_events.to_string()));
+        self.writer
+            .append_key_value_metadata(KeyValue::new(key::EVENTS.to_owned(), self.rows.to_string()));
         let rows = self.rows;
-        let file = self
-            .writer
-            .into_inner()
-            .map_err(|e| FormatError::parquet(None, e))?;
+        let file = self.writer.into_inner().map_err(|e| FormatError::parquet(None, e))?;
         finish_file(file, rows)
     }
 }
 
 /// fsyncs a completely written file and measures it.
 pub(crate) fn finish_file(file: File, rows: u64) -> Result<WriteSummary, FormatError> {
-    file.sync_all()
-        .map_err(|e| FormatError::io(None, "fsync", e))?;
-    let bytes = file
-        .metadata()
-        .map_err(|e| FormatError::io(None, "stat", e))?
-        .len();
+    file.sync_all().map_err(|e| FormatError::io(None, "fsync", e))?;
+    let bytes = file.metadata().map_err(|e| FormatError::io(None, "stat", e))?.len();
     Ok(WriteSummary { rows, bytes })
 }

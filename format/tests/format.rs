@@ -8,15 +8,14 @@ use std::sync::Arc;
 
 use arrow_array::types::UInt8Type;
 use arrow_array::{
-    ArrayRef, DictionaryArray, Int32Array, Int64Array, LargeStringArray, RecordBatch, StringArray,
-    StringViewArray, TimestampNanosecondArray, UInt16Array, UInt32Array,
+    ArrayRef, DictionaryArray, Int32Array, Int64Array, LargeStringArray, RecordBatch, StringArray, StringViewArray,
+    TimestampNanosecondArray, UInt16Array, UInt32Array,
 };
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use deeptcp_format::schema::{self, col, key};
 use deeptcp_format::{
-    read_stacks, stacks_path, ClockAnchor, Event, EventKind, EventWriter, Family, FormatError,
-    ProbeStatus, RecordingMeta, RecordingReader, StackWriter, TcpState, WriterOptions,
-    SCHEMA_VERSION,
+    read_stacks, stacks_path, ClockAnchor, Event, EventKind, EventWriter, Family, FormatError, ProbeStatus,
+    RecordingMeta, RecordingReader, StackWriter, TcpState, WriterOptions, SCHEMA_VERSION,
 };
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
@@ -161,6 +160,25 @@ fn empty_recording_round_trips() {
 }
 
 #[test]
+fn all_null_optional_columns_round_trip() {
+    // no state change and no stack: oldstate and stack_id are null throughout
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trace.parquet");
+    let evs: Vec<Event> = events(600)
+        .into_iter()
+        .map(|e| Event {
+            kind: EventKind::Retransmit,
+            oldstate: None,
+            newstate: None,
+            stack_id: None,
+            ..e
+        })
+        .collect();
+    write_file(&path, &evs, small_opts(), 0);
+    assert_eq!(read_all(&path), canonical(&evs));
+}
+
+#[test]
 fn metadata_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("trace.parquet");
@@ -182,13 +200,8 @@ fn metadata_round_trip() {
     assert_eq!(get(key::LOST_EVENTS).as_deref(), Some("42"));
     assert_eq!(get(key::SCHEMA_VERSION).as_deref(), Some("1"));
     assert_eq!(get(key::KSTACK).as_deref(), Some("true"));
-    assert!(get(key::PROBES)
-        .unwrap()
-        .starts_with("[{\"kind\":\"state_change\""));
-    assert!(
-        get("ARROW:schema").is_some(),
-        "arrow schema kept for pandas/DuckDB"
-    );
+    assert!(get(key::PROBES).unwrap().starts_with("[{\"kind\":\"state_change\""));
+    assert!(get("ARROW:schema").is_some(), "arrow schema kept for pandas/DuckDB");
     // each key exactly once
     for k in [key::EVENTS, key::LOST_EVENTS, key::SCHEMA_VERSION] {
         assert_eq!(kv.iter().filter(|x| x.key == k).count(), 1, "{k}");
@@ -215,14 +228,8 @@ fn zstd_delta_encodings_and_statistics() {
             assert!(c.statistics().is_some(), "{name} has statistics");
             let encs: Vec<Encoding> = c.encodings().collect();
             if name == col::TS || name == col::MONO_NS {
-                assert!(
-                    encs.contains(&Encoding::DELTA_BINARY_PACKED),
-                    "{name}: {encs:?}"
-                );
-                assert!(
-                    !encs.contains(&Encoding::RLE_DICTIONARY),
-                    "{name}: {encs:?}"
-                );
+                assert!(encs.contains(&Encoding::DELTA_BINARY_PACKED), "{name}: {encs:?}");
+                assert!(!encs.contains(&Encoding::RLE_DICTIONARY), "{name}: {encs:?}");
                 assert!(c.dictionary_page_offset().is_none(), "{name}");
             }
             if [col::KIND, col::COMM, col::SADDR, col::FAMILY].contains(&name.as_str()) {
@@ -264,10 +271,7 @@ fn arrow_types_as_documented() {
         .unwrap();
     let m = meta();
     for (i, e) in evs.iter().enumerate() {
-        assert_eq!(
-            ts.value(i),
-            m.clock.realtime_ns + (e.mono_ns - m.clock.monotonic_ns)
-        );
+        assert_eq!(ts.value(i), m.clock.realtime_ns + (e.mono_ns - m.clock.monotonic_ns));
     }
     let saddr = batch
         .column_by_name(col::SADDR)
@@ -285,23 +289,14 @@ fn flush_ends_row_groups_and_is_cheap_when_idle() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("trace.parquet");
     let evs = events(10);
-    let mut w = EventWriter::new(
-        File::create(&path).unwrap(),
-        &meta(),
-        WriterOptions::default(),
-    )
-    .unwrap();
+    let mut w = EventWriter::new(File::create(&path).unwrap(), &meta(), WriterOptions::default()).unwrap();
     w.flush().unwrap(); // nothing pending
     for e in &evs[..5] {
         w.push(e).unwrap();
     }
     w.flush().unwrap();
     let on_disk = std::fs::metadata(&path).unwrap().len();
-    assert_eq!(
-        on_disk,
-        w.bytes_written(),
-        "flushed row group reached the file"
-    );
+    assert_eq!(on_disk, w.bytes_written(), "flushed row group reached the file");
     w.flush().unwrap(); // idle: no-op
     assert_eq!(std::fs::metadata(&path).unwrap().len(), on_disk);
     for e in &evs[5..] {
@@ -340,10 +335,7 @@ fn invalid_options_rejected() {
         let f = File::create(dir.path().join("x.parquet")).unwrap();
         let err = EventWriter::new(f, &meta(), opts).err().unwrap();
         assert!(matches!(err, FormatError::InvalidOptions { .. }), "{err}");
-        assert!(
-            err.to_string().starts_with("invalid writer options"),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("invalid writer options"), "{err}");
     }
 }
 
@@ -352,10 +344,7 @@ fn invalid_options_rejected() {
 
 fn assert_mentions(err: &FormatError, path: &Path) {
     let msg = err.to_string();
-    assert!(
-        msg.contains(&path.display().to_string()),
-        "message lacks path: {msg}"
-    );
+    assert!(msg.contains(&path.display().to_string()), "message lacks path: {msg}");
 }
 
 fn open_err(path: &Path) -> FormatError {
@@ -400,12 +389,7 @@ fn zero_length_random_and_truncated_files_are_not_parquet() {
     std::fs::write(&truncated, &data[..data.len() - 100]).unwrap();
     // a live file: header and row groups, no footer yet
     let live = dir.path().join("live.parquet");
-    let mut w = EventWriter::new(
-        File::create(&live).unwrap(),
-        &meta(),
-        WriterOptions::default(),
-    )
-    .unwrap();
+    let mut w = EventWriter::new(File::create(&live).unwrap(), &meta(), WriterOptions::default()).unwrap();
     for e in events(100) {
         w.push(&e).unwrap();
     }
@@ -421,19 +405,17 @@ fn zero_length_random_and_truncated_files_are_not_parquet() {
 }
 
 /// Writes an arbitrary Parquet file: columns as given (all fields nullable),
-/// key-value metadata as given.
+/// key-value metadata as given, snappy-compressed like pyarrow/DuckDB output.
 fn write_raw(path: &Path, cols: Vec<(&str, ArrayRef)>, kvs: Vec<(String, String)>) {
     let schema = Arc::new(Schema::new(
         cols.iter()
             .map(|(n, a)| Field::new(*n, a.data_type().clone(), true))
             .collect::<Vec<_>>(),
     ));
-    let batch =
-        RecordBatch::try_new(schema.clone(), cols.into_iter().map(|(_, a)| a).collect()).unwrap();
+    let batch = RecordBatch::try_new(schema.clone(), cols.into_iter().map(|(_, a)| a).collect()).unwrap();
     let props = WriterProperties::builder()
-        .set_key_value_metadata(Some(
-            kvs.into_iter().map(|(k, v)| KeyValue::new(k, v)).collect(),
-        ))
+        .set_compression(Compression::SNAPPY)
+        .set_key_value_metadata(Some(kvs.into_iter().map(|(k, v)| KeyValue::new(k, v)).collect()))
         .build();
     let mut w = ArrowWriter::try_new(File::create(path).unwrap(), schema, Some(props)).unwrap();
     w.write(&batch).unwrap();
@@ -442,11 +424,8 @@ fn write_raw(path: &Path, cols: Vec<(&str, ArrayRef)>, kvs: Vec<(String, String)
 
 fn dict(values: &[&str], keys: Vec<Option<u8>>) -> ArrayRef {
     Arc::new(
-        DictionaryArray::<UInt8Type>::try_new(
-            keys.into_iter().collect(),
-            Arc::new(StringArray::from(values.to_vec())),
-        )
-        .unwrap(),
+        DictionaryArray::<UInt8Type>::try_new(keys.into_iter().collect(), Arc::new(StringArray::from(values.to_vec())))
+            .unwrap(),
     )
 }
 
@@ -460,10 +439,7 @@ fn good_columns() -> Vec<(&'static str, ArrayRef)> {
         (col::MONO_NS, Arc::new(Int64Array::from(vec![10, 20, 30]))),
         (
             col::KIND,
-            dict(
-                &["state_change", "retransmit"],
-                vec![Some(0), Some(1), Some(0)],
-            ),
+            dict(&["state_change", "retransmit"], vec![Some(0), Some(1), Some(0)]),
         ),
         (col::PID, Arc::new(UInt32Array::from(vec![1, 2, 3]))),
         (col::TID, Arc::new(UInt32Array::from(vec![1, 2, 3]))),
@@ -476,20 +452,14 @@ fn good_columns() -> Vec<(&'static str, ArrayRef)> {
         (col::DADDR, Arc::new(StringArray::from(vec!["5.6.7.8"; 3]))),
         (col::SPORT, Arc::new(UInt16Array::from(vec![1, 2, 3]))),
         (col::DPORT, Arc::new(UInt16Array::from(vec![80, 80, 80]))),
-        (
-            col::OLDSTATE,
-            dict(&["SYN_SENT"], vec![Some(0), None, Some(0)]),
-        ),
+        (col::OLDSTATE, dict(&["SYN_SENT"], vec![Some(0), None, Some(0)])),
         (
             col::NEWSTATE,
             dict(&["ESTABLISHED", "CLOSE"], vec![Some(0), Some(1), Some(1)]),
         ),
         (col::SK_ERR, Arc::new(Int32Array::from(vec![0, 0, 0]))),
         (col::NETNS, Arc::new(UInt32Array::from(vec![7, 7, 7]))),
-        (
-            col::STACK_ID,
-            Arc::new(Int64Array::from(vec![None, Some(4), None])),
-        ),
+        (col::STACK_ID, Arc::new(Int64Array::from(vec![None, Some(4), None]))),
     ]
 }
 
@@ -575,16 +545,10 @@ fn parquet_without_deeptcp_metadata_is_not_a_recording() {
 fn unsupported_schema_version() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("trace.parquet");
-    write_raw(
-        &path,
-        good_columns(),
-        kvs_with(&[(key::SCHEMA_VERSION, "999")]),
-    );
+    write_raw(&path, good_columns(), kvs_with(&[(key::SCHEMA_VERSION, "999")]));
     let err = open_err(&path);
     match &err {
-        FormatError::UnsupportedVersion {
-            found, supported, ..
-        } => {
+        FormatError::UnsupportedVersion { found, supported, .. } => {
             assert_eq!(*found, 999);
             assert_eq!(*supported, SCHEMA_VERSION);
         }
@@ -597,11 +561,7 @@ fn unsupported_schema_version() {
         "{err}"
     );
 
-    write_raw(
-        &path,
-        good_columns(),
-        kvs_with(&[(key::SCHEMA_VERSION, "one")]),
-    );
+    write_raw(&path, good_columns(), kvs_with(&[(key::SCHEMA_VERSION, "one")]));
     let err = open_err(&path);
     assert!(matches!(err, FormatError::BadMetadata { .. }), "{err}");
 }
@@ -648,11 +608,7 @@ fn missing_or_mistyped_column_is_bad_column() {
     );
 
     let mut cols = good_columns();
-    replace(
-        &mut cols,
-        col::PID,
-        Arc::new(Int64Array::from(vec![1, 2, 3])),
-    );
+    replace(&mut cols, col::PID, Arc::new(Int64Array::from(vec![1, 2, 3])));
     write_raw(&path, cols, kvs_with(&[]));
     let err = open_err(&path);
     assert!(
@@ -690,28 +646,17 @@ fn corrupted_values_are_invalid_value_errors() {
         ),
         (
             col::NEWSTATE,
-            dict(
-                &["ESTABLISHED", "WHATEVER"],
-                vec![Some(0), Some(1), Some(0)],
-            ),
+            dict(&["ESTABLISHED", "WHATEVER"], vec![Some(0), Some(1), Some(0)]),
             1,
         ),
         (col::FAMILY, dict(&["inet", "ipx"], vec![Some(1); 3]), 0),
-        (
-            col::PID,
-            Arc::new(UInt32Array::from(vec![Some(1), None, Some(3)])),
-            1,
-        ),
+        (col::PID, Arc::new(UInt32Array::from(vec![Some(1), None, Some(3)])), 1),
         (
             col::COMM,
             Arc::new(StringArray::from(vec![Some("a"), Some("b"), None])),
             2,
         ),
-        (
-            col::KIND,
-            dict(&["state_change"], vec![Some(0), None, None]),
-            1,
-        ),
+        (col::KIND, dict(&["state_change"], vec![Some(0), None, None]), 1),
     ];
     for (name, arr, bad_row) in cases {
         let mut cols = good_columns();
@@ -736,10 +681,7 @@ fn invalid_value_row_is_absolute() {
     let n = 20_000usize;
     let kind_keys: Vec<Option<u8>> = (0..n).map(|i| Some(u8::from(i == 17_000))).collect();
     let cols: Vec<(&str, ArrayRef)> = vec![
-        (
-            col::MONO_NS,
-            Arc::new(Int64Array::from_iter_values(0..n as i64)),
-        ),
+        (col::MONO_NS, Arc::new(Int64Array::from_iter_values(0..n as i64))),
         (col::KIND, dict(&["retransmit", "nope"], kind_keys)),
         (col::PID, Arc::new(UInt32Array::from(vec![1; n]))),
         (col::TID, Arc::new(UInt32Array::from(vec![1; n]))),
@@ -757,10 +699,7 @@ fn invalid_value_row_is_absolute() {
     ];
     write_raw(&path, cols, kvs_with(&[]));
     let err = stream_err(&path, 17_000);
-    assert!(
-        matches!(&err, FormatError::InvalidValue { row: 17_000, .. }),
-        "{err}"
-    );
+    assert!(matches!(&err, FormatError::InvalidValue { row: 17_000, .. }), "{err}");
     assert!(err.to_string().contains("row 17000"), "{err}");
     assert!(err.to_string().contains("\"nope\""), "{err}");
 }
@@ -772,14 +711,8 @@ fn invalid_value_row_is_absolute() {
 fn stacks_path_cases() {
     let p = |s: &str| stacks_path(Path::new(s));
     assert_eq!(p("x.parquet"), PathBuf::from("x.stacks.parquet"));
-    assert_eq!(
-        p("/a/b/trace.parquet"),
-        PathBuf::from("/a/b/trace.stacks.parquet")
-    );
-    assert_eq!(
-        p("dir.parquet/x"),
-        PathBuf::from("dir.parquet/x.stacks.parquet")
-    );
+    assert_eq!(p("/a/b/trace.parquet"), PathBuf::from("/a/b/trace.stacks.parquet"));
+    assert_eq!(p("dir.parquet/x"), PathBuf::from("dir.parquet/x.stacks.parquet"));
     assert_eq!(p("trace"), PathBuf::from("trace.stacks.parquet"));
     assert_eq!(p("trace.pq"), PathBuf::from("trace.pq.stacks.parquet"));
     assert_eq!(p(".parquet"), PathBuf::from(".parquet.stacks.parquet"));
@@ -793,9 +726,7 @@ fn stacks_round_trip() {
     let mut w = StackWriter::new(File::create(&path).unwrap()).unwrap();
     let mut want = std::collections::HashMap::new();
     for id in 0..3000i64 {
-        let frames: Vec<String> = (0..(id % 7))
-            .map(|j| format!("func_{}+0x{:x}", j, id))
-            .collect();
+        let frames: Vec<String> = (0..(id % 7)).map(|j| format!("func_{}+0x{:x}", j, id)).collect();
         w.push(id * 10, &frames).unwrap();
         want.insert(id * 10, frames);
     }
@@ -884,11 +815,7 @@ fn realistic(n: usize) -> Vec<Event> {
             mono_ns: mono,
             kind,
             pid,
-            tid: if pid == 0 {
-                0
-            } else {
-                pid + (rng.next() % 8) as u32
-            },
+            tid: if pid == 0 { 0 } else { pid + (rng.next() % 8) as u32 },
             comm: comm.to_string(),
             family: Family::Inet,
             saddr: local,
@@ -941,16 +868,7 @@ fn realistic(n: usize) -> Vec<Event> {
         }
         if matches!(rng.next() % 50, 0) {
             mono += (rng.next() % 100_000) as i64;
-            let e = ev(
-                &mut rng,
-                &c,
-                EventKind::ResetRecv,
-                None,
-                Some(Close),
-                0,
-                mono,
-                true,
-            );
+            let e = ev(&mut rng, &c, EventKind::ResetRecv, None, Some(Close), 0, mono, true);
             out.push(e);
             let e = ev(
                 &mut rng,
@@ -965,16 +883,7 @@ fn realistic(n: usize) -> Vec<Event> {
             out.push(e);
         }
         mono += (rng.next() % 50_000) as i64;
-        let e = ev(
-            &mut rng,
-            &c,
-            EventKind::DestroySock,
-            None,
-            Some(Close),
-            0,
-            mono,
-            false,
-        );
+        let e = ev(&mut rng, &c, EventKind::DestroySock, None, Some(Close), 0, mono, false);
         out.push(e);
     }
     out.truncate(n);
@@ -1013,4 +922,67 @@ fn measure_bytes_per_event() {
     for (c, b) in per_col {
         println!("  {c:10} {:6.2} B/event", b as f64 / 200_000.0);
     }
+    // Keep the file for poking at it with DuckDB/pandas/polars.
+    if let Some(out) = std::env::var_os("DEEPTCP_MEASURE_OUT") {
+        std::fs::copy(&path, &out).unwrap();
+        let mut w = StackWriter::new(File::create(stacks_path(Path::new(&out))).unwrap()).unwrap();
+        w.push(0, &["tcp_reset+0x5a".into(), "tcp_rcv_state_process+0x1f0".into()])
+            .unwrap();
+        w.finish().unwrap();
+    }
+}
+
+/// Flips random bytes (half anywhere, half in the footer region) of a good
+/// file and opens and streams the result; returns outcome counts, with a
+/// panic escaping the reader counted as "PANIC".
+fn flip_bytes(trials: usize, mut x: u64) -> std::collections::BTreeMap<String, usize> {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.parquet");
+    write_file(&good, &events(3000), small_opts(), 0);
+    let data = std::fs::read(&good).unwrap();
+    let path = dir.path().join("bad.parquet");
+    let mut outcomes = std::collections::BTreeMap::new();
+    let variant = |e: &FormatError| format!("{e:?}").split([' ', '(', '{']).next().unwrap().to_owned();
+    for trial in 0..trials {
+        let mut d = data.clone();
+        for _ in 0..1 + trial % 4 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let pos = if trial % 2 == 0 {
+                (x as usize) % d.len()
+            } else {
+                d.len() - 1 - (x as usize) % 3000.min(d.len())
+            };
+            d[pos] ^= (x >> 32) as u8 | 1;
+        }
+        std::fs::write(&path, &d).unwrap();
+        let outcome = std::panic::catch_unwind(|| match RecordingReader::open(&path) {
+            Err(e) => format!("open: {}", variant(&e)),
+            Ok(r) => match r.events().find_map(|e| e.err()) {
+                None => "ok".into(),
+                Some(e) => format!("events: {}", variant(&e)),
+            },
+        })
+        .unwrap_or_else(|_| "PANIC".into());
+        *outcomes.entry(outcome).or_insert(0) += 1;
+    }
+    outcomes
+}
+
+#[test]
+fn corrupted_bytes_never_panic() {
+    let outcomes = flip_bytes(120, 0x9e3779b97f4a7c15);
+    assert!(!outcomes.contains_key("PANIC"), "{outcomes:?}");
+}
+
+#[test]
+#[ignore = "long corruption run; SEED=n to vary"]
+fn corrupted_bytes_never_panic_long() {
+    let seed = std::env::var("SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(12345);
+    let outcomes = flip_bytes(5000, seed);
+    for (k, v) in &outcomes {
+        println!("{v:5} {k}");
+    }
+    assert!(!outcomes.contains_key("PANIC"), "{outcomes:?}");
 }

@@ -43,7 +43,8 @@ pub fn clock_anchor() -> ClockAnchor {
     best.1
 }
 
-pub fn monotonic_ns() -> i64 {
+#[cfg(test)]
+fn monotonic_ns() -> i64 {
     clock_ns(libc::CLOCK_MONOTONIC)
 }
 

@@ -30,11 +30,6 @@ static EBPF_OBJECT: Option<&[u8]> = Some(aya::include_bytes_aligned!(concat!(env
 #[cfg(deeptcp_no_ebpf)]
 static EBPF_OBJECT: Option<&[u8]> = None;
 
-/// Whether this binary carries the eBPF programs (tests use it to skip).
-pub fn has_ebpf_object() -> bool {
-    EBPF_OBJECT.is_some()
-}
-
 /// Batch handed from the drain thread to the writer thread.
 enum Msg {
     Events(Vec<WireEvent>),

@@ -3,6 +3,9 @@
 
 use std::collections::BTreeMap;
 
+/// Prefixes of the functions that run a tracepoint's BPF program.
+const TRACING_FRAMES: [&str; 4] = ["bpf_prog_", "bpf_trace_run", "__bpf_trace_", "__traceiter_"];
+
 pub struct Symbolizer {
     /// start address → name; empty when the kernel hides addresses.
     syms: BTreeMap<u64, String>,
@@ -47,7 +50,7 @@ impl Symbolizer {
     pub fn stack(&self, ips: impl IntoIterator<Item = u64>) -> Vec<String> {
         ips.into_iter()
             .map(|ip| self.symbolize(ip))
-            .skip_while(|f| f.starts_with("bpf_prog_") || f.starts_with("bpf_trace_run") || f.starts_with("__bpf_trace_"))
+            .skip_while(|f| TRACING_FRAMES.iter().any(|p| f.starts_with(p)))
             .collect()
     }
 
@@ -75,9 +78,9 @@ mod tests {
     #[test]
     fn drops_tracing_frames_at_the_top_only() {
         let s = Symbolizer::from_kallsyms(
-            "ffffffff81000000 t bpf_prog_0123456789abcdef_inet_sock_set_state\nffffffff81001000 T bpf_trace_run3\nffffffff81002000 T tcp_set_state\nffffffff81003000 T bpf_trace_run1\n",
+            "ffffffff81000000 t bpf_prog_0123456789abcdef_inet_sock_set_state\nffffffff81001000 T bpf_trace_run3\nffffffff81001800 T __traceiter_inet_sock_set_state\nffffffff81002000 T tcp_set_state\nffffffff81003000 T bpf_trace_run1\n",
         );
-        let frames = s.stack([0xffffffff81000010, 0xffffffff81001008, 0xffffffff81002004, 0xffffffff81003000]);
+        let frames = s.stack([0xffffffff81000010, 0xffffffff81001008, 0xffffffff81001810, 0xffffffff81002004, 0xffffffff81003000]);
         assert_eq!(frames, vec!["tcp_set_state+0x4", "bpf_trace_run1+0x0"]);
     }
 }
