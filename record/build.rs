@@ -25,7 +25,9 @@ fn main() -> anyhow::Result<()> {
     println!("cargo:rerun-if-env-changed=DEEPTCP_NO_EBPF");
     println!("cargo:rerun-if-env-changed=PATH");
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
-    let root = manifest.parent().ok_or_else(|| anyhow::anyhow!("record/ has no parent"))?;
+    let root = manifest
+        .parent()
+        .ok_or_else(|| anyhow::anyhow!("record/ has no parent"))?;
     let ebpf_dir = root.join("ebpf/deeptcp-ebpf");
     let common_dir = root.join("ebpf/deeptcp-common");
     println!("cargo:rerun-if-changed={}", common_dir.join("src").display());
@@ -33,7 +35,11 @@ fn main() -> anyhow::Result<()> {
 
     let forced_off = std::env::var_os("DEEPTCP_NO_EBPF").is_some_and(|v| v == "1");
     if forced_off || !has_bpf_linker() {
-        let why = if forced_off { "DEEPTCP_NO_EBPF=1" } else { "bpf-linker not found (run scripts/bootstrap)" };
+        let why = if forced_off {
+            "DEEPTCP_NO_EBPF=1"
+        } else {
+            "bpf-linker not found (run scripts/bootstrap)"
+        };
         println!("cargo:warning=building record without eBPF programs: {why}");
         println!("cargo:rustc-cfg=deeptcp_no_ebpf");
         return Ok(());
@@ -52,7 +58,11 @@ fn main() -> anyhow::Result<()> {
         .to_str()
         .ok_or_else(|| anyhow::anyhow!("non UTF-8 path {}", ebpf_dir.display()))?;
     aya_build::build_ebpf(
-        [aya_build::Package { name: "deeptcp-ebpf", root_dir: ebpf_root, ..Default::default() }],
+        [aya_build::Package {
+            name: "deeptcp-ebpf",
+            root_dir: ebpf_root,
+            ..Default::default()
+        }],
         aya_build::Toolchain::Nightly,
     )
 }

@@ -89,12 +89,7 @@ fn table(
         None
     };
 
-    let mut r = TableRenderer::new(
-        out,
-        opts.timestamps,
-        meta.clock.monotonic_ns,
-        stacks.as_ref(),
-    );
+    let mut r = TableRenderer::new(out, opts.timestamps, meta.clock.monotonic_ns, stacks.as_ref());
     r.header().map_err(output)?;
     for ev in reader.events() {
         r.event(&ev.context(READING)?).map_err(output)?;
@@ -205,8 +200,7 @@ mod tests {
 
     #[test]
     fn error_line_is_the_chain_without_repeats() {
-        let e = anyhow::Error::new(Repeats(io::Error::other("bad magic")))
-            .context("cannot read the recording");
+        let e = anyhow::Error::new(Repeats(io::Error::other("bad magic"))).context("cannot read the recording");
         assert_eq!(
             error_line(&e),
             "cannot read the recording: x.parquet: not a Parquet file (bad magic)"
@@ -224,9 +218,7 @@ mod tests {
         let pipe = || io::Error::from(io::ErrorKind::BrokenPipe);
         assert!(OutputError::is_broken_pipe(&output(pipe())));
         assert!(OutputError::is_broken_pipe(&output(pipe()).context("more")));
-        assert!(!OutputError::is_broken_pipe(&output(io::Error::other(
-            "disk full"
-        ))));
+        assert!(!OutputError::is_broken_pipe(&output(io::Error::other("disk full"))));
         // A broken pipe while reading input is a real error.
         assert!(!OutputError::is_broken_pipe(&anyhow::Error::new(pipe())));
     }

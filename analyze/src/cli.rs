@@ -118,10 +118,7 @@ impl Config {
                 kstack: args.kstack,
             })
         };
-        Ok(Config {
-            input: args.file,
-            mode,
-        })
+        Ok(Config { input: args.file, mode })
     }
 }
 
@@ -166,12 +163,7 @@ mod tests {
         });
         assert_eq!(config(&["-t", "-K", "x.parquet"]).unwrap().mode, want);
         assert_eq!(config(&["-tK", "x.parquet"]).unwrap().mode, want);
-        assert_eq!(
-            config(&["x.parquet", "--timestamp", "--kstack"])
-                .unwrap()
-                .mode,
-            want
-        );
+        assert_eq!(config(&["x.parquet", "--timestamp", "--kstack"]).unwrap().mode, want);
     }
 
     #[test]
@@ -200,10 +192,7 @@ mod tests {
 
     #[test]
     fn file_is_required_and_single() {
-        assert_eq!(
-            config(&[]).unwrap_err().kind(),
-            ErrorKind::MissingRequiredArgument
-        );
+        assert_eq!(config(&[]).unwrap_err().kind(), ErrorKind::MissingRequiredArgument);
         assert_eq!(
             config(&["a.parquet", "b.parquet"]).unwrap_err().kind(),
             ErrorKind::UnknownArgument

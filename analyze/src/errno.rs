@@ -195,9 +195,7 @@ mod tests {
         for n in 1..=MAX_ERRNO {
             if let Some(s) = name(n) {
                 assert!(
-                    s.starts_with('E')
-                        && s.bytes()
-                            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()),
+                    s.starts_with('E') && s.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()),
                     "{s}"
                 );
                 assert!(seen.insert(s), "duplicate {s}");

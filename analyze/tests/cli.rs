@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use deeptcp_format::{
-    stacks_path, ClockAnchor, Event, EventKind, EventWriter, Family, ProbeStatus, RecordingMeta,
-    StackWriter, TcpState, WriterOptions,
+    stacks_path, ClockAnchor, Event, EventKind, EventWriter, Family, ProbeStatus, RecordingMeta, StackWriter, TcpState,
+    WriterOptions,
 };
 
 const HEADER: &str = "EVENT_SOURCE            PID    COMM             SOURCE                DESTINATION           TCP_STATE                SK_ERR";
@@ -96,13 +96,7 @@ fn sample_events() -> Vec<Event> {
     vec![connect, established, v6, refused, early]
 }
 
-fn write_recording(
-    dir: &Path,
-    name: &str,
-    meta: &RecordingMeta,
-    events: &[Event],
-    lost: u64,
-) -> PathBuf {
+fn write_recording(dir: &Path, name: &str, meta: &RecordingMeta, events: &[Event], lost: u64) -> PathBuf {
     let path = dir.join(name);
     let file = File::create(&path).unwrap();
     let mut w = EventWriter::new(file, meta, WriterOptions::default()).unwrap();
@@ -141,12 +135,7 @@ fn stderr(o: &Output) -> String {
 
 #[track_caller]
 fn assert_ok(o: &Output) {
-    assert!(
-        o.status.success(),
-        "status {:?}\nstderr: {}",
-        o.status,
-        stderr(o)
-    );
+    assert!(o.status.success(), "status {:?}\nstderr: {}", o.status, stderr(o));
 }
 
 /// One `analyze: ` line on stderr, exit status 1, nothing on stdout, no panic.
@@ -203,10 +192,7 @@ fn timestamps() {
         ]
     );
     // The rest of each line is the plain table.
-    let rest: String = lines[1..]
-        .iter()
-        .map(|l| format!("{}\n", &l[12..]))
-        .collect();
+    let rest: String = lines[1..].iter().map(|l| format!("{}\n", &l[12..])).collect();
     assert_eq!(rest, TABLE_BODY);
 }
 
@@ -217,14 +203,7 @@ fn kstack_prints_frames_from_the_sidecar() {
     write_stacks(
         &rec,
         &[
-            (
-                1,
-                &[
-                    "tcp_set_state+0x5",
-                    "tcp_v4_connect+0x3f2",
-                    "__sys_connect+0xd3",
-                ],
-            ),
+            (1, &["tcp_set_state+0x5", "tcp_v4_connect+0x3f2", "__sys_connect+0xd3"]),
             (2, &["tcp_rcv_state_process+0x1b0"]),
         ],
     );
@@ -237,11 +216,7 @@ fn kstack_prints_frames_from_the_sidecar() {
     assert!(lines[1].starts_with("tcp_set_state()         16065"));
     assert_eq!(
         lines[2..5],
-        [
-            "\ttcp_set_state+0x5",
-            "\ttcp_v4_connect+0x3f2",
-            "\t__sys_connect+0xd3"
-        ]
+        ["\ttcp_set_state+0x5", "\ttcp_v4_connect+0x3f2", "\t__sys_connect+0xd3"]
     );
     assert!(lines[5].starts_with("tcp_set_state()         N/A"));
     assert_eq!(lines[6], "\ttcp_rcv_state_process+0x1b0");
@@ -255,9 +230,7 @@ fn kstack_prints_frames_from_the_sidecar() {
     let o = analyze(&["-t", "-K"], &rec);
     assert_ok(&o);
     let out = stdout(&o);
-    assert!(out.starts_with(&format!(
-        "TIME(s)     {HEADER}\n0.500000    tcp_set_state()"
-    )));
+    assert!(out.starts_with(&format!("TIME(s)     {HEADER}\n0.500000    tcp_set_state()")));
     assert!(out.contains("CLOSE -> SYN_SENT\n\ttcp_set_state+0x5\n"));
 }
 
@@ -359,21 +332,12 @@ fn empty_recording() {
 #[test]
 fn lost_events_are_reported_on_stderr() {
     let dir = tempfile::tempdir().unwrap();
-    let rec = write_recording(
-        dir.path(),
-        "lossy.parquet",
-        &meta(false),
-        &sample_events(),
-        3,
-    );
+    let rec = write_recording(dir.path(), "lossy.parquet", &meta(false), &sample_events(), 3);
     let o = analyze(&[], &rec);
     assert_ok(&o);
     assert_eq!(stdout(&o), format!("{HEADER}\n{TABLE_BODY}"));
     let err = stderr(&o);
-    assert!(
-        err.starts_with("analyze: warning: the recorder lost 3 events"),
-        "{err}"
-    );
+    assert!(err.starts_with("analyze: warning: the recorder lost 3 events"), "{err}");
 }
 
 #[test]
@@ -406,10 +370,7 @@ fn usage_errors_exit_2() {
     let bin = env!("CARGO_BIN_EXE_analyze");
     let o = Command::new(bin).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
-    let o = Command::new(bin)
-        .args(["--info", "-t", "x.parquet"])
-        .output()
-        .unwrap();
+    let o = Command::new(bin).args(["--info", "-t", "x.parquet"]).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--info"));
     let o = Command::new(bin).arg("x.stacks.parquet").output().unwrap();
@@ -461,12 +422,7 @@ fn broken_pipe_exits_quietly() {
     }
     assert_eq!(first.trim_end(), HEADER);
     let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
     let status = child.wait().unwrap();
     assert!(status.success(), "status {status:?}, stderr: {err}");
     assert_eq!(err, "");

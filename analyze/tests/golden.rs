@@ -16,12 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Mode name (the `<mode>` in the expected file name) and the flags it runs with.
-const MODES: &[(&str, &[&str])] = &[
-    ("table", &[]),
-    ("t", &["-t"]),
-    ("K", &["-K"]),
-    ("info", &["--info"]),
-];
+const MODES: &[(&str, &[&str])] = &[("table", &[]), ("t", &["-t"]), ("K", &["-K"]), ("info", &["--info"])];
 
 /// Differing lines shown per mismatch.
 const MAX_DIFF_LINES: usize = 8;
@@ -46,10 +41,7 @@ fn fixtures(dir: &Path) -> Vec<PathBuf> {
             let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
                 return false;
             };
-            p.is_file()
-                && name.ends_with(".parquet")
-                && !name.ends_with(".stacks.parquet")
-                && !name.starts_with('.')
+            p.is_file() && name.ends_with(".parquet") && !name.ends_with(".stacks.parquet") && !name.starts_with('.')
         })
         .collect();
     out.sort();
@@ -122,12 +114,7 @@ fn diff(expected: &str, actual: &str) -> String {
             actual.len()
         );
     }
-    let _ = writeln!(
-        out,
-        "    ({} expected lines, {} actual)",
-        exp.len(),
-        act.len()
-    );
+    let _ = writeln!(out, "    ({} expected lines, {} actual)", exp.len(), act.len());
     out
 }
 
@@ -230,13 +217,7 @@ mod harness {
     #[test]
     fn fixture_selection() {
         let dir = tempfile::tempdir().unwrap();
-        for name in [
-            "b.parquet",
-            "a.parquet",
-            "a.stacks.parquet",
-            ".c.parquet",
-            "notes.txt",
-        ] {
+        for name in ["b.parquet", "a.parquet", "a.stacks.parquet", ".c.parquet", "notes.txt"] {
             std::fs::write(dir.path().join(name), b"").unwrap();
         }
         std::fs::create_dir(dir.path().join("d.parquet")).unwrap();
@@ -306,10 +287,7 @@ mod harness {
         assert!(check_all(data, true).is_empty());
         let expected = data.join("expected");
         for (mode, _) in MODES {
-            assert!(
-                expected.join(format!("tiny.{mode}.txt")).is_file(),
-                "{mode}"
-            );
+            assert!(expected.join(format!("tiny.{mode}.txt")).is_file(), "{mode}");
         }
         assert!(check_all(data, false).is_empty());
 
@@ -325,10 +303,6 @@ mod harness {
             "{}",
             failures[0]
         );
-        assert!(
-            failures[0].contains("line 2:\n    - tcp_reset()"),
-            "{}",
-            failures[0]
-        );
+        assert!(failures[0].contains("line 2:\n    - tcp_reset()"), "{}", failures[0]);
     }
 }

@@ -4,7 +4,8 @@
 //! the reader meets truncated, foreign and newer files. Each failure mode has
 //! its own variant so callers can react (e.g. "upgrade deeptcp" versus "this
 //! file is corrupt"), and every message names the file when it is known.
-//! Errors from parquet/arrow/io are kept as `#[source]` for error chains.
+//! Errors from parquet/arrow/io are kept as `#[source]` for error chains and
+//! not repeated in the message: print with `{:#}` (anyhow) to see the cause.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -16,7 +17,7 @@ use parquet::errors::ParquetError;
 #[derive(Debug, thiserror::Error)]
 pub enum FormatError {
     /// An I/O operation on the file failed.
-    #[error("{}{op}: {source}", at(path))]
+    #[error("{}{op} failed", at(path))]
     Io {
         path: Option<PathBuf>,
         /// What was being done, e.g. `open`, `fsync`.
@@ -26,7 +27,7 @@ pub enum FormatError {
     },
 
     /// The file is not Parquet at all: empty, truncated (no footer) or foreign bytes.
-    #[error("{}: not a Parquet file ({source})", path.display())]
+    #[error("{}: not a Parquet file", path.display())]
     NotParquet {
         path: PathBuf,
         #[source]
@@ -83,7 +84,7 @@ pub enum FormatError {
     InvalidOptions { detail: String },
 
     /// The parquet library failed (encoding, decoding, footer).
-    #[error("{}{source}", at(path))]
+    #[error("{}Parquet encoding/decoding failed", at(path))]
     Parquet {
         path: Option<PathBuf>,
         #[source]
@@ -91,7 +92,7 @@ pub enum FormatError {
     },
 
     /// The arrow library failed (building or reading a record batch).
-    #[error("{}{source}", at(path))]
+    #[error("{}Arrow record batch failed", at(path))]
     Arrow {
         path: Option<PathBuf>,
         #[source]

@@ -13,7 +13,8 @@ pub struct ClockAnchor {
 impl ClockAnchor {
     /// Wall-clock nanoseconds since the Unix epoch for a monotonic timestamp.
     pub fn wall_ns(&self, mono_ns: i64) -> i64 {
-        self.realtime_ns.saturating_add(mono_ns.saturating_sub(self.monotonic_ns))
+        self.realtime_ns
+            .saturating_add(mono_ns.saturating_sub(self.monotonic_ns))
     }
 }
 

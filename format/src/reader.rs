@@ -698,7 +698,10 @@ mod tests {
     fn guarded_turns_panics_into_errors() {
         let p = Path::new("x.parquet");
         let err = guarded::<()>(p, "testing", || panic!("boom {}", 1)).unwrap_err();
-        let msg = err.to_string();
+        let cause = std::error::Error::source(&err)
+            .map(|c| c.to_string())
+            .unwrap_or_default();
+        let msg = format!("{err}: {cause}");
         assert!(msg.starts_with("x.parquet: "), "{msg}");
         assert!(msg.contains("while testing: boom 1"), "{msg}");
         assert_eq!(guarded(p, "testing", || Ok(7)).unwrap(), 7);

@@ -986,3 +986,30 @@ fn corrupted_bytes_never_panic_long() {
     }
     assert!(!outcomes.contains_key("PANIC"), "{outcomes:?}");
 }
+
+#[test]
+#[ignore = "measurement; run with --ignored --nocapture"]
+fn measure_flush_overhead() {
+    // A quiet host: 10 events/s for an hour, flushed every second (3600 row
+    // groups) versus the same events in full-size row groups.
+    let dir = tempfile::tempdir().unwrap();
+    let evs = realistic(36_000);
+    let per_second = dir.path().join("flushed.parquet");
+    let mut w = EventWriter::new(File::create(&per_second).unwrap(), &meta(), WriterOptions::default()).unwrap();
+    for chunk in evs.chunks(10) {
+        for e in chunk {
+            w.push(e).unwrap();
+        }
+        w.flush().unwrap();
+    }
+    let flushed = w.finish(0).unwrap().bytes;
+    let once = write_file(&dir.path().join("once.parquet"), &evs, WriterOptions::default(), 0);
+    println!(
+        "36000 events: flushed every 10 rows {flushed} bytes ({:.1} B/event), one row group {once} bytes ({:.1} B/event)",
+        flushed as f64 / 36_000.0,
+        once as f64 / 36_000.0
+    );
+    let t = std::time::Instant::now();
+    assert_eq!(read_all(&per_second).len(), 36_000);
+    println!("reading the 3600-row-group file: {:?}", t.elapsed());
+}

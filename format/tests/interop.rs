@@ -31,7 +31,11 @@ fn check(path: &Path, rows: Option<u64>) -> Option<String> {
     if out.status.code() == Some(3) {
         return skip(stderr.trim());
     }
-    assert!(out.status.success(), "interop check failed for {}:\n{stderr}", path.display());
+    assert!(
+        out.status.success(),
+        "interop check failed for {}:\n{stderr}",
+        path.display()
+    );
     Some(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
@@ -74,7 +78,10 @@ fn written_files_load_with_documented_types() {
     let path = dir.path().join("interop.parquet");
     let meta = RecordingMeta {
         host: "h".into(),
-        clock: ClockAnchor { realtime_ns: 1_700_000_000_000_000_000, monotonic_ns: 1_000_000_000 },
+        clock: ClockAnchor {
+            realtime_ns: 1_700_000_000_000_000_000,
+            monotonic_ns: 1_000_000_000,
+        },
         ..Default::default()
     };
     let mut w = EventWriter::new(std::fs::File::create(&path).unwrap(), &meta, WriterOptions::default()).unwrap();

@@ -76,12 +76,23 @@ struct Member {
 #[derive(Debug, Clone)]
 enum Type {
     /// A type whose contents we never need (functions, enums, ...); `size` if it has one.
-    Other { size: Option<u32> },
+    Other {
+        size: Option<u32>,
+    },
     /// Typedef and qualifiers: look through to `to`.
-    Alias { to: u32 },
+    Alias {
+        to: u32,
+    },
     Ptr,
-    Array { elem: u32, nelems: u32 },
-    Aggregate { name_off: u32, size: u32, members: Vec<Member> },
+    Array {
+        elem: u32,
+        nelems: u32,
+    },
+    Aggregate {
+        name_off: u32,
+        size: u32,
+        members: Vec<Member>,
+    },
 }
 
 /// Parsed kernel BTF.
@@ -93,9 +104,7 @@ pub struct Btf {
 }
 
 fn u32_at(data: &[u8], off: usize) -> Result<u32, BtfError> {
-    let b = data
-        .get(off..off + 4)
-        .ok_or(BtfError::Malformed("truncated"))?;
+    let b = data.get(off..off + 4).ok_or(BtfError::Malformed("truncated"))?;
     Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
@@ -127,11 +136,21 @@ impl Btf {
         let type_len = u32_at(data, 12)? as usize;
         let str_off = u32_at(data, 16)? as usize;
         let str_len = u32_at(data, 20)? as usize;
-        let type_start = hdr_len.checked_add(type_off).ok_or(BtfError::Malformed("type offset"))?;
-        let type_end = type_start.checked_add(type_len).ok_or(BtfError::Malformed("type length"))?;
-        let str_start = hdr_len.checked_add(str_off).ok_or(BtfError::Malformed("string offset"))?;
-        let str_end = str_start.checked_add(str_len).ok_or(BtfError::Malformed("string length"))?;
-        let type_data = data.get(type_start..type_end).ok_or(BtfError::Malformed("type section out of bounds"))?;
+        let type_start = hdr_len
+            .checked_add(type_off)
+            .ok_or(BtfError::Malformed("type offset"))?;
+        let type_end = type_start
+            .checked_add(type_len)
+            .ok_or(BtfError::Malformed("type length"))?;
+        let str_start = hdr_len
+            .checked_add(str_off)
+            .ok_or(BtfError::Malformed("string offset"))?;
+        let str_end = str_start
+            .checked_add(str_len)
+            .ok_or(BtfError::Malformed("string length"))?;
+        let type_data = data
+            .get(type_start..type_end)
+            .ok_or(BtfError::Malformed("type section out of bounds"))?;
         let strings = data
             .get(str_start..str_end)
             .ok_or(BtfError::Malformed("string section out of bounds"))?
@@ -150,7 +169,9 @@ impl Btf {
             let ty = match kind {
                 KIND_INT => {
                     pos += 4;
-                    Type::Other { size: Some(size_or_type) }
+                    Type::Other {
+                        size: Some(size_or_type),
+                    }
                 }
                 KIND_PTR => Type::Ptr,
                 KIND_ARRAY => {
@@ -178,18 +199,28 @@ impl Btf {
                             bitfield_size,
                         });
                     }
-                    Type::Aggregate { name_off, size: size_or_type, members }
+                    Type::Aggregate {
+                        name_off,
+                        size: size_or_type,
+                        members,
+                    }
                 }
                 KIND_ENUM => {
                     pos += 8 * vlen;
-                    Type::Other { size: Some(size_or_type) }
+                    Type::Other {
+                        size: Some(size_or_type),
+                    }
                 }
                 KIND_ENUM64 => {
                     pos += 12 * vlen;
-                    Type::Other { size: Some(size_or_type) }
+                    Type::Other {
+                        size: Some(size_or_type),
+                    }
                 }
                 KIND_FWD | KIND_FUNC => Type::Other { size: None },
-                KIND_FLOAT => Type::Other { size: Some(size_or_type) },
+                KIND_FLOAT => Type::Other {
+                    size: Some(size_or_type),
+                },
                 KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG => {
                     Type::Alias { to: size_or_type }
                 }
@@ -217,7 +248,11 @@ impl Btf {
             return Err(BtfError::Malformed("type section ends inside a type"));
         }
 
-        let mut btf = Btf { strings, types, structs_by_name: HashMap::new() };
+        let mut btf = Btf {
+            strings,
+            types,
+            structs_by_name: HashMap::new(),
+        };
         let mut by_name = HashMap::new();
         for (i, ty) in btf.types.iter().enumerate() {
             if let Type::Aggregate { name_off, members, .. } = ty {
@@ -294,20 +329,29 @@ impl Btf {
             .structs_by_name
             .get(strukt)
             .ok_or_else(|| BtfError::NoStruct(strukt.to_owned()))?;
-        let no_field = || BtfError::NoField { strukt: strukt.to_owned(), field: path.to_owned() };
+        let no_field = || BtfError::NoField {
+            strukt: strukt.to_owned(),
+            field: path.to_owned(),
+        };
         let mut bits = 0u32;
         let mut last = None;
         for part in path.split('.') {
             let (off, m) = self.find_member(id, part, 0).ok_or_else(no_field)?;
             if m.bitfield_size != 0 {
-                return Err(BtfError::Bitfield { strukt: strukt.to_owned(), field: path.to_owned() });
+                return Err(BtfError::Bitfield {
+                    strukt: strukt.to_owned(),
+                    field: path.to_owned(),
+                });
             }
             bits = bits.checked_add(off).ok_or_else(no_field)?;
             id = m.type_id;
             last = Some(m);
         }
-        if bits % 8 != 0 {
-            return Err(BtfError::Bitfield { strukt: strukt.to_owned(), field: path.to_owned() });
+        if !bits.is_multiple_of(8) {
+            return Err(BtfError::Bitfield {
+                strukt: strukt.to_owned(),
+                field: path.to_owned(),
+            });
         }
         if let (Some(expected), Some(m)) = (size, last) {
             let actual = self.size_of(m.type_id).unwrap_or(0);
@@ -339,9 +383,19 @@ mod tests {
             strings.push(0);
             off
         };
-        let (n_u32, n_u16, n_u8, n_inner, n_outer) = (name("u32"), name("u16"), name("u8"), name("inner"), name("outer"));
-        let (n_a, n_b, n_x, n_y, n_in, n_bf, n_arr, n_p, n_t) =
-            (name("a"), name("b"), name("x"), name("y"), name("in"), name("bf"), name("arr"), name("p"), name("u16_t"));
+        let (n_u32, n_u16, n_u8, n_inner, n_outer) =
+            (name("u32"), name("u16"), name("u8"), name("inner"), name("outer"));
+        let (n_a, n_b, n_x, n_y, n_in, n_bf, n_arr, n_p, n_t) = (
+            name("a"),
+            name("b"),
+            name("x"),
+            name("y"),
+            name("in"),
+            name("bf"),
+            name("arr"),
+            name("p"),
+            name("u16_t"),
+        );
         let mut t = Vec::new();
         let mut push = |words: &[u32]| {
             for w in words {
@@ -362,11 +416,21 @@ mod tests {
             n_outer,
             info(KIND_STRUCT, 5, true),
             24,
-            n_x, 1, 0,
-            0, 6, 32,
-            n_bf, 3, (3 << 24) | 64,
-            n_arr, 8, 72,
-            n_p, 9, 128,
+            n_x,
+            1,
+            0,
+            0,
+            6,
+            32,
+            n_bf,
+            3,
+            (3 << 24) | 64,
+            n_arr,
+            8,
+            72,
+            n_p,
+            9,
+            128,
         ]); // 10
         let mut out = Vec::new();
         out.extend_from_slice(&BTF_MAGIC.to_le_bytes());
@@ -394,11 +458,30 @@ mod tests {
     #[test]
     fn reports_missing_bitfield_and_size_errors() {
         let btf = Btf::parse(&sample()).unwrap();
-        assert!(matches!(btf.field_offset("nope", "x", None), Err(BtfError::NoStruct(_))));
-        assert!(matches!(btf.field_offset("outer", "zz", None), Err(BtfError::NoField { .. })));
-        assert!(matches!(btf.field_offset("outer", "bf", None), Err(BtfError::Bitfield { .. })));
+        assert!(matches!(
+            btf.field_offset("nope", "x", None),
+            Err(BtfError::NoStruct(_))
+        ));
+        assert!(matches!(
+            btf.field_offset("outer", "zz", None),
+            Err(BtfError::NoField { .. })
+        ));
+        assert!(matches!(
+            btf.field_offset("outer", "bf", None),
+            Err(BtfError::Bitfield { .. })
+        ));
         let e = btf.field_offset("outer", "x", Some(2)).unwrap_err();
-        assert!(matches!(e, BtfError::Size { expected: 2, actual: 4, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                BtfError::Size {
+                    expected: 2,
+                    actual: 4,
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 
     #[test]

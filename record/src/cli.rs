@@ -85,7 +85,8 @@ pub struct Config {
     pub ring_size: u32,
     pub force: bool,
     pub quiet: bool,
-    /// Row groups are closed at least this often, so a live file is readable up to here.
+    /// Under load, row groups are closed this often (5× this when quiet), so a
+    /// live file is readable up to a recent point.
     pub flush_interval: Duration,
 }
 
@@ -126,11 +127,25 @@ mod tests {
         assert_eq!(c.ring_size, 8 << 20);
         assert_eq!(c.duration, None);
         assert_eq!(c.stacks_output, None);
-        let c = parse(&["-o", "t.parquet", "-K", "-p", "42", "--duration", "1.5", "--ring-size", "64K"]).unwrap();
+        let c = parse(&[
+            "-o",
+            "t.parquet",
+            "-K",
+            "-p",
+            "42",
+            "--duration",
+            "1.5",
+            "--ring-size",
+            "64K",
+        ])
+        .unwrap();
         assert_eq!(c.pid, Some(42));
         assert_eq!(c.duration, Some(Duration::from_millis(1500)));
         assert_eq!(c.ring_size, 65536);
-        assert_eq!(c.stacks_output.as_deref(), Some(std::path::Path::new("t.stacks.parquet")));
+        assert_eq!(
+            c.stacks_output.as_deref(),
+            Some(std::path::Path::new("t.stacks.parquet"))
+        );
     }
 
     #[test]

@@ -46,7 +46,11 @@ pub fn to_event(w: &WireEvent) -> Result<Event, Reject> {
         ),
         other => return Err(Reject::UnknownFamily(other)),
     };
-    let oldstate = if kind == EventKind::StateChange { TcpState::from_kernel(w.oldstate) } else { None };
+    let oldstate = if kind == EventKind::StateChange {
+        TcpState::from_kernel(w.oldstate)
+    } else {
+        None
+    };
     Ok(Event {
         mono_ns: i64::try_from(w.ts_ns).unwrap_or(i64::MAX),
         kind,

@@ -5,7 +5,9 @@
 use deeptcp_format::ClockAnchor;
 
 fn read_trimmed(path: &str) -> String {
-    std::fs::read_to_string(path).map(|s| s.trim().to_owned()).unwrap_or_default()
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
 }
 
 pub fn hostname() -> String {
@@ -24,7 +26,7 @@ fn clock_ns(clock: libc::clockid_t) -> i64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `ts` is a valid, writable timespec; clock ids used here always exist on Linux.
     unsafe { libc::clock_gettime(clock, &mut ts) };
-    (ts.tv_sec as i64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as i64)
+    ts.tv_sec.saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec)
 }
 
 /// CLOCK_MONOTONIC is what `bpf_ktime_get_ns` returns. Sample realtime on
@@ -37,7 +39,13 @@ pub fn clock_anchor() -> ClockAnchor {
         let r1 = clock_ns(libc::CLOCK_REALTIME);
         let width = r1 - r0;
         if width < best.0 {
-            best = (width, ClockAnchor { realtime_ns: r0 + width / 2, monotonic_ns: m });
+            best = (
+                width,
+                ClockAnchor {
+                    realtime_ns: r0 + width / 2,
+                    monotonic_ns: m,
+                },
+            );
         }
     }
     best.1

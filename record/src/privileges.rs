@@ -48,8 +48,14 @@ mod tests {
     fn names_missing_capabilities() {
         assert_eq!(missing("CapEff:\t000001ffffffffff\n"), Vec::<&str>::new());
         assert_eq!(missing("CapEff:\t0000000000000000\n"), vec!["CAP_BPF", "CAP_PERFMON"]);
-        assert_eq!(missing(&format!("CapEff:\t{:016x}\n", 1u64 << CAP_BPF)), vec!["CAP_PERFMON"]);
-        assert_eq!(missing(&format!("CapEff:\t{:016x}\n", 1u64 << CAP_SYS_ADMIN)), Vec::<&str>::new());
+        assert_eq!(
+            missing(&format!("CapEff:\t{:016x}\n", 1u64 << CAP_BPF)),
+            vec!["CAP_PERFMON"]
+        );
+        assert_eq!(
+            missing(&format!("CapEff:\t{:016x}\n", 1u64 << CAP_SYS_ADMIN)),
+            Vec::<&str>::new()
+        );
         assert_eq!(missing("garbage"), vec!["CAP_BPF", "CAP_PERFMON"]);
     }
 }

@@ -14,12 +14,36 @@ pub struct Probe {
 }
 
 pub const PROBES: &[Probe] = &[
-    Probe { program: "inet_sock_set_state", tracepoint: "inet_sock_set_state", kind: EventKind::StateChange },
-    Probe { program: "tcp_retransmit_skb", tracepoint: "tcp_retransmit_skb", kind: EventKind::Retransmit },
-    Probe { program: "tcp_receive_reset", tracepoint: "tcp_receive_reset", kind: EventKind::ResetRecv },
-    Probe { program: "tcp_send_reset", tracepoint: "tcp_send_reset", kind: EventKind::ResetSent },
-    Probe { program: "inet_sk_error_report", tracepoint: "inet_sk_error_report", kind: EventKind::SockError },
-    Probe { program: "tcp_destroy_sock", tracepoint: "tcp_destroy_sock", kind: EventKind::DestroySock },
+    Probe {
+        program: "inet_sock_set_state",
+        tracepoint: "inet_sock_set_state",
+        kind: EventKind::StateChange,
+    },
+    Probe {
+        program: "tcp_retransmit_skb",
+        tracepoint: "tcp_retransmit_skb",
+        kind: EventKind::Retransmit,
+    },
+    Probe {
+        program: "tcp_receive_reset",
+        tracepoint: "tcp_receive_reset",
+        kind: EventKind::ResetRecv,
+    },
+    Probe {
+        program: "tcp_send_reset",
+        tracepoint: "tcp_send_reset",
+        kind: EventKind::ResetSent,
+    },
+    Probe {
+        program: "inet_sk_error_report",
+        tracepoint: "inet_sk_error_report",
+        kind: EventKind::SockError,
+    },
+    Probe {
+        program: "tcp_destroy_sock",
+        tracepoint: "tcp_destroy_sock",
+        kind: EventKind::DestroySock,
+    },
 ];
 
 fn attach_one(ebpf: &mut Ebpf, btf: &aya::Btf, p: &Probe) -> anyhow::Result<()> {
@@ -62,7 +86,10 @@ pub fn attach_all(ebpf: &mut Ebpf, btf: &aya::Btf) -> Vec<ProbeStatus> {
                 kind: p.kind.as_str().to_owned(),
                 probe: format!("tp_btf:{}", p.tracepoint),
                 attached: result.is_ok(),
-                detail: result.err().map(|e| summarize_error(&format!("{e:#}"))).unwrap_or_default(),
+                detail: result
+                    .err()
+                    .map(|e| summarize_error(&format!("{e:#}")))
+                    .unwrap_or_default(),
             }
         })
         .collect()

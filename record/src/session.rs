@@ -54,15 +54,37 @@ fn create_output(path: &Path, force: bool) -> Result<File> {
     }
     opts.open(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::AlreadyExists => anyhow!("{} already exists (use --force to replace it)", path.display()),
-        _ if e.raw_os_error() == Some(libc::ELOOP) => anyhow!("{} is a symbolic link; refusing to write through it", path.display()),
+        _ if e.raw_os_error() == Some(libc::ELOOP) => {
+            anyhow!("{} is a symbolic link; refusing to write through it", path.display())
+        }
         _ => anyhow::Error::new(e).context(format!("creating {}", path.display())),
     })
 }
 
-fn writer_thread(rx: mpsc::Receiver<Msg>, mut w: Writers, flush_every: Duration) -> Result<Writers> {
+/// When the writer closes a row group. Each row group costs a few KiB of
+/// footer metadata, so a quiet recorder must not close one every second;
+/// a busy one must, so that a live file is readable up to a recent point.
+#[derive(Debug, Clone, Copy)]
+struct FlushPolicy {
+    /// Under load (at least `busy_rows` pending): close a row group this often.
+    every: Duration,
+    busy_rows: u64,
+    /// Otherwise, with anything pending: this often.
+    idle_every: Duration,
+}
+
+impl FlushPolicy {
+    fn due(&self, since_flush: Duration, pending_rows: u64) -> bool {
+        (pending_rows >= self.busy_rows && since_flush >= self.every)
+            || (pending_rows > 0 && since_flush >= self.idle_every)
+    }
+}
+
+fn writer_thread(rx: mpsc::Receiver<Msg>, mut w: Writers, policy: FlushPolicy) -> Result<Writers> {
     let mut last_flush = Instant::now();
+    let mut rows_at_flush = 0u64;
     loop {
-        match rx.recv_timeout(flush_every) {
+        match rx.recv_timeout(policy.every) {
             Ok(Msg::Events(batch)) => {
                 for wire in &batch {
                     match convert::to_event(wire) {
@@ -79,9 +101,10 @@ fn writer_thread(rx: mpsc::Receiver<Msg>, mut w: Writers, flush_every: Duration)
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return Ok(w),
         }
-        if last_flush.elapsed() >= flush_every {
+        if policy.due(last_flush.elapsed(), w.events.rows() - rows_at_flush) {
             w.events.flush()?;
             last_flush = Instant::now();
+            rows_at_flush = w.events.rows();
         }
     }
 }
@@ -146,7 +169,9 @@ pub fn run(cfg: Config) -> Result<()> {
     let lost_map: PerCpuArray<MapData, u64> =
         PerCpuArray::try_from(ebpf.take_map("LOST").context("map LOST missing")?)?;
     let stack_map: Option<StackTraceMap<MapData>> = match cfg.stacks_output {
-        Some(_) => Some(StackTraceMap::try_from(ebpf.take_map("STACKS").context("map STACKS missing")?)?),
+        Some(_) => Some(StackTraceMap::try_from(
+            ebpf.take_map("STACKS").context("map STACKS missing")?,
+        )?),
         None => None,
     };
     let symbolizer = stack_map.as_ref().map(|_| Symbolizer::load());
@@ -171,10 +196,14 @@ pub fn run(cfg: Config) -> Result<()> {
         rejected: 0,
     };
     let (tx, rx) = mpsc::sync_channel::<Msg>(256);
-    let flush_every = cfg.flush_interval;
+    let policy = FlushPolicy {
+        every: cfg.flush_interval,
+        busy_rows: 4096,
+        idle_every: cfg.flush_interval * 5,
+    };
     let writer = thread::Builder::new()
         .name("writer".into())
-        .spawn(move || writer_thread(rx, writers, flush_every))
+        .spawn(move || writer_thread(rx, writers, policy))
         .context("spawning writer thread")?;
 
     signals::install()?;
@@ -193,7 +222,11 @@ pub fn run(cfg: Config) -> Result<()> {
     let mut ebpf = Some(ebpf);
     let mut writer_gone = false;
     loop {
-        let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
         // SAFETY: one valid pollfd, count 1; EINTR (signal) is fine, we re-check the flag.
         unsafe { libc::poll(&mut pfd, 1, 100) };
         let mut batch: Vec<WireEvent> = Vec::with_capacity(1024);
@@ -222,7 +255,10 @@ pub fn run(cfg: Config) -> Result<()> {
         }
         events += batch.len() as u64;
         let more = batch.len() >= 8192;
-        for m in stacks.into_iter().chain((!batch.is_empty()).then_some(Msg::Events(batch))) {
+        for m in stacks
+            .into_iter()
+            .chain((!batch.is_empty()).then_some(Msg::Events(batch)))
+        {
             if tx.send(m).is_err() {
                 writer_gone = true;
             }
@@ -249,7 +285,10 @@ pub fn run(cfg: Config) -> Result<()> {
         .join()
         .map_err(|_| anyhow!("writer thread panicked"))?
         .with_context(|| format!("writing {}", cfg.output.display()))?;
-    let summary = writers.events.finish(lost).with_context(|| format!("closing {}", cfg.output.display()))?;
+    let summary = writers
+        .events
+        .finish(lost)
+        .with_context(|| format!("closing {}", cfg.output.display()))?;
     if let Some(s) = writers.stacks {
         s.finish().context("closing the stacks file")?;
     }
@@ -260,9 +299,53 @@ pub fn run(cfg: Config) -> Result<()> {
             cfg.output.display(),
             human_bytes(summary.bytes),
             lost,
-            if writers.rejected > 0 { format!(", {} malformed records dropped", writers.rejected) } else { String::new() }
+            if writers.rejected > 0 {
+                format!(", {} malformed records dropped", writers.rejected)
+            } else {
+                String::new()
+            }
         );
     }
     debug_assert!(events >= summary.rows);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flush_policy_is_frequent_under_load_and_sparse_when_quiet() {
+        let p = FlushPolicy {
+            every: Duration::from_secs(1),
+            busy_rows: 4096,
+            idle_every: Duration::from_secs(5),
+        };
+        assert!(p.due(Duration::from_millis(1000), 4096));
+        assert!(!p.due(Duration::from_millis(900), 100_000));
+        assert!(
+            !p.due(Duration::from_secs(2), 10),
+            "few rows wait for the idle interval"
+        );
+        assert!(p.due(Duration::from_secs(5), 1));
+        assert!(!p.due(Duration::from_secs(60), 0), "nothing pending, nothing to flush");
+    }
+
+    #[test]
+    fn output_is_never_clobbered_or_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.parquet");
+        std::fs::write(&path, b"keep").unwrap();
+        let e = create_output(&path, false).unwrap_err();
+        assert!(e.to_string().contains("already exists (use --force"), "{e}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"keep");
+        let link = dir.path().join("link.parquet");
+        std::os::unix::fs::symlink(dir.path().join("target"), &link).unwrap();
+        let e = create_output(&link, true).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert!(!dir.path().join("target").exists());
+        let f = create_output(&dir.path().join("new.parquet"), false).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(f.metadata().unwrap().permissions().mode() & 0o777, 0o600);
+    }
 }

@@ -80,7 +80,13 @@ mod tests {
         let s = Symbolizer::from_kallsyms(
             "ffffffff81000000 t bpf_prog_0123456789abcdef_inet_sock_set_state\nffffffff81001000 T bpf_trace_run3\nffffffff81001800 T __traceiter_inet_sock_set_state\nffffffff81002000 T tcp_set_state\nffffffff81003000 T bpf_trace_run1\n",
         );
-        let frames = s.stack([0xffffffff81000010, 0xffffffff81001008, 0xffffffff81001810, 0xffffffff81002004, 0xffffffff81003000]);
+        let frames = s.stack([
+            0xffffffff81000010,
+            0xffffffff81001008,
+            0xffffffff81001810,
+            0xffffffff81002004,
+            0xffffffff81003000,
+        ]);
         assert_eq!(frames, vec!["tcp_set_state+0x4", "bpf_trace_run1+0x0"]);
     }
 }

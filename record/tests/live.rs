@@ -19,7 +19,10 @@ const ECONNREFUSED: i32 = 111;
 const ECONNRESET: i32 = 104;
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("record/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("record/ has a parent")
+        .to_path_buf()
 }
 
 fn traffic_script() -> PathBuf {
@@ -89,10 +92,17 @@ impl Recorder {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!("record exited early ({status}): {text}");
             }
-            assert!(start.elapsed() < Duration::from_secs(60), "record did not start: {text}");
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "record did not start: {text}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Some(Recorder { child, stderr, path: path.to_path_buf() })
+        Some(Recorder {
+            child,
+            stderr,
+            path: path.to_path_buf(),
+        })
     }
 
     fn signal(&self, sig: libc::c_int) {
@@ -133,7 +143,11 @@ struct Traffic {
 
 impl Traffic {
     fn step(&self, name: &str) -> u16 {
-        self.steps.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("client step {name} missing")).1
+        self.steps
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("client step {name} missing"))
+            .1
     }
 }
 
@@ -169,7 +183,13 @@ fn run_traffic() -> Traffic {
             Some((it.next()?.to_owned(), it.next()?.parse().ok()?))
         })
         .collect();
-    Traffic { server_pid: server.id(), client_pid, port4, port6, steps }
+    Traffic {
+        server_pid: server.id(),
+        client_pid,
+        port4,
+        port6,
+        steps,
+    }
 }
 
 fn ip(s: &str) -> IpAddr {
@@ -180,7 +200,12 @@ fn find<'a>(events: &'a [Event], what: &str, pred: impl Fn(&Event) -> bool) -> &
     events.iter().find(|e| pred(e)).unwrap_or_else(|| {
         let dump: Vec<String> = events
             .iter()
-            .map(|e| format!("{:?} {}:{} -> {}:{} {:?}->{:?} pid={} err={}", e.kind, e.saddr, e.sport, e.daddr, e.dport, e.oldstate, e.newstate, e.pid, e.sk_err))
+            .map(|e| {
+                format!(
+                    "{:?} {}:{} -> {}:{} {:?}->{:?} pid={} err={}",
+                    e.kind, e.saddr, e.sport, e.daddr, e.dport, e.oldstate, e.newstate, e.pid, e.sk_err
+                )
+            })
             .collect();
         panic!("no event: {what}\nrecorded:\n{}", dump.join("\n"))
     })
@@ -198,7 +223,9 @@ fn records_loopback_lifecycles_resets_and_errors() {
     }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("live.parquet");
-    let Some(rec) = Recorder::start(test, &path, &[]) else { return };
+    let Some(rec) = Recorder::start(test, &path, &[]) else {
+        return;
+    };
     let t = run_traffic();
     let (meta, ev, stderr) = rec.stop(libc::SIGINT);
     assert!(stderr.contains("events written"), "summary line missing: {stderr}");
@@ -208,57 +235,109 @@ fn records_loopback_lifecycles_resets_and_errors() {
     assert!(meta.probes.iter().all(|p| p.attached), "{:?}", meta.probes);
     assert_eq!(meta.lost_events, 0);
     assert!(!meta.host.is_empty() && !meta.boot_id.is_empty());
-    assert_eq!(meta.kernel_release, std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap().trim());
+    assert_eq!(
+        meta.kernel_release,
+        std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap().trim()
+    );
 
     let lo4 = ip("127.0.0.1");
     let lo6 = ip("::1");
 
     // 1. Normal IPv4 connection, client closes first.
     let cp = t.step("normal4");
-    let e = find(&ev, "client connect", |e| transition(e, TcpState::Close, TcpState::SynSent) && e.dport == t.port4 && e.pid == t.client_pid);
+    let e = find(&ev, "client connect", |e| {
+        transition(e, TcpState::Close, TcpState::SynSent) && e.dport == t.port4 && e.pid == t.client_pid
+    });
     assert_eq!((e.family, e.daddr, e.comm.as_str()), (Family::Inet, lo4, "python3"));
     assert_ne!(e.netns, 0);
-    find(&ev, "client established", |e| transition(e, TcpState::SynSent, TcpState::Established) && e.sport == cp && e.dport == t.port4 && e.saddr == lo4 && e.daddr == lo4);
-    find(&ev, "server listen", |e| transition(e, TcpState::Close, TcpState::Listen) && e.sport == t.port4 && e.pid == t.server_pid);
-    find(&ev, "server child established", |e| transition(e, TcpState::SynRecv, TcpState::Established) && e.sport == t.port4 && e.dport == cp);
-    let e = find(&ev, "client close", |e| transition(e, TcpState::Established, TcpState::FinWait1) && e.sport == cp);
+    find(&ev, "client established", |e| {
+        transition(e, TcpState::SynSent, TcpState::Established)
+            && e.sport == cp
+            && e.dport == t.port4
+            && e.saddr == lo4
+            && e.daddr == lo4
+    });
+    find(&ev, "server listen", |e| {
+        transition(e, TcpState::Close, TcpState::Listen) && e.sport == t.port4 && e.pid == t.server_pid
+    });
+    find(&ev, "server child established", |e| {
+        transition(e, TcpState::SynRecv, TcpState::Established) && e.sport == t.port4 && e.dport == cp
+    });
+    let e = find(&ev, "client close", |e| {
+        transition(e, TcpState::Established, TcpState::FinWait1) && e.sport == cp
+    });
     assert_eq!(e.pid, t.client_pid, "close() runs in the client's context");
-    find(&ev, "server sees FIN", |e| transition(e, TcpState::Established, TcpState::CloseWait) && e.sport == t.port4 && e.dport == cp);
-    let e = find(&ev, "server close", |e| transition(e, TcpState::CloseWait, TcpState::LastAck) && e.dport == cp);
+    find(&ev, "server sees FIN", |e| {
+        transition(e, TcpState::Established, TcpState::CloseWait) && e.sport == t.port4 && e.dport == cp
+    });
+    let e = find(&ev, "server close", |e| {
+        transition(e, TcpState::CloseWait, TcpState::LastAck) && e.dport == cp
+    });
     assert_eq!(e.pid, t.server_pid);
-    find(&ev, "client done", |e| transition(e, TcpState::FinWait2, TcpState::Close) && e.sport == cp);
-    find(&ev, "server done", |e| transition(e, TcpState::LastAck, TcpState::Close) && e.dport == cp);
-    find(&ev, "client socket destroyed", |e| e.kind == EventKind::DestroySock && e.sport == cp && e.dport == t.port4);
+    find(&ev, "client done", |e| {
+        transition(e, TcpState::FinWait2, TcpState::Close) && e.sport == cp
+    });
+    find(&ev, "server done", |e| {
+        transition(e, TcpState::LastAck, TcpState::Close) && e.dport == cp
+    });
+    find(&ev, "client socket destroyed", |e| {
+        e.kind == EventKind::DestroySock && e.sport == cp && e.dport == t.port4
+    });
 
     // 2. Refused connect: RST sent with no socket, RST received, ECONNREFUSED.
     let rp = t.step("refused");
-    let syn = find(&ev, "refused connect gives up", |e| transition(e, TcpState::SynSent, TcpState::Close) && e.dport == rp);
+    let syn = find(&ev, "refused connect gives up", |e| {
+        transition(e, TcpState::SynSent, TcpState::Close) && e.dport == rp
+    });
     let client_port = syn.sport;
     assert_ne!(client_port, 0);
-    let e = find(&ev, "RST for the closed port", |e| e.kind == EventKind::ResetSent && e.sport == rp && e.dport == client_port);
+    let e = find(&ev, "RST for the closed port", |e| {
+        e.kind == EventKind::ResetSent && e.sport == rp && e.dport == client_port
+    });
     assert_eq!((e.saddr, e.daddr, e.family), (lo4, lo4, Family::Inet));
-    find(&ev, "client receives RST", |e| e.kind == EventKind::ResetRecv && e.sport == client_port && e.dport == rp);
-    let e = find(&ev, "ECONNREFUSED", |e| e.kind == EventKind::SockError && e.sk_err == ECONNREFUSED);
+    find(&ev, "client receives RST", |e| {
+        e.kind == EventKind::ResetRecv && e.sport == client_port && e.dport == rp
+    });
+    let e = find(&ev, "ECONNREFUSED", |e| {
+        e.kind == EventKind::SockError && e.sk_err == ECONNREFUSED
+    });
     assert_eq!(e.dport, rp);
 
     // 3. Server aborts with SO_LINGER 0.
     let cp3 = t.step("reset_by_server");
-    let e = find(&ev, "server sends RST", |e| e.kind == EventKind::ResetSent && e.sport == t.port4 && e.dport == cp3);
-    assert_eq!(e.pid, t.server_pid, "close() with linger 0 runs in the server's context");
-    find(&ev, "client receives RST", |e| e.kind == EventKind::ResetRecv && e.sport == cp3 && e.dport == t.port4);
-    find(&ev, "client gets ECONNRESET", |e| e.kind == EventKind::SockError && e.sk_err == ECONNRESET && e.sport == cp3);
+    let e = find(&ev, "server sends RST", |e| {
+        e.kind == EventKind::ResetSent && e.sport == t.port4 && e.dport == cp3
+    });
+    assert_eq!(
+        e.pid, t.server_pid,
+        "close() with linger 0 runs in the server's context"
+    );
+    find(&ev, "client receives RST", |e| {
+        e.kind == EventKind::ResetRecv && e.sport == cp3 && e.dport == t.port4
+    });
+    find(&ev, "client gets ECONNRESET", |e| {
+        e.kind == EventKind::SockError && e.sk_err == ECONNRESET && e.sport == cp3
+    });
 
     // 4. IPv6 normal connection.
     let cp4 = t.step("normal6");
-    let e = find(&ev, "IPv6 established", |e| transition(e, TcpState::SynSent, TcpState::Established) && e.sport == cp4 && e.dport == t.port6);
+    let e = find(&ev, "IPv6 established", |e| {
+        transition(e, TcpState::SynSent, TcpState::Established) && e.sport == cp4 && e.dport == t.port6
+    });
     assert_eq!((e.family, e.saddr, e.daddr), (Family::Inet6, lo6, lo6));
-    find(&ev, "IPv6 server listen", |e| transition(e, TcpState::Close, TcpState::Listen) && e.sport == t.port6 && e.saddr == lo6);
+    find(&ev, "IPv6 server listen", |e| {
+        transition(e, TcpState::Close, TcpState::Listen) && e.sport == t.port6 && e.saddr == lo6
+    });
 
     // 5. IPv6 client aborts.
     let cp5 = t.step("reset_by_client6");
-    let e = find(&ev, "client sends RST over IPv6", |e| e.kind == EventKind::ResetSent && e.sport == cp5 && e.dport == t.port6);
+    let e = find(&ev, "client sends RST over IPv6", |e| {
+        e.kind == EventKind::ResetSent && e.sport == cp5 && e.dport == t.port6
+    });
     assert_eq!((e.pid, e.family, e.saddr), (t.client_pid, Family::Inet6, lo6));
-    find(&ev, "server receives RST over IPv6", |e| e.kind == EventKind::ResetRecv && e.sport == t.port6 && e.dport == cp5);
+    find(&ev, "server receives RST over IPv6", |e| {
+        e.kind == EventKind::ResetRecv && e.sport == t.port6 && e.dport == cp5
+    });
 
     // Timestamps: monotonic order is not guaranteed across CPUs, but all lie in the session.
     let first = ev.iter().map(|e| e.mono_ns).min().unwrap();
@@ -274,10 +353,14 @@ fn sigterm_and_duration_close_the_file_cleanly() {
     }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("term.parquet");
-    let Some(rec) = Recorder::start(test, &path, &[]) else { return };
+    let Some(rec) = Recorder::start(test, &path, &[]) else {
+        return;
+    };
     let t = run_traffic();
     let (_, ev, _) = rec.stop(libc::SIGTERM);
-    find(&ev, "traffic seen before SIGTERM", |e| e.kind == EventKind::StateChange && e.dport == t.port4);
+    find(&ev, "traffic seen before SIGTERM", |e| {
+        e.kind == EventKind::StateChange && e.dport == t.port4
+    });
 
     // --duration: stops on its own with a complete file.
     let path = dir.path().join("duration.parquet");
@@ -316,15 +399,22 @@ fn pid_filter_keeps_only_that_process() {
     let pid = server.id().to_string();
     let Some(rec) = Recorder::start(test, &path, &["-p", &pid]) else {
         let _ = server.kill();
+        let _ = server.wait();
         return;
     };
-    let client = Command::new("python3").arg(traffic_script()).args(["client", &port4, &port6]).output().unwrap();
+    let client = Command::new("python3")
+        .arg(traffic_script())
+        .args(["client", &port4, &port6])
+        .output()
+        .unwrap();
     assert!(client.status.success());
     server.wait().unwrap();
     let (_, ev, _) = rec.stop(libc::SIGINT);
     assert!(!ev.is_empty(), "the server's own events must be recorded");
     assert!(ev.iter().all(|e| e.pid == server.id()), "only pid {pid} expected");
-    find(&ev, "server close in its own context", |e| transition(e, TcpState::CloseWait, TcpState::LastAck));
+    find(&ev, "server close in its own context", |e| {
+        transition(e, TcpState::CloseWait, TcpState::LastAck)
+    });
 }
 
 #[test]
@@ -335,7 +425,9 @@ fn kernel_stacks_are_symbolized_into_the_sidecar() {
     }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("stacks.parquet");
-    let Some(rec) = Recorder::start(test, &path, &["-K"]) else { return };
+    let Some(rec) = Recorder::start(test, &path, &["-K"]) else {
+        return;
+    };
     run_traffic();
     let (meta, ev, _) = rec.stop(libc::SIGINT);
     assert!(meta.kstack);
@@ -343,17 +435,27 @@ fn kernel_stacks_are_symbolized_into_the_sidecar() {
     let with_stack: Vec<&Event> = ev.iter().filter(|e| e.stack_id.is_some()).collect();
     assert!(!with_stack.is_empty());
     for e in &with_stack {
-        let frames = stacks.get(&e.stack_id.unwrap()).expect("every stack id is in the sidecar");
+        let frames = stacks
+            .get(&e.stack_id.unwrap())
+            .expect("every stack id is in the sidecar");
         assert!(!frames.is_empty());
         for f in frames {
             // symbol+0xoff, never a bare address, never the tracing machinery on top.
             let (sym, off) = f.split_once("+0x").unwrap_or_else(|| panic!("frame {f:?}"));
-            assert!(!sym.is_empty() && !sym.chars().all(|c| c.is_ascii_hexdigit()), "frame {f:?}");
+            assert!(
+                !sym.is_empty() && !sym.chars().all(|c| c.is_ascii_hexdigit()),
+                "frame {f:?}"
+            );
             assert!(u64::from_str_radix(off, 16).is_ok(), "frame {f:?}");
         }
         assert!(!frames[0].starts_with("bpf_"), "tracing frames stripped: {frames:?}");
     }
     let connect = find(&ev, "connect", |e| transition(e, TcpState::Close, TcpState::SynSent));
     let frames = &stacks[&connect.stack_id.unwrap()];
-    assert!(frames.iter().any(|f| f.starts_with("tcp_v4_connect") || f.starts_with("tcp_v6_connect")), "{frames:?}");
+    assert!(
+        frames
+            .iter()
+            .any(|f| f.starts_with("tcp_v4_connect") || f.starts_with("tcp_v6_connect")),
+        "{frames:?}"
+    );
 }

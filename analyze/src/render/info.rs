@@ -59,12 +59,7 @@ const LABEL: usize = 18;
 /// Writes the `--info` report. `finished` is false for a recording whose
 /// writer did not close it cleanly (recovered after a crash): its lost-event
 /// total is unknown.
-pub fn render(
-    out: &mut impl Write,
-    meta: &RecordingMeta,
-    finished: bool,
-    summary: &Summary,
-) -> io::Result<()> {
+pub fn render(out: &mut impl Write, meta: &RecordingMeta, finished: bool, summary: &Summary) -> io::Result<()> {
     let text = |s: &str| {
         if s.is_empty() {
             "unknown".to_string()
@@ -109,10 +104,7 @@ pub fn render(
             field(
                 out,
                 "duration",
-                &format!(
-                    "{} s (first to last event)",
-                    seconds_6(delta_ns(first, last))
-                ),
+                &format!("{} s (first to last event)", seconds_6(delta_ns(first, last))),
             )?;
         }
         _ => field(out, "duration", "n/a (no events)")?,
@@ -138,12 +130,7 @@ pub fn render(
         .max()
         .unwrap_or(1);
     for kind in EventKind::ALL {
-        writeln!(
-            out,
-            "  {:<16}{:>count_width$}",
-            kind.as_str(),
-            summary.count(kind)
-        )?;
+        writeln!(out, "  {:<16}{:>count_width$}", kind.as_str(), summary.count(kind))?;
     }
 
     let attached = meta.probes.iter().filter(|p| p.attached).count();
@@ -151,11 +138,7 @@ pub fn render(
     if meta.probes.is_empty() {
         field(out, "probes", "none listed")?;
     } else {
-        field(
-            out,
-            "probes",
-            &format!("{attached} attached, {failed} failed"),
-        )?;
+        field(out, "probes", &format!("{attached} attached, {failed} failed"))?;
     }
     let kind_width = meta
         .probes
@@ -164,22 +147,14 @@ pub fn render(
         .max()
         .unwrap_or(0)
         .max(15);
-    let probe_width = meta
-        .probes
-        .iter()
-        .map(|p| p.probe.chars().count())
-        .max()
-        .unwrap_or(0);
+    let probe_width = meta.probes.iter().map(|p| p.probe.chars().count()).max().unwrap_or(0);
     for p in &meta.probes {
         let status = match (p.attached, p.detail.is_empty()) {
             (true, _) => "attached".to_string(),
             (false, true) => "FAILED".to_string(),
             (false, false) => format!("FAILED: {}", p.detail),
         };
-        let l = format!(
-            "  {:<kind_width$} {:<probe_width$} {status}",
-            p.kind, p.probe
-        );
+        let l = format!("  {:<kind_width$} {:<probe_width$} {status}", p.kind, p.probe);
         writeln!(out, "{}", l.trim_end())?;
     }
     Ok(())
@@ -355,9 +330,6 @@ probes:           1 attached, 1 failed
             s.add(&ev(EventKind::StateChange, 1));
         }
         let out = render_str(&meta(), &s);
-        assert!(
-            out.contains("  state_change    10\n  retransmit       0\n"),
-            "{out}"
-        );
+        assert!(out.contains("  state_change    10\n  retransmit       0\n"), "{out}");
     }
 }

@@ -52,9 +52,6 @@ mod tests {
         let d = delta_ns(i64::MIN, i64::MAX);
         assert_eq!(d, u64::MAX as i128);
         assert_eq!(seconds_6(d), "18446744073.709552");
-        assert_eq!(
-            seconds_6(delta_ns(i64::MAX, i64::MIN)),
-            "-18446744073.709552"
-        );
+        assert_eq!(seconds_6(delta_ns(i64::MAX, i64::MIN)), "-18446744073.709552");
     }
 }

@@ -111,9 +111,7 @@ impl<'s, W: Write> TableRenderer<'s, W> {
             push_cell_with(line, COMM_WIDTH, |l| push_comm(l, &ev.comm));
         }
         push_cell_with(line, SOURCE_WIDTH, |l| push_endpoint(l, ev.saddr, ev.sport));
-        push_cell_with(line, DESTINATION_WIDTH, |l| {
-            push_endpoint(l, ev.daddr, ev.dport)
-        });
+        push_cell_with(line, DESTINATION_WIDTH, |l| push_endpoint(l, ev.daddr, ev.dport));
         push_cell_with(line, TCP_STATE_WIDTH, |l| push_tcp_state(l, ev));
         push_sk_err(line, ev.sk_err);
         self.emit_line()?;
@@ -141,8 +139,7 @@ impl<'s, W: Write> TableRenderer<'s, W> {
     }
 
     fn emit_line(&mut self) -> io::Result<()> {
-        self.out
-            .write_all(self.line.trim_end_matches(' ').as_bytes())?;
+        self.out.write_all(self.line.trim_end_matches(' ').as_bytes())?;
         self.out.write_all(b"\n")
     }
 }
@@ -244,12 +241,7 @@ mod tests {
         }
     }
 
-    fn render_with(
-        events: &[Event],
-        timestamps: bool,
-        start: i64,
-        stacks: Option<&Stacks>,
-    ) -> String {
+    fn render_with(events: &[Event], timestamps: bool, start: i64, stacks: Option<&Stacks>) -> String {
         let mut r = TableRenderer::new(Vec::new(), timestamps, start, stacks);
         r.header().unwrap();
         for e in events {
@@ -374,10 +366,7 @@ tcp_set_state()         16065  wget             10.0.2.15:60590       87.250.250
         e.comm = "abcdefghijklmnopq".into(); // 17 = COMM_WIDTH
         e.pid = 1234567; // 7 = PID_WIDTH
         let l = line(e);
-        assert!(
-            l.contains(" 1234567 abcdefghijklmnopq 10.0.2.15:60590 "),
-            "{l}"
-        );
+        assert!(l.contains(" 1234567 abcdefghijklmnopq 10.0.2.15:60590 "), "{l}");
         let mut e = ev(EventKind::Retransmit);
         e.comm = "abcdefghijklmnop".into(); // 16: normal padding, one space
         assert!(line(e).contains(" abcdefghijklmnop 10.0.2.15"));
@@ -441,16 +430,8 @@ tcp_set_state()         16065  wget             10.0.2.15:60590       87.250.250
             "{}",
             lines[1]
         );
-        assert!(
-            lines[2].starts_with("12.345679   tcp_retransmit_skb()"),
-            "{}",
-            lines[2]
-        );
-        assert!(
-            lines[3].starts_with("-0.001500   tcp_retransmit_skb()"),
-            "{}",
-            lines[3]
-        );
+        assert!(lines[2].starts_with("12.345679   tcp_retransmit_skb()"), "{}", lines[2]);
+        assert!(lines[3].starts_with("-0.001500   tcp_retransmit_skb()"), "{}", lines[3]);
     }
 
     #[test]
@@ -459,19 +440,13 @@ tcp_set_state()         16065  wget             10.0.2.15:60590       87.250.250
         e.mono_ns = i64::MAX;
         let out = render_with(&[e], true, i64::MIN, None);
         let l = out.lines().nth(1).unwrap();
-        assert!(
-            l.starts_with("18446744073.709552 tcp_retransmit_skb()"),
-            "{l}"
-        );
+        assert!(l.starts_with("18446744073.709552 tcp_retransmit_skb()"), "{l}");
     }
 
     #[test]
     fn stacks_under_their_event() {
         let mut stacks = Stacks::new();
-        stacks.insert(
-            7,
-            vec!["tcp_set_state+0x5".into(), "tcp_connect+0x10".into()],
-        );
+        stacks.insert(7, vec!["tcp_set_state+0x5".into(), "tcp_connect+0x10".into()]);
         stacks.insert(8, vec![]);
         let mut a = ev(EventKind::Retransmit);
         a.stack_id = Some(7);
