@@ -42,9 +42,12 @@ pub enum FormatError {
     NotRecording { path: PathBuf },
 
     /// A deeptcp file of a schema version this build cannot read.
+    /// `supported` is the newest version it reads; it reads every version from
+    /// [`crate::schema::MIN_SCHEMA_VERSION`] up to that.
     #[error(
-        "{}: schema version {found} is not supported by this build (supports {supported}); {}",
+        "{}: schema version {found} is not supported by this build (supports {}..={supported}); {}",
         path.display(),
+        crate::schema::MIN_SCHEMA_VERSION,
         version_hint(*found, *supported)
     )]
     UnsupportedVersion { path: PathBuf, found: u32, supported: u32 },

@@ -3,8 +3,11 @@
 //! stores it (that is `schema`).
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// What happened. Stored in the `kind` column as the string of [`EventKind::as_str`].
+///
+/// Schema v1 files hold only the first six kinds; v2 added the rest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum EventKind {
     /// TCP state transition (`sock:inet_sock_set_state`).
@@ -19,16 +22,43 @@ pub enum EventKind {
     SockError,
     /// Socket freed (`tcp:tcp_destroy_sock`).
     DestroySock,
+    /// FIN received (`tcp_fin()`, or inferred from the state transition).
+    FinRecv,
+    /// FIN sent (`tcp_send_fin()`, or inferred from the state transition).
+    FinSent,
+    /// Segment received advertising a zero window (the peer's buffer is full).
+    ZeroWindowRecv,
+    /// Segment sent advertising a zero window (our receive buffer is full).
+    ZeroWindowSent,
+    /// Active open: `connect()` started (CLOSE -> SYN_SENT).
+    Connect,
+    /// Passive open: a connection to a listener was established (SYN_RECV -> ESTABLISHED).
+    Accept,
+    /// Tail loss probe sent (not a real retransmission).
+    LossProbe,
+    /// SYN-ACK retransmitted (`tcp:tcp_retransmit_synack`).
+    RetransmitSynack,
+    /// A socket that existed when recording started (start-up snapshot, like `ss -tanp`).
+    Snapshot,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 6] = [
+    pub const ALL: [EventKind; 15] = [
         EventKind::StateChange,
         EventKind::Retransmit,
         EventKind::ResetRecv,
         EventKind::ResetSent,
         EventKind::SockError,
         EventKind::DestroySock,
+        EventKind::FinRecv,
+        EventKind::FinSent,
+        EventKind::ZeroWindowRecv,
+        EventKind::ZeroWindowSent,
+        EventKind::Connect,
+        EventKind::Accept,
+        EventKind::LossProbe,
+        EventKind::RetransmitSynack,
+        EventKind::Snapshot,
     ];
 
     /// The string stored in the file.
@@ -40,6 +70,15 @@ impl EventKind {
             EventKind::ResetSent => "reset_sent",
             EventKind::SockError => "sock_error",
             EventKind::DestroySock => "destroy_sock",
+            EventKind::FinRecv => "fin_recv",
+            EventKind::FinSent => "fin_sent",
+            EventKind::ZeroWindowRecv => "zero_window_recv",
+            EventKind::ZeroWindowSent => "zero_window_sent",
+            EventKind::Connect => "connect",
+            EventKind::Accept => "accept",
+            EventKind::LossProbe => "loss_probe",
+            EventKind::RetransmitSynack => "retransmit_synack",
+            EventKind::Snapshot => "snapshot",
         }
     }
 
@@ -138,6 +177,71 @@ impl Family {
     }
 }
 
+/// How the row's pid/tid/comm were attributed. Stored in the `attribution`
+/// column as [`Attribution::as_str`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Attribution {
+    /// The event fired in process context of the socket's owner (connect, listen, close, send).
+    Task,
+    /// The socket's owner, remembered in the kernel from an earlier process-context event.
+    Owner,
+    /// An accepted socket: owner inherited from its listener.
+    Listener,
+    /// The start-up snapshot of sockets (`/proc/net/tcp` + `/proc/*/fd`).
+    Snapshot,
+    /// Filled in by `analyze` from other rows of the same connection (never stored).
+    Backfill,
+    /// Nobody known: pid is 0 and shown as N/A. Also every v1 row.
+    #[default]
+    Unknown,
+}
+
+impl Attribution {
+    pub const ALL: [Attribution; 6] = [
+        Attribution::Task,
+        Attribution::Owner,
+        Attribution::Listener,
+        Attribution::Snapshot,
+        Attribution::Backfill,
+        Attribution::Unknown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Attribution::Task => "task",
+            Attribution::Owner => "owner",
+            Attribution::Listener => "listener",
+            Attribution::Snapshot => "snapshot",
+            Attribution::Backfill => "backfill",
+            Attribution::Unknown => "unknown",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// TCP fields read from the socket (`struct tcp_sock`) or segment when the
+/// hook provides them; all `None` where it does not (and in v1 files).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TcpInfo {
+    /// Peer's advertised send window, bytes (`snd_wnd`).
+    pub snd_wnd: Option<u32>,
+    /// Our current receive window, bytes (`rcv_wnd`).
+    pub rcv_wnd: Option<u32>,
+    /// Smoothed RTT, microseconds (`srtt_us >> 3`).
+    pub srtt_us: Option<u32>,
+    /// Congestion window, segments (`snd_cwnd`).
+    pub snd_cwnd: Option<u32>,
+    /// Bytes acknowledged by the peer so far (`bytes_acked`).
+    pub bytes_acked: Option<u64>,
+    /// Bytes received so far (`bytes_received`).
+    pub bytes_received: Option<u64>,
+    /// Raw window field of the TCP header of the segment (zero-window events).
+    pub window: Option<u32>,
+}
+
 /// One recorded event. `ts` is not stored here: it is derived from `mono_ns`
 /// and the recording's [`crate::ClockAnchor`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,11 +249,12 @@ pub struct Event {
     /// CLOCK_MONOTONIC nanoseconds (bpf_ktime_get_ns) when the event fired.
     pub mono_ns: i64,
     pub kind: EventKind,
-    /// Thread-group id (user-space "pid") of the task the event fired in; 0 when none.
+    /// Thread-group id ("pid") of the socket's owner, per `attribution`; 0 = unknown (shown N/A).
     pub pid: u32,
     /// Thread id of that task.
     pub tid: u32,
-    pub comm: String,
+    /// Dictionary-coded in the file; shared so decoding does not allocate per row.
+    pub comm: Arc<str>,
     /// The socket's family (an inet6 socket may carry IPv4 addresses when v4-mapped).
     pub family: Family,
     /// Canonical addresses: IPv4-mapped IPv6 is normalised to IPv4.
@@ -167,6 +272,18 @@ pub struct Event {
     pub netns: u32,
     /// Key into the `.stacks.parquet` sidecar; `None` without `-K` or when the stack was not captured.
     pub stack_id: Option<i64>,
+    // ---- schema v2 ----
+    /// Probe that produced the row, e.g. `tp_btf:inet_sock_set_state` or
+    /// `inferred:inet_sock_set_state`; empty for v1 files.
+    pub probe: Arc<str>,
+    /// Connection identity: the kernel's socket cookie, unique per socket per
+    /// boot (survives port reuse); 0 = unknown (v1 files, RSTs without a socket).
+    pub cookie: u64,
+    /// cgroup v2 id of the owner (0 = unknown): groups events by container.
+    pub cgroup_id: u64,
+    /// How pid/tid/comm were attributed.
+    pub attribution: Attribution,
+    pub tcp: TcpInfo,
 }
 
 /// Normalises IPv4-mapped IPv6 (`::ffff:a.b.c.d`) to IPv4; other addresses unchanged.

@@ -17,7 +17,7 @@ pub mod stacks;
 pub mod writer;
 
 pub use error::FormatError;
-pub use event::{Event, EventKind, Family, TcpState};
+pub use event::{Attribution, Event, EventKind, Family, TcpInfo, TcpState};
 pub use meta::{ClockAnchor, ProbeStatus, RecordingMeta};
 pub use reader::RecordingReader;
 pub use schema::SCHEMA_VERSION;

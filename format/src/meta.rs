@@ -19,7 +19,7 @@ impl ClockAnchor {
 }
 
 /// One probe the recorder tried to attach.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ProbeStatus {
     /// Event kind the probe feeds (`EventKind::as_str`).
     pub kind: String,
@@ -28,6 +28,14 @@ pub struct ProbeStatus {
     pub attached: bool,
     /// Why it did not attach (empty when attached).
     pub detail: String,
+    /// Position of this probe in its event kind's fallback ladder: 0 = first
+    /// choice, 1 = first fallback, ... (v2; 0 when absent from the JSON).
+    #[serde(default)]
+    pub rung: u32,
+    /// Whether this rung is the one producing the kind's rows (v2; `false`
+    /// when absent from the JSON, as in every v1 file).
+    #[serde(default)]
+    pub used: bool,
 }
 
 /// Everything about a recording that is not a row.
@@ -47,4 +55,8 @@ pub struct RecordingMeta {
     pub lost_events: u64,
     /// Whether kernel stacks were requested (`-K`).
     pub kstack: bool,
+    /// Sockets that already existed when recording started, each recorded as
+    /// one `snapshot` row (`deeptcp.snapshot_sockets`, written at open; 0 in
+    /// v1 files and when the key is absent).
+    pub snapshot_sockets: u64,
 }

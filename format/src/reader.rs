@@ -7,8 +7,17 @@
 //! [`RecordingReader::events`] then streams rows batch by batch and reports a
 //! bad value as [`FormatError::InvalidValue`] with its absolute row index
 //! instead of panicking.
+//!
+//! Schema versions 1 and 2 are read: a v1 file lacks the v2 columns, and its
+//! events get their defaults (empty `probe`, `cookie`/`cgroup_id` 0,
+//! [`Attribution::Unknown`], all-`None` [`TcpInfo`]).
+//!
+//! Dictionary-coded strings (`comm`, `probe`) are decoded without a per-row
+//! allocation: each dictionary value used in a batch becomes one `Arc<str>`,
+//! shared by every row that uses it (and, through a bounded interner, by
+//! later batches too).
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::fs::File;
 use std::iter::FusedIterator;
 use std::net::IpAddr;
@@ -29,7 +38,7 @@ use parquet::basic::Compression;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 
-use crate::event::{canonical_ip, Event, EventKind, Family, TcpState};
+use crate::event::{canonical_ip, Attribution, Event, EventKind, Family, TcpInfo, TcpState};
 use crate::meta::RecordingMeta;
 use crate::schema::{self, col};
 use crate::FormatError;
@@ -250,20 +259,93 @@ impl<'a> TextColumn<'a> {
         }
     }
 
+    /// Where row `i`'s string is in the values array (`None` = null key);
+    /// `Err` for a dictionary key out of range or a row past the end.
+    fn value_index(&self, i: usize) -> Result<Option<usize>, String> {
+        match &self.keys {
+            Some((keys, key_arr)) => match keys.get(i) {
+                None => Err("row past the end of the column".into()),
+                Some(_) if key_arr.is_null(i) => Ok(None),
+                Some(&k) if k < self.values.len() => Ok(Some(k)),
+                Some(_) => Err("dictionary key out of range".into()),
+            },
+            None if i < self.values.len() => Ok(Some(i)),
+            None => Err("row past the end of the column".into()),
+        }
+    }
+
     /// The string at row `i` (`None` = null); `Err` for a dictionary key
     /// out of range or a row past the end.
     pub(crate) fn get(&self, i: usize) -> Result<Option<&'a str>, String> {
-        let vi = match &self.keys {
-            Some((keys, key_arr)) => match keys.get(i) {
-                None => return Err("row past the end of the column".into()),
-                Some(_) if key_arr.is_null(i) => return Ok(None),
-                Some(&k) if k < self.values.len() => k,
-                Some(_) => return Err("dictionary key out of range".into()),
-            },
-            None if i < self.values.len() => i,
-            None => return Err("row past the end of the column".into()),
-        };
-        Ok(self.values.get(vi))
+        Ok(self.value_index(i)?.and_then(|vi| self.values.get(vi)))
+    }
+}
+
+/// Most distinct strings [`SharedText`] remembers across batches; beyond
+/// that it forgets them all and starts over (bounds memory on hostile files).
+const MAX_INTERNED: usize = 1 << 16;
+
+/// Turns one text column's strings into shared `Arc<str>`s.
+///
+/// For a dictionary column each dictionary value is turned into an `Arc`
+/// at most once per batch (on first use) and cloned for every row that
+/// uses it; across batches, equal strings get the same `Arc` through the
+/// interner. A plain string column (a file rewritten by another tool)
+/// allocates per row, except that a run of equal values shares one `Arc`.
+#[derive(Default)]
+struct SharedText {
+    /// Distinct dictionary strings seen so far (at most [`MAX_INTERNED`]).
+    interned: HashSet<Arc<str>>,
+    /// This batch's dictionary: value index → its `Arc`, filled on first use.
+    slots: Vec<Option<Arc<str>>>,
+    /// Plain columns: the previous row's value.
+    last: Option<Arc<str>>,
+}
+
+impl SharedText {
+    /// Prepares for a new batch whose column is `c`.
+    fn start_batch(&mut self, c: &TextColumn<'_>) {
+        self.slots.clear();
+        if c.keys.is_some() {
+            self.slots.resize(c.values.len(), None);
+        }
+    }
+
+    fn intern(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.interned.get(s) {
+            return Arc::clone(a);
+        }
+        if self.interned.len() >= MAX_INTERNED {
+            self.interned.clear();
+        }
+        let a: Arc<str> = Arc::from(s);
+        self.interned.insert(Arc::clone(&a));
+        a
+    }
+
+    /// Row `i` of `c` (the column passed to the last [`start_batch`](Self::start_batch)).
+    fn get(&mut self, c: &TextColumn<'_>, i: usize) -> Result<Option<Arc<str>>, String> {
+        if c.keys.is_none() {
+            let Some(s) = c.get(i)? else { return Ok(None) };
+            if let Some(last) = &self.last {
+                if **last == *s {
+                    return Ok(Some(Arc::clone(last)));
+                }
+            }
+            let a: Arc<str> = Arc::from(s);
+            self.last = Some(Arc::clone(&a));
+            return Ok(Some(a));
+        }
+        let Some(vi) = c.value_index(i)? else { return Ok(None) };
+        if let Some(Some(a)) = self.slots.get(vi) {
+            return Ok(Some(Arc::clone(a)));
+        }
+        let Some(s) = c.values.get(vi) else { return Ok(None) };
+        let a = self.intern(s);
+        if let Some(slot) = self.slots.get_mut(vi) {
+            *slot = Some(Arc::clone(&a));
+        }
+        Ok(Some(a))
     }
 }
 
@@ -286,9 +368,10 @@ enum Want {
     Exactly(DataType),
 }
 
-fn required_columns() -> [(&'static str, Want); 15] {
+/// The columns the reader decodes from a file of `version` (1 or 2).
+fn required_columns(version: u32) -> Vec<(&'static str, Want)> {
     use Want::{Exactly, Text};
-    [
+    let mut cols = vec![
         (col::MONO_NS, Exactly(DataType::Int64)),
         (col::KIND, Text),
         (col::PID, Exactly(DataType::UInt32)),
@@ -304,7 +387,23 @@ fn required_columns() -> [(&'static str, Want); 15] {
         (col::SK_ERR, Exactly(DataType::Int32)),
         (col::NETNS, Exactly(DataType::UInt32)),
         (col::STACK_ID, Exactly(DataType::Int64)),
-    ]
+    ];
+    if version >= 2 {
+        cols.extend([
+            (col::PROBE, Text),
+            (col::COOKIE, Exactly(DataType::UInt64)),
+            (col::CGROUP_ID, Exactly(DataType::UInt64)),
+            (col::ATTRIBUTION, Text),
+            (col::SND_WND, Exactly(DataType::UInt32)),
+            (col::RCV_WND, Exactly(DataType::UInt32)),
+            (col::SRTT_US, Exactly(DataType::UInt32)),
+            (col::SND_CWND, Exactly(DataType::UInt32)),
+            (col::BYTES_ACKED, Exactly(DataType::UInt64)),
+            (col::BYTES_RECEIVED, Exactly(DataType::UInt64)),
+            (col::WINDOW, Exactly(DataType::UInt32)),
+        ]);
+    }
+    cols
 }
 
 /// An open recording: metadata checked, rows not yet read.
@@ -341,7 +440,7 @@ impl RecordingReader {
         // sidecar gets a message about columns rather than about keys.
         let arrow_schema = Arc::clone(opened.metadata.schema());
         let mut roots = Vec::new();
-        for (name, want) in required_columns() {
+        for (name, want) in required_columns(version) {
             let Some((idx, field)) = arrow_schema.column_with_name(name) else {
                 let hint = if arrow_schema.column_with_name(col::stacks::FRAMES).is_some() {
                     " (this looks like a .stacks.parquet sidecar; open the recording itself)"
@@ -427,6 +526,8 @@ impl RecordingReader {
             next_row: 0,
             buf: VecDeque::with_capacity(READ_BATCH),
             pending_err: None,
+            v2: self.meta.schema_version >= 2,
+            text: TextState::default(),
         }
     }
 }
@@ -441,6 +542,18 @@ pub struct Events {
     buf: VecDeque<Event>,
     /// An error found part-way through a batch, yielded after the rows before it.
     pending_err: Option<FormatError>,
+    /// Whether the file has the v2 columns.
+    v2: bool,
+    text: TextState,
+}
+
+/// Decoding state carried from batch to batch.
+#[derive(Default)]
+struct TextState {
+    comm: SharedText,
+    probe: SharedText,
+    /// The `probe` of v1 rows.
+    empty: Arc<str>,
 }
 
 impl std::fmt::Debug for Events {
@@ -483,7 +596,7 @@ impl Iterator for Events {
                 Ok(Some(batch)) => {
                     let row0 = self.next_row;
                     self.next_row += batch.num_rows() as u64;
-                    if let Err(e) = decode_batch(&self.path, &batch, row0, &mut self.buf) {
+                    if let Err(e) = decode_batch(&self.path, &batch, row0, self.v2, &mut self.text, &mut self.buf) {
                         self.batches = None;
                         self.pending_err = Some(e);
                     }
@@ -512,10 +625,27 @@ struct Columns<'a> {
     sk_err: &'a PrimitiveArray<Int32Type>,
     netns: &'a PrimitiveArray<UInt32Type>,
     stack_id: &'a PrimitiveArray<Int64Type>,
+    /// `None` for a v1 file.
+    v2: Option<ColumnsV2<'a>>,
+}
+
+/// Typed views of the columns schema v2 added.
+struct ColumnsV2<'a> {
+    probe: TextColumn<'a>,
+    cookie: &'a PrimitiveArray<UInt64Type>,
+    cgroup_id: &'a PrimitiveArray<UInt64Type>,
+    attribution: TextColumn<'a>,
+    snd_wnd: &'a PrimitiveArray<UInt32Type>,
+    rcv_wnd: &'a PrimitiveArray<UInt32Type>,
+    srtt_us: &'a PrimitiveArray<UInt32Type>,
+    snd_cwnd: &'a PrimitiveArray<UInt32Type>,
+    bytes_acked: &'a PrimitiveArray<UInt64Type>,
+    bytes_received: &'a PrimitiveArray<UInt64Type>,
+    window: &'a PrimitiveArray<UInt32Type>,
 }
 
 impl<'a> Columns<'a> {
-    fn new(path: &Path, batch: &'a RecordBatch) -> Result<Self, FormatError> {
+    fn new(path: &Path, batch: &'a RecordBatch, v2: bool) -> Result<Self, FormatError> {
         let n = batch.num_rows();
         let bad = |name: &str, detail: &str| FormatError::BadColumn {
             path: path.to_path_buf(),
@@ -542,7 +672,25 @@ impl<'a> Columns<'a> {
         let text = |name: &str| -> Result<TextColumn<'a>, FormatError> {
             TextColumn::new(column(name)?).ok_or_else(|| bad(name, "unexpected type in record batch"))
         };
+        let v2 = if v2 {
+            Some(ColumnsV2 {
+                probe: text(col::PROBE)?,
+                cookie: prim(column(col::COOKIE)?, col::COOKIE, &bad)?,
+                cgroup_id: prim(column(col::CGROUP_ID)?, col::CGROUP_ID, &bad)?,
+                attribution: text(col::ATTRIBUTION)?,
+                snd_wnd: prim(column(col::SND_WND)?, col::SND_WND, &bad)?,
+                rcv_wnd: prim(column(col::RCV_WND)?, col::RCV_WND, &bad)?,
+                srtt_us: prim(column(col::SRTT_US)?, col::SRTT_US, &bad)?,
+                snd_cwnd: prim(column(col::SND_CWND)?, col::SND_CWND, &bad)?,
+                bytes_acked: prim(column(col::BYTES_ACKED)?, col::BYTES_ACKED, &bad)?,
+                bytes_received: prim(column(col::BYTES_RECEIVED)?, col::BYTES_RECEIVED, &bad)?,
+                window: prim(column(col::WINDOW)?, col::WINDOW, &bad)?,
+            })
+        } else {
+            None
+        };
         Ok(Columns {
+            v2,
             mono_ns: prim(column(col::MONO_NS)?, col::MONO_NS, &bad)?,
             kind: text(col::KIND)?,
             pid: prim(column(col::PID)?, col::PID, &bad)?,
@@ -603,18 +751,48 @@ fn state(c: &TextColumn<'_>, i: usize, name: &'static str) -> Result<Option<TcpS
     }
 }
 
-fn decode_row(c: &Columns<'_>, i: usize) -> Result<Event, Bad> {
+fn shared_req(t: &mut SharedText, c: &TextColumn<'_>, i: usize, name: &'static str) -> Result<Arc<str>, Bad> {
+    t.get(c, i)
+        .map_err(|d| (name, d))?
+        .ok_or_else(|| (name, NULL_IN_NON_NULL.into()))
+}
+
+fn decode_row(c: &Columns<'_>, i: usize, text: &mut TextState) -> Result<Event, Bad> {
     let kind_s = text_req(&c.kind, i, col::KIND)?;
     let kind = EventKind::parse(kind_s).ok_or_else(|| (col::KIND, format!("unknown event kind {}", shown(kind_s))))?;
     let family_s = text_req(&c.family, i, col::FAMILY)?;
     let family =
         Family::parse(family_s).ok_or_else(|| (col::FAMILY, format!("unknown address family {}", shown(family_s))))?;
+    let (probe, cookie, cgroup_id, attribution, tcp) = match &c.v2 {
+        None => (Arc::clone(&text.empty), 0, 0, Attribution::Unknown, TcpInfo::default()),
+        Some(v) => {
+            let attr_s = text_req(&v.attribution, i, col::ATTRIBUTION)?;
+            let attribution = Attribution::parse(attr_s)
+                .ok_or_else(|| (col::ATTRIBUTION, format!("unknown attribution {}", shown(attr_s))))?;
+            let tcp = TcpInfo {
+                snd_wnd: opt(v.snd_wnd, i),
+                rcv_wnd: opt(v.rcv_wnd, i),
+                srtt_us: opt(v.srtt_us, i),
+                snd_cwnd: opt(v.snd_cwnd, i),
+                bytes_acked: opt(v.bytes_acked, i),
+                bytes_received: opt(v.bytes_received, i),
+                window: opt(v.window, i),
+            };
+            (
+                shared_req(&mut text.probe, &v.probe, i, col::PROBE)?,
+                req(v.cookie, i, col::COOKIE)?,
+                req(v.cgroup_id, i, col::CGROUP_ID)?,
+                attribution,
+                tcp,
+            )
+        }
+    };
     Ok(Event {
         mono_ns: req(c.mono_ns, i, col::MONO_NS)?,
         kind,
         pid: req(c.pid, i, col::PID)?,
         tid: req(c.tid, i, col::TID)?,
-        comm: text_req(&c.comm, i, col::COMM)?.to_owned(),
+        comm: shared_req(&mut text.comm, &c.comm, i, col::COMM)?,
         family,
         saddr: addr(&c.saddr, i, col::SADDR)?,
         daddr: addr(&c.daddr, i, col::DADDR)?,
@@ -625,15 +803,31 @@ fn decode_row(c: &Columns<'_>, i: usize) -> Result<Event, Bad> {
         sk_err: req(c.sk_err, i, col::SK_ERR)?,
         netns: req(c.netns, i, col::NETNS)?,
         stack_id: opt(c.stack_id, i),
+        probe,
+        cookie,
+        cgroup_id,
+        attribution,
+        tcp,
     })
 }
 
-/// Decodes `batch` into `out` up to the first bad row.
-fn decode_batch(path: &Path, batch: &RecordBatch, row0: u64, out: &mut VecDeque<Event>) -> Result<(), FormatError> {
-    let cols = Columns::new(path, batch)?;
+/// Decodes `batch` (with the v2 columns when `v2`) into `out` up to the first bad row.
+fn decode_batch(
+    path: &Path,
+    batch: &RecordBatch,
+    row0: u64,
+    v2: bool,
+    text: &mut TextState,
+    out: &mut VecDeque<Event>,
+) -> Result<(), FormatError> {
+    let cols = Columns::new(path, batch, v2)?;
     debug_assert_eq!(cols.kind.len(), batch.num_rows());
+    text.comm.start_batch(&cols.comm);
+    if let Some(v) = &cols.v2 {
+        text.probe.start_batch(&v.probe);
+    }
     for i in 0..batch.num_rows() {
-        match decode_row(&cols, i) {
+        match decode_row(&cols, i, text) {
             Ok(ev) => out.push_back(ev),
             Err((column, detail)) => {
                 return Err(FormatError::InvalidValue {

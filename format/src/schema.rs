@@ -1,4 +1,5 @@
-//! Schema v1: the column layout and key-value metadata of a recording.
+//! Schema v2: the column layout and key-value metadata of a recording (and
+//! what the reader needs to know about v1).
 //!
 //! This module is the single source of truth for names and types that users'
 //! notebooks and SQL depend on (documented in `SCHEMA.md`); the writer and the
@@ -12,13 +13,16 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
-use crate::event::{EventKind, Family, TcpState};
+use crate::event::{Attribution, EventKind, Family, TcpState};
 use crate::meta::{ClockAnchor, ProbeStatus, RecordingMeta};
 use crate::FormatError;
 
 /// Version of the layout written by this build, stored as `deeptcp.schema_version`.
-/// Readers refuse any other version.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// Oldest version the reader still reads ([`SCHEMA_VERSION`] is the newest).
+/// v1 files lack the v2 columns; the reader fills their defaults.
+pub const MIN_SCHEMA_VERSION: u32 = 1;
 
 /// Column names, in file order.
 pub mod col {
@@ -40,11 +44,80 @@ pub mod col {
     pub const SK_ERR: &str = "sk_err";
     pub const NETNS: &str = "netns";
     pub const STACK_ID: &str = "stack_id";
+    // ---- added in schema v2 ----
+    /// `Dictionary(UInt8, Utf8)`, `type:name` of the probe that produced the row.
+    pub const PROBE: &str = "probe";
+    /// `UInt64`, the kernel's socket cookie (0 = unknown).
+    pub const COOKIE: &str = "cookie";
+    /// `UInt64`, cgroup v2 id of the owner (0 = unknown).
+    pub const CGROUP_ID: &str = "cgroup_id";
+    /// `Dictionary(UInt8, Utf8)`, [`crate::Attribution::as_str`].
+    pub const ATTRIBUTION: &str = "attribution";
+    /// `UInt32`, nullable.
+    pub const SND_WND: &str = "snd_wnd";
+    /// `UInt32`, nullable.
+    pub const RCV_WND: &str = "rcv_wnd";
+    /// `UInt32`, nullable.
+    pub const SRTT_US: &str = "srtt_us";
+    /// `UInt32`, nullable.
+    pub const SND_CWND: &str = "snd_cwnd";
+    /// `UInt64`, nullable.
+    pub const BYTES_ACKED: &str = "bytes_acked";
+    /// `UInt64`, nullable.
+    pub const BYTES_RECEIVED: &str = "bytes_received";
+    /// `UInt32`, nullable.
+    pub const WINDOW: &str = "window";
 
     /// All columns of schema v1, in file order.
-    pub const ALL: [&str; 16] = [
+    pub const V1: [&str; 16] = [
         TS, MONO_NS, KIND, PID, TID, COMM, FAMILY, SADDR, DADDR, SPORT, DPORT, OLDSTATE, NEWSTATE, SK_ERR, NETNS,
         STACK_ID,
+    ];
+
+    /// Columns schema v2 appended after [`V1`], in file order.
+    pub const ADDED_V2: [&str; 11] = [
+        PROBE,
+        COOKIE,
+        CGROUP_ID,
+        ATTRIBUTION,
+        SND_WND,
+        RCV_WND,
+        SRTT_US,
+        SND_CWND,
+        BYTES_ACKED,
+        BYTES_RECEIVED,
+        WINDOW,
+    ];
+
+    /// All columns of the current schema (v2), in file order: [`V1`] then [`ADDED_V2`].
+    pub const ALL: [&str; 27] = [
+        TS,
+        MONO_NS,
+        KIND,
+        PID,
+        TID,
+        COMM,
+        FAMILY,
+        SADDR,
+        DADDR,
+        SPORT,
+        DPORT,
+        OLDSTATE,
+        NEWSTATE,
+        SK_ERR,
+        NETNS,
+        STACK_ID,
+        PROBE,
+        COOKIE,
+        CGROUP_ID,
+        ATTRIBUTION,
+        SND_WND,
+        RCV_WND,
+        SRTT_US,
+        SND_CWND,
+        BYTES_ACKED,
+        BYTES_RECEIVED,
+        WINDOW,
     ];
 
     /// Columns of the stacks sidecar (`*.stacks.parquet`).
@@ -73,6 +146,9 @@ pub mod key {
     pub const LOST_EVENTS: &str = "deeptcp.lost_events";
     /// Row count, appended when the recording is finished.
     pub const EVENTS: &str = "deeptcp.events";
+    /// Sockets that existed at start, recorded as `snapshot` rows (v2; set at
+    /// open; absent = 0).
+    pub const SNAPSHOT_SOCKETS: &str = "deeptcp.snapshot_sockets";
 }
 
 /// Timezone of the `ts` column.
@@ -82,7 +158,7 @@ fn enum_dict() -> DataType {
     DataType::Dictionary(Box::new(DataType::UInt8), Box::new(DataType::Utf8))
 }
 
-/// The Arrow schema of a recording (schema v1), without metadata.
+/// The Arrow schema of a recording (schema v2, the one the writer writes), without metadata.
 pub fn event_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new(
@@ -109,6 +185,18 @@ pub fn event_schema() -> SchemaRef {
         Field::new(col::SK_ERR, DataType::Int32, false),
         Field::new(col::NETNS, DataType::UInt32, false),
         Field::new(col::STACK_ID, DataType::Int64, true),
+        // v2
+        Field::new(col::PROBE, enum_dict(), false),
+        Field::new(col::COOKIE, DataType::UInt64, false),
+        Field::new(col::CGROUP_ID, DataType::UInt64, false),
+        Field::new(col::ATTRIBUTION, enum_dict(), false),
+        Field::new(col::SND_WND, DataType::UInt32, true),
+        Field::new(col::RCV_WND, DataType::UInt32, true),
+        Field::new(col::SRTT_US, DataType::UInt32, true),
+        Field::new(col::SND_CWND, DataType::UInt32, true),
+        Field::new(col::BYTES_ACKED, DataType::UInt64, true),
+        Field::new(col::BYTES_RECEIVED, DataType::UInt64, true),
+        Field::new(col::WINDOW, DataType::UInt32, true),
     ]))
 }
 
@@ -136,11 +224,36 @@ pub(crate) fn kind_index(k: EventKind) -> u8 {
         EventKind::ResetSent => 3,
         EventKind::SockError => 4,
         EventKind::DestroySock => 5,
+        EventKind::FinRecv => 6,
+        EventKind::FinSent => 7,
+        EventKind::ZeroWindowRecv => 8,
+        EventKind::ZeroWindowSent => 9,
+        EventKind::Connect => 10,
+        EventKind::Accept => 11,
+        EventKind::LossProbe => 12,
+        EventKind::RetransmitSynack => 13,
+        EventKind::Snapshot => 14,
     }
 }
 
 pub(crate) fn kind_values() -> ArrayRef {
     Arc::new(StringArray::from_iter_values(EventKind::ALL.iter().map(|k| k.as_str())))
+}
+
+/// Index into [`Attribution::ALL`].
+pub(crate) fn attribution_index(a: Attribution) -> u8 {
+    match a {
+        Attribution::Task => 0,
+        Attribution::Owner => 1,
+        Attribution::Listener => 2,
+        Attribution::Snapshot => 3,
+        Attribution::Backfill => 4,
+        Attribution::Unknown => 5,
+    }
+}
+
+pub(crate) fn attribution_values() -> ArrayRef {
+    Arc::new(StringArray::from_iter_values(Attribution::ALL.iter().map(|a| a.as_str())))
 }
 
 pub(crate) fn family_index(f: Family) -> u8 {
@@ -184,6 +297,7 @@ pub fn metadata_key_values(meta: &RecordingMeta) -> Result<Vec<(String, String)>
         (key::RECORDER_VERSION.to_owned(), meta.recorder_version.clone()),
         (key::KSTACK.to_owned(), meta.kstack.to_string()),
         (key::PROBES.to_owned(), probes),
+        (key::SNAPSHOT_SOCKETS.to_owned(), meta.snapshot_sockets.to_string()),
     ])
 }
 
@@ -205,8 +319,8 @@ pub(crate) fn kv_map(kvs: Option<&Vec<parquet::file::metadata::KeyValue>>) -> Ha
     map
 }
 
-/// Checks `deeptcp.schema_version`: absent → not a recording; other than
-/// [`SCHEMA_VERSION`] → unsupported.
+/// Checks `deeptcp.schema_version`: absent → not a recording; outside
+/// [`MIN_SCHEMA_VERSION`]`..=`[`SCHEMA_VERSION`] → unsupported.
 pub(crate) fn check_version(path: &Path, kv: &HashMap<String, String>) -> Result<u32, FormatError> {
     let Some(raw) = kv.get(key::SCHEMA_VERSION) else {
         return Err(FormatError::NotRecording {
@@ -218,7 +332,7 @@ pub(crate) fn check_version(path: &Path, kv: &HashMap<String, String>) -> Result
         key: key::SCHEMA_VERSION.to_owned(),
         detail: format!("expected an unsigned integer, found {raw:?}"),
     })?;
-    if found != SCHEMA_VERSION {
+    if !(MIN_SCHEMA_VERSION..=SCHEMA_VERSION).contains(&found) {
         return Err(FormatError::UnsupportedVersion {
             path: path.to_path_buf(),
             found,
@@ -295,6 +409,7 @@ pub(crate) fn decode_metadata(
         probes,
         lost_events: opt_u64(key::LOST_EVENTS)?.unwrap_or(0),
         kstack,
+        snapshot_sockets: opt_u64(key::SNAPSHOT_SOCKETS)?.unwrap_or(0),
     };
     Ok(DecodedMeta {
         meta,
@@ -314,6 +429,9 @@ mod tests {
         for (i, k) in EventKind::ALL.iter().enumerate() {
             assert_eq!(kind_index(*k) as usize, i);
         }
+        for (i, a) in Attribution::ALL.iter().enumerate() {
+            assert_eq!(attribution_index(*a) as usize, i);
+        }
         assert_eq!(family_index(Family::Inet6), 1);
     }
 
@@ -322,5 +440,7 @@ mod tests {
         let s = event_schema();
         let names: Vec<&str> = s.fields().iter().map(|f| f.name().as_str()).collect();
         assert_eq!(names, col::ALL);
+        let v1_then_v2: Vec<&str> = col::V1.iter().chain(col::ADDED_V2.iter()).copied().collect();
+        assert_eq!(v1_then_v2, col::ALL);
     }
 }

@@ -15,10 +15,10 @@ use std::sync::Arc;
 
 use arrow_array::builder::{
     Int32Builder, Int64Builder, StringBuilder, StringDictionaryBuilder, TimestampNanosecondBuilder, UInt16Builder,
-    UInt32Builder, UInt8Builder,
+    UInt32Builder, UInt64Builder, UInt8Builder,
 };
 use arrow_array::types::{UInt32Type, UInt8Type};
-use arrow_array::{ArrayRef, DictionaryArray, RecordBatch};
+use arrow_array::{ArrayRef, DictionaryArray, RecordBatch, StringArray};
 use arrow_schema::SchemaRef;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
@@ -129,6 +129,18 @@ struct Builders {
     sk_err: Int32Builder,
     netns: UInt32Builder,
     stack_id: Int64Builder,
+    // v2
+    probe: UInt8Builder,
+    cookie: UInt64Builder,
+    cgroup_id: UInt64Builder,
+    attribution: UInt8Builder,
+    snd_wnd: UInt32Builder,
+    rcv_wnd: UInt32Builder,
+    srtt_us: UInt32Builder,
+    snd_cwnd: UInt32Builder,
+    bytes_acked: UInt64Builder,
+    bytes_received: UInt64Builder,
+    window: UInt32Builder,
 }
 
 impl Builders {
@@ -151,6 +163,17 @@ impl Builders {
             sk_err: Int32Builder::with_capacity(cap),
             netns: UInt32Builder::with_capacity(cap),
             stack_id: Int64Builder::with_capacity(cap),
+            probe: UInt8Builder::with_capacity(cap),
+            cookie: UInt64Builder::with_capacity(cap),
+            cgroup_id: UInt64Builder::with_capacity(cap),
+            attribution: UInt8Builder::with_capacity(cap),
+            snd_wnd: UInt32Builder::with_capacity(cap),
+            rcv_wnd: UInt32Builder::with_capacity(cap),
+            srtt_us: UInt32Builder::with_capacity(cap),
+            snd_cwnd: UInt32Builder::with_capacity(cap),
+            bytes_acked: UInt64Builder::with_capacity(cap),
+            bytes_received: UInt64Builder::with_capacity(cap),
+            window: UInt32Builder::with_capacity(cap),
         }
     }
 }
@@ -160,6 +183,59 @@ struct EnumValues {
     kind: ArrayRef,
     family: ArrayRef,
     state: ArrayRef,
+    attribution: ArrayRef,
+}
+
+/// The distinct values of the `probe` column (a `Dictionary(UInt8, Utf8)`):
+/// a probe is a small, fixed set of strings per recording, and the recorder
+/// hands the same `Arc<str>` for every row of one probe, so finding the key
+/// is a pointer comparison over a few entries, no hashing.
+///
+/// Values persist across batches (each batch's dictionary is the whole
+/// list); only when all 256 keys are taken does the writer encode the
+/// pending batch and start over.
+#[derive(Default)]
+struct ProbeDict {
+    values: Vec<Arc<str>>,
+    /// `values` as an Arrow array, rebuilt only when `values` changed.
+    array: Option<ArrayRef>,
+}
+
+impl ProbeDict {
+    const CAPACITY: usize = u8::MAX as usize + 1;
+
+    /// The key of `probe`, adding it if new; `None` when the dictionary is full.
+    fn key(&mut self, probe: &Arc<str>) -> Option<u8> {
+        // Same Arc (the common case) first, then equal text.
+        let found = self
+            .values
+            .iter()
+            .position(|v| Arc::ptr_eq(v, probe))
+            .or_else(|| self.values.iter().position(|v| **v == **probe));
+        let i = match found {
+            Some(i) => i,
+            None if self.values.len() < Self::CAPACITY => {
+                self.values.push(Arc::clone(probe));
+                self.array = None;
+                self.values.len() - 1
+            }
+            None => return None,
+        };
+        u8::try_from(i).ok()
+    }
+
+    fn values(&mut self) -> ArrayRef {
+        let values = &self.values;
+        Arc::clone(
+            self.array
+                .get_or_insert_with(|| Arc::new(StringArray::from_iter_values(values.iter().map(|v| &**v)))),
+        )
+    }
+
+    fn clear(&mut self) {
+        self.values.clear();
+        self.array = None;
+    }
 }
 
 fn dict(keys: &mut UInt8Builder, values: &ArrayRef) -> Result<ArrayRef, FormatError> {
@@ -179,6 +255,7 @@ pub struct EventWriter {
     batch_rows: usize,
     b: Builders,
     values: EnumValues,
+    probes: ProbeDict,
     /// Rows in the builders, not yet handed to `writer`.
     pending: usize,
     rows: u64,
@@ -204,7 +281,9 @@ impl EventWriter {
                 kind: schema::kind_values(),
                 family: schema::family_values(),
                 state: schema::state_values(),
+                attribution: schema::attribution_values(),
             },
+            probes: ProbeDict::default(),
             pending: 0,
             rows: 0,
             unsynced: false,
@@ -214,9 +293,17 @@ impl EventWriter {
     /// Appends one event. Cheap: values go into column builders; every
     /// `batch_rows` events they are encoded (zstd happens at row-group end).
     pub fn push(&mut self, ev: &Event) -> Result<(), FormatError> {
+        // Fallible steps first, so an error leaves all builders at the same length.
+        let probe = match self.probes.key(&ev.probe) {
+            Some(k) => k,
+            None => {
+                // 256 distinct probes: encode what is pending, start a new dictionary.
+                self.write_batch()?;
+                self.probes.clear();
+                self.probes.key(&ev.probe).unwrap_or(0)
+            }
+        };
         let b = &mut self.b;
-        // The only fallible append goes first, so an error leaves all
-        // builders at the same length.
         b.comm.append(&ev.comm).map_err(|e| FormatError::arrow(None, e))?;
         b.ts.append_value(self.clock.wall_ns(ev.mono_ns));
         b.mono_ns.append_value(ev.mono_ns);
@@ -237,6 +324,18 @@ impl EventWriter {
         b.sk_err.append_value(ev.sk_err);
         b.netns.append_value(ev.netns);
         b.stack_id.append_option(ev.stack_id);
+        b.probe.append_value(probe);
+        b.cookie.append_value(ev.cookie);
+        b.cgroup_id.append_value(ev.cgroup_id);
+        b.attribution.append_value(schema::attribution_index(ev.attribution));
+        let t = &ev.tcp;
+        b.snd_wnd.append_option(t.snd_wnd);
+        b.rcv_wnd.append_option(t.rcv_wnd);
+        b.srtt_us.append_option(t.srtt_us);
+        b.snd_cwnd.append_option(t.snd_cwnd);
+        b.bytes_acked.append_option(t.bytes_acked);
+        b.bytes_received.append_option(t.bytes_received);
+        b.window.append_option(t.window);
         self.pending += 1;
         self.rows += 1;
         if self.pending >= self.batch_rows {
@@ -251,6 +350,7 @@ impl EventWriter {
             return Ok(());
         }
         self.pending = 0;
+        let probe_values = self.probes.values();
         let b = &mut self.b;
         let v = &self.values;
         let columns: Vec<ArrayRef> = vec![
@@ -270,6 +370,17 @@ impl EventWriter {
             Arc::new(b.sk_err.finish()),
             Arc::new(b.netns.finish()),
             Arc::new(b.stack_id.finish()),
+            dict(&mut b.probe, &probe_values)?,
+            Arc::new(b.cookie.finish()),
+            Arc::new(b.cgroup_id.finish()),
+            dict(&mut b.attribution, &v.attribution)?,
+            Arc::new(b.snd_wnd.finish()),
+            Arc::new(b.rcv_wnd.finish()),
+            Arc::new(b.srtt_us.finish()),
+            Arc::new(b.snd_cwnd.finish()),
+            Arc::new(b.bytes_acked.finish()),
+            Arc::new(b.bytes_received.finish()),
+            Arc::new(b.window.finish()),
         ];
         let batch = RecordBatch::try_new(Arc::clone(&self.schema), columns).map_err(|e| FormatError::arrow(None, e))?;
         self.unsynced = true;

@@ -11,6 +11,8 @@ Examples:
   sudo record -o trace.parquet                 record until Ctrl-C
   sudo record -o trace.parquet --duration 30   record for 30 seconds
   sudo record -o trace.parquet -p 1234 -K      one process, with kernel stacks
+  sudo record -o trace.parquet --port 443      one port, either side (filtered in the kernel)
+  sudo record --list-probes                    which probe records each event kind here
   analyze trace.parquet -t                     replay it (no root needed)
 
 Exit status: 0 when the recording was written and closed, 1 on any error.";
@@ -25,12 +27,36 @@ Exit status: 0 when the recording was written and closed, 1 on any error.";
 #[command(name = "record", version, after_help = EXAMPLES)]
 pub struct Cli {
     /// Output file; kernel stacks (-K) go to FILE with `.stacks.parquet` in place of `.parquet`.
-    #[arg(short = 'o', long = "output", value_name = "FILE")]
-    pub output: PathBuf,
+    #[arg(short = 'o', long = "output", value_name = "FILE", required_unless_present = "list_probes")]
+    pub output: Option<PathBuf>,
 
-    /// Only record events that fire in process PID (thread-group id).
+    /// Print, for this kernel, which probe of each event kind's ladder attaches (or why none does), then exit.
+    #[arg(long, conflicts_with_all = ["output", "duration", "kstack"])]
+    pub list_probes: bool,
+
+    /// Do not use this probe (e.g. `tp_btf:tcp_probe`); the kind falls to the next rung of its ladder.
+    #[arg(long, value_name = "PROBE")]
+    pub disable_probe: Vec<String>,
+
+    /// Only events of sockets owned by process PID (thread-group id).
     #[arg(short = 'p', long = "pid", value_name = "PID", value_parser = clap::value_parser!(u32).range(1..))]
     pub pid: Option<u32>,
+
+    /// Only events in the network namespace with this inode number (`ls -Li /proc/PID/ns/net`).
+    #[arg(short = 'N', long = "netns", value_name = "NETNS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub netns: Option<u32>,
+
+    /// Only events whose local port is SPORT.
+    #[arg(short = 'S', long = "sport", value_parser = clap::value_parser!(u16).range(1..))]
+    pub sport: Option<u16>,
+
+    /// Only events whose remote port is DPORT.
+    #[arg(short = 'D', long = "dport", value_parser = clap::value_parser!(u16).range(1..))]
+    pub dport: Option<u16>,
+
+    /// Only events with PORT on either side.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
 
     /// Capture kernel stacks, symbolized at record time (see `analyze -K`).
     #[arg(short = 'K', long = "kstack")]
@@ -75,12 +101,31 @@ fn parse_ring_size(s: &str) -> Result<u32, String> {
     Ok(bytes as u32)
 }
 
+/// What `record` was asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Record(Config),
+    /// Attach everything, print the probe report, exit.
+    ListProbes { disabled: Vec<String> },
+}
+
+/// In-kernel event filters (0 = any), ANDed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Filters {
+    pub pid: u32,
+    pub netns: u32,
+    pub sport: u16,
+    pub dport: u16,
+    pub port: u16,
+}
+
 /// What a recording session does, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub output: PathBuf,
     pub stacks_output: Option<PathBuf>,
-    pub pid: Option<u32>,
+    pub filters: Filters,
+    pub disabled: Vec<String>,
     pub duration: Option<Duration>,
     pub ring_size: u32,
     pub force: bool,
@@ -90,25 +135,42 @@ pub struct Config {
     pub flush_interval: Duration,
 }
 
-impl Config {
+impl Command {
     pub fn from_cli(cli: Cli) -> Result<Self> {
-        if cli.output.as_os_str().is_empty() {
+        let known = crate::probes::all_rung_names();
+        for p in &cli.disable_probe {
+            if !known.contains(p) {
+                bail!("--disable-probe {p}: no such probe (known: {})", known.join(", "));
+            }
+        }
+        if cli.list_probes {
+            return Ok(Command::ListProbes { disabled: cli.disable_probe });
+        }
+        let Some(output) = cli.output else { bail!("-o FILE is required") };
+        if output.as_os_str().is_empty() {
             bail!("output file name is empty");
         }
-        if cli.output.is_dir() {
-            bail!("{} is a directory; -o takes a file name", cli.output.display());
+        if output.is_dir() {
+            bail!("{} is a directory; -o takes a file name", output.display());
         }
-        let stacks_output = cli.kstack.then(|| deeptcp_format::stacks_path(&cli.output));
-        Ok(Config {
-            output: cli.output,
+        let stacks_output = cli.kstack.then(|| deeptcp_format::stacks_path(&output));
+        Ok(Command::Record(Config {
+            output,
             stacks_output,
-            pid: cli.pid,
+            filters: Filters {
+                pid: cli.pid.unwrap_or(0),
+                netns: cli.netns.unwrap_or(0),
+                sport: cli.sport.unwrap_or(0),
+                dport: cli.dport.unwrap_or(0),
+                port: cli.port.unwrap_or(0),
+            },
+            disabled: cli.disable_probe,
             duration: cli.duration,
             ring_size: cli.ring_size,
             force: cli.force,
             quiet: cli.quiet,
             flush_interval: Duration::from_secs(1),
-        })
+        }))
     }
 }
 
@@ -116,9 +178,16 @@ impl Config {
 mod tests {
     use super::*;
 
-    fn parse(args: &[&str]) -> Result<Config> {
+    fn command(args: &[&str]) -> Result<Command> {
         let cli = Cli::try_parse_from(std::iter::once("record").chain(args.iter().copied()))?;
-        Config::from_cli(cli)
+        Command::from_cli(cli)
+    }
+
+    fn parse(args: &[&str]) -> Result<Config> {
+        match command(args)? {
+            Command::Record(c) => Ok(c),
+            other => anyhow::bail!("not a recording: {other:?}"),
+        }
     }
 
     #[test]
@@ -139,7 +208,7 @@ mod tests {
             "64K",
         ])
         .unwrap();
-        assert_eq!(c.pid, Some(42));
+        assert_eq!(c.filters.pid, 42);
         assert_eq!(c.duration, Some(Duration::from_millis(1500)));
         assert_eq!(c.ring_size, 65536);
         assert_eq!(
@@ -162,5 +231,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let e = parse(&["-o", dir.path().to_str().unwrap()]).unwrap_err();
         assert!(e.to_string().contains("is a directory"), "{e}");
+        assert!(parse(&["-o", "t", "--port", "70000"]).is_err());
+        assert!(parse(&["-o", "t", "-N", "0"]).is_err());
+        let e = parse(&["-o", "t", "--disable-probe", "kprobe:nope"]).unwrap_err();
+        assert!(e.to_string().contains("no such probe"), "{e}");
+        assert!(command(&["--list-probes", "-o", "t"]).is_err(), "--list-probes writes no file");
+    }
+
+    #[test]
+    fn filters_and_probe_listing() {
+        let c = parse(&["-o", "t", "-N", "4026531840", "-S", "80", "-D", "5000", "--port", "443"]).unwrap();
+        assert_eq!(c.filters, Filters { pid: 0, netns: 4026531840, sport: 80, dport: 5000, port: 443 });
+        assert_eq!(
+            command(&["--list-probes", "--disable-probe", "tp_btf:tcp_probe"]).unwrap(),
+            Command::ListProbes { disabled: vec!["tp_btf:tcp_probe".into()] }
+        );
     }
 }

@@ -1,13 +1,17 @@
 //! Wire record → file row: the one place that turns what the kernel sent
 //! (`deeptcp_common::WireEvent`) into a [`deeptcp_format::Event`].
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
-use deeptcp_common::{kind, WireEvent, AF_INET, AF_INET6, NO_STACK};
+use deeptcp_common::{attribution, flags, kind, WireEvent, AF_INET, AF_INET6, NO_STACK};
 use deeptcp_format::event::canonical_ip;
-use deeptcp_format::{Event, EventKind, Family, TcpState};
+use deeptcp_format::{Attribution, Event, EventKind, Family, TcpInfo, TcpState};
 
-/// Why a wire record could not become a row (kept, counted, reported).
+use crate::probes;
+
+/// Why a wire record could not become a row (counted and reported).
 #[derive(Debug, PartialEq, Eq)]
 pub enum Reject {
     UnknownKind(u8),
@@ -22,76 +26,162 @@ fn event_kind(k: u8) -> Option<EventKind> {
         kind::RESET_SENT => EventKind::ResetSent,
         kind::SOCK_ERROR => EventKind::SockError,
         kind::DESTROY_SOCK => EventKind::DestroySock,
+        kind::FIN_RECV => EventKind::FinRecv,
+        kind::FIN_SENT => EventKind::FinSent,
+        kind::ZERO_WINDOW_RECV => EventKind::ZeroWindowRecv,
+        kind::ZERO_WINDOW_SENT => EventKind::ZeroWindowSent,
+        kind::CONNECT => EventKind::Connect,
+        kind::ACCEPT => EventKind::Accept,
+        kind::LOSS_PROBE => EventKind::LossProbe,
+        kind::RETRANSMIT_SYNACK => EventKind::RetransmitSynack,
         _ => return None,
     })
 }
 
-fn comm(raw: &[u8; 16]) -> String {
-    let end = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
-    String::from_utf8_lossy(&raw[..end]).into_owned()
+fn attribution_of(a: u8) -> Attribution {
+    match a {
+        attribution::TASK => Attribution::Task,
+        attribution::OWNER => Attribution::Owner,
+        attribution::LISTENER => Attribution::Listener,
+        attribution::SNAPSHOT => Attribution::Snapshot,
+        _ => Attribution::Unknown,
+    }
 }
 
-pub fn to_event(w: &WireEvent) -> Result<Event, Reject> {
-    let kind = event_kind(w.kind).ok_or(Reject::UnknownKind(w.kind))?;
-    let (family, saddr, daddr) = match w.family {
-        AF_INET => {
-            let s = Ipv4Addr::new(w.saddr[0], w.saddr[1], w.saddr[2], w.saddr[3]);
-            let d = Ipv4Addr::new(w.daddr[0], w.daddr[1], w.daddr[2], w.daddr[3]);
-            (Family::Inet, IpAddr::V4(s), IpAddr::V4(d))
-        }
-        AF_INET6 => (
+/// Converts wire records, sharing one `Arc<str>` per distinct comm and probe.
+#[derive(Default)]
+pub struct Converter {
+    comms: HashMap<[u8; 16], Arc<str>>,
+    probes: HashMap<u8, Arc<str>>,
+}
+
+impl Converter {
+    fn comm(&mut self, raw: &[u8; 16]) -> Arc<str> {
+        self.comms
+            .entry(*raw)
+            .or_insert_with(|| {
+                let end = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
+                Arc::from(String::from_utf8_lossy(&raw[..end]).as_ref())
+            })
+            .clone()
+    }
+
+    fn probe(&mut self, id: u8) -> Arc<str> {
+        self.probes
+            .entry(id)
+            .or_insert_with(|| Arc::from(probes::probe_name(id).unwrap_or_else(|| format!("unknown:{id}"))))
+            .clone()
+    }
+
+    pub fn convert(&mut self, w: &WireEvent) -> Result<Event, Reject> {
+        let kind = event_kind(w.kind).ok_or(Reject::UnknownKind(w.kind))?;
+        let (family, saddr, daddr) = match w.family {
+            AF_INET => {
+                let s = Ipv4Addr::new(w.saddr[0], w.saddr[1], w.saddr[2], w.saddr[3]);
+                let d = Ipv4Addr::new(w.daddr[0], w.daddr[1], w.daddr[2], w.daddr[3]);
+                (Family::Inet, IpAddr::V4(s), IpAddr::V4(d))
+            }
+            AF_INET6 => (
+                Family::Inet6,
+                canonical_ip(IpAddr::V6(Ipv6Addr::from(w.saddr))),
+                canonical_ip(IpAddr::V6(Ipv6Addr::from(w.daddr))),
+            ),
+            other => return Err(Reject::UnknownFamily(other)),
+        };
+        let attribution = attribution_of(w.attribution);
+        let known = attribution != Attribution::Unknown && w.pid_tgid != 0;
+        let tcp_info = w.flags & flags::TCP_INFO != 0;
+        let tcp = TcpInfo {
+            snd_wnd: tcp_info.then_some(w.snd_wnd),
+            rcv_wnd: tcp_info.then_some(w.rcv_wnd),
+            srtt_us: tcp_info.then_some(w.srtt_us),
+            snd_cwnd: tcp_info.then_some(w.snd_cwnd),
+            bytes_acked: tcp_info.then_some(w.bytes_acked),
+            bytes_received: tcp_info.then_some(w.bytes_received),
+            window: (w.flags & flags::WINDOW != 0).then_some(w.window),
+        };
+        Ok(Event {
+            mono_ns: i64::try_from(w.ts_ns).unwrap_or(i64::MAX),
+            kind,
+            pid: if known { (w.pid_tgid >> 32) as u32 } else { 0 },
+            tid: if known { w.pid_tgid as u32 } else { 0 },
+            comm: if known { self.comm(&w.comm) } else { self.comm(&[0; 16]) },
+            family,
+            saddr,
+            daddr,
+            sport: w.sport,
+            dport: w.dport,
+            oldstate: if kind == EventKind::StateChange { TcpState::from_kernel(w.oldstate) } else { None },
+            newstate: TcpState::from_kernel(w.newstate),
+            sk_err: w.sk_err,
+            netns: w.netns,
+            stack_id: (w.stack_id != NO_STACK && w.stack_id >= 0).then_some(i64::from(w.stack_id)),
+            probe: self.probe(w.probe),
+            cookie: w.cookie,
+            cgroup_id: if known { w.cgroup_id } else { 0 },
+            attribution: if known { attribution } else { Attribution::Unknown },
+            tcp,
+        })
+    }
+}
+
+/// A `snapshot` row for a socket that existed when recording started.
+pub fn snapshot_event(s: &crate::snapshot::SnapSocket, mono_ns: i64) -> Event {
+    let (family, saddr, daddr) = if s.family == AF_INET6 {
+        (
             Family::Inet6,
-            canonical_ip(IpAddr::V6(Ipv6Addr::from(w.saddr))),
-            canonical_ip(IpAddr::V6(Ipv6Addr::from(w.daddr))),
-        ),
-        other => return Err(Reject::UnknownFamily(other)),
-    };
-    let oldstate = if kind == EventKind::StateChange {
-        TcpState::from_kernel(w.oldstate)
+            canonical_ip(IpAddr::V6(Ipv6Addr::from(s.saddr))),
+            canonical_ip(IpAddr::V6(Ipv6Addr::from(s.daddr))),
+        )
     } else {
-        None
+        let v4 = |a: &[u8; 16]| IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]));
+        (Family::Inet, v4(&s.saddr), v4(&s.daddr))
     };
-    Ok(Event {
-        mono_ns: i64::try_from(w.ts_ns).unwrap_or(i64::MAX),
-        kind,
-        pid: (w.pid_tgid >> 32) as u32,
-        tid: w.pid_tgid as u32,
-        comm: comm(&w.comm),
+    let owner = s.owner.as_ref();
+    Event {
+        mono_ns,
+        kind: EventKind::Snapshot,
+        pid: owner.map_or(0, |o| o.pid),
+        tid: owner.map_or(0, |o| o.pid),
+        comm: Arc::from(owner.map_or("", |o| o.comm.as_str())),
         family,
         saddr,
         daddr,
-        sport: w.sport,
-        dport: w.dport,
-        oldstate,
-        newstate: TcpState::from_kernel(w.newstate),
-        sk_err: w.sk_err,
-        netns: w.netns,
-        stack_id: (w.stack_id != NO_STACK && w.stack_id >= 0).then_some(w.stack_id as i64),
-    })
+        sport: s.sport,
+        dport: s.dport,
+        oldstate: None,
+        newstate: TcpState::from_kernel(s.state),
+        sk_err: 0,
+        netns: s.netns,
+        stack_id: None,
+        probe: Arc::from("snapshot:proc"),
+        cookie: 0,
+        cgroup_id: owner.map_or(0, |o| o.cgroup_id),
+        attribution: if owner.is_some() { Attribution::Snapshot } else { Attribution::Unknown },
+        tcp: TcpInfo::default(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use deeptcp_common::probe;
 
     fn wire() -> WireEvent {
-        let mut w = WireEvent {
-            ts_ns: 123,
-            pid_tgid: (4242u64 << 32) | 4243,
-            saddr: [0; 16],
-            daddr: [0; 16],
-            comm: [0; 16],
-            netns: 4026531840,
-            sk_err: 0,
-            stack_id: NO_STACK,
-            sport: 5000,
-            dport: 80,
-            family: AF_INET,
-            kind: kind::STATE_CHANGE,
-            oldstate: 7,
-            newstate: 2,
-            _pad: [0; 3],
-        };
+        let mut w = WireEvent::EMPTY;
+        w.ts_ns = 123;
+        w.pid_tgid = (4242u64 << 32) | 4243;
+        w.cookie = 77;
+        w.cgroup_id = 9;
+        w.netns = 4026531840;
+        w.sport = 5000;
+        w.dport = 80;
+        w.family = AF_INET;
+        w.kind = kind::STATE_CHANGE;
+        w.probe = probe::TP_SET_STATE;
+        w.attribution = attribution::TASK;
+        w.oldstate = 7;
+        w.newstate = 2;
         w.saddr[..4].copy_from_slice(&[127, 0, 0, 1]);
         w.daddr[..4].copy_from_slice(&[10, 1, 2, 3]);
         w.comm[..4].copy_from_slice(b"curl");
@@ -100,44 +190,73 @@ mod tests {
 
     #[test]
     fn ipv4_state_change() {
-        let e = to_event(&wire()).unwrap();
-        assert_eq!(e.pid, 4242);
-        assert_eq!(e.tid, 4243);
-        assert_eq!(e.comm, "curl");
+        let e = Converter::default().convert(&wire()).unwrap();
+        assert_eq!((e.pid, e.tid, &*e.comm), (4242, 4243, "curl"));
         assert_eq!(e.saddr.to_string(), "127.0.0.1");
         assert_eq!(e.daddr.to_string(), "10.1.2.3");
-        assert_eq!(e.oldstate, Some(TcpState::Close));
-        assert_eq!(e.newstate, Some(TcpState::SynSent));
-        assert_eq!(e.stack_id, None);
-        assert_eq!(e.family, Family::Inet);
+        assert_eq!((e.oldstate, e.newstate), (Some(TcpState::Close), Some(TcpState::SynSent)));
+        assert_eq!((e.stack_id, e.family, e.cookie, e.cgroup_id), (None, Family::Inet, 77, 9));
+        assert_eq!(&*e.probe, "tp_btf:inet_sock_set_state");
+        assert_eq!(e.attribution, Attribution::Task);
+        assert_eq!(e.tcp, TcpInfo::default(), "no TCP_INFO flag, no tcp fields");
     }
 
     #[test]
-    fn ipv6_and_mapped() {
+    fn ipv6_mapped_tcp_info_and_window() {
         let mut w = wire();
         w.family = AF_INET6;
-        w.kind = kind::RETRANSMIT;
+        w.kind = kind::ZERO_WINDOW_SENT;
+        w.probe = probe::CGROUP_SKB_EGRESS;
+        w.attribution = attribution::LISTENER;
         w.stack_id = 17;
         w.saddr = Ipv6Addr::LOCALHOST.octets();
         w.daddr = Ipv4Addr::new(192, 0, 2, 1).to_ipv6_mapped().octets();
-        let e = to_event(&w).unwrap();
+        w.flags = flags::TCP_INFO | flags::WINDOW;
+        (w.snd_wnd, w.rcv_wnd, w.srtt_us, w.snd_cwnd, w.bytes_acked, w.bytes_received) = (1, 2, 3, 4, 5, 6);
+        let e = Converter::default().convert(&w).unwrap();
         assert_eq!(e.saddr.to_string(), "::1");
         assert_eq!(e.daddr.to_string(), "192.0.2.1");
-        assert_eq!(e.family, Family::Inet6);
-        assert_eq!(e.oldstate, None, "only transitions have an old state");
-        assert_eq!(e.stack_id, Some(17));
+        assert_eq!((e.family, e.oldstate, e.stack_id), (Family::Inet6, None, Some(17)));
+        assert_eq!(e.kind, EventKind::ZeroWindowSent);
+        assert_eq!(&*e.probe, "cgroup_skb:egress");
+        assert_eq!(e.attribution, Attribution::Listener);
+        assert_eq!(
+            e.tcp,
+            TcpInfo {
+                snd_wnd: Some(1),
+                rcv_wnd: Some(2),
+                srtt_us: Some(3),
+                snd_cwnd: Some(4),
+                bytes_acked: Some(5),
+                bytes_received: Some(6),
+                window: Some(0)
+            }
+        );
     }
 
     #[test]
-    fn rejects_unknown_kind_and_family() {
+    fn unknown_owner_is_pid_zero_never_the_interrupted_task() {
+        let mut w = wire();
+        w.attribution = attribution::UNKNOWN;
+        let e = Converter::default().convert(&w).unwrap();
+        assert_eq!((e.pid, e.tid, &*e.comm, e.cgroup_id), (0, 0, "", 0));
+        assert_eq!(e.attribution, Attribution::Unknown);
+    }
+
+    #[test]
+    fn comms_are_shared_and_bad_records_rejected() {
+        let mut c = Converter::default();
+        let a = c.convert(&wire()).unwrap();
+        let b = c.convert(&wire()).unwrap();
+        assert!(Arc::ptr_eq(&a.comm, &b.comm));
         let mut w = wire();
         w.kind = 99;
-        assert_eq!(to_event(&w), Err(Reject::UnknownKind(99)));
+        assert_eq!(c.convert(&w), Err(Reject::UnknownKind(99)));
         let mut w = wire();
         w.family = 1;
-        assert_eq!(to_event(&w), Err(Reject::UnknownFamily(1)));
+        assert_eq!(c.convert(&w), Err(Reject::UnknownFamily(1)));
         let mut w = wire();
         w.newstate = 200;
-        assert_eq!(to_event(&w).unwrap().newstate, None);
+        assert_eq!(c.convert(&w).unwrap().newstate, None);
     }
 }

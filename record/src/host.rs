@@ -51,8 +51,7 @@ pub fn clock_anchor() -> ClockAnchor {
     best.1
 }
 
-#[cfg(test)]
-fn monotonic_ns() -> i64 {
+pub fn monotonic_ns() -> i64 {
     clock_ns(libc::CLOCK_MONOTONIC)
 }
 

@@ -10,13 +10,17 @@ mod privileges;
 mod probes;
 mod session;
 mod signals;
+mod snapshot;
 mod symbolize;
 
 use clap::Parser;
 
 fn main() {
     let cli = cli::Cli::parse();
-    let result = cli::Config::from_cli(cli).and_then(session::run);
+    let result = cli::Command::from_cli(cli).and_then(|cmd| match cmd {
+        cli::Command::Record(cfg) => session::run(cfg),
+        cli::Command::ListProbes { disabled } => session::list_probes(&disabled),
+    });
     if let Err(e) = result {
         eprintln!("record: {e:#}");
         std::process::exit(1);

@@ -23,6 +23,7 @@ pub fn resolve(btf: &Btf) -> Result<Offsets> {
         skc_net: f("sock", "__sk_common.skc_net", 8)?,
         skc_v6_daddr: f("sock", "__sk_common.skc_v6_daddr", 16)?,
         skc_v6_rcv_saddr: f("sock", "__sk_common.skc_v6_rcv_saddr", 16)?,
+        skc_cookie: f("sock", "__sk_common.skc_cookie", 8)?,
         sk_protocol: f("sock", "sk_protocol", 2)?,
         sk_err: f("sock", "sk_err", 4)?,
         inet_sport: f("inet_sock", "inet_sport", 2)?,
@@ -30,5 +31,12 @@ pub fn resolve(btf: &Btf) -> Result<Offsets> {
         skb_head: f("sk_buff", "head", 8)?,
         skb_data: f("sk_buff", "data", 8)?,
         skb_network_header: f("sk_buff", "network_header", 2)?,
+        tcp_snd_wnd: f("tcp_sock", "snd_wnd", 4)?,
+        tcp_rcv_wnd: f("tcp_sock", "rcv_wnd", 4)?,
+        tcp_srtt_us: f("tcp_sock", "srtt_us", 4)?,
+        tcp_snd_cwnd: f("tcp_sock", "snd_cwnd", 4)?,
+        tcp_bytes_acked: f("tcp_sock", "bytes_acked", 8)?,
+        tcp_bytes_received: f("tcp_sock", "bytes_received", 8)?,
+        _pad: 0,
     })
 }

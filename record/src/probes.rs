@@ -1,59 +1,187 @@
-//! The probes `record` attaches: which program feeds which event kind, and
-//! attaching them one by one so that a probe this kernel lacks is reported
-//! (in the file's metadata and on stderr) instead of aborting the recording.
+//! The probe ladders: for every event kind, the hooks that can produce it,
+//! best first. `record` walks each ladder until one rung attaches, so a
+//! kernel without kprobes or fentry (or without a tracepoint) still records
+//! the kind through a lower rung, and the report says which one — on stderr,
+//! in `--list-probes` and in the file's metadata.
+//!
+//! Rungs are programs (tp_btf, fentry/fexit, kprobe/kretprobe, cgroup_skb)
+//! or inference switches inside the `inet_sock_set_state` program.
 
-use aya::programs::BtfTracePoint;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use aya::maps::Array;
+use aya::programs::{BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, FEntry, FExit, KProbe};
 use aya::Ebpf;
-use deeptcp_format::{EventKind, ProbeStatus};
+use deeptcp_common::{probe as id, switch};
+use deeptcp_format::ProbeStatus;
 
-/// One probe: the program's name in the object and the tp_btf hook.
-pub struct Probe {
-    pub program: &'static str,
-    pub tracepoint: &'static str,
-    pub kind: EventKind,
+/// How a rung hooks in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    /// tp_btf program `program` on tracepoint `target`.
+    TpBtf,
+    FEntry,
+    FExit,
+    KProbe,
+    KRetProbe,
+    CgroupSkbIngress,
+    CgroupSkbEgress,
+    /// A switch inside the `inet_sock_set_state` program (`deeptcp_common::switch`).
+    Inferred(u32),
 }
 
-pub const PROBES: &[Probe] = &[
-    Probe {
-        program: "inet_sock_set_state",
-        tracepoint: "inet_sock_set_state",
-        kind: EventKind::StateChange,
+/// One rung of a ladder.
+#[derive(Debug, Clone, Copy)]
+pub struct Rung {
+    pub hook: Hook,
+    /// Program name in the object (unused for `Inferred`).
+    pub program: &'static str,
+    /// Kernel tracepoint or function.
+    pub target: &'static str,
+    /// `deeptcp_common::probe` id the rung's records carry.
+    pub probe_id: u8,
+}
+
+impl Rung {
+    /// Stable text name, as in the `probe` column: `type:target`.
+    pub fn name(&self) -> String {
+        let ty = match self.hook {
+            Hook::TpBtf => "tp_btf",
+            Hook::FEntry => "fentry",
+            Hook::FExit => "fexit",
+            Hook::KProbe => "kprobe",
+            Hook::KRetProbe => "kretprobe",
+            Hook::CgroupSkbIngress | Hook::CgroupSkbEgress => "cgroup_skb",
+            Hook::Inferred(_) => "inferred",
+        };
+        format!("{ty}:{}", self.target)
+    }
+}
+
+/// Every rung of one event kind (or `owner`, the attribution refreshers).
+pub struct Ladder {
+    pub kind: &'static str,
+    pub rungs: &'static [Rung],
+}
+
+const fn tp(program: &'static str, probe_id: u8) -> Rung {
+    Rung { hook: Hook::TpBtf, program, target: program, probe_id }
+}
+
+const fn inferred(switch: u32, probe_id: u8) -> Rung {
+    Rung { hook: Hook::Inferred(switch), program: "", target: "inet_sock_set_state", probe_id }
+}
+
+/// The ladders, in attach order (`state_change` first: inference rungs need it).
+pub const LADDERS: &[Ladder] = &[
+    Ladder { kind: "state_change", rungs: &[tp("inet_sock_set_state", id::TP_SET_STATE)] },
+    Ladder { kind: "retransmit", rungs: &[tp("tcp_retransmit_skb", id::TP_RETRANSMIT_SKB)] },
+    Ladder { kind: "retransmit_synack", rungs: &[tp("tcp_retransmit_synack", id::TP_RETRANSMIT_SYNACK)] },
+    Ladder { kind: "reset_recv", rungs: &[tp("tcp_receive_reset", id::TP_RECEIVE_RESET)] },
+    Ladder { kind: "reset_sent", rungs: &[tp("tcp_send_reset", id::TP_SEND_RESET)] },
+    Ladder { kind: "sock_error", rungs: &[tp("inet_sk_error_report", id::TP_ERROR_REPORT)] },
+    Ladder { kind: "destroy_sock", rungs: &[tp("tcp_destroy_sock", id::TP_DESTROY_SOCK)] },
+    Ladder {
+        kind: "fin_recv",
+        rungs: &[
+            Rung { hook: Hook::FEntry, program: "fentry_tcp_fin", target: "tcp_fin", probe_id: id::FENTRY_TCP_FIN },
+            Rung { hook: Hook::KProbe, program: "kprobe_tcp_fin", target: "tcp_fin", probe_id: id::KPROBE_TCP_FIN },
+            inferred(switch::INFER_FIN_RECV, id::INFERRED_SET_STATE),
+        ],
     },
-    Probe {
-        program: "tcp_retransmit_skb",
-        tracepoint: "tcp_retransmit_skb",
-        kind: EventKind::Retransmit,
+    Ladder {
+        kind: "fin_sent",
+        rungs: &[
+            Rung {
+                hook: Hook::FEntry,
+                program: "fentry_tcp_send_fin",
+                target: "tcp_send_fin",
+                probe_id: id::FENTRY_TCP_SEND_FIN,
+            },
+            Rung {
+                hook: Hook::KProbe,
+                program: "kprobe_tcp_send_fin",
+                target: "tcp_send_fin",
+                probe_id: id::KPROBE_TCP_SEND_FIN,
+            },
+            inferred(switch::INFER_FIN_SENT, id::INFERRED_SET_STATE),
+        ],
     },
-    Probe {
-        program: "tcp_receive_reset",
-        tracepoint: "tcp_receive_reset",
-        kind: EventKind::ResetRecv,
+    Ladder {
+        kind: "zero_window_recv",
+        rungs: &[
+            tp("tcp_probe", id::TP_TCP_PROBE),
+            Rung { hook: Hook::KProbe, program: "kprobe_tcp_ack", target: "tcp_ack", probe_id: id::KPROBE_TCP_ACK },
+            Rung {
+                hook: Hook::CgroupSkbIngress,
+                program: "cgroup_skb_ingress",
+                target: "ingress",
+                probe_id: id::CGROUP_SKB_INGRESS,
+            },
+        ],
     },
-    Probe {
-        program: "tcp_send_reset",
-        tracepoint: "tcp_send_reset",
-        kind: EventKind::ResetSent,
+    Ladder {
+        kind: "zero_window_sent",
+        rungs: &[
+            Rung {
+                hook: Hook::FExit,
+                program: "fexit_tcp_transmit_skb",
+                target: "__tcp_transmit_skb",
+                probe_id: id::FEXIT_TCP_TRANSMIT_SKB,
+            },
+            Rung {
+                hook: Hook::CgroupSkbEgress,
+                program: "cgroup_skb_egress",
+                target: "egress",
+                probe_id: id::CGROUP_SKB_EGRESS,
+            },
+        ],
     },
-    Probe {
-        program: "inet_sk_error_report",
-        tracepoint: "inet_sk_error_report",
-        kind: EventKind::SockError,
+    Ladder { kind: "connect", rungs: &[inferred(switch::INFER_CONNECT, id::INFERRED_SET_STATE)] },
+    Ladder {
+        kind: "accept",
+        rungs: &[
+            Rung {
+                hook: Hook::KRetProbe,
+                program: "kretprobe_inet_csk_accept",
+                target: "inet_csk_accept",
+                probe_id: id::KRETPROBE_INET_CSK_ACCEPT,
+            },
+            inferred(switch::INFER_ACCEPT, id::INFERRED_SET_STATE),
+        ],
     },
-    Probe {
-        program: "tcp_destroy_sock",
-        tracepoint: "tcp_destroy_sock",
-        kind: EventKind::DestroySock,
+    Ladder {
+        kind: "loss_probe",
+        rungs: &[
+            Rung {
+                hook: Hook::FEntry,
+                program: "fentry_tcp_send_loss_probe",
+                target: "tcp_send_loss_probe",
+                probe_id: id::FENTRY_TCP_SEND_LOSS_PROBE,
+            },
+            Rung {
+                hook: Hook::KProbe,
+                program: "kprobe_tcp_send_loss_probe",
+                target: "tcp_send_loss_probe",
+                probe_id: id::KPROBE_TCP_SEND_LOSS_PROBE,
+            },
+        ],
     },
+    // Not event kinds: process-context hooks that keep the socket → owner map fresh.
+    Ladder { kind: "owner", rungs: &[tp("sock_send_length", 0)] },
+    Ladder { kind: "owner", rungs: &[tp("sock_recv_length", 0)] },
 ];
 
-fn attach_one(ebpf: &mut Ebpf, btf: &aya::Btf, p: &Probe) -> anyhow::Result<()> {
-    let prog = ebpf
-        .program_mut(p.program)
-        .ok_or_else(|| anyhow::anyhow!("program {} missing from the eBPF object", p.program))?;
-    let prog: &mut BtfTracePoint = prog.try_into()?;
-    prog.load(p.tracepoint, btf)?;
-    prog.attach()?;
-    Ok(())
+/// All rung names (for validating `--disable-probe`).
+pub fn all_rung_names() -> Vec<String> {
+    LADDERS.iter().flat_map(|l| l.rungs.iter().map(Rung::name)).collect()
+}
+
+/// The `probe` column text for a wire probe id.
+pub fn probe_name(probe_id: u8) -> Option<String> {
+    LADDERS.iter().flat_map(|l| l.rungs.iter()).find(|r| r.probe_id == probe_id && probe_id != 0).map(Rung::name)
 }
 
 /// Keeps a probe failure readable: the first line of the error and, for a
@@ -70,34 +198,141 @@ pub fn summarize_error(full: &str) -> String {
         .iter()
         .position(|l| l.starts_with("verification time") || l.starts_with("processed "))
         .unwrap_or(body.len());
-    match body[..end].iter().rev().find(|l| !l.is_empty()) {
+    match body[..end].iter().rev().find(|l| !l.is_empty() && !l.contains("Verifier output")) {
         Some(complaint) => format!("{first}; verifier: {complaint}"),
         None => first,
     }
 }
 
-/// Loads and attaches every probe; returns one status per probe.
-pub fn attach_all(ebpf: &mut Ebpf, btf: &aya::Btf) -> Vec<ProbeStatus> {
-    PROBES
-        .iter()
-        .map(|p| {
-            let result = attach_one(ebpf, btf, p);
-            ProbeStatus {
-                kind: p.kind.as_str().to_owned(),
-                probe: format!("tp_btf:{}", p.tracepoint),
-                attached: result.is_ok(),
-                detail: result
-                    .err()
-                    .map(|e| summarize_error(&format!("{e:#}")))
-                    .unwrap_or_default(),
+/// Finds the cgroup v2 mount (`/sys/fs/cgroup` or, on hybrid hosts, e.g. `/sys/fs/cgroup/unified`).
+pub fn cgroup2_mount(mounts: &str) -> Option<PathBuf> {
+    mounts.lines().find_map(|l| {
+        let mut it = l.split_whitespace();
+        let (_dev, dir, fstype) = (it.next()?, it.next()?, it.next()?);
+        (fstype == "cgroup2").then(|| PathBuf::from(dir))
+    })
+}
+
+/// What attaching needs besides the object.
+pub struct AttachEnv<'a> {
+    pub btf: &'a aya::Btf,
+    pub cgroup: Option<&'a Path>,
+    /// Rung names the user turned off (`--disable-probe`).
+    pub disabled: &'a [String],
+}
+
+fn program<'e, T>(ebpf: &'e mut Ebpf, name: &str) -> Result<&'e mut T>
+where
+    for<'p> &'p mut T: TryFrom<&'p mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    let prog = ebpf.program_mut(name).ok_or_else(|| anyhow!("program {name} missing from the eBPF object"))?;
+    Ok(prog.try_into()?)
+}
+
+fn attach_rung(ebpf: &mut Ebpf, env: &AttachEnv<'_>, rung: &Rung, set_state_attached: bool) -> Result<()> {
+    match rung.hook {
+        Hook::TpBtf => {
+            let p: &mut BtfTracePoint = program(ebpf, rung.program)?;
+            p.load(rung.target, env.btf)?;
+            p.attach()?;
+        }
+        Hook::FEntry => {
+            let p: &mut FEntry = program(ebpf, rung.program)?;
+            p.load(rung.target, env.btf)?;
+            p.attach()?;
+        }
+        Hook::FExit => {
+            let p: &mut FExit = program(ebpf, rung.program)?;
+            p.load(rung.target, env.btf)?;
+            p.attach()?;
+        }
+        Hook::KProbe | Hook::KRetProbe => {
+            let p: &mut KProbe = program(ebpf, rung.program)?;
+            p.load()?;
+            p.attach(rung.target, 0)?;
+        }
+        Hook::CgroupSkbIngress | Hook::CgroupSkbEgress => {
+            let dir = env.cgroup.ok_or_else(|| anyhow!("no cgroup v2 hierarchy mounted"))?;
+            let cg = File::open(dir).with_context(|| format!("opening cgroup {}", dir.display()))?;
+            let ty = if rung.hook == Hook::CgroupSkbIngress {
+                CgroupSkbAttachType::Ingress
+            } else {
+                CgroupSkbAttachType::Egress
+            };
+            let p: &mut CgroupSkb = program(ebpf, rung.program)?;
+            p.load()?;
+            // On 5.7+ aya attaches through a BPF link, which always allows other
+            // programs beside it and rejects any explicit mode flag.
+            p.attach(&cg, ty, CgroupAttachMode::Single)?;
+        }
+        Hook::Inferred(sw) => {
+            if !set_state_attached {
+                bail!("needs tp_btf:inet_sock_set_state, which did not attach");
             }
-        })
-        .collect()
+            let mut switches: Array<_, u32> =
+                Array::try_from(ebpf.map_mut("SWITCHES").ok_or_else(|| anyhow!("map SWITCHES missing"))?)?;
+            switches.set(sw, 1, 0)?;
+        }
+    }
+    Ok(())
+}
+
+/// Walks every ladder: tries rungs in order until one attaches. Returns one
+/// status per rung tried; the attached one has `used`.
+pub fn attach_all(ebpf: &mut Ebpf, env: &AttachEnv<'_>) -> Vec<ProbeStatus> {
+    let mut out = Vec::new();
+    let mut set_state_attached = false;
+    for ladder in LADDERS {
+        for (i, rung) in ladder.rungs.iter().enumerate() {
+            let name = rung.name();
+            let result = if env.disabled.contains(&name) {
+                Err(anyhow!("disabled by --disable-probe"))
+            } else {
+                attach_rung(ebpf, env, rung, set_state_attached)
+            };
+            let attached = result.is_ok();
+            if attached && rung.probe_id == id::TP_SET_STATE {
+                set_state_attached = true;
+            }
+            out.push(ProbeStatus {
+                kind: ladder.kind.to_owned(),
+                probe: name,
+                attached,
+                detail: result.err().map(|e| summarize_error(&format!("{e:#}"))).unwrap_or_default(),
+                rung: i as u32,
+                used: attached,
+            });
+            if attached {
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// Kinds whose ladder has no attached rung.
+pub fn missing_kinds(statuses: &[ProbeStatus]) -> Vec<String> {
+    let mut kinds: Vec<String> = LADDERS.iter().map(|l| l.kind.to_owned()).collect();
+    kinds.dedup();
+    kinds.into_iter().filter(|k| !statuses.iter().any(|s| &s.kind == k && s.used)).collect()
+}
+
+/// The `--list-probes` report.
+pub fn render_report(statuses: &[ProbeStatus], out: &mut impl std::io::Write) -> std::io::Result<()> {
+    writeln!(out, "{:<18} {:<4} {:<34} STATUS", "KIND", "RUNG", "PROBE")?;
+    for s in statuses {
+        let status = if s.used { "attached (used)".to_owned() } else { format!("failed: {}", s.detail) };
+        writeln!(out, "{:<18} {:<4} {:<34} {status}", s.kind, s.rung + 1, s.probe)?;
+    }
+    for kind in missing_kinds(statuses) {
+        writeln!(out, "{kind:<18} -    {:<34} NOT RECORDED: no rung attached", "-")?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::summarize_error;
+    use super::*;
 
     #[test]
     fn verifier_logs_shrink_to_the_complaint() {
@@ -107,6 +342,68 @@ mod tests {
             "the BPF_PROG_LOAD syscall returned Permission denied (os error 13); verifier: R3 pointer arithmetic on trusted_ptr_or_null_ prohibited, null-check it first"
         );
         assert_eq!(summarize_error("tracepoint not found\nmore"), "tracepoint not found");
+        assert_eq!(
+            summarize_error("the BPF_PROG_LOAD syscall returned Operation not permitted (os error 1). Verifier output: : Operation not permitted (os error 1)"),
+            "the BPF_PROG_LOAD syscall returned Operation not permitted (os error 1)"
+        );
         assert_eq!(summarize_error(""), "unknown error");
+    }
+
+    #[test]
+    fn every_probe_id_has_one_name_and_names_are_unique() {
+        let names = all_rung_names();
+        let mut sorted = names.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), names.len(), "duplicate rung names: {names:?}");
+        for pid in 1..=20u8 {
+            assert!(probe_name(pid).is_some(), "probe id {pid} has no rung");
+        }
+        assert_eq!(probe_name(id::INFERRED_SET_STATE).as_deref(), Some("inferred:inet_sock_set_state"));
+        assert_eq!(probe_name(id::CGROUP_SKB_EGRESS).as_deref(), Some("cgroup_skb:egress"));
+        assert_eq!(probe_name(0), None);
+    }
+
+    #[test]
+    fn ladders_put_state_change_first_and_every_kind_has_a_no_kprobe_rung() {
+        assert_eq!(LADDERS[0].kind, "state_change");
+        for l in LADDERS.iter().filter(|l| l.kind != "loss_probe") {
+            assert!(
+                l.rungs.iter().any(|r| !matches!(r.hook, Hook::KProbe | Hook::KRetProbe | Hook::FEntry | Hook::FExit)),
+                "{} depends on kprobes/fentry only",
+                l.kind
+            );
+        }
+    }
+
+    #[test]
+    fn finds_cgroup2_mount() {
+        let hybrid = "cgroup /sys/fs/cgroup/cpu cgroup rw 0 0\ncgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0\n";
+        assert_eq!(cgroup2_mount(hybrid), Some(PathBuf::from("/sys/fs/cgroup/unified")));
+        assert_eq!(cgroup2_mount("cgroup2 /sys/fs/cgroup cgroup2 rw 0 0\n"), Some(PathBuf::from("/sys/fs/cgroup")));
+        assert_eq!(cgroup2_mount("proc /proc proc rw 0 0\n"), None);
+    }
+
+    #[test]
+    fn report_marks_used_failed_and_missing() {
+        let st = |kind: &str, probe: &str, rung: u32, used: bool| ProbeStatus {
+            kind: kind.into(),
+            probe: probe.into(),
+            attached: used,
+            detail: if used { String::new() } else { "kprobes not supported".into() },
+            rung,
+            used,
+        };
+        let statuses = vec![
+            st("fin_recv", "fentry:tcp_fin", 0, false),
+            st("fin_recv", "inferred:inet_sock_set_state", 2, true),
+        ];
+        let mut out = Vec::new();
+        render_report(&statuses, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("fin_recv           1    fentry:tcp_fin                     failed: kprobes not supported"));
+        assert!(text.contains("fin_recv           3    inferred:inet_sock_set_state       attached (used)"));
+        assert!(text.contains("state_change       -    -                                  NOT RECORDED"));
+        assert!(!text.contains("fin_recv           -"));
     }
 }

@@ -18,12 +18,13 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use aya::maps::{MapData, PerCpuArray, RingBuf, StackTraceMap};
 use aya::{Ebpf, EbpfLoader};
-use deeptcp_common::{Config as BpfConfig, WireEvent};
-use deeptcp_format::{EventWriter, RecordingMeta, StackWriter, WriterOptions, SCHEMA_VERSION};
+use aya::maps::HashMap as AyaHashMap;
+use deeptcp_common::{Config as BpfConfig, ListenKey, Owner, TupleKey, WireEvent};
+use deeptcp_format::{EventWriter, ProbeStatus, RecordingMeta, StackWriter, WriterOptions, SCHEMA_VERSION};
 
 use crate::cli::Config;
 use crate::symbolize::Symbolizer;
-use crate::{btf, convert, host, offsets, probes, signals};
+use crate::{btf, convert, host, offsets, probes, signals, snapshot};
 
 #[cfg(not(deeptcp_no_ebpf))]
 static EBPF_OBJECT: Option<&[u8]> = Some(aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/deeptcp")));
@@ -38,6 +39,7 @@ enum Msg {
 
 /// What the writer thread hands back for closing.
 struct Writers {
+    converter: convert::Converter,
     events: EventWriter,
     stacks: Option<StackWriter>,
     rejected: u64,
@@ -87,7 +89,7 @@ fn writer_thread(rx: mpsc::Receiver<Msg>, mut w: Writers, policy: FlushPolicy) -
         match rx.recv_timeout(policy.every) {
             Ok(Msg::Events(batch)) => {
                 for wire in &batch {
-                    match convert::to_event(wire) {
+                    match w.converter.convert(wire) {
                         Ok(ev) => w.events.push(&ev)?,
                         Err(_) => w.rejected += 1,
                     }
@@ -121,49 +123,123 @@ fn human_bytes(n: u64) -> String {
     }
 }
 
-fn load(cfg: &Config, offsets: &deeptcp_common::Offsets) -> Result<Ebpf> {
-    let object = EBPF_OBJECT.ok_or_else(|| {
-        anyhow!("this record binary was built without its eBPF programs; run scripts/bootstrap, then rebuild")
-    })?;
-    let bpf_cfg = BpfConfig {
-        filter_pid: cfg.pid.unwrap_or(0),
-        kstack: u32::from(cfg.stacks_output.is_some()),
-        // Wake the reader only when a quarter of the ring is full; it also polls every 100 ms.
-        wakeup_bytes: u64::from(cfg.ring_size / 4),
-    };
-    EbpfLoader::new()
-        .override_global("OFFSETS", offsets, true)
-        .override_global("CONFIG", &bpf_cfg, true)
-        .map_max_entries("EVENTS", cfg.ring_size)
-        .load(object)
-        .context("loading the eBPF object")
+fn no_object() -> anyhow::Error {
+    anyhow!("this record binary was built without its eBPF programs; run scripts/bootstrap, then rebuild")
 }
 
-pub fn run(cfg: Config) -> Result<()> {
-    if EBPF_OBJECT.is_none() {
-        bail!("this record binary was built without its eBPF programs; run scripts/bootstrap, then rebuild");
-    }
+/// Loads the object with this kernel's offsets and `bpf_cfg`, then walks the
+/// probe ladders. Shared by recording and `--list-probes`.
+fn load_and_attach(bpf_cfg: &BpfConfig, ring_size: u32, disabled: &[String]) -> Result<(Ebpf, Vec<ProbeStatus>)> {
+    let object = EBPF_OBJECT.ok_or_else(no_object)?;
     crate::privileges::check()?;
     let kbtf = btf::Btf::from_sys_fs().context("reading kernel BTF (needs CONFIG_DEBUG_INFO_BTF)")?;
     let offsets = offsets::resolve(&kbtf)?;
     let aya_btf = aya::Btf::from_sys_fs().context("reading kernel BTF")?;
+    let mut ebpf = EbpfLoader::new()
+        .override_global("OFFSETS", &offsets, true)
+        .override_global("CONFIG", bpf_cfg, true)
+        .map_max_entries("EVENTS", ring_size)
+        .load(object)
+        .context("loading the eBPF object")?;
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let cgroup = probes::cgroup2_mount(&mounts);
+    let env = probes::AttachEnv { btf: &aya_btf, cgroup: cgroup.as_deref(), disabled };
+    let statuses = probes::attach_all(&mut ebpf, &env);
+    Ok((ebpf, statuses))
+}
 
+/// `record --list-probes`: the ladder report for this kernel on stdout.
+pub fn list_probes(disabled: &[String]) -> Result<()> {
+    let (_ebpf, statuses) = load_and_attach(&BpfConfig::UNSET, 4096, disabled)?;
+    let mut out = std::io::stdout().lock();
+    match probes::render_report(&statuses, &mut out) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("writing the report"),
+    }
+}
+
+/// Seeds the kernel's owner maps from the start-up snapshot.
+fn seed_owners(ebpf: &mut Ebpf, sockets: &[snapshot::SnapSocket]) -> Result<()> {
+    let mut tuples: AyaHashMap<_, TupleKey, Owner> =
+        AyaHashMap::try_from(ebpf.map_mut("TUPLE_OWNERS").context("map TUPLE_OWNERS missing")?)?;
+    let owner_of = |s: &snapshot::SnapSocket| {
+        s.owner.as_ref().map(|o| {
+            let mut comm = [0u8; 16];
+            let n = o.comm.len().min(15);
+            comm[..n].copy_from_slice(&o.comm.as_bytes()[..n]);
+            Owner {
+                pid_tgid: (u64::from(o.pid) << 32) | u64::from(o.pid),
+                cgroup_id: o.cgroup_id,
+                comm,
+                netns: s.netns,
+                attribution: deeptcp_common::attribution::SNAPSHOT,
+                _pad: [0; 3],
+            }
+        })
+    };
+    for s in sockets {
+        let Some(owner) = owner_of(s) else { continue };
+        let key = TupleKey { saddr: s.saddr, daddr: s.daddr, netns: s.netns, sport: s.sport, dport: s.dport };
+        tuples.insert(key, owner, 0)?;
+    }
+    let mut listeners: AyaHashMap<_, ListenKey, Owner> =
+        AyaHashMap::try_from(ebpf.map_mut("LISTENERS").context("map LISTENERS missing")?)?;
+    for s in sockets.iter().filter(|s| s.state == deeptcp_common::tcp_state::LISTEN) {
+        let Some(owner) = owner_of(s) else { continue };
+        listeners.insert(ListenKey { netns: s.netns, port: s.sport, _pad: 0 }, owner, 0)?;
+    }
+    Ok(())
+}
+
+pub fn run(cfg: Config) -> Result<()> {
+    if EBPF_OBJECT.is_none() {
+        return Err(no_object());
+    }
     let out = create_output(&cfg.output, cfg.force)?;
     let stacks_out = match &cfg.stacks_output {
         Some(p) => Some(create_output(p, cfg.force)?),
         None => None,
     };
-
-    let mut ebpf = load(&cfg, &offsets)?;
-    let statuses = probes::attach_all(&mut ebpf, &aya_btf);
-    let attached = statuses.iter().filter(|s| s.attached).count();
-    for s in statuses.iter().filter(|s| !s.attached) {
-        eprintln!("record: warning: {} ({}) not attached: {}", s.probe, s.kind, s.detail);
+    let remove_outputs = || {
+        let _ = std::fs::remove_file(&cfg.output);
+        if let Some(p) = &cfg.stacks_output {
+            let _ = std::fs::remove_file(p);
+        }
+    };
+    let f = cfg.filters;
+    let bpf_cfg = BpfConfig {
+        filter_pid: f.pid,
+        filter_netns: f.netns,
+        kstack: u32::from(cfg.stacks_output.is_some()),
+        filter_sport: f.sport,
+        filter_dport: f.dport,
+        filter_port: f.port,
+        _pad: [0; 3],
+        // Wake the reader only when a quarter of the ring is full; it also polls every 100 ms.
+        wakeup_bytes: u64::from(cfg.ring_size / 4),
+    };
+    let (mut ebpf, statuses) = match load_and_attach(&bpf_cfg, cfg.ring_size, &cfg.disabled) {
+        Ok(x) => x,
+        Err(e) => {
+            remove_outputs();
+            return Err(e);
+        }
+    };
+    let attached = statuses.iter().filter(|s| s.used).count();
+    let missing = probes::missing_kinds(&statuses);
+    if !missing.is_empty() {
+        eprintln!(
+            "record: warning: not recorded on this kernel: {} (see record --list-probes)",
+            missing.join(", ")
+        );
     }
     if attached == 0 {
-        let _ = std::fs::remove_file(&cfg.output);
+        remove_outputs();
         bail!("no probe could be attached; nothing to record");
     }
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let sockets = snapshot::take(Path::new("/proc"), probes::cgroup2_mount(&mounts).as_deref());
+    seed_owners(&mut ebpf, &sockets).context("seeding the owner maps from the snapshot")?;
 
     let mut ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("map EVENTS missing")?)?;
     let lost_map: PerCpuArray<MapData, u64> =
@@ -189,9 +265,16 @@ pub fn run(cfg: Config) -> Result<()> {
         probes: statuses,
         lost_events: 0,
         kstack: stack_map.is_some(),
+        snapshot_sockets: sockets.len() as u64,
     };
+    let mut events = EventWriter::new(out, &meta, WriterOptions::default())?;
+    let now = host::monotonic_ns();
+    for s in &sockets {
+        events.push(&convert::snapshot_event(s, now))?;
+    }
     let writers = Writers {
-        events: EventWriter::new(out, &meta, WriterOptions::default())?,
+        converter: convert::Converter::default(),
+        events,
         stacks: stacks_out.map(StackWriter::new).transpose()?,
         rejected: 0,
     };
@@ -209,9 +292,9 @@ pub fn run(cfg: Config) -> Result<()> {
     signals::install()?;
     if !cfg.quiet {
         eprintln!(
-            "record: tracing TCP events into {} ({attached}/{} probes attached). Ctrl-C to end.",
+            "record: tracing TCP events into {} ({attached} probes attached, {} existing sockets). Ctrl-C to end.",
             cfg.output.display(),
-            probes::PROBES.len()
+            sockets.len()
         );
     }
     let deadline = cfg.duration.map(|d| Instant::now() + d);
@@ -306,7 +389,6 @@ pub fn run(cfg: Config) -> Result<()> {
             }
         );
     }
-    debug_assert!(events >= summary.rows);
     Ok(())
 }
 

@@ -1,11 +1,11 @@
 //! The kernel→user wire format of deeptcp, shared by the eBPF programs and
 //! `record`.
 //!
-//! These `#[repr(C)]` records cross the BPF ring buffer and the `.rodata`
-//! globals, so both sides must agree on them byte for byte: sizes are asserted
-//! at compile time and nothing here depends on `std`. This is deliberately
-//! not the file schema (that is `deeptcp-format`): the wire record may change
-//! with any build, the file schema is versioned.
+//! These `#[repr(C)]` records cross the BPF ring buffer, maps and the
+//! `.rodata` globals, so both sides must agree on them byte for byte: sizes
+//! are asserted at compile time and nothing here depends on `std`. This is
+//! deliberately not the file schema (that is `deeptcp-format`): the wire
+//! record may change with any build, the file schema is versioned.
 #![no_std]
 
 /// Event kinds as sent by the programs ([`WireEvent::kind`]).
@@ -16,6 +16,71 @@ pub mod kind {
     pub const RESET_SENT: u8 = 4;
     pub const SOCK_ERROR: u8 = 5;
     pub const DESTROY_SOCK: u8 = 6;
+    pub const FIN_RECV: u8 = 7;
+    pub const FIN_SENT: u8 = 8;
+    pub const ZERO_WINDOW_RECV: u8 = 9;
+    pub const ZERO_WINDOW_SENT: u8 = 10;
+    pub const CONNECT: u8 = 11;
+    pub const ACCEPT: u8 = 12;
+    pub const LOSS_PROBE: u8 = 13;
+    pub const RETRANSMIT_SYNACK: u8 = 14;
+}
+
+/// Which program produced a record ([`WireEvent::probe`]); `record` maps
+/// these to the `probe` column's text.
+pub mod probe {
+    pub const TP_SET_STATE: u8 = 1;
+    pub const TP_RETRANSMIT_SKB: u8 = 2;
+    pub const TP_RECEIVE_RESET: u8 = 3;
+    pub const TP_SEND_RESET: u8 = 4;
+    pub const TP_ERROR_REPORT: u8 = 5;
+    pub const TP_DESTROY_SOCK: u8 = 6;
+    pub const TP_RETRANSMIT_SYNACK: u8 = 7;
+    pub const TP_TCP_PROBE: u8 = 8;
+    pub const INFERRED_SET_STATE: u8 = 9;
+    pub const CGROUP_SKB_EGRESS: u8 = 10;
+    pub const CGROUP_SKB_INGRESS: u8 = 11;
+    pub const KPROBE_TCP_FIN: u8 = 12;
+    pub const FENTRY_TCP_FIN: u8 = 13;
+    pub const KPROBE_TCP_SEND_FIN: u8 = 14;
+    pub const FENTRY_TCP_SEND_FIN: u8 = 15;
+    pub const KPROBE_TCP_ACK: u8 = 16;
+    pub const FEXIT_TCP_TRANSMIT_SKB: u8 = 17;
+    pub const KRETPROBE_INET_CSK_ACCEPT: u8 = 18;
+    pub const KPROBE_TCP_SEND_LOSS_PROBE: u8 = 19;
+    pub const FENTRY_TCP_SEND_LOSS_PROBE: u8 = 20;
+}
+
+/// How a record's pid/tid/comm were attributed ([`WireEvent::attribution`]).
+pub mod attribution {
+    pub const UNKNOWN: u8 = 0;
+    /// Current task, in process context of the socket's owner.
+    pub const TASK: u8 = 1;
+    /// From the `OWNERS` map.
+    pub const OWNER: u8 = 2;
+    /// Inherited from the listener (accepted socket).
+    pub const LISTENER: u8 = 3;
+    /// From the start-up snapshot (`TUPLE_OWNERS`).
+    pub const SNAPSHOT: u8 = 4;
+}
+
+/// [`WireEvent::flags`] bits.
+pub mod flags {
+    /// `snd_wnd`, `rcv_wnd`, `srtt_us`, `snd_cwnd`, `bytes_*` were read.
+    pub const TCP_INFO: u8 = 1;
+    /// `window` holds the segment's TCP header window.
+    pub const WINDOW: u8 = 2;
+}
+
+/// Indexes of the `SWITCHES` array: rungs that are code paths inside an
+/// attached program rather than programs of their own. `record` turns them
+/// on after it knows which rungs above them attached.
+pub mod switch {
+    pub const INFER_FIN_RECV: u32 = 0;
+    pub const INFER_FIN_SENT: u32 = 1;
+    pub const INFER_CONNECT: u32 = 2;
+    pub const INFER_ACCEPT: u32 = 3;
+    pub const COUNT: u32 = 4;
 }
 
 /// `AF_INET` / `AF_INET6` as the kernel numbers them.
@@ -34,11 +99,17 @@ pub const NO_STACK: i32 = -1;
 pub struct WireEvent {
     /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC).
     pub ts_ns: u64,
-    /// `bpf_get_current_pid_tgid()`: tgid in the upper 32 bits, tid in the lower.
+    /// Owner's tgid (upper 32 bits) and tid (lower); 0 when unknown.
     pub pid_tgid: u64,
+    /// Socket cookie (0 = unknown).
+    pub cookie: u64,
+    /// Owner's cgroup v2 id (0 = unknown).
+    pub cgroup_id: u64,
+    pub bytes_acked: u64,
+    pub bytes_received: u64,
     pub saddr: [u8; 16],
     pub daddr: [u8; 16],
-    /// `bpf_get_current_comm()`, NUL padded.
+    /// Owner's comm, NUL padded.
     pub comm: [u8; 16],
     /// Network namespace inode (`sk->sk_net->ns.inum`), 0 if unknown.
     pub netns: u32,
@@ -46,6 +117,13 @@ pub struct WireEvent {
     pub sk_err: i32,
     /// Id in the `STACKS` map, or [`NO_STACK`].
     pub stack_id: i32,
+    pub snd_wnd: u32,
+    pub rcv_wnd: u32,
+    /// `srtt_us >> 3` (microseconds).
+    pub srtt_us: u32,
+    pub snd_cwnd: u32,
+    /// TCP header window of the segment (zero-window kinds).
+    pub window: u32,
     pub sport: u16,
     pub dport: u16,
     /// [`AF_INET`] or [`AF_INET6`].
@@ -56,11 +134,93 @@ pub struct WireEvent {
     pub oldstate: u8,
     /// New state for state changes, current state for other kinds, 0 if unknown.
     pub newstate: u8,
+    /// One of [`probe`].
+    pub probe: u8,
+    /// One of [`attribution`].
+    pub attribution: u8,
+    /// Bits of [`flags`].
+    pub flags: u8,
+    pub _pad: [u8; 4],
+}
+
+const _: () = assert!(core::mem::size_of::<WireEvent>() == 144);
+const _: () = assert!(core::mem::align_of::<WireEvent>() == 8);
+
+impl WireEvent {
+    /// A record with nothing known yet.
+    pub const EMPTY: WireEvent = WireEvent {
+        ts_ns: 0,
+        pid_tgid: 0,
+        cookie: 0,
+        cgroup_id: 0,
+        bytes_acked: 0,
+        bytes_received: 0,
+        saddr: [0; 16],
+        daddr: [0; 16],
+        comm: [0; 16],
+        netns: 0,
+        sk_err: 0,
+        stack_id: NO_STACK,
+        snd_wnd: 0,
+        rcv_wnd: 0,
+        srtt_us: 0,
+        snd_cwnd: 0,
+        window: 0,
+        sport: 0,
+        dport: 0,
+        family: 0,
+        kind: 0,
+        oldstate: 0,
+        newstate: 0,
+        probe: 0,
+        attribution: attribution::UNKNOWN,
+        flags: 0,
+        _pad: [0; 4],
+    };
+}
+
+/// Who owns a socket: kept in the kernel (`OWNERS`, keyed by socket cookie)
+/// so that events firing in softirq context are attributed to the owner,
+/// not to whatever task was interrupted.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub pid_tgid: u64,
+    pub cgroup_id: u64,
+    pub comm: [u8; 16],
+    /// The socket's network namespace (hooks without socket access use it).
+    pub netns: u32,
+    /// One of [`attribution`]: how this owner was learned.
+    pub attribution: u8,
     pub _pad: [u8; 3],
 }
 
-const _: () = assert!(core::mem::size_of::<WireEvent>() == 88);
-const _: () = assert!(core::mem::align_of::<WireEvent>() == 8);
+const _: () = assert!(core::mem::size_of::<Owner>() == 40);
+
+/// Listener identity for inheriting owners: (netns, local port).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListenKey {
+    pub netns: u32,
+    pub port: u16,
+    pub _pad: u16,
+}
+
+const _: () = assert!(core::mem::size_of::<ListenKey>() == 8);
+
+/// A connection by address, for sockets that existed before recording
+/// started (`TUPLE_OWNERS`, filled from the start-up snapshot).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TupleKey {
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    pub netns: u32,
+    pub sport: u16,
+    pub dport: u16,
+}
+
+const _: () = assert!(core::mem::size_of::<TupleKey>() == 40);
 
 /// Field offsets inside kernel structs, resolved by `record` from
 /// `/sys/kernel/btf/vmlinux` at start-up and handed to the programs as one
@@ -88,6 +248,8 @@ pub struct Offsets {
     pub skc_v6_daddr: u32,
     /// `struct sock` → `__sk_common.skc_v6_rcv_saddr` (16 bytes).
     pub skc_v6_rcv_saddr: u32,
+    /// `struct sock` → `__sk_common.skc_cookie` (atomic64).
+    pub skc_cookie: u32,
     /// `struct sock` → `sk_protocol` (u16).
     pub sk_protocol: u32,
     /// `struct sock` → `sk_err` (int).
@@ -102,9 +264,22 @@ pub struct Offsets {
     pub skb_data: u32,
     /// `struct sk_buff` → `network_header` (u16 offset from head).
     pub skb_network_header: u32,
+    /// `struct tcp_sock` → `snd_wnd` (u32).
+    pub tcp_snd_wnd: u32,
+    /// `struct tcp_sock` → `rcv_wnd` (u32).
+    pub tcp_rcv_wnd: u32,
+    /// `struct tcp_sock` → `srtt_us` (u32, <<3).
+    pub tcp_srtt_us: u32,
+    /// `struct tcp_sock` → `snd_cwnd` (u32).
+    pub tcp_snd_cwnd: u32,
+    /// `struct tcp_sock` → `bytes_acked` (u64).
+    pub tcp_bytes_acked: u32,
+    /// `struct tcp_sock` → `bytes_received` (u64).
+    pub tcp_bytes_received: u32,
+    pub _pad: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<Offsets>() == 64);
+const _: () = assert!(core::mem::size_of::<Offsets>() == 96);
 
 impl Offsets {
     /// All zero: what the object carries before the loader overrides it.
@@ -118,6 +293,7 @@ impl Offsets {
         skc_net: 0,
         skc_v6_daddr: 0,
         skc_v6_rcv_saddr: 0,
+        skc_cookie: 0,
         sk_protocol: 0,
         sk_err: 0,
         inet_sport: 0,
@@ -125,45 +301,81 @@ impl Offsets {
         skb_head: 0,
         skb_data: 0,
         skb_network_header: 0,
+        tcp_snd_wnd: 0,
+        tcp_rcv_wnd: 0,
+        tcp_srtt_us: 0,
+        tcp_snd_cwnd: 0,
+        tcp_bytes_acked: 0,
+        tcp_bytes_received: 0,
+        _pad: 0,
     };
 }
 
 /// Run-time settings for the programs, also a read-only global.
+///
+/// Filters are ANDed; 0 means "any". They run in the kernel so that
+/// filtered-out events cost no ring-buffer space.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Config {
-    /// Only events whose current tgid equals this (0 = all).
+    /// Only events whose owner's tgid equals this.
     pub filter_pid: u32,
+    /// Only events in this network namespace (inode).
+    pub filter_netns: u32,
     /// Non-zero: capture kernel stacks into `STACKS`.
     pub kstack: u32,
+    /// Only events with this local port.
+    pub filter_sport: u16,
+    /// Only events with this remote port.
+    pub filter_dport: u16,
+    /// Only events with this port on either side.
+    pub filter_port: u16,
+    pub _pad: [u16; 3],
     /// Wake the consumer only when this many bytes are waiting (0 = every event).
     pub wakeup_bytes: u64,
 }
 
-const _: () = assert!(core::mem::size_of::<Config>() == 16);
+const _: () = assert!(core::mem::size_of::<Config>() == 32);
 
 impl Config {
     /// Defaults compiled into the object (overridden by the loader).
     pub const UNSET: Config = Config {
         filter_pid: 0,
+        filter_netns: 0,
         kstack: 0,
+        filter_sport: 0,
+        filter_dport: 0,
+        filter_port: 0,
+        _pad: [0; 3],
         wakeup_bytes: 0,
     };
 }
 
 /// Kernel TCP states the programs need to tell apart.
 pub mod tcp_state {
+    pub const ESTABLISHED: u8 = 1;
+    pub const SYN_SENT: u8 = 2;
+    pub const SYN_RECV: u8 = 3;
+    pub const FIN_WAIT1: u8 = 4;
+    pub const FIN_WAIT2: u8 = 5;
     pub const TIME_WAIT: u8 = 6;
+    pub const CLOSE: u8 = 7;
+    pub const CLOSE_WAIT: u8 = 8;
+    pub const LAST_ACK: u8 = 9;
+    pub const LISTEN: u8 = 10;
+    pub const CLOSING: u8 = 11;
     pub const NEW_SYN_RECV: u8 = 12;
 }
 
 #[cfg(feature = "user")]
 mod user {
-    // SAFETY: all three are #[repr(C)], Copy, contain only integers and byte
-    // arrays with explicit padding fields, so every bit pattern is valid.
+    // SAFETY (all impls): #[repr(C)], Copy, only integers and byte arrays,
+    // padding spelled out as fields and sizes asserted above, so every bit
+    // pattern is a valid value and there are no uninitialised bytes.
     unsafe impl aya::Pod for super::WireEvent {}
-    // SAFETY: as above; only u32 fields, no padding.
     unsafe impl aya::Pod for super::Offsets {}
-    // SAFETY: as above; u32, u32, u64 with no implicit padding (asserted size 16).
     unsafe impl aya::Pod for super::Config {}
+    unsafe impl aya::Pod for super::Owner {}
+    unsafe impl aya::Pod for super::ListenKey {}
+    unsafe impl aya::Pod for super::TupleKey {}
 }

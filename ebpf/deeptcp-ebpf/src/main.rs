@@ -1,28 +1,53 @@
-//! deeptcp's eBPF programs: one thin `tp_btf` program per kernel hook, each
-//! calling a `try_*` function that reads the socket through BTF-resolved
-//! offsets (the `OFFSETS` read-only global) and submits a
-//! [`deeptcp_common::WireEvent`] to the `EVENTS` ring buffer.
+//! deeptcp's eBPF programs: one thin program per kernel hook, each calling a
+//! `try_*` function that reads the socket through BTF-resolved offsets (the
+//! `OFFSETS` read-only global), attributes it to the socket's owner and
+//! submits a [`deeptcp_common::WireEvent`] to the `EVENTS` ring buffer.
 //!
 //! Rust eBPF has no CO-RE, so no struct layout is compiled in: every field
 //! offset comes from `record`, which resolves it from the running kernel's
 //! BTF. Wakeups are batched (`Config::wakeup_bytes`) because waking the
 //! consumer on every event halves connection throughput.
+//!
+//! Attribution: events that fire in softirq context run on behalf of
+//! whatever task was interrupted, so the current task is used only where the
+//! hook runs in the owner's process context (connect, listen, close, send,
+//! receive). Otherwise the owner comes from `OWNERS` (socket cookie → owner),
+//! filled in process context, inherited by accepted sockets from their
+//! listener (`LISTENERS`) or seeded from the start-up snapshot
+//! (`TUPLE_OWNERS`).
+//!
+//! Each event kind has a ladder of probes (see `record`'s probe table);
+//! rungs that are code paths here rather than programs (FIN and open
+//! inference from state transitions) are switched on through `SWITCHES`.
 #![no_std]
 #![no_main]
 
 use aya_ebpf::{
     bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel},
-    macros::{btf_tracepoint, map},
-    maps::{PerCpuArray, RingBuf, StackTrace},
-    programs::{tracing::StackIdContext, BtfTracePointContext},
-    Global,
+    helpers::{
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_socket_cookie,
+        bpf_ktime_get_ns, bpf_probe_read_kernel,
+    },
+    macros::{btf_tracepoint, cgroup_skb, fentry, fexit, kprobe, kretprobe, map},
+    maps::{Array, LruHashMap, PerCpuArray, RingBuf, StackTrace},
+    programs::{
+        tracing::StackIdContext, BtfTracePointContext, FEntryContext, FExitContext, ProbeContext, RetProbeContext,
+        SkBuffContext,
+    },
+    EbpfContext, Global,
 };
-use deeptcp_common::{kind, tcp_state, Config, Offsets, WireEvent, AF_INET, AF_INET6, NO_STACK};
+use deeptcp_common::{
+    attribution, flags, kind, probe, switch, tcp_state, Config, ListenKey, Offsets, Owner, TupleKey, WireEvent,
+    AF_INET, AF_INET6, NO_STACK,
+};
 
 /// `BPF_RB_AVAIL_DATA` for `bpf_ringbuf_query`.
 const BPF_RB_AVAIL_DATA: u64 = 0;
 const IPPROTO_TCP: u16 = 6;
+const TCP_FLAG_SYN: u8 = 0x02;
+const TCP_FLAG_RST: u8 = 0x04;
+/// cgroup_skb programs return 1 to let the packet through.
+const SKB_PASS: i32 = 1;
 
 #[no_mangle]
 static OFFSETS: Global<Offsets> = Global::new(Offsets::UNSET);
@@ -38,6 +63,18 @@ static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 /// Kernel stacks for `-K`.
 #[map]
 static STACKS: StackTrace = StackTrace::with_max_entries(16384, 0);
+/// Socket cookie → owner.
+#[map]
+static OWNERS: LruHashMap<u64, Owner> = LruHashMap::with_max_entries(65536, 0);
+/// (netns, port) of a listening socket → its owner, inherited by accepted sockets.
+#[map]
+static LISTENERS: LruHashMap<ListenKey, Owner> = LruHashMap::with_max_entries(8192, 0);
+/// Connections that existed before recording started → owner (start-up snapshot).
+#[map]
+static TUPLE_OWNERS: LruHashMap<TupleKey, Owner> = LruHashMap::with_max_entries(65536, 0);
+/// Inference rungs switched on by `record` (indexes in `deeptcp_common::switch`).
+#[map]
+static SWITCHES: Array<u32> = Array::with_max_entries(switch::COUNT, 0);
 
 /// Reads a `T` at `base + off` from kernel memory.
 #[inline(always)]
@@ -48,11 +85,83 @@ fn read<T>(base: *const u8, off: u32) -> Result<T, i32> {
 }
 
 #[inline(always)]
+fn switched_on(index: u32) -> bool {
+    SWITCHES.get(index).is_some_and(|v| *v != 0)
+}
+
+#[inline(always)]
 fn count_lost() {
     if let Some(p) = LOST.get_ptr_mut(0) {
-        // SAFETY: per-CPU slot of this CPU; programs do not nest on one CPU
-        // for these hooks, and the count is advisory if they ever do.
+        // SAFETY: this CPU's slot; a lost increment under nesting is tolerable.
         unsafe { *p += 1 };
+    }
+}
+
+/// The current task as the owner of a socket in `netns`.
+#[inline(always)]
+fn current_owner(netns: u32) -> Owner {
+    Owner {
+        netns,
+        pid_tgid: bpf_get_current_pid_tgid(),
+        // SAFETY: helper without arguments.
+        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+        comm: bpf_get_current_comm().unwrap_or([0; 16]),
+        attribution: attribution::TASK,
+        _pad: [0; 3],
+    }
+}
+
+#[inline(always)]
+fn apply_owner(ev: &mut WireEvent, o: &Owner, how: u8) {
+    if ev.netns == 0 {
+        ev.netns = o.netns;
+    }
+    ev.pid_tgid = o.pid_tgid;
+    ev.cgroup_id = o.cgroup_id;
+    ev.comm = o.comm;
+    ev.attribution = how;
+}
+
+/// Remembers the current task as the owner of `cookie` (process context only).
+#[inline(always)]
+fn remember_task(cookie: u64, netns: u32) -> Owner {
+    let me = current_owner(netns);
+    if cookie != 0 {
+        // SAFETY: the map value is only read here, by value.
+        let same = unsafe { OWNERS.get(&cookie) }.is_some_and(|o| o.pid_tgid == me.pid_tgid);
+        if !same {
+            let _ = OWNERS.insert(&cookie, &me, 0);
+        }
+    }
+    me
+}
+
+/// Fills pid/tid/comm/cgroup: the current task when `in_task`, else the
+/// remembered owner, else the snapshot owner by address, else nobody.
+#[inline(always)]
+fn attribute(ev: &mut WireEvent, in_task: bool) {
+    if in_task {
+        let me = remember_task(ev.cookie, ev.netns);
+        apply_owner(ev, &me, attribution::TASK);
+        return;
+    }
+    if ev.cookie != 0 {
+        // SAFETY: the map value is copied out at once.
+        if let Some(o) = unsafe { OWNERS.get(&ev.cookie) } {
+            let o = *o;
+            let how = if o.attribution == attribution::TASK { attribution::OWNER } else { o.attribution };
+            apply_owner(ev, &o, how);
+            return;
+        }
+    }
+    let key = TupleKey { saddr: ev.saddr, daddr: ev.daddr, netns: ev.netns, sport: ev.sport, dport: ev.dport };
+    // SAFETY: the map value is copied out at once.
+    if let Some(o) = unsafe { TUPLE_OWNERS.get(&key) } {
+        let o = *o;
+        if ev.cookie != 0 {
+            let _ = OWNERS.insert(&ev.cookie, &o, 0);
+        }
+        apply_owner(ev, &o, attribution::SNAPSHOT);
     }
 }
 
@@ -73,18 +182,27 @@ fn fill_from_sock(ev: &mut WireEvent, sk: *const u8, o: &Offsets) {
         ev.daddr = read(sk, o.skc_v6_daddr).unwrap_or([0; 16]);
     }
     let state: u8 = read(sk, o.skc_state).unwrap_or(0);
-    // Time-wait and request sockets are only a sock_common: no inet_sport.
-    ev.sport = if state == tcp_state::TIME_WAIT || state == tcp_state::NEW_SYN_RECV {
-        read(sk, o.skc_num).unwrap_or(0)
-    } else {
-        u16::from_be(read(sk, o.inet_sport).unwrap_or(0))
-    };
+    let full = state != tcp_state::TIME_WAIT && state != tcp_state::NEW_SYN_RECV;
+    // Time-wait and request sockets are only a sock_common: no inet_sport, no tcp_sock.
+    ev.sport = if full { u16::from_be(read(sk, o.inet_sport).unwrap_or(0)) } else { read(sk, o.skc_num).unwrap_or(0) };
     ev.dport = u16::from_be(read(sk, o.skc_dport).unwrap_or(0));
     if ev.newstate == 0 {
         ev.newstate = state;
     }
+    if ev.cookie == 0 {
+        ev.cookie = read(sk, o.skc_cookie).unwrap_or(0);
+    }
     if let Ok(net) = read::<*const u8>(sk, o.skc_net) {
         ev.netns = read(net, o.net_ns_inum).unwrap_or(0);
+    }
+    if full && state != tcp_state::LISTEN {
+        ev.snd_wnd = read(sk, o.tcp_snd_wnd).unwrap_or(0);
+        ev.rcv_wnd = read(sk, o.tcp_rcv_wnd).unwrap_or(0);
+        ev.srtt_us = read::<u32>(sk, o.tcp_srtt_us).unwrap_or(0) >> 3;
+        ev.snd_cwnd = read(sk, o.tcp_snd_cwnd).unwrap_or(0);
+        ev.bytes_acked = read(sk, o.tcp_bytes_acked).unwrap_or(0);
+        ev.bytes_received = read(sk, o.tcp_bytes_received).unwrap_or(0);
+        ev.flags |= flags::TCP_INFO;
     }
 }
 
@@ -119,113 +237,236 @@ fn fill_from_skb(ev: &mut WireEvent, skb: *const u8, o: &Offsets) -> Result<(), 
     Ok(())
 }
 
-/// Fills the task/time fields, applies the pid filter and submits.
+/// The in-kernel filters (`Config`), on the attributed event.
 #[inline(always)]
-fn submit(ctx: &BtfTracePointContext, ev: &mut WireEvent) -> Result<(), i32> {
+fn wanted(cfg: &Config, ev: &WireEvent) -> bool {
+    (cfg.filter_pid == 0 || (ev.pid_tgid >> 32) as u32 == cfg.filter_pid)
+        && (cfg.filter_netns == 0 || ev.netns == cfg.filter_netns)
+        && (cfg.filter_sport == 0 || ev.sport == cfg.filter_sport)
+        && (cfg.filter_dport == 0 || ev.dport == cfg.filter_dport)
+        && (cfg.filter_port == 0 || ev.sport == cfg.filter_port || ev.dport == cfg.filter_port)
+}
+
+/// Applies the filters, stamps the time and submits a copy of `ev`.
+#[inline(always)]
+fn submit(ev: &mut WireEvent, stack_id: i32) -> Result<(), i32> {
     let cfg = CONFIG.load();
-    let pid_tgid = bpf_get_current_pid_tgid();
-    if cfg.filter_pid != 0 && (pid_tgid >> 32) as u32 != cfg.filter_pid {
+    if !wanted(&cfg, ev) {
         return Ok(());
     }
-    ev.pid_tgid = pid_tgid;
     // SAFETY: helper without memory arguments.
     ev.ts_ns = unsafe { bpf_ktime_get_ns() };
-    ev.comm = bpf_get_current_comm().unwrap_or([0; 16]);
-    ev.stack_id = if cfg.kstack != 0 {
-        ctx.get_stackid(&STACKS, 0).map(|id| id as i32).unwrap_or(NO_STACK)
-    } else {
-        NO_STACK
-    };
+    ev.stack_id = stack_id;
     let Some(mut entry) = EVENTS.reserve::<WireEvent>(0) else {
         count_lost();
         return Err(-1);
     };
     entry.write(*ev);
-    let flags = if cfg.wakeup_bytes == 0 {
+    let wake = if cfg.wakeup_bytes == 0 {
         0
     } else if EVENTS.query(BPF_RB_AVAIL_DATA) >= cfg.wakeup_bytes {
         BPF_RB_FORCE_WAKEUP as u64
     } else {
         BPF_RB_NO_WAKEUP as u64
     };
-    entry.submit(flags);
+    entry.submit(wake);
     Ok(())
 }
 
 #[inline(always)]
-fn new_event(kind: u8) -> WireEvent {
-    WireEvent {
-        ts_ns: 0,
-        pid_tgid: 0,
-        saddr: [0; 16],
-        daddr: [0; 16],
-        comm: [0; 16],
-        netns: 0,
-        sk_err: 0,
-        stack_id: NO_STACK,
-        sport: 0,
-        dport: 0,
-        family: 0,
-        kind,
-        oldstate: 0,
-        newstate: 0,
-        _pad: [0; 3],
+fn stack_of<C: StackIdContext>(ctx: &C) -> i32 {
+    if CONFIG.load().kstack != 0 {
+        ctx.get_stackid(&STACKS, 0).map(|id| id as i32).unwrap_or(NO_STACK)
+    } else {
+        NO_STACK
     }
 }
 
-/// An event about a full socket: fill from `sk`, then submit.
 #[inline(always)]
-fn sock_event(ctx: &BtfTracePointContext, kind: u8, sk: *const u8) -> Result<(), i32> {
+fn new_event(kind: u8, probe: u8) -> WireEvent {
+    let mut ev = WireEvent::EMPTY;
+    ev.kind = kind;
+    ev.probe = probe;
+    ev
+}
+
+/// An event about `sk` attributed to its owner; used by most hooks.
+#[inline(always)]
+fn sock_event<C: StackIdContext>(ctx: &C, sk: *const u8, kind: u8, probe: u8, in_task: bool) -> Result<(), i32> {
     if sk.is_null() {
         return Err(-1);
     }
     let o = OFFSETS.load();
-    let mut ev = new_event(kind);
+    let mut ev = new_event(kind, probe);
     fill_from_sock(&mut ev, sk, &o);
-    submit(ctx, &mut ev)
+    attribute(&mut ev, in_task);
+    submit(&mut ev, stack_of(ctx))
+}
+
+#[inline(always)]
+fn is_tcp(sk: *const u8, o: &Offsets) -> bool {
+    read::<u16>(sk, o.sk_protocol).is_ok_and(|p| p == IPPROTO_TCP)
+}
+
+/// Transitions that only happen inside a syscall of the socket's owner.
+#[inline(always)]
+fn in_owner_context(old: u8, new: u8) -> bool {
+    use tcp_state::*;
+    matches!(
+        (old, new),
+        (CLOSE, SYN_SENT) | (CLOSE, LISTEN) | (LISTEN, CLOSE) | (ESTABLISHED, FIN_WAIT1) | (CLOSE_WAIT, LAST_ACK)
+    )
 }
 
 fn try_set_state(ctx: &BtfTracePointContext) -> Result<(), i32> {
+    use tcp_state::*;
     let sk: *const u8 = ctx.arg(0);
-    let oldstate: i32 = ctx.arg(1);
-    let newstate: i32 = ctx.arg(2);
+    if sk.is_null() {
+        return Err(-1);
+    }
+    let old = ctx.arg::<i32>(1) as u8;
+    let new = ctx.arg::<i32>(2) as u8;
     let o = OFFSETS.load();
-    let protocol: u16 = read(sk, o.sk_protocol)?;
-    if protocol != IPPROTO_TCP {
+    if !is_tcp(sk, &o) {
         return Ok(());
     }
-    let mut ev = new_event(kind::STATE_CHANGE);
-    ev.oldstate = oldstate as u8;
-    ev.newstate = newstate as u8;
+    let mut ev = new_event(kind::STATE_CHANGE, probe::TP_SET_STATE);
+    ev.oldstate = old;
+    ev.newstate = new;
+    // SAFETY: `sk` is the tracepoint's non-null BTF socket pointer, as the
+    // helper requires; it generates the cookie if the socket has none yet.
+    ev.cookie = unsafe { bpf_get_socket_cookie(sk as *mut _) };
     fill_from_sock(&mut ev, sk, &o);
-    submit(ctx, &mut ev)
+
+    let listen_key = ListenKey { netns: ev.netns, port: ev.sport, _pad: 0 };
+    if old == LISTEN && new == SYN_RECV {
+        // A child of a listener: inherit the listener's owner.
+        // SAFETY: the map value is copied out at once.
+        if let Some(l) = unsafe { LISTENERS.get(&listen_key) } {
+            let mut inherited = *l;
+            inherited.attribution = attribution::LISTENER;
+            let _ = OWNERS.insert(&ev.cookie, &inherited, 0);
+        }
+    }
+    attribute(&mut ev, in_owner_context(old, new));
+    if new == LISTEN {
+        let owner = current_owner(ev.netns);
+        let _ = LISTENERS.insert(&listen_key, &owner, 0);
+    } else if old == LISTEN && new == CLOSE {
+        let _ = LISTENERS.remove(&listen_key);
+    }
+    let stack = stack_of(ctx);
+    submit(&mut ev, stack)?;
+
+    // Inference rungs: the same socket and owner, another kind.
+    let inferred = if old == CLOSE && new == SYN_SENT && switched_on(switch::INFER_CONNECT) {
+        kind::CONNECT
+    } else if old == SYN_RECV && new == ESTABLISHED && switched_on(switch::INFER_ACCEPT) {
+        kind::ACCEPT
+    } else if matches!((old, new), (ESTABLISHED, FIN_WAIT1) | (CLOSE_WAIT, LAST_ACK) | (SYN_RECV, FIN_WAIT1))
+        && switched_on(switch::INFER_FIN_SENT)
+    {
+        kind::FIN_SENT
+    } else if (matches!((old, new), (ESTABLISHED, CLOSE_WAIT) | (FIN_WAIT1, CLOSING))
+        // FIN_WAIT2 -> CLOSE is the FIN (time-wait takes over), unless a reset/error closed it.
+        || (old == FIN_WAIT2 && new == CLOSE && read::<i32>(sk, o.sk_err).unwrap_or(0) == 0))
+        && switched_on(switch::INFER_FIN_RECV)
+    {
+        kind::FIN_RECV
+    } else {
+        return Ok(());
+    };
+    ev.kind = inferred;
+    ev.probe = probe::INFERRED_SET_STATE;
+    ev.oldstate = 0;
+    ev.newstate = if inferred == kind::FIN_RECV || inferred == kind::FIN_SENT { old } else { new };
+    submit(&mut ev, stack)
 }
 
 fn try_error_report(ctx: &BtfTracePointContext) -> Result<(), i32> {
     let sk: *const u8 = ctx.arg(0);
+    if sk.is_null() {
+        return Err(-1);
+    }
     let o = OFFSETS.load();
-    let protocol: u16 = read(sk, o.sk_protocol)?;
-    if protocol != IPPROTO_TCP {
+    if !is_tcp(sk, &o) {
         return Ok(());
     }
-    let mut ev = new_event(kind::SOCK_ERROR);
+    let mut ev = new_event(kind::SOCK_ERROR, probe::TP_ERROR_REPORT);
     ev.sk_err = read(sk, o.sk_err)?;
     fill_from_sock(&mut ev, sk, &o);
-    submit(ctx, &mut ev)
+    attribute(&mut ev, false);
+    submit(&mut ev, stack_of(ctx))
 }
 
 fn try_send_reset(ctx: &BtfTracePointContext) -> Result<(), i32> {
     let sk: *const u8 = ctx.arg(0);
     let skb: *const u8 = ctx.arg(1);
     let o = OFFSETS.load();
-    let mut ev = new_event(kind::RESET_SENT);
+    let mut ev = new_event(kind::RESET_SENT, probe::TP_SEND_RESET);
     if sk.is_null() {
         fill_from_skb(&mut ev, skb, &o)?;
     } else {
         fill_from_sock(&mut ev, sk, &o);
     }
-    submit(ctx, &mut ev)
+    attribute(&mut ev, false);
+    submit(&mut ev, stack_of(ctx))
 }
+
+fn try_destroy(ctx: &BtfTracePointContext) -> Result<(), i32> {
+    let sk: *const u8 = ctx.arg(0);
+    if sk.is_null() {
+        return Err(-1);
+    }
+    let o = OFFSETS.load();
+    let mut ev = new_event(kind::DESTROY_SOCK, probe::TP_DESTROY_SOCK);
+    fill_from_sock(&mut ev, sk, &o);
+    attribute(&mut ev, false);
+    let result = submit(&mut ev, stack_of(ctx));
+    if ev.cookie != 0 {
+        let _ = OWNERS.remove(&ev.cookie);
+    }
+    result
+}
+
+/// Zero window received: a segment whose TCP header window is 0. `skb->data`
+/// points at the TCP header in `tcp_rcv_established` (tcp_probe) and `tcp_ack`.
+#[inline(always)]
+fn zero_window_recv<C: StackIdContext>(ctx: &C, sk: *const u8, skb: *const u8, probe: u8) -> Result<(), i32> {
+    if sk.is_null() || skb.is_null() {
+        return Err(-1);
+    }
+    let o = OFFSETS.load();
+    let data: *const u8 = read(skb, o.skb_data)?;
+    let flags_byte: u8 = read(data, 13)?;
+    let window = u16::from_be(read(data, 14)?);
+    if window != 0 || flags_byte & (TCP_FLAG_SYN | TCP_FLAG_RST) != 0 {
+        return Ok(());
+    }
+    let mut ev = new_event(kind::ZERO_WINDOW_RECV, probe);
+    ev.flags |= flags::WINDOW;
+    fill_from_sock(&mut ev, sk, &o);
+    attribute(&mut ev, false);
+    submit(&mut ev, stack_of(ctx))
+}
+
+/// Owner refresh from hooks that run in the owner's process context.
+#[inline(always)]
+fn refresh_owner(sk: *const u8) -> Result<(), i32> {
+    if sk.is_null() {
+        return Err(-1);
+    }
+    let o = OFFSETS.load();
+    if !is_tcp(sk, &o) {
+        return Ok(());
+    }
+    let cookie: u64 = read(sk, o.skc_cookie)?;
+    let net: *const u8 = read(sk, o.skc_net)?;
+    remember_task(cookie, read(net, o.net_ns_inum).unwrap_or(0));
+    Ok(())
+}
+
+// ---- tracepoints (tp_btf): the first rung of every ladder that has one ----
 
 #[btf_tracepoint(function = "inet_sock_set_state")]
 pub fn inet_sock_set_state(ctx: BtfTracePointContext) -> i32 {
@@ -235,13 +476,20 @@ pub fn inet_sock_set_state(ctx: BtfTracePointContext) -> i32 {
 
 #[btf_tracepoint(function = "tcp_retransmit_skb")]
 pub fn tcp_retransmit_skb(ctx: BtfTracePointContext) -> i32 {
-    let _ = sock_event(&ctx, kind::RETRANSMIT, ctx.arg(0));
+    let _ = sock_event(&ctx, ctx.arg(0), kind::RETRANSMIT, probe::TP_RETRANSMIT_SKB, false);
+    0
+}
+
+#[btf_tracepoint(function = "tcp_retransmit_synack")]
+pub fn tcp_retransmit_synack(ctx: BtfTracePointContext) -> i32 {
+    // arg 1 is the request socket: a sock_common with the connection's addresses.
+    let _ = sock_event(&ctx, ctx.arg(1), kind::RETRANSMIT_SYNACK, probe::TP_RETRANSMIT_SYNACK, false);
     0
 }
 
 #[btf_tracepoint(function = "tcp_receive_reset")]
 pub fn tcp_receive_reset(ctx: BtfTracePointContext) -> i32 {
-    let _ = sock_event(&ctx, kind::RESET_RECV, ctx.arg(0));
+    let _ = sock_event(&ctx, ctx.arg(0), kind::RESET_RECV, probe::TP_RECEIVE_RESET, false);
     0
 }
 
@@ -259,8 +507,171 @@ pub fn inet_sk_error_report(ctx: BtfTracePointContext) -> i32 {
 
 #[btf_tracepoint(function = "tcp_destroy_sock")]
 pub fn tcp_destroy_sock(ctx: BtfTracePointContext) -> i32 {
-    let _ = sock_event(&ctx, kind::DESTROY_SOCK, ctx.arg(0));
+    let _ = try_destroy(&ctx);
     0
+}
+
+#[btf_tracepoint(function = "tcp_probe")]
+pub fn tcp_probe(ctx: BtfTracePointContext) -> i32 {
+    let _ = zero_window_recv(&ctx, ctx.arg(0), ctx.arg(1), probe::TP_TCP_PROBE);
+    0
+}
+
+#[btf_tracepoint(function = "sock_send_length")]
+pub fn sock_send_length(ctx: BtfTracePointContext) -> i32 {
+    let _ = refresh_owner(ctx.arg(0));
+    0
+}
+
+#[btf_tracepoint(function = "sock_recv_length")]
+pub fn sock_recv_length(ctx: BtfTracePointContext) -> i32 {
+    let _ = refresh_owner(ctx.arg(0));
+    0
+}
+
+// ---- fentry/fexit: second rungs where no tracepoint exists ----
+
+#[fentry(function = "tcp_fin")]
+pub fn fentry_tcp_fin(ctx: FEntryContext) -> i32 {
+    let _ = sock_event(&ctx, ctx.arg(0), kind::FIN_RECV, probe::FENTRY_TCP_FIN, false);
+    0
+}
+
+#[fentry(function = "tcp_send_fin")]
+pub fn fentry_tcp_send_fin(ctx: FEntryContext) -> i32 {
+    let _ = sock_event(&ctx, ctx.arg(0), kind::FIN_SENT, probe::FENTRY_TCP_SEND_FIN, false);
+    0
+}
+
+#[fentry(function = "tcp_send_loss_probe")]
+pub fn fentry_tcp_send_loss_probe(ctx: FEntryContext) -> i32 {
+    let _ = sock_event(&ctx, ctx.arg(0), kind::LOSS_PROBE, probe::FENTRY_TCP_SEND_LOSS_PROBE, false);
+    0
+}
+
+fn try_fexit_transmit(ctx: &FExitContext) -> Result<(), i32> {
+    let sk: *const u8 = ctx.arg(0);
+    if sk.is_null() {
+        return Err(-1);
+    }
+    let o = OFFSETS.load();
+    let state: u8 = read(sk, o.skc_state)?;
+    // After transmit, tp->rcv_wnd is the window just advertised.
+    if state != tcp_state::ESTABLISHED || read::<u32>(sk, o.tcp_rcv_wnd)? != 0 {
+        return Ok(());
+    }
+    let mut ev = new_event(kind::ZERO_WINDOW_SENT, probe::FEXIT_TCP_TRANSMIT_SKB);
+    ev.flags |= flags::WINDOW;
+    fill_from_sock(&mut ev, sk, &o);
+    attribute(&mut ev, false);
+    submit(&mut ev, stack_of(ctx))
+}
+
+#[fexit(function = "__tcp_transmit_skb")]
+pub fn fexit_tcp_transmit_skb(ctx: FExitContext) -> i32 {
+    let _ = try_fexit_transmit(&ctx);
+    0
+}
+
+// ---- kprobes: third rungs (the seed's hooks) ----
+
+#[kprobe(function = "tcp_fin")]
+pub fn kprobe_tcp_fin(ctx: ProbeContext) -> u32 {
+    let _ = sock_event(&ctx, ctx.arg(0).unwrap_or(core::ptr::null()), kind::FIN_RECV, probe::KPROBE_TCP_FIN, false);
+    0
+}
+
+#[kprobe(function = "tcp_send_fin")]
+pub fn kprobe_tcp_send_fin(ctx: ProbeContext) -> u32 {
+    let sk = ctx.arg(0).unwrap_or(core::ptr::null());
+    let _ = sock_event(&ctx, sk, kind::FIN_SENT, probe::KPROBE_TCP_SEND_FIN, false);
+    0
+}
+
+#[kprobe(function = "tcp_ack")]
+pub fn kprobe_tcp_ack(ctx: ProbeContext) -> u32 {
+    let sk = ctx.arg(0).unwrap_or(core::ptr::null());
+    let skb = ctx.arg(1).unwrap_or(core::ptr::null());
+    let _ = zero_window_recv(&ctx, sk, skb, probe::KPROBE_TCP_ACK);
+    0
+}
+
+#[kprobe(function = "tcp_send_loss_probe")]
+pub fn kprobe_tcp_send_loss_probe(ctx: ProbeContext) -> u32 {
+    let sk = ctx.arg(0).unwrap_or(core::ptr::null());
+    let _ = sock_event(&ctx, sk, kind::LOSS_PROBE, probe::KPROBE_TCP_SEND_LOSS_PROBE, false);
+    0
+}
+
+/// accept() returning: the new socket, in the acceptor's process context.
+#[kretprobe(function = "inet_csk_accept")]
+pub fn kretprobe_inet_csk_accept(ctx: RetProbeContext) -> u32 {
+    let sk: *const u8 = ctx.ret();
+    let _ = sock_event(&ctx, sk, kind::ACCEPT, probe::KRETPROBE_INET_CSK_ACCEPT, true);
+    0
+}
+
+// ---- cgroup_skb: header-parsing fallbacks for zero windows ----
+
+/// Parses the IP and TCP headers of `skb`; submits a zero-window event when
+/// the segment advertises window 0. `local_is_src`: egress (we sent it).
+fn try_zero_window_skb(ctx: &SkBuffContext, kind: u8, probe: u8, local_is_src: bool) -> Result<(), i32> {
+    let first: u8 = ctx.load(0).map_err(|_| -1)?;
+    let mut ev = new_event(kind, probe);
+    let (src, dst, th): ([u8; 16], [u8; 16], usize) = match first >> 4 {
+        4 => {
+            if ctx.load::<u8>(9).map_err(|_| -1)? != IPPROTO_TCP as u8 {
+                return Ok(());
+            }
+            ev.family = AF_INET;
+            let mut s = [0u8; 16];
+            let mut d = [0u8; 16];
+            s[..4].copy_from_slice(&ctx.load::<[u8; 4]>(12).map_err(|_| -1)?);
+            d[..4].copy_from_slice(&ctx.load::<[u8; 4]>(16).map_err(|_| -1)?);
+            (s, d, ((first & 0x0f) as usize) * 4)
+        }
+        6 => {
+            // Next header TCP without extension headers (the common case).
+            if ctx.load::<u8>(6).map_err(|_| -1)? != IPPROTO_TCP as u8 {
+                return Ok(());
+            }
+            ev.family = AF_INET6;
+            (ctx.load(8).map_err(|_| -1)?, ctx.load(24).map_err(|_| -1)?, 40)
+        }
+        _ => return Ok(()),
+    };
+    if th < 20 || th > 60 {
+        return Ok(());
+    }
+    let window = u16::from_be(ctx.load(th + 14).map_err(|_| -1)?);
+    let tcp_flags: u8 = ctx.load(th + 13).map_err(|_| -1)?;
+    if window != 0 || tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_RST) != 0 {
+        return Ok(());
+    }
+    let sp = u16::from_be(ctx.load(th).map_err(|_| -1)?);
+    let dp = u16::from_be(ctx.load(th + 2).map_err(|_| -1)?);
+    if local_is_src {
+        (ev.saddr, ev.daddr, ev.sport, ev.dport) = (src, dst, sp, dp);
+    } else {
+        (ev.saddr, ev.daddr, ev.sport, ev.dport) = (dst, src, dp, sp);
+    }
+    ev.flags |= flags::WINDOW;
+    // SAFETY: the skb context is what this helper takes in cgroup_skb programs.
+    ev.cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
+    attribute(&mut ev, false);
+    submit(&mut ev, NO_STACK)
+}
+
+#[cgroup_skb(egress)]
+pub fn cgroup_skb_egress(ctx: SkBuffContext) -> i32 {
+    let _ = try_zero_window_skb(&ctx, kind::ZERO_WINDOW_SENT, probe::CGROUP_SKB_EGRESS, true);
+    SKB_PASS
+}
+
+#[cgroup_skb(ingress)]
+pub fn cgroup_skb_ingress(ctx: SkBuffContext) -> i32 {
+    let _ = try_zero_window_skb(&ctx, kind::ZERO_WINDOW_RECV, probe::CGROUP_SKB_INGRESS, false);
+    SKB_PASS
 }
 
 #[cfg(not(test))]
