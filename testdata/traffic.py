@@ -15,6 +15,17 @@ The client runs a fixed script; each step is one connection:
 The server handles exactly the four connections that reach it, then exits.
 The client prints one line per step: "<step> <local port>" so tests can match
 the recorded events against the real ports.
+
+Further scenarios for the live tests (each prints "READY <port>" or
+"<step> <local port>" lines the same way):
+
+    traffic.py zw-server [ADDR]     small receive buffer, stops reading for 2 s: zero windows
+    traffic.py zw-client ADDR PORT  writes 4 MiB as fast as it can
+    traffic.py hold-server [ADDR]   accepts one connection, echoes until EOF
+    traffic.py hold-client ADDR PORT SECONDS
+                                    connects, prints "connected <port>", waits SECONDS
+                                    (tests drop its packets meanwhile), sends 100
+                                    bytes, waits for the echo, closes
 """
 import socket
 import struct
@@ -101,8 +112,71 @@ def client(port4, port6, refused):
     c.close()
 
 
+def family_of(addr):
+    return socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+
+def zw_server(addr):
+    s = socket.socket(family_of(addr), socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.bind((addr, 0))
+    s.listen(1)
+    print("READY", s.getsockname()[1], flush=True)
+    conn, _ = s.accept()
+    time.sleep(2.0)
+    while conn.recv(65536):
+        pass
+    conn.close()
+    s.close()
+
+
+def zw_client(addr, port):
+    c = socket.create_connection((addr, port))
+    print("zw_client", c.getsockname()[1], flush=True)
+    c.sendall(b"z" * (4 << 20))
+    c.close()
+
+
+def hold_server(addr):
+    s = socket.socket(family_of(addr), socket.SOCK_STREAM)
+    s.bind((addr, 0))
+    s.listen(1)
+    print("READY", s.getsockname()[1], flush=True)
+    conn, _ = s.accept()
+    conn.settimeout(30)
+    while True:
+        data = conn.recv(4096)
+        if not data:
+            break
+        conn.sendall(data)
+    conn.close()
+    s.close()
+
+
+def hold_client(addr, port, seconds):
+    c = socket.create_connection((addr, port), timeout=30)
+    print("connected", c.getsockname()[1], flush=True)
+    time.sleep(seconds)
+    c.sendall(b"h" * 100)
+    got = 0
+    while got < 100:
+        data = c.recv(4096)
+        if not data:
+            break
+        got += len(data)
+    c.close()
+
+
 def main(argv):
-    if len(argv) >= 2 and argv[1] == "server":
+    if len(argv) >= 2 and argv[1] == "zw-server":
+        zw_server(argv[2] if len(argv) >= 3 else "127.0.0.1")
+    elif len(argv) >= 4 and argv[1] == "zw-client":
+        zw_client(argv[2], int(argv[3]))
+    elif len(argv) >= 2 and argv[1] == "hold-server":
+        hold_server(argv[2] if len(argv) >= 3 else "127.0.0.1")
+    elif len(argv) >= 5 and argv[1] == "hold-client":
+        hold_client(argv[2], int(argv[3]), float(argv[4]))
+    elif len(argv) >= 2 and argv[1] == "server":
         server()
     elif len(argv) >= 4 and argv[1] == "client":
         refused = int(argv[5]) if len(argv) >= 6 and argv[4] == "--refused-port" else closed_port()

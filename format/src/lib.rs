@@ -10,6 +10,7 @@
 
 pub mod error;
 pub mod event;
+pub mod filter;
 pub mod meta;
 pub mod reader;
 pub mod schema;
@@ -18,6 +19,7 @@ pub mod writer;
 
 pub use error::FormatError;
 pub use event::{Attribution, Event, EventKind, Family, TcpInfo, TcpState};
+pub use filter::{Cidr, Filter, MonoWindow, TimeBound};
 pub use meta::{ClockAnchor, ProbeStatus, RecordingMeta};
 pub use reader::RecordingReader;
 pub use schema::SCHEMA_VERSION;

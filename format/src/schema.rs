@@ -253,7 +253,9 @@ pub(crate) fn attribution_index(a: Attribution) -> u8 {
 }
 
 pub(crate) fn attribution_values() -> ArrayRef {
-    Arc::new(StringArray::from_iter_values(Attribution::ALL.iter().map(|a| a.as_str())))
+    Arc::new(StringArray::from_iter_values(
+        Attribution::ALL.iter().map(|a| a.as_str()),
+    ))
 }
 
 pub(crate) fn family_index(f: Family) -> u8 {

@@ -27,7 +27,12 @@ Exit status: 0 when the recording was written and closed, 1 on any error.";
 #[command(name = "record", version, after_help = EXAMPLES)]
 pub struct Cli {
     /// Output file; kernel stacks (-K) go to FILE with `.stacks.parquet` in place of `.parquet`.
-    #[arg(short = 'o', long = "output", value_name = "FILE", required_unless_present = "list_probes")]
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_name = "FILE",
+        required_unless_present = "list_probes"
+    )]
     pub output: Option<PathBuf>,
 
     /// Print, for this kernel, which probe of each event kind's ladder attaches (or why none does), then exit.
@@ -106,7 +111,9 @@ fn parse_ring_size(s: &str) -> Result<u32, String> {
 pub enum Command {
     Record(Config),
     /// Attach everything, print the probe report, exit.
-    ListProbes { disabled: Vec<String> },
+    ListProbes {
+        disabled: Vec<String>,
+    },
 }
 
 /// In-kernel event filters (0 = any), ANDed.
@@ -144,9 +151,13 @@ impl Command {
             }
         }
         if cli.list_probes {
-            return Ok(Command::ListProbes { disabled: cli.disable_probe });
+            return Ok(Command::ListProbes {
+                disabled: cli.disable_probe,
+            });
         }
-        let Some(output) = cli.output else { bail!("-o FILE is required") };
+        let Some(output) = cli.output else {
+            bail!("-o FILE is required")
+        };
         if output.as_os_str().is_empty() {
             bail!("output file name is empty");
         }
@@ -235,16 +246,30 @@ mod tests {
         assert!(parse(&["-o", "t", "-N", "0"]).is_err());
         let e = parse(&["-o", "t", "--disable-probe", "kprobe:nope"]).unwrap_err();
         assert!(e.to_string().contains("no such probe"), "{e}");
-        assert!(command(&["--list-probes", "-o", "t"]).is_err(), "--list-probes writes no file");
+        assert!(
+            command(&["--list-probes", "-o", "t"]).is_err(),
+            "--list-probes writes no file"
+        );
     }
 
     #[test]
     fn filters_and_probe_listing() {
         let c = parse(&["-o", "t", "-N", "4026531840", "-S", "80", "-D", "5000", "--port", "443"]).unwrap();
-        assert_eq!(c.filters, Filters { pid: 0, netns: 4026531840, sport: 80, dport: 5000, port: 443 });
+        assert_eq!(
+            c.filters,
+            Filters {
+                pid: 0,
+                netns: 4026531840,
+                sport: 80,
+                dport: 5000,
+                port: 443
+            }
+        );
         assert_eq!(
             command(&["--list-probes", "--disable-probe", "tp_btf:tcp_probe"]).unwrap(),
-            Command::ListProbes { disabled: vec!["tp_btf:tcp_probe".into()] }
+            Command::ListProbes {
+                disabled: vec!["tp_btf:tcp_probe".into()]
+            }
         );
     }
 }

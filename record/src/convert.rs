@@ -111,7 +111,11 @@ impl Converter {
             daddr,
             sport: w.sport,
             dport: w.dport,
-            oldstate: if kind == EventKind::StateChange { TcpState::from_kernel(w.oldstate) } else { None },
+            oldstate: if kind == EventKind::StateChange {
+                TcpState::from_kernel(w.oldstate)
+            } else {
+                None
+            },
             newstate: TcpState::from_kernel(w.newstate),
             sk_err: w.sk_err,
             netns: w.netns,
@@ -157,7 +161,11 @@ pub fn snapshot_event(s: &crate::snapshot::SnapSocket, mono_ns: i64) -> Event {
         probe: Arc::from("snapshot:proc"),
         cookie: 0,
         cgroup_id: owner.map_or(0, |o| o.cgroup_id),
-        attribution: if owner.is_some() { Attribution::Snapshot } else { Attribution::Unknown },
+        attribution: if owner.is_some() {
+            Attribution::Snapshot
+        } else {
+            Attribution::Unknown
+        },
         tcp: TcpInfo::default(),
     }
 }
@@ -194,8 +202,14 @@ mod tests {
         assert_eq!((e.pid, e.tid, &*e.comm), (4242, 4243, "curl"));
         assert_eq!(e.saddr.to_string(), "127.0.0.1");
         assert_eq!(e.daddr.to_string(), "10.1.2.3");
-        assert_eq!((e.oldstate, e.newstate), (Some(TcpState::Close), Some(TcpState::SynSent)));
-        assert_eq!((e.stack_id, e.family, e.cookie, e.cgroup_id), (None, Family::Inet, 77, 9));
+        assert_eq!(
+            (e.oldstate, e.newstate),
+            (Some(TcpState::Close), Some(TcpState::SynSent))
+        );
+        assert_eq!(
+            (e.stack_id, e.family, e.cookie, e.cgroup_id),
+            (None, Family::Inet, 77, 9)
+        );
         assert_eq!(&*e.probe, "tp_btf:inet_sock_set_state");
         assert_eq!(e.attribution, Attribution::Task);
         assert_eq!(e.tcp, TcpInfo::default(), "no TCP_INFO flag, no tcp fields");
@@ -212,7 +226,14 @@ mod tests {
         w.saddr = Ipv6Addr::LOCALHOST.octets();
         w.daddr = Ipv4Addr::new(192, 0, 2, 1).to_ipv6_mapped().octets();
         w.flags = flags::TCP_INFO | flags::WINDOW;
-        (w.snd_wnd, w.rcv_wnd, w.srtt_us, w.snd_cwnd, w.bytes_acked, w.bytes_received) = (1, 2, 3, 4, 5, 6);
+        (
+            w.snd_wnd,
+            w.rcv_wnd,
+            w.srtt_us,
+            w.snd_cwnd,
+            w.bytes_acked,
+            w.bytes_received,
+        ) = (1, 2, 3, 4, 5, 6);
         let e = Converter::default().convert(&w).unwrap();
         assert_eq!(e.saddr.to_string(), "::1");
         assert_eq!(e.daddr.to_string(), "192.0.2.1");

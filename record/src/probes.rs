@@ -67,27 +67,68 @@ pub struct Ladder {
 }
 
 const fn tp(program: &'static str, probe_id: u8) -> Rung {
-    Rung { hook: Hook::TpBtf, program, target: program, probe_id }
+    Rung {
+        hook: Hook::TpBtf,
+        program,
+        target: program,
+        probe_id,
+    }
 }
 
 const fn inferred(switch: u32, probe_id: u8) -> Rung {
-    Rung { hook: Hook::Inferred(switch), program: "", target: "inet_sock_set_state", probe_id }
+    Rung {
+        hook: Hook::Inferred(switch),
+        program: "",
+        target: "inet_sock_set_state",
+        probe_id,
+    }
 }
 
 /// The ladders, in attach order (`state_change` first: inference rungs need it).
 pub const LADDERS: &[Ladder] = &[
-    Ladder { kind: "state_change", rungs: &[tp("inet_sock_set_state", id::TP_SET_STATE)] },
-    Ladder { kind: "retransmit", rungs: &[tp("tcp_retransmit_skb", id::TP_RETRANSMIT_SKB)] },
-    Ladder { kind: "retransmit_synack", rungs: &[tp("tcp_retransmit_synack", id::TP_RETRANSMIT_SYNACK)] },
-    Ladder { kind: "reset_recv", rungs: &[tp("tcp_receive_reset", id::TP_RECEIVE_RESET)] },
-    Ladder { kind: "reset_sent", rungs: &[tp("tcp_send_reset", id::TP_SEND_RESET)] },
-    Ladder { kind: "sock_error", rungs: &[tp("inet_sk_error_report", id::TP_ERROR_REPORT)] },
-    Ladder { kind: "destroy_sock", rungs: &[tp("tcp_destroy_sock", id::TP_DESTROY_SOCK)] },
+    Ladder {
+        kind: "state_change",
+        rungs: &[tp("inet_sock_set_state", id::TP_SET_STATE)],
+    },
+    Ladder {
+        kind: "retransmit",
+        rungs: &[tp("tcp_retransmit_skb", id::TP_RETRANSMIT_SKB)],
+    },
+    Ladder {
+        kind: "retransmit_synack",
+        rungs: &[tp("tcp_retransmit_synack", id::TP_RETRANSMIT_SYNACK)],
+    },
+    Ladder {
+        kind: "reset_recv",
+        rungs: &[tp("tcp_receive_reset", id::TP_RECEIVE_RESET)],
+    },
+    Ladder {
+        kind: "reset_sent",
+        rungs: &[tp("tcp_send_reset", id::TP_SEND_RESET)],
+    },
+    Ladder {
+        kind: "sock_error",
+        rungs: &[tp("inet_sk_error_report", id::TP_ERROR_REPORT)],
+    },
+    Ladder {
+        kind: "destroy_sock",
+        rungs: &[tp("tcp_destroy_sock", id::TP_DESTROY_SOCK)],
+    },
     Ladder {
         kind: "fin_recv",
         rungs: &[
-            Rung { hook: Hook::FEntry, program: "fentry_tcp_fin", target: "tcp_fin", probe_id: id::FENTRY_TCP_FIN },
-            Rung { hook: Hook::KProbe, program: "kprobe_tcp_fin", target: "tcp_fin", probe_id: id::KPROBE_TCP_FIN },
+            Rung {
+                hook: Hook::FEntry,
+                program: "fentry_tcp_fin",
+                target: "tcp_fin",
+                probe_id: id::FENTRY_TCP_FIN,
+            },
+            Rung {
+                hook: Hook::KProbe,
+                program: "kprobe_tcp_fin",
+                target: "tcp_fin",
+                probe_id: id::KPROBE_TCP_FIN,
+            },
             inferred(switch::INFER_FIN_RECV, id::INFERRED_SET_STATE),
         ],
     },
@@ -113,7 +154,12 @@ pub const LADDERS: &[Ladder] = &[
         kind: "zero_window_recv",
         rungs: &[
             tp("tcp_probe", id::TP_TCP_PROBE),
-            Rung { hook: Hook::KProbe, program: "kprobe_tcp_ack", target: "tcp_ack", probe_id: id::KPROBE_TCP_ACK },
+            Rung {
+                hook: Hook::KProbe,
+                program: "kprobe_tcp_ack",
+                target: "tcp_ack",
+                probe_id: id::KPROBE_TCP_ACK,
+            },
             Rung {
                 hook: Hook::CgroupSkbIngress,
                 program: "cgroup_skb_ingress",
@@ -139,7 +185,10 @@ pub const LADDERS: &[Ladder] = &[
             },
         ],
     },
-    Ladder { kind: "connect", rungs: &[inferred(switch::INFER_CONNECT, id::INFERRED_SET_STATE)] },
+    Ladder {
+        kind: "connect",
+        rungs: &[inferred(switch::INFER_CONNECT, id::INFERRED_SET_STATE)],
+    },
     Ladder {
         kind: "accept",
         rungs: &[
@@ -170,18 +219,32 @@ pub const LADDERS: &[Ladder] = &[
         ],
     },
     // Not event kinds: process-context hooks that keep the socket → owner map fresh.
-    Ladder { kind: "owner", rungs: &[tp("sock_send_length", 0)] },
-    Ladder { kind: "owner", rungs: &[tp("sock_recv_length", 0)] },
+    Ladder {
+        kind: "owner",
+        rungs: &[tp("sock_send_length", 0)],
+    },
+    Ladder {
+        kind: "owner",
+        rungs: &[tp("sock_recv_length", 0)],
+    },
 ];
 
-/// All rung names (for validating `--disable-probe`).
+/// All rung names (for validating `--disable-probe`); the inference rung is
+/// one name shared by several ladders (disabling it disables all of them).
 pub fn all_rung_names() -> Vec<String> {
-    LADDERS.iter().flat_map(|l| l.rungs.iter().map(Rung::name)).collect()
+    let mut names: Vec<String> = LADDERS.iter().flat_map(|l| l.rungs.iter().map(Rung::name)).collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// The `probe` column text for a wire probe id.
 pub fn probe_name(probe_id: u8) -> Option<String> {
-    LADDERS.iter().flat_map(|l| l.rungs.iter()).find(|r| r.probe_id == probe_id && probe_id != 0).map(Rung::name)
+    LADDERS
+        .iter()
+        .flat_map(|l| l.rungs.iter())
+        .find(|r| r.probe_id == probe_id && probe_id != 0)
+        .map(Rung::name)
 }
 
 /// Keeps a probe failure readable: the first line of the error and, for a
@@ -198,7 +261,11 @@ pub fn summarize_error(full: &str) -> String {
         .iter()
         .position(|l| l.starts_with("verification time") || l.starts_with("processed "))
         .unwrap_or(body.len());
-    match body[..end].iter().rev().find(|l| !l.is_empty() && !l.contains("Verifier output")) {
+    match body[..end]
+        .iter()
+        .rev()
+        .find(|l| !l.is_empty() && !l.contains("Verifier output"))
+    {
         Some(complaint) => format!("{first}; verifier: {complaint}"),
         None => first,
     }
@@ -225,7 +292,9 @@ fn program<'e, T>(ebpf: &'e mut Ebpf, name: &str) -> Result<&'e mut T>
 where
     for<'p> &'p mut T: TryFrom<&'p mut aya::programs::Program, Error = aya::programs::ProgramError>,
 {
-    let prog = ebpf.program_mut(name).ok_or_else(|| anyhow!("program {name} missing from the eBPF object"))?;
+    let prog = ebpf
+        .program_mut(name)
+        .ok_or_else(|| anyhow!("program {name} missing from the eBPF object"))?;
     Ok(prog.try_into()?)
 }
 
@@ -269,8 +338,10 @@ fn attach_rung(ebpf: &mut Ebpf, env: &AttachEnv<'_>, rung: &Rung, set_state_atta
             if !set_state_attached {
                 bail!("needs tp_btf:inet_sock_set_state, which did not attach");
             }
-            let mut switches: Array<_, u32> =
-                Array::try_from(ebpf.map_mut("SWITCHES").ok_or_else(|| anyhow!("map SWITCHES missing"))?)?;
+            let mut switches: Array<_, u32> = Array::try_from(
+                ebpf.map_mut("SWITCHES")
+                    .ok_or_else(|| anyhow!("map SWITCHES missing"))?,
+            )?;
             switches.set(sw, 1, 0)?;
         }
     }
@@ -298,7 +369,10 @@ pub fn attach_all(ebpf: &mut Ebpf, env: &AttachEnv<'_>) -> Vec<ProbeStatus> {
                 kind: ladder.kind.to_owned(),
                 probe: name,
                 attached,
-                detail: result.err().map(|e| summarize_error(&format!("{e:#}"))).unwrap_or_default(),
+                detail: result
+                    .err()
+                    .map(|e| summarize_error(&format!("{e:#}")))
+                    .unwrap_or_default(),
                 rung: i as u32,
                 used: attached,
             });
@@ -314,14 +388,21 @@ pub fn attach_all(ebpf: &mut Ebpf, env: &AttachEnv<'_>) -> Vec<ProbeStatus> {
 pub fn missing_kinds(statuses: &[ProbeStatus]) -> Vec<String> {
     let mut kinds: Vec<String> = LADDERS.iter().map(|l| l.kind.to_owned()).collect();
     kinds.dedup();
-    kinds.into_iter().filter(|k| !statuses.iter().any(|s| &s.kind == k && s.used)).collect()
+    kinds
+        .into_iter()
+        .filter(|k| !statuses.iter().any(|s| &s.kind == k && s.used))
+        .collect()
 }
 
 /// The `--list-probes` report.
 pub fn render_report(statuses: &[ProbeStatus], out: &mut impl std::io::Write) -> std::io::Result<()> {
     writeln!(out, "{:<18} {:<4} {:<34} STATUS", "KIND", "RUNG", "PROBE")?;
     for s in statuses {
-        let status = if s.used { "attached (used)".to_owned() } else { format!("failed: {}", s.detail) };
+        let status = if s.used {
+            "attached (used)".to_owned()
+        } else {
+            format!("failed: {}", s.detail)
+        };
         writeln!(out, "{:<18} {:<4} {:<34} {status}", s.kind, s.rung + 1, s.probe)?;
     }
     for kind in missing_kinds(statuses) {
@@ -350,16 +431,25 @@ mod tests {
     }
 
     #[test]
-    fn every_probe_id_has_one_name_and_names_are_unique() {
-        let names = all_rung_names();
-        let mut sorted = names.clone();
-        sorted.sort();
-        sorted.dedup();
-        assert_eq!(sorted.len(), names.len(), "duplicate rung names: {names:?}");
+    fn every_probe_id_has_one_name_and_programs_are_used_once() {
+        let programs: Vec<&str> = LADDERS
+            .iter()
+            .flat_map(|l| l.rungs.iter())
+            .map(|r| r.program)
+            .filter(|p| !p.is_empty())
+            .collect();
+        let mut unique = programs.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), programs.len(), "a program in two ladders: {programs:?}");
+        assert!(all_rung_names().contains(&"inferred:inet_sock_set_state".to_owned()));
         for pid in 1..=20u8 {
             assert!(probe_name(pid).is_some(), "probe id {pid} has no rung");
         }
-        assert_eq!(probe_name(id::INFERRED_SET_STATE).as_deref(), Some("inferred:inet_sock_set_state"));
+        assert_eq!(
+            probe_name(id::INFERRED_SET_STATE).as_deref(),
+            Some("inferred:inet_sock_set_state")
+        );
         assert_eq!(probe_name(id::CGROUP_SKB_EGRESS).as_deref(), Some("cgroup_skb:egress"));
         assert_eq!(probe_name(0), None);
     }
@@ -369,7 +459,9 @@ mod tests {
         assert_eq!(LADDERS[0].kind, "state_change");
         for l in LADDERS.iter().filter(|l| l.kind != "loss_probe") {
             assert!(
-                l.rungs.iter().any(|r| !matches!(r.hook, Hook::KProbe | Hook::KRetProbe | Hook::FEntry | Hook::FExit)),
+                l.rungs
+                    .iter()
+                    .any(|r| !matches!(r.hook, Hook::KProbe | Hook::KRetProbe | Hook::FEntry | Hook::FExit)),
                 "{} depends on kprobes/fentry only",
                 l.kind
             );
@@ -380,7 +472,10 @@ mod tests {
     fn finds_cgroup2_mount() {
         let hybrid = "cgroup /sys/fs/cgroup/cpu cgroup rw 0 0\ncgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0\n";
         assert_eq!(cgroup2_mount(hybrid), Some(PathBuf::from("/sys/fs/cgroup/unified")));
-        assert_eq!(cgroup2_mount("cgroup2 /sys/fs/cgroup cgroup2 rw 0 0\n"), Some(PathBuf::from("/sys/fs/cgroup")));
+        assert_eq!(
+            cgroup2_mount("cgroup2 /sys/fs/cgroup cgroup2 rw 0 0\n"),
+            Some(PathBuf::from("/sys/fs/cgroup"))
+        );
         assert_eq!(cgroup2_mount("proc /proc proc rw 0 0\n"), None);
     }
 
@@ -390,7 +485,11 @@ mod tests {
             kind: kind.into(),
             probe: probe.into(),
             attached: used,
-            detail: if used { String::new() } else { "kprobes not supported".into() },
+            detail: if used {
+                String::new()
+            } else {
+                "kprobes not supported".into()
+            },
             rung,
             used,
         };
@@ -401,7 +500,9 @@ mod tests {
         let mut out = Vec::new();
         render_report(&statuses, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
-        assert!(text.contains("fin_recv           1    fentry:tcp_fin                     failed: kprobes not supported"));
+        assert!(
+            text.contains("fin_recv           1    fentry:tcp_fin                     failed: kprobes not supported")
+        );
         assert!(text.contains("fin_recv           3    inferred:inet_sock_set_state       attached (used)"));
         assert!(text.contains("state_change       -    -                                  NOT RECORDED"));
         assert!(!text.contains("fin_recv           -"));

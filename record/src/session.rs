@@ -16,9 +16,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
+use aya::maps::HashMap as AyaHashMap;
 use aya::maps::{MapData, PerCpuArray, RingBuf, StackTraceMap};
 use aya::{Ebpf, EbpfLoader};
-use aya::maps::HashMap as AyaHashMap;
 use deeptcp_common::{Config as BpfConfig, ListenKey, Owner, TupleKey, WireEvent};
 use deeptcp_format::{EventWriter, ProbeStatus, RecordingMeta, StackWriter, WriterOptions, SCHEMA_VERSION};
 
@@ -143,7 +143,11 @@ fn load_and_attach(bpf_cfg: &BpfConfig, ring_size: u32, disabled: &[String]) -> 
         .context("loading the eBPF object")?;
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
     let cgroup = probes::cgroup2_mount(&mounts);
-    let env = probes::AttachEnv { btf: &aya_btf, cgroup: cgroup.as_deref(), disabled };
+    let env = probes::AttachEnv {
+        btf: &aya_btf,
+        cgroup: cgroup.as_deref(),
+        disabled,
+    };
     let statuses = probes::attach_all(&mut ebpf, &env);
     Ok((ebpf, statuses))
 }
@@ -179,14 +183,28 @@ fn seed_owners(ebpf: &mut Ebpf, sockets: &[snapshot::SnapSocket]) -> Result<()> 
     };
     for s in sockets {
         let Some(owner) = owner_of(s) else { continue };
-        let key = TupleKey { saddr: s.saddr, daddr: s.daddr, netns: s.netns, sport: s.sport, dport: s.dport };
+        let key = TupleKey {
+            saddr: s.saddr,
+            daddr: s.daddr,
+            netns: s.netns,
+            sport: s.sport,
+            dport: s.dport,
+        };
         tuples.insert(key, owner, 0)?;
     }
     let mut listeners: AyaHashMap<_, ListenKey, Owner> =
         AyaHashMap::try_from(ebpf.map_mut("LISTENERS").context("map LISTENERS missing")?)?;
     for s in sockets.iter().filter(|s| s.state == deeptcp_common::tcp_state::LISTEN) {
         let Some(owner) = owner_of(s) else { continue };
-        listeners.insert(ListenKey { netns: s.netns, port: s.sport, _pad: 0 }, owner, 0)?;
+        listeners.insert(
+            ListenKey {
+                netns: s.netns,
+                port: s.sport,
+                _pad: 0,
+            },
+            owner,
+            0,
+        )?;
     }
     Ok(())
 }
@@ -300,7 +318,6 @@ pub fn run(cfg: Config) -> Result<()> {
     let deadline = cfg.duration.map(|d| Instant::now() + d);
     let fd = ring.as_raw_fd();
     let mut seen_stacks: HashSet<i32> = HashSet::new();
-    let mut events: u64 = 0;
     let mut stopping = false;
     let mut ebpf = Some(ebpf);
     let mut writer_gone = false;
@@ -336,7 +353,6 @@ pub fn run(cfg: Config) -> Result<()> {
                 break;
             }
         }
-        events += batch.len() as u64;
         let more = batch.len() >= 8192;
         for m in stacks
             .into_iter()

@@ -64,7 +64,11 @@ pub fn parse_proc_net_tcp(text: &str, v6: bool, netns: u32) -> Vec<SnapSocket> {
             let inode = f.get(9)?.parse().ok()?;
             Some(SnapSocket {
                 netns,
-                family: if v6 { deeptcp_common::AF_INET6 } else { deeptcp_common::AF_INET },
+                family: if v6 {
+                    deeptcp_common::AF_INET6
+                } else {
+                    deeptcp_common::AF_INET
+                },
                 saddr,
                 daddr,
                 sport,
@@ -113,10 +117,14 @@ pub fn take(proc: &Path, cgroup2: Option<&Path>) -> Vec<SnapSocket> {
         if let Some(ns) = ns_inode(&proc.join(format!("{pid}/ns/net"))) {
             namespaces.entry(ns).or_insert(pid);
         }
-        let Ok(fds) = fs::read_dir(proc.join(format!("{pid}/fd"))) else { continue };
+        let Ok(fds) = fs::read_dir(proc.join(format!("{pid}/fd"))) else {
+            continue;
+        };
         for fd in fds.flatten() {
             let Ok(target) = fs::read_link(fd.path()) else { continue };
-            let Some(inode) = target.to_str().and_then(|s| s.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok())
+            let Some(inode) = target
+                .to_str()
+                .and_then(|s| s.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok())
             else {
                 continue;
             };
@@ -135,7 +143,10 @@ pub fn take(proc: &Path, cgroup2: Option<&Path>) -> Vec<SnapSocket> {
         let Some(&pid) = owners.get(&s.inode) else { continue };
         let owner = comms.entry(pid).or_insert_with(|| SnapOwner {
             pid,
-            comm: fs::read_to_string(proc.join(format!("{pid}/comm"))).unwrap_or_default().trim().to_owned(),
+            comm: fs::read_to_string(proc.join(format!("{pid}/comm")))
+                .unwrap_or_default()
+                .trim()
+                .to_owned(),
             cgroup_id: cgroup_id(proc, pid, cgroup2),
         });
         s.owner = Some(owner.clone());
@@ -176,7 +187,10 @@ mod tests {
         assert_eq!(s[0].sport, 80);
         let mapped = std::net::Ipv6Addr::from(s[1].saddr);
         assert_eq!(mapped.to_ipv4_mapped(), Some(std::net::Ipv4Addr::new(127, 0, 0, 1)));
-        assert_eq!(std::net::Ipv6Addr::from(s[1].daddr).to_ipv4_mapped(), Some(std::net::Ipv4Addr::new(127, 0, 0, 2)));
+        assert_eq!(
+            std::net::Ipv6Addr::from(s[1].daddr).to_ipv4_mapped(),
+            Some(std::net::Ipv4Addr::new(127, 0, 0, 2))
+        );
     }
 
     #[test]

@@ -149,12 +149,22 @@ fn attribute(ev: &mut WireEvent, in_task: bool) {
         // SAFETY: the map value is copied out at once.
         if let Some(o) = unsafe { OWNERS.get(&ev.cookie) } {
             let o = *o;
-            let how = if o.attribution == attribution::TASK { attribution::OWNER } else { o.attribution };
+            let how = if o.attribution == attribution::TASK {
+                attribution::OWNER
+            } else {
+                o.attribution
+            };
             apply_owner(ev, &o, how);
             return;
         }
     }
-    let key = TupleKey { saddr: ev.saddr, daddr: ev.daddr, netns: ev.netns, sport: ev.sport, dport: ev.dport };
+    let key = TupleKey {
+        saddr: ev.saddr,
+        daddr: ev.daddr,
+        netns: ev.netns,
+        sport: ev.sport,
+        dport: ev.dport,
+    };
     // SAFETY: the map value is copied out at once.
     if let Some(o) = unsafe { TUPLE_OWNERS.get(&key) } {
         let o = *o;
@@ -184,7 +194,11 @@ fn fill_from_sock(ev: &mut WireEvent, sk: *const u8, o: &Offsets) {
     let state: u8 = read(sk, o.skc_state).unwrap_or(0);
     let full = state != tcp_state::TIME_WAIT && state != tcp_state::NEW_SYN_RECV;
     // Time-wait and request sockets are only a sock_common: no inet_sport, no tcp_sock.
-    ev.sport = if full { u16::from_be(read(sk, o.inet_sport).unwrap_or(0)) } else { read(sk, o.skc_num).unwrap_or(0) };
+    ev.sport = if full {
+        u16::from_be(read(sk, o.inet_sport).unwrap_or(0))
+    } else {
+        read(sk, o.skc_num).unwrap_or(0)
+    };
     ev.dport = u16::from_be(read(sk, o.skc_dport).unwrap_or(0));
     if ev.newstate == 0 {
         ev.newstate = state;
@@ -338,7 +352,11 @@ fn try_set_state(ctx: &BtfTracePointContext) -> Result<(), i32> {
     ev.cookie = unsafe { bpf_get_socket_cookie(sk as *mut _) };
     fill_from_sock(&mut ev, sk, &o);
 
-    let listen_key = ListenKey { netns: ev.netns, port: ev.sport, _pad: 0 };
+    let listen_key = ListenKey {
+        netns: ev.netns,
+        port: ev.sport,
+        _pad: 0,
+    };
     if old == LISTEN && new == SYN_RECV {
         // A child of a listener: inherit the listener's owner.
         // SAFETY: the map value is copied out at once.
@@ -363,8 +381,10 @@ fn try_set_state(ctx: &BtfTracePointContext) -> Result<(), i32> {
         kind::CONNECT
     } else if old == SYN_RECV && new == ESTABLISHED && switched_on(switch::INFER_ACCEPT) {
         kind::ACCEPT
-    } else if matches!((old, new), (ESTABLISHED, FIN_WAIT1) | (CLOSE_WAIT, LAST_ACK) | (SYN_RECV, FIN_WAIT1))
-        && switched_on(switch::INFER_FIN_SENT)
+    } else if matches!(
+        (old, new),
+        (ESTABLISHED, FIN_WAIT1) | (CLOSE_WAIT, LAST_ACK) | (SYN_RECV, FIN_WAIT1)
+    ) && switched_on(switch::INFER_FIN_SENT)
     {
         kind::FIN_SENT
     } else if (matches!((old, new), (ESTABLISHED, CLOSE_WAIT) | (FIN_WAIT1, CLOSING))
@@ -379,7 +399,11 @@ fn try_set_state(ctx: &BtfTracePointContext) -> Result<(), i32> {
     ev.kind = inferred;
     ev.probe = probe::INFERRED_SET_STATE;
     ev.oldstate = 0;
-    ev.newstate = if inferred == kind::FIN_RECV || inferred == kind::FIN_SENT { old } else { new };
+    ev.newstate = if inferred == kind::FIN_RECV || inferred == kind::FIN_SENT {
+        old
+    } else {
+        new
+    };
     submit(&mut ev, stack)
 }
 
@@ -483,7 +507,13 @@ pub fn tcp_retransmit_skb(ctx: BtfTracePointContext) -> i32 {
 #[btf_tracepoint(function = "tcp_retransmit_synack")]
 pub fn tcp_retransmit_synack(ctx: BtfTracePointContext) -> i32 {
     // arg 1 is the request socket: a sock_common with the connection's addresses.
-    let _ = sock_event(&ctx, ctx.arg(1), kind::RETRANSMIT_SYNACK, probe::TP_RETRANSMIT_SYNACK, false);
+    let _ = sock_event(
+        &ctx,
+        ctx.arg(1),
+        kind::RETRANSMIT_SYNACK,
+        probe::TP_RETRANSMIT_SYNACK,
+        false,
+    );
     0
 }
 
@@ -545,7 +575,13 @@ pub fn fentry_tcp_send_fin(ctx: FEntryContext) -> i32 {
 
 #[fentry(function = "tcp_send_loss_probe")]
 pub fn fentry_tcp_send_loss_probe(ctx: FEntryContext) -> i32 {
-    let _ = sock_event(&ctx, ctx.arg(0), kind::LOSS_PROBE, probe::FENTRY_TCP_SEND_LOSS_PROBE, false);
+    let _ = sock_event(
+        &ctx,
+        ctx.arg(0),
+        kind::LOSS_PROBE,
+        probe::FENTRY_TCP_SEND_LOSS_PROBE,
+        false,
+    );
     0
 }
 
@@ -577,7 +613,13 @@ pub fn fexit_tcp_transmit_skb(ctx: FExitContext) -> i32 {
 
 #[kprobe(function = "tcp_fin")]
 pub fn kprobe_tcp_fin(ctx: ProbeContext) -> u32 {
-    let _ = sock_event(&ctx, ctx.arg(0).unwrap_or(core::ptr::null()), kind::FIN_RECV, probe::KPROBE_TCP_FIN, false);
+    let _ = sock_event(
+        &ctx,
+        ctx.arg(0).unwrap_or(core::ptr::null()),
+        kind::FIN_RECV,
+        probe::KPROBE_TCP_FIN,
+        false,
+    );
     0
 }
 

@@ -1,0 +1,308 @@
+//! Helpers shared by the live test binaries: running `record` as a child,
+//! the traffic generator (testdata/traffic.py) as separate processes, and
+//! reading the recording back.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::io::{BufRead, BufReader};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use deeptcp_format::{Event, EventKind, RecordingMeta, RecordingReader, TcpState};
+
+pub const ECONNREFUSED: i32 = 111;
+pub const ECONNRESET: i32 = 104;
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("record/ has a parent")
+        .to_path_buf()
+}
+
+pub fn traffic_script() -> PathBuf {
+    repo_root().join("testdata/traffic.py")
+}
+
+pub fn required() -> bool {
+    std::env::var_os("DEEPTCP_REQUIRE_LIVE").is_some_and(|v| v == "1")
+}
+
+pub fn skip(test: &str, why: &str) -> bool {
+    if required() {
+        panic!("{test}: live test cannot run ({why}) but DEEPTCP_REQUIRE_LIVE=1");
+    }
+    eprintln!("SKIPPED live test {test}: {why}");
+    false
+}
+
+/// True when this process may run live tests (root).
+pub fn can_run(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return skip(test, "needs root");
+    }
+    eprintln!("RUNNING live test {test}");
+    true
+}
+
+/// A running `record` whose stderr is collected.
+pub struct Recorder {
+    child: Child,
+    stderr: Arc<Mutex<String>>,
+    path: PathBuf,
+}
+
+impl Recorder {
+    /// Starts record; `None` (after skip) when this build has no eBPF object.
+    pub fn start(test: &str, path: &Path, extra: &[&str]) -> Option<Recorder> {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_record"))
+            .arg("-o")
+            .arg(path)
+            .args(extra)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn record");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let pipe = child.stderr.take().expect("stderr piped");
+        let sink = Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        let start = Instant::now();
+        loop {
+            let text = stderr.lock().unwrap().clone();
+            if text.contains("Ctrl-C to end") {
+                break;
+            }
+            if text.contains("built without its eBPF programs") {
+                let _ = child.wait();
+                skip(test, "record was built without eBPF programs (run scripts/bootstrap)");
+                return None;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("record exited early ({status}): {text}");
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "record did not start: {text}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(Recorder {
+            child,
+            stderr,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn signal(&self, sig: libc::c_int) {
+        // SAFETY: plain kill(2) on our own child's pid.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
+        assert_eq!(rc, 0, "kill failed");
+    }
+
+    /// Stops with `sig`, checks a clean exit, returns (meta, events, stderr).
+    pub fn stop(mut self, sig: libc::c_int) -> (RecordingMeta, Vec<Event>, String) {
+        std::thread::sleep(Duration::from_millis(300));
+        self.signal(sig);
+        let status = self.child.wait().expect("wait record");
+        std::thread::sleep(Duration::from_millis(50));
+        let stderr = self.stderr.lock().unwrap().clone();
+        assert!(status.success(), "record failed ({status}): {stderr}");
+        let (meta, events) = read_all(&self.path);
+        (meta, events, stderr)
+    }
+}
+
+pub fn read_all(path: &Path) -> (RecordingMeta, Vec<Event>) {
+    let reader = RecordingReader::open(path).expect("recording opens");
+    let meta = reader.meta().clone();
+    let events: Vec<Event> = reader.events().collect::<Result<_, _>>().expect("events decode");
+    (meta, events)
+}
+
+/// Server + client traffic; returns (server pid, client pid, ports, client lines).
+pub struct Traffic {
+    pub server_pid: u32,
+    pub client_pid: u32,
+    pub port4: u16,
+    pub port6: u16,
+    /// step name → port printed by the client.
+    pub steps: Vec<(String, u16)>,
+}
+
+impl Traffic {
+    pub fn step(&self, name: &str) -> u16 {
+        self.steps
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("client step {name} missing"))
+            .1
+    }
+}
+
+pub fn run_traffic() -> Traffic {
+    let mut server = Command::new("python3")
+        .arg(traffic_script())
+        .arg("server")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn server (python3)");
+    let mut out = BufReader::new(server.stdout.take().expect("server stdout"));
+    let mut ready = String::new();
+    out.read_line(&mut ready).expect("server READY line");
+    let parts: Vec<&str> = ready.split_whitespace().collect();
+    assert_eq!(parts.first(), Some(&"READY"), "server said {ready:?}");
+    let port4: u16 = parts[1].parse().unwrap();
+    let port6: u16 = parts[2].parse().unwrap();
+    let client = Command::new("python3")
+        .arg(traffic_script())
+        .args(["client", &port4.to_string(), &port6.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn client");
+    let client_pid = client.id();
+    let output = client.wait_with_output().expect("client runs");
+    assert!(output.status.success(), "client failed");
+    let status = server.wait().expect("server exits");
+    assert!(status.success(), "server failed");
+    let steps = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            Some((it.next()?.to_owned(), it.next()?.parse().ok()?))
+        })
+        .collect();
+    Traffic {
+        server_pid: server.id(),
+        client_pid,
+        port4,
+        port6,
+        steps,
+    }
+}
+
+pub fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+pub fn find<'a>(events: &'a [Event], what: &str, pred: impl Fn(&Event) -> bool) -> &'a Event {
+    events
+        .iter()
+        .find(|e| pred(e))
+        .unwrap_or_else(|| panic!("no event: {what}\nrecorded:\n{}", dump(events)))
+}
+
+pub fn transition(e: &Event, from: TcpState, to: TcpState) -> bool {
+    e.kind == EventKind::StateChange && e.oldstate == Some(from) && e.newstate == Some(to)
+}
+
+/// A helper process of testdata/traffic.py whose first stdout line is read.
+pub struct Helper {
+    pub child: Child,
+    pub first_line: Vec<String>,
+}
+
+impl Helper {
+    /// Runs `traffic.py ARGS` (optionally under `ip netns exec NS`) and waits for its first line.
+    pub fn start(netns: Option<&str>, args: &[&str]) -> Helper {
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "python3"]);
+                c
+            }
+            None => Command::new("python3"),
+        };
+        let mut child = cmd
+            .arg(traffic_script())
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn traffic.py");
+        let mut out = BufReader::new(child.stdout.take().expect("stdout piped"));
+        let mut line = String::new();
+        out.read_line(&mut line).expect("first line");
+        // Keep draining so the helper never blocks on a full pipe.
+        std::thread::spawn(move || for _ in out.lines() {});
+        Helper {
+            child,
+            first_line: line.split_whitespace().map(str::to_owned).collect(),
+        }
+    }
+
+    /// The number in the first line (`READY <port>`, `connected <port>`).
+    pub fn port(&self) -> u16 {
+        self.first_line
+            .get(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {:?}", self.first_line))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn wait_ok(&mut self) {
+        let status = self.child.wait().expect("wait helper");
+        assert!(
+            status.success(),
+            "traffic helper {:?} failed: {status}",
+            self.first_line
+        );
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs a command that must succeed (ip, nft).
+pub fn sh(program: &str, args: &[&str]) {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} not runnable: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Dumps events for a failing assertion.
+pub fn dump(events: &[Event]) -> String {
+    events
+        .iter()
+        .map(|e| {
+            format!(
+                "{:?} {}:{} -> {}:{} {:?}->{:?} pid={} {:?} probe={} cookie={} netns={}",
+                e.kind,
+                e.saddr,
+                e.sport,
+                e.daddr,
+                e.dport,
+                e.oldstate,
+                e.newstate,
+                e.pid,
+                e.attribution,
+                e.probe,
+                e.cookie,
+                e.netns
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
