@@ -21,6 +21,7 @@ Further scenarios for the live tests (each prints "READY <port>" or
 
     traffic.py zw-server [ADDR]     small receive buffer, stops reading for 2 s: zero windows
     traffic.py zw-client ADDR PORT  writes 4 MiB as fast as it can
+    traffic.py churn N              N connect/accept/close pairs as fast as possible
     traffic.py hold-server [ADDR]   accepts one connection, echoes until EOF
     traffic.py hold-client ADDR PORT SECONDS
                                     connects, prints "connected <port>", waits SECONDS
@@ -167,8 +168,24 @@ def hold_client(addr, port, seconds):
     c.close()
 
 
+def churn(n):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(128)
+    addr = s.getsockname()
+    for _ in range(n):
+        c = socket.create_connection(addr)
+        a, _ = s.accept()
+        c.close()
+        a.close()
+    s.close()
+    print("churned", n, flush=True)
+
+
 def main(argv):
-    if len(argv) >= 2 and argv[1] == "zw-server":
+    if len(argv) >= 3 and argv[1] == "churn":
+        churn(int(argv[2]))
+    elif len(argv) >= 2 and argv[1] == "zw-server":
         zw_server(argv[2] if len(argv) >= 3 else "127.0.0.1")
     elif len(argv) >= 4 and argv[1] == "zw-client":
         zw_client(argv[2], int(argv[3]))

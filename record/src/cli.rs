@@ -79,9 +79,13 @@ pub struct Cli {
     #[arg(long)]
     pub force: bool,
 
-    /// Do not print the summary line on stderr.
+    /// Only errors, warnings and lost-event reports on stderr (no start, status or summary lines).
     #[arg(short, long)]
     pub quiet: bool,
+
+    /// Seconds between status lines on stderr when it is not a terminal (events/s, lost, size).
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
+    pub status_interval: Duration,
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {
@@ -137,6 +141,7 @@ pub struct Config {
     pub ring_size: u32,
     pub force: bool,
     pub quiet: bool,
+    pub status_interval: Duration,
     /// Under load, row groups are closed this often (5× this when quiet), so a
     /// live file is readable up to a recent point.
     pub flush_interval: Duration,
@@ -180,6 +185,7 @@ impl Command {
             ring_size: cli.ring_size,
             force: cli.force,
             quiet: cli.quiet,
+            status_interval: cli.status_interval,
             flush_interval: Duration::from_secs(1),
         }))
     }

@@ -111,6 +111,82 @@ fn writer_thread(rx: mpsc::Receiver<Msg>, mut w: Writers, policy: FlushPolicy) -
     }
 }
 
+/// The periodic status line on stderr (events/s, lost, file size): one
+/// line every `every` (10 s by default), or an in-place line each second on
+/// a terminal. Lost events are never silent: a change in the lost count is
+/// printed at the next status tick even with `--quiet`.
+struct Status {
+    quiet: bool,
+    tty: bool,
+    every: Duration,
+    last: Instant,
+    drained: u64,
+    drained_at_last: u64,
+    lost_at_last: u64,
+    printed_inline: bool,
+}
+
+impl Status {
+    fn new(quiet: bool, every: Duration) -> Self {
+        // SAFETY: isatty on a constant, always-valid descriptor number.
+        let tty = unsafe { libc::isatty(libc::STDERR_FILENO) } == 1;
+        Status {
+            quiet,
+            tty,
+            every: if tty { Duration::from_secs(1) } else { every },
+            last: Instant::now(),
+            drained: 0,
+            drained_at_last: 0,
+            lost_at_last: 0,
+            printed_inline: false,
+        }
+    }
+
+    fn maybe_print(&mut self, lost: impl FnOnce() -> u64, output: &Path) {
+        let elapsed = self.last.elapsed();
+        if elapsed < self.every {
+            return;
+        }
+        let lost = lost();
+        let new_lost = lost.saturating_sub(self.lost_at_last);
+        if !self.quiet || new_lost > 0 {
+            let rate = (self.drained - self.drained_at_last) as f64 / elapsed.as_secs_f64();
+            let size = std::fs::metadata(output).map(|m| m.len()).unwrap_or(0);
+            let line = format!(
+                "record: {} events ({rate:.0}/s), {lost} lost{}, {} on disk",
+                self.drained,
+                if new_lost > 0 {
+                    format!(
+                        " (+{new_lost} in the last {:.0} s: ring buffer full, try a larger --ring-size)",
+                        elapsed.as_secs_f64()
+                    )
+                } else {
+                    String::new()
+                },
+                human_bytes(size)
+            );
+            if self.tty && new_lost == 0 {
+                eprint!("\r{line}\x1b[K");
+                self.printed_inline = true;
+            } else {
+                self.finish();
+                eprintln!("{line}");
+            }
+        }
+        self.last = Instant::now();
+        self.drained_at_last = self.drained;
+        self.lost_at_last = lost;
+    }
+
+    /// Ends an in-place line so that what follows starts on its own line.
+    fn finish(&mut self) {
+        if self.printed_inline {
+            eprintln!();
+            self.printed_inline = false;
+        }
+    }
+}
+
 fn lost_events(lost: &PerCpuArray<MapData, u64>) -> u64 {
     lost.get(&0, 0).map(|v| v.iter().sum()).unwrap_or(0)
 }
@@ -321,6 +397,7 @@ pub fn run(cfg: Config) -> Result<()> {
     let mut stopping = false;
     let mut ebpf = Some(ebpf);
     let mut writer_gone = false;
+    let mut status = Status::new(cfg.quiet, cfg.status_interval);
     loop {
         let mut pfd = libc::pollfd {
             fd,
@@ -354,6 +431,8 @@ pub fn run(cfg: Config) -> Result<()> {
             }
         }
         let more = batch.len() >= 8192;
+        status.drained += batch.len() as u64;
+        status.maybe_print(|| lost_events(&lost_map), &cfg.output);
         for m in stacks
             .into_iter()
             .chain((!batch.is_empty()).then_some(Msg::Events(batch)))
@@ -379,6 +458,7 @@ pub fn run(cfg: Config) -> Result<()> {
     }
     drop(ebpf.take());
     let lost = lost_events(&lost_map);
+    status.finish();
     drop(tx);
     let writers = writer
         .join()

@@ -259,3 +259,38 @@ fn kernel_stacks_are_symbolized_into_the_sidecar() {
         "{frames:?}"
     );
 }
+
+#[test]
+fn a_full_ring_buffer_loses_events_and_says_so() {
+    let test = "a_full_ring_buffer_loses_events_and_says_so";
+    if !can_run(test) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lossy.parquet");
+    // 4 KiB holds about 27 records; 500 connections make thousands of events at once.
+    let Some(rec) = Recorder::start(test, &path, &["--ring-size", "4K", "--status-interval", "0.2"]) else {
+        return;
+    };
+    let out = Command::new("python3")
+        .arg(traffic_script())
+        .args(["churn", "500"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let (meta, ev, stderr) = rec.stop(libc::SIGINT);
+    assert!(meta.lost_events > 0, "no loss recorded with a 4 KiB ring: {stderr}");
+    assert!(!ev.is_empty());
+    let summary = stderr
+        .lines()
+        .find(|l| l.contains("events written"))
+        .expect("summary line");
+    assert!(
+        summary.contains(&format!("{} lost", meta.lost_events)),
+        "summary must state the loss: {summary}"
+    );
+    assert!(
+        stderr.contains("ring buffer full, try a larger --ring-size"),
+        "live loss report missing: {stderr}"
+    );
+}

@@ -121,6 +121,16 @@ impl Recorder {
     }
 }
 
+impl Drop for Recorder {
+    /// A failed test must not leave a recorder (and its programs) attached.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.signal(libc::SIGINT);
+            let _ = self.child.wait();
+        }
+    }
+}
+
 pub fn read_all(path: &Path) -> (RecordingMeta, Vec<Event>) {
     let reader = RecordingReader::open(path).expect("recording opens");
     let meta = reader.meta().clone();
