@@ -130,6 +130,17 @@ pub struct Filters {
     pub port: u16,
 }
 
+impl Filters {
+    /// The same test as the programs' `wanted()`, for rows made in user space (the snapshot).
+    pub fn matches(&self, pid: u32, netns: u32, sport: u16, dport: u16) -> bool {
+        (self.pid == 0 || pid == self.pid)
+            && (self.netns == 0 || netns == self.netns)
+            && (self.sport == 0 || sport == self.sport)
+            && (self.dport == 0 || dport == self.dport)
+            && (self.port == 0 || sport == self.port || dport == self.port)
+    }
+}
+
 /// What a recording session does, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -256,6 +267,28 @@ mod tests {
             command(&["--list-probes", "-o", "t"]).is_err(),
             "--list-probes writes no file"
         );
+    }
+
+    #[test]
+    fn user_space_filter_matches_like_the_kernel() {
+        let any = Filters::default();
+        assert!(any.matches(0, 0, 0, 0));
+        let f = Filters {
+            pid: 7,
+            netns: 9,
+            sport: 0,
+            dport: 0,
+            port: 443,
+        };
+        assert!(f.matches(7, 9, 443, 1));
+        assert!(f.matches(7, 9, 1, 443));
+        assert!(!f.matches(8, 9, 443, 1));
+        assert!(!f.matches(7, 10, 443, 1));
+        assert!(!f.matches(7, 9, 1, 2));
+        assert!(
+            Filters { sport: 80, ..any }.matches(0, 0, 80, 5) && !Filters { sport: 80, ..any }.matches(0, 0, 5, 80)
+        );
+        assert!(Filters { dport: 80, ..any }.matches(0, 0, 5, 80));
     }
 
     #[test]

@@ -333,7 +333,12 @@ pub fn run(cfg: Config) -> Result<()> {
     }
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
     let sockets = snapshot::take(Path::new("/proc"), probes::cgroup2_mount(&mounts).as_deref());
+    // Seed owners for every socket (filters apply to events, not attribution), keep rows that pass.
     seed_owners(&mut ebpf, &sockets).context("seeding the owner maps from the snapshot")?;
+    let sockets: Vec<_> = sockets
+        .into_iter()
+        .filter(|s| f.matches(s.owner.as_ref().map_or(0, |o| o.pid), s.netns, s.sport, s.dport))
+        .collect();
 
     let mut ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("map EVENTS missing")?)?;
     let lost_map: PerCpuArray<MapData, u64> =

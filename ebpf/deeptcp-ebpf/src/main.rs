@@ -84,6 +84,30 @@ fn read<T>(base: *const u8, off: u32) -> Result<T, i32> {
     unsafe { bpf_probe_read_kernel(base.wrapping_add(off as usize) as *const T) }
 }
 
+/// Reads a `T` at `base + off`, or zeroes when the read fails (the helper
+/// zero-fills on error). No branch: keeps the verifier's work per program
+/// small, which is most of `record`'s start-up time.
+#[inline(always)]
+fn rd<T: Default>(base: *const u8, off: u32) -> T {
+    let mut v = T::default();
+    // SAFETY: `v` is a valid destination of exactly size_of::<T>() bytes; the
+    // helper reads kernel memory fault-tolerantly and zero-fills `v` on error.
+    unsafe {
+        aya_ebpf::helpers::generated::bpf_probe_read_kernel(
+            (&mut v as *mut T).cast(),
+            core::mem::size_of::<T>() as u32,
+            base.wrapping_add(off as usize).cast(),
+        )
+    };
+    v
+}
+
+/// A kernel pointer field, read like [`rd`].
+#[inline(always)]
+fn rd_ptr(base: *const u8, off: u32) -> *const u8 {
+    rd::<usize>(base, off) as *const u8
+}
+
 #[inline(always)]
 fn switched_on(index: u32) -> bool {
     SWITCHES.get(index).is_some_and(|v| *v != 0)
@@ -178,44 +202,40 @@ fn attribute(ev: &mut WireEvent, in_task: bool) {
 /// Socket fields common to every event.
 #[inline(always)]
 fn fill_from_sock(ev: &mut WireEvent, sk: *const u8, o: &Offsets) {
-    let family: u16 = read(sk, o.skc_family).unwrap_or(0);
+    let family: u16 = rd(sk, o.skc_family);
     ev.family = family;
     if family == AF_INET {
-        if let Ok(a) = read::<[u8; 4]>(sk, o.skc_rcv_saddr) {
-            ev.saddr[..4].copy_from_slice(&a);
-        }
-        if let Ok(a) = read::<[u8; 4]>(sk, o.skc_daddr) {
-            ev.daddr[..4].copy_from_slice(&a);
-        }
+        let s: [u8; 4] = rd(sk, o.skc_rcv_saddr);
+        let d: [u8; 4] = rd(sk, o.skc_daddr);
+        ev.saddr[..4].copy_from_slice(&s);
+        ev.daddr[..4].copy_from_slice(&d);
     } else if family == AF_INET6 {
-        ev.saddr = read(sk, o.skc_v6_rcv_saddr).unwrap_or([0; 16]);
-        ev.daddr = read(sk, o.skc_v6_daddr).unwrap_or([0; 16]);
+        ev.saddr = rd(sk, o.skc_v6_rcv_saddr);
+        ev.daddr = rd(sk, o.skc_v6_daddr);
     }
-    let state: u8 = read(sk, o.skc_state).unwrap_or(0);
+    let state: u8 = rd(sk, o.skc_state);
     let full = state != tcp_state::TIME_WAIT && state != tcp_state::NEW_SYN_RECV;
     // Time-wait and request sockets are only a sock_common: no inet_sport, no tcp_sock.
     ev.sport = if full {
-        u16::from_be(read(sk, o.inet_sport).unwrap_or(0))
+        u16::from_be(rd(sk, o.inet_sport))
     } else {
-        read(sk, o.skc_num).unwrap_or(0)
+        rd(sk, o.skc_num)
     };
-    ev.dport = u16::from_be(read(sk, o.skc_dport).unwrap_or(0));
+    ev.dport = u16::from_be(rd(sk, o.skc_dport));
     if ev.newstate == 0 {
         ev.newstate = state;
     }
     if ev.cookie == 0 {
-        ev.cookie = read(sk, o.skc_cookie).unwrap_or(0);
+        ev.cookie = rd(sk, o.skc_cookie);
     }
-    if let Ok(net) = read::<*const u8>(sk, o.skc_net) {
-        ev.netns = read(net, o.net_ns_inum).unwrap_or(0);
-    }
+    ev.netns = rd(rd_ptr(sk, o.skc_net), o.net_ns_inum);
     if full && state != tcp_state::LISTEN {
-        ev.snd_wnd = read(sk, o.tcp_snd_wnd).unwrap_or(0);
-        ev.rcv_wnd = read(sk, o.tcp_rcv_wnd).unwrap_or(0);
-        ev.srtt_us = read::<u32>(sk, o.tcp_srtt_us).unwrap_or(0) >> 3;
-        ev.snd_cwnd = read(sk, o.tcp_snd_cwnd).unwrap_or(0);
-        ev.bytes_acked = read(sk, o.tcp_bytes_acked).unwrap_or(0);
-        ev.bytes_received = read(sk, o.tcp_bytes_received).unwrap_or(0);
+        ev.snd_wnd = rd(sk, o.tcp_snd_wnd);
+        ev.rcv_wnd = rd(sk, o.tcp_rcv_wnd);
+        ev.srtt_us = rd::<u32>(sk, o.tcp_srtt_us) >> 3;
+        ev.snd_cwnd = rd(sk, o.tcp_snd_cwnd);
+        ev.bytes_acked = rd(sk, o.tcp_bytes_acked);
+        ev.bytes_received = rd(sk, o.tcp_bytes_received);
         ev.flags |= flags::TCP_INFO;
     }
 }
@@ -389,7 +409,7 @@ fn try_set_state(ctx: &BtfTracePointContext) -> Result<(), i32> {
         kind::FIN_SENT
     } else if (matches!((old, new), (ESTABLISHED, CLOSE_WAIT) | (FIN_WAIT1, CLOSING))
         // FIN_WAIT2 -> CLOSE is the FIN (time-wait takes over), unless a reset/error closed it.
-        || (old == FIN_WAIT2 && new == CLOSE && read::<i32>(sk, o.sk_err).unwrap_or(0) == 0))
+        || (old == FIN_WAIT2 && new == CLOSE && rd::<i32>(sk, o.sk_err) == 0))
         && switched_on(switch::INFER_FIN_RECV)
     {
         kind::FIN_RECV
@@ -485,8 +505,7 @@ fn refresh_owner(sk: *const u8) -> Result<(), i32> {
         return Ok(());
     }
     let cookie: u64 = read(sk, o.skc_cookie)?;
-    let net: *const u8 = read(sk, o.skc_net)?;
-    remember_task(cookie, read(net, o.net_ns_inum).unwrap_or(0));
+    remember_task(cookie, rd(rd_ptr(sk, o.skc_net), o.net_ns_inum));
     Ok(())
 }
 
