@@ -1,22 +1,35 @@
-//! Runs one validated [`Config`]: opens the recording, picks the renderer and
-//! streams events through it.
+//! Runs one validated [`Config`]: finds and opens the recordings, picks the
+//! renderer and streams events through it.
 //!
 //! This is the only module that touches the file system; it turns format
 //! errors into messages that name the file and what was being done, and it
 //! marks failures to write the output ([`OutputError`]) so that `main` can
 //! tell "the reader of our stdout went away" (exit quietly) from real errors.
-//! Events are streamed one at a time: memory does not grow with the file.
+//! Events are streamed ([`crate::source`]): memory does not grow with the
+//! files. The event table and JSON first make one pass to learn socket
+//! owners for back-fill (schema v2 only, memory bounded by the number of
+//! sockets); `--conn` needs no such pass (a connection's owner is known when
+//! it ends) and holds only open connections, unless `--sort` without
+//! `--top` asks for all of them.
 
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashSet};
 use std::fmt;
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use deeptcp_format::{read_stacks, stacks_path, RecordingMeta, RecordingReader};
+use deeptcp_format::{read_stacks, stacks_path, Event, Filter, MonoWindow, RecordingMeta};
 
-use crate::cli::{Config, Mode, TableOptions};
+use crate::cli::{Config, ConnOptions, Mode, SortKey, TableOptions};
+use crate::conn::{Conn, Match, Tracker};
+use crate::inputs;
+use crate::render::conn::ConnTable;
 use crate::render::info::{self, Summary};
+use crate::render::json::{self, ConnJson, EventJson};
 use crate::render::table::{Stacks, TableRenderer};
+use crate::source::{self, Prep, Source, READING};
 
 /// Writing the program's output failed (e.g. `EPIPE` when piped into `head`).
 #[derive(Debug)]
@@ -50,62 +63,325 @@ fn output(e: io::Error) -> anyhow::Error {
 
 /// Runs `config`, writing results to `out` and warnings to `warn`.
 pub fn run(config: &Config, out: &mut impl Write, warn: &mut impl Write) -> Result<()> {
-    let reader = open(&config.input)?;
+    let paths = inputs::expand(&config.inputs)?;
+    if config.mode == Mode::Info {
+        return info(&paths, out);
+    }
+    let (sources, readers) = source::open_all(&paths)?;
+    let what = match config.mode {
+        Mode::Table(_) => "this table is",
+        _ => "this output is",
+    };
+    for s in &sources {
+        if s.meta.lost_events > 0 {
+            let which = if sources.len() > 1 {
+                format!(" in {}", s.path.display())
+            } else {
+                String::new()
+            };
+            warning(
+                warn,
+                &format!(
+                    "the recorder lost {} events (ring buffer full){which}: {what} incomplete",
+                    s.meta.lost_events
+                ),
+            );
+        }
+    }
+    let layout = Layout::of(&sources);
     match config.mode {
-        Mode::Table(opts) => table(config, reader, opts, out, warn),
-        Mode::Info => info(reader, out),
+        Mode::Table(opts) => events(config, &sources, readers, &layout, Some(opts), out, warn),
+        Mode::Json => events(config, &sources, readers, &layout, None, out, warn),
+        Mode::Conn(opts) => conns(config, &sources, readers, &layout, opts, out),
+        Mode::Info => Ok(()),
     }
 }
 
-fn open(path: &Path) -> Result<RecordingReader> {
-    let md = std::fs::metadata(path).with_context(|| format!("cannot open {}", path.display()))?;
-    if md.is_dir() {
-        bail!("{} is a directory, not a recording", path.display());
-    }
-    // Format errors name the file themselves.
-    RecordingReader::open(path).context("cannot read the recording")
+/// What the renderers need to know about the set of inputs.
+struct Layout {
+    /// Width of the HOST column: `Some` when the inputs come from more than one host.
+    host_width: Option<usize>,
+    /// Wall-clock start of the earliest recording: origin of relative times.
+    origin_ns: i64,
 }
 
-fn table(
+impl Layout {
+    fn of(sources: &[Source]) -> Layout {
+        let hosts: HashSet<&str> = sources.iter().map(|s| &*s.host).collect();
+        let host_width = (hosts.len() > 1).then(|| {
+            let longest = hosts.iter().map(|h| h.chars().count()).max().unwrap_or(0);
+            longest.max("HOST".len()) + 2
+        });
+        let origin_ns = sources.iter().map(|s| s.meta.clock.realtime_ns).min().unwrap_or(0);
+        Layout { host_width, origin_ns }
+    }
+}
+
+/// The `mono_ns` window of the time filters in each source.
+fn windows(filter: &Filter, sources: &[Source]) -> Vec<MonoWindow> {
+    sources.iter().map(|s| filter.mono_window(&s.meta.clock)).collect()
+}
+
+/// The event table (`opts` given) or JSON lines.
+fn events(
     config: &Config,
-    reader: RecordingReader,
-    opts: TableOptions,
+    sources: &[Source],
+    readers: Vec<deeptcp_format::RecordingReader>,
+    layout: &Layout,
+    table: Option<TableOptions>,
     out: &mut impl Write,
     warn: &mut impl Write,
 ) -> Result<()> {
-    let meta = reader.meta().clone();
-    if meta.lost_events > 0 {
-        warning(
-            warn,
-            &format!(
-                "the recorder lost {} events (ring buffer full): this table is incomplete",
-                meta.lost_events
-            ),
-        );
+    let mut stacks: Vec<Option<Stacks>> = Vec::with_capacity(sources.len());
+    for s in sources {
+        stacks.push(match table {
+            Some(o) if o.kstack => load_stacks(&s.path, &s.meta, warn)?,
+            _ => None,
+        });
     }
-    let stacks = if opts.kstack {
-        load_stacks(&config.input, &meta, warn)?
-    } else {
-        None
-    };
+    // First pass: socket owners for back-fill.
+    let owners = source::scan_owners(sources)?;
+    let owners = (owners.len() > 0).then(|| Arc::new(owners));
+    let filter = (!config.filter.is_empty()).then(|| Arc::new(config.filter.clone()));
+    let windows = windows(&config.filter, sources);
+    let streams: Vec<source::Stream> = readers
+        .into_iter()
+        .zip(sources)
+        .zip(&windows)
+        .map(|((reader, s), w)| {
+            let prep = Prep {
+                owners: owners.clone(),
+                boot: s.boot,
+                filter: filter.clone(),
+                window: config.filter.has_time_bounds().then_some(*w),
+            };
+            source::spawn(reader, s.meta.clock, prep)
+        })
+        .collect();
 
-    let mut r = TableRenderer::new(out, opts.timestamps, meta.clock.monotonic_ns, stacks.as_ref());
-    r.header().map_err(output)?;
-    for ev in reader.events() {
-        r.event(&ev.context(READING)?).map_err(output)?;
+    match table {
+        Some(opts) => {
+            let mut r = TableRenderer::new(&mut *out, opts.timestamps, layout.origin_ns, layout.host_width);
+            r.header().map_err(output)?;
+            source::merge(streams, |i, ts, ev| {
+                let s = &sources[i as usize];
+                r.event(ev, ts, &s.host, stacks[i as usize].as_ref()).map_err(output)
+            })?;
+            r.finish().map_err(output)?;
+        }
+        None => {
+            source::merge(streams, |i, ts, ev| {
+                json::line(&mut *out, &EventJson::new(ev, ts, &sources[i as usize].host)).map_err(output)
+            })?;
+            out.flush().map_err(output)?;
+        }
     }
-    r.finish().map_err(output)?;
     Ok(())
 }
 
-fn info(reader: RecordingReader, out: &mut impl Write) -> Result<()> {
-    let meta = reader.meta().clone();
-    let finished = reader.finished();
-    let mut summary = Summary::default();
-    for ev in reader.events() {
-        summary.add(&ev.context(READING)?);
+/// `--conn`: lifecycles, as a table or JSON lines.
+fn conns(
+    config: &Config,
+    sources: &[Source],
+    readers: Vec<deeptcp_format::RecordingReader>,
+    layout: &Layout,
+    opts: ConnOptions,
+    out: &mut impl Write,
+) -> Result<()> {
+    let filter = &config.filter;
+    let filtering = !filter.is_empty();
+    let windows = windows(filter, sources);
+    let streams: Vec<source::Stream> = readers
+        .into_iter()
+        .zip(sources)
+        .map(|(reader, s)| source::spawn(reader, s.meta.clock, Prep::default()))
+        .collect();
+
+    let mut sink = ConnSink::new(&mut *out, opts.json, layout);
+    sink.header().map_err(output)?;
+    let mut collector = Collector::new(opts.sort, opts.top);
+    let mut tracker = Tracker::new();
+    let mut done: Vec<Conn> = Vec::new();
+    let mut last_ts: Vec<Option<i64>> = vec![None; sources.len()];
+    let selected = |c: &Conn| !filtering || c.selected(|pid, comm| filter.matches_owner(pid, comm));
+
+    source::merge(streams, |i, ts, ev| {
+        let idx = i as usize;
+        last_ts[idx] = Some(last_ts[idx].map_or(ts, |t: i64| t.max(ts)));
+        let m = if filtering {
+            match_event(filter, &windows[idx], ev)
+        } else {
+            Match::Yes
+        };
+        tracker.push(i, sources[idx].boot, ts, ev, m, &mut done);
+        for c in done.drain(..) {
+            if selected(&c) {
+                collector.add(c, &mut sink, sources).map_err(output)?;
+            }
+        }
+        Ok(())
+    })?;
+    tracker.finish(|src| last_ts[src as usize].unwrap_or(i64::MIN), &mut done);
+    for c in done.drain(..) {
+        if selected(&c) {
+            collector.add(c, &mut sink, sources).map_err(output)?;
+        }
     }
-    info::render(out, &meta, finished, &summary).map_err(output)?;
+    collector.finish(&mut sink, sources).map_err(output)?;
+    sink.finish().map_err(output)
+}
+
+/// How one event relates to the filters (`--conn`: a connection is listed
+/// when one of its events matches).
+fn match_event(filter: &Filter, window: &MonoWindow, ev: &Event) -> Match {
+    if !window.contains(ev.mono_ns) || !filter.matches_socket(ev) {
+        Match::No
+    } else if filter.matches_owner(ev.pid, &ev.comm) {
+        Match::Yes
+    } else if ev.pid == 0 && ev.cookie != 0 {
+        // The row has no owner of its own: the connection's owner decides.
+        Match::IfOwnerMatches
+    } else {
+        Match::No
+    }
+}
+
+/// Where finished connections go: the table or JSON lines.
+enum ConnSink<'w, W: Write> {
+    Table(ConnTable<&'w mut W>),
+    Json(&'w mut W),
+}
+
+impl<'w, W: Write> ConnSink<'w, W> {
+    fn new(out: &'w mut W, json: bool, layout: &Layout) -> Self {
+        if json {
+            ConnSink::Json(out)
+        } else {
+            ConnSink::Table(ConnTable::new(out, layout.origin_ns, layout.host_width))
+        }
+    }
+
+    fn header(&mut self) -> io::Result<()> {
+        match self {
+            ConnSink::Table(t) => t.header(),
+            ConnSink::Json(_) => Ok(()),
+        }
+    }
+
+    fn write(&mut self, c: &Conn, sources: &[Source]) -> io::Result<()> {
+        let host = sources.get(c.src as usize).map_or("unknown", |s| &*s.host);
+        match self {
+            ConnSink::Table(t) => t.conn(c, host),
+            ConnSink::Json(out) => json::line(out, &ConnJson::new(c, host)),
+        }
+    }
+
+    fn finish(self) -> io::Result<()> {
+        match self {
+            ConnSink::Table(t) => t.finish().map(|_| ()),
+            ConnSink::Json(out) => out.flush(),
+        }
+    }
+}
+
+/// A connection in `--sort` order: `Less` comes first in the output.
+fn order(key: SortKey, a: &Conn, b: &Conn) -> Ordering {
+    let primary = match key {
+        SortKey::Duration => b.duration_ns.cmp(&a.duration_ns),
+        SortKey::Retrans => b.retransmits.cmp(&a.retransmits),
+        SortKey::Start => Ordering::Equal,
+    };
+    primary.then(a.first_ts.cmp(&b.first_ts)).then(a.seq.cmp(&b.seq))
+}
+
+/// A connection ranked by a sort key, for the top-N heap (the greatest is
+/// the one that would be printed last).
+struct Ranked(SortKey, Conn);
+
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Ranked {}
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> Ordering {
+        order(self.0, &self.1, &other.1)
+    }
+}
+
+/// Streams connections as they finish, or holds them for `--sort`
+/// (all of them, or only the best N in a bounded heap for `--top N`).
+enum Collector {
+    Stream,
+    All(SortKey, Vec<Conn>),
+    Top(usize, BinaryHeap<Ranked>, SortKey),
+}
+
+impl Collector {
+    fn new(sort: Option<SortKey>, top: Option<usize>) -> Collector {
+        match (sort, top) {
+            (Some(k), Some(n)) => Collector::Top(n, BinaryHeap::new(), k),
+            (Some(k), None) => Collector::All(k, Vec::new()),
+            (None, _) => Collector::Stream,
+        }
+    }
+
+    fn add<W: Write>(&mut self, c: Conn, sink: &mut ConnSink<'_, W>, sources: &[Source]) -> io::Result<()> {
+        match self {
+            Collector::Stream => sink.write(&c, sources),
+            Collector::All(_, v) => {
+                v.push(c);
+                Ok(())
+            }
+            Collector::Top(n, heap, key) => {
+                heap.push(Ranked(*key, c));
+                if heap.len() > *n {
+                    heap.pop();
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn finish<W: Write>(self, sink: &mut ConnSink<'_, W>, sources: &[Source]) -> io::Result<()> {
+        match self {
+            Collector::Stream => Ok(()),
+            Collector::All(key, mut v) => {
+                v.sort_by(|a, b| order(key, a, b));
+                v.iter().try_for_each(|c| sink.write(c, sources))
+            }
+            Collector::Top(_, heap, _) => heap
+                .into_sorted_vec()
+                .iter()
+                .try_for_each(|r| sink.write(&r.1, sources)),
+        }
+    }
+}
+
+/// `--info`: one report per recording (headed by its path when there are several).
+fn info(paths: &[PathBuf], out: &mut impl Write) -> Result<()> {
+    for (i, path) in paths.iter().enumerate() {
+        let reader = source::open(path)?;
+        let meta = reader.meta().clone();
+        let finished = reader.finished();
+        let mut summary = Summary::default();
+        for ev in reader.events() {
+            summary.add(&ev.context(READING)?);
+        }
+        if paths.len() > 1 {
+            if i > 0 {
+                writeln!(out).map_err(output)?;
+            }
+            writeln!(out, "file:             {}", path.display()).map_err(output)?;
+        }
+        info::render(out, &meta, finished, &summary).map_err(output)?;
+    }
     out.flush().map_err(output)
 }
 
@@ -144,7 +420,7 @@ fn load_stacks(path: &Path, meta: &RecordingMeta, warn: &mut impl Write) -> Resu
 }
 
 fn any_event_has_stack(path: &Path) -> Result<bool> {
-    let reader = open(path)?;
+    let reader = source::open(path)?;
     for ev in reader.events() {
         if ev.context(READING)?.stack_id.is_some() {
             return Ok(true);
@@ -152,9 +428,6 @@ fn any_event_has_stack(path: &Path) -> Result<bool> {
     }
     Ok(false)
 }
-
-/// Context of event decoding errors (which name the file and row themselves).
-const READING: &str = "cannot read the recording's events";
 
 /// One warning line on stderr. A failure to write it must not stop the run.
 fn warning(warn: &mut impl Write, msg: &str) {

@@ -9,8 +9,11 @@
 
 use std::path::{Path, PathBuf};
 
+use chrono::DateTime;
 use clap::error::ErrorKind;
-use clap::{CommandFactory, Parser};
+use clap::{CommandFactory, Parser, ValueEnum};
+use deeptcp_format::filter::{self, Cidr, Filter, TimeBound};
+use deeptcp_format::EventKind;
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -20,23 +23,59 @@ Examples:
                                        (recorded with `record -K`; frames come from
                                        capture.stacks.parquet next to the recording)
   analyze --info capture.parquet       what, where and how the recording was made
+  analyze --json capture.parquet       one JSON object per event (see analyze/JSON.md)
+  analyze --conn capture.parquet       one line per connection: owner, duration, state
+                                       path, retransmits, resets, bytes, close reason
+  analyze --conn --sort retrans --top 10 capture.parquet
+                                       the 10 connections with the most retransmits
+  analyze --conn --json capture.parquet | jq 'select(.close_reason == \"reset by peer\")'
   analyze capture.parquet | less -S    output stops cleanly when the pager quits
+
+Inputs:
+  analyze a.parquet b.parquet          several recordings, merged in time order
+  analyze recordings/                  every *.parquet in a directory (not *.stacks.parquet)
+  analyze 'recordings/web*.parquet'    a glob (quoted: expanded by analyze, not the shell)
+  Recordings from several hosts get a HOST column (JSON always has \"host\").
+
+Filters (repeat an option to allow several values: OR; different options: AND):
+  analyze -p 1234 capture.parquet               events of process 1234
+  analyze -p 1234 -p 5678 capture.parquet       process 1234 or 5678
+  analyze --comm nginx -D 443 capture.parquet   nginx AND destination port 443
+  analyze --port 5432 capture.parquet           port 5432 on either side
+  analyze -S 8080 capture.parquet               source (local) port 8080
+  analyze -s 10.0.0.0/8 capture.parquet         source address in 10.0.0.0/8
+  analyze -d 2001:db8::/32 capture.parquet      destination in an IPv6 network
+  analyze -d 192.0.2.7 capture.parquet          one destination host
+  analyze -N 4026531840 capture.parquet         one network namespace (also net:[4026531840])
+  analyze --kind retransmit,reset_recv capture.parquet
+  analyze --since +2s --until +1.5m capture.parquet     relative to the recording start
+  analyze --since 2026-04-14T10:00:00Z capture.parquet  RFC 3339 wall-clock time
+  analyze --conn -d 10.0.0.0/8 --kind retransmit capture.parquet
+                                       connections to 10/8 that retransmitted
+
+With --conn, filters select connections: a connection is listed when at least
+one of its events matches all the filters. --since is inclusive, --until
+exclusive. An IPv4 network matches IPv4 addresses only (IPv4-mapped IPv6
+addresses are stored as IPv4).
 
 Reading a recording needs no root and no eBPF: copy the .parquet (and its
 .stacks.parquet sidecar, for -K) to any machine.";
 
-/// Replays a deeptcp recording offline: prints the TCP events it holds.
+/// Replays deeptcp recordings offline: prints the TCP events they hold.
 ///
 /// The default output is the classic deeptcptracer table (EVENT_SOURCE, PID,
-/// COMM, SOURCE, DESTINATION, TCP_STATE, SK_ERR).
+/// COMM, SOURCE, DESTINATION, TCP_STATE, SK_ERR); --conn lists connections,
+/// --json writes JSON lines, --info describes the recordings.
 #[derive(Debug, Clone, PartialEq, Eq, Parser)]
 #[command(name = "analyze", version, after_help = AFTER_HELP)]
 pub struct Args {
-    /// Recording to read (a .parquet file written by `record`).
-    #[arg(value_name = "FILE")]
-    pub file: PathBuf,
+    /// Recordings to read: .parquet files written by `record`, directories
+    /// (their *.parquet files) or quoted globs. Events are merged in time order.
+    #[arg(value_name = "INPUT", required = true)]
+    pub inputs: Vec<PathBuf>,
 
-    /// Print a first column TIME(s): seconds since the recording started.
+    /// Print a first column TIME(s): seconds since the recording started
+    /// (the earliest start, with several recordings).
     #[arg(short = 't', long = "timestamp")]
     pub timestamp: bool,
 
@@ -44,9 +83,116 @@ pub struct Args {
     #[arg(short = 'K', long = "kstack")]
     pub kstack: bool,
 
-    /// Print the recording's metadata and per-kind event counts instead of the events.
-    #[arg(long = "info", conflicts_with_all = ["timestamp", "kstack"])]
+    /// Print the recordings' metadata and per-kind event counts instead of the events.
+    #[arg(long = "info", conflicts_with_all = ["timestamp", "kstack", "conn", "json"])]
     pub info: bool,
+
+    /// One entry per connection (socket): owner, addresses, start, end,
+    /// duration, state path, retransmits/RSTs/zero windows/errors, bytes,
+    /// smoothed RTT and why it closed.
+    #[arg(long = "conn", conflicts_with_all = ["timestamp", "kstack"])]
+    pub conn: bool,
+
+    /// JSON lines: one object per event, or per connection with --conn
+    /// (field names are the Parquet column names; see analyze/JSON.md).
+    #[arg(long = "json", conflicts_with_all = ["timestamp", "kstack"])]
+    pub json: bool,
+
+    /// Order connections (--conn): longest first, most retransmits first, or by start.
+    /// Without --top, every finished connection is held in memory until the end.
+    #[arg(long = "sort", value_name = "KEY", value_enum, requires = "conn")]
+    pub sort: Option<SortKey>,
+
+    /// Only the first N connections in --sort order (--sort duration when not given).
+    #[arg(long = "top", value_name = "N", requires = "conn",
+          value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub top: Option<u64>,
+
+    /// Only events whose owner has this pid.
+    #[arg(short = 'p', long = "pid", value_name = "PID", value_parser = filter::parse_pid,
+          help_heading = "Filters (repeat an option: OR; combine options: AND)")]
+    pub pids: Vec<u32>,
+
+    /// Only events in this network namespace (inode number, or net:[N] as readlink prints it).
+    #[arg(short = 'N', long = "netns", value_name = "NETNS", value_parser = filter::parse_netns,
+          help_heading = "Filters (repeat an option: OR; combine options: AND)")]
+    pub netns: Vec<u32>,
+
+    /// Only events with this source (local) port.
+    #[arg(short = 'S', long = "sport", value_name = "PORT", value_parser = filter::parse_port,
+          help_heading = "Filters (repeat an option: OR; combine options: AND)")]
+    pub sports: Vec<u16>,
+
+    /// Only events with this destination (remote) port.
+    #[arg(short = 'D', long = "dport", value_name = "PORT", value_parser = filter::parse_port,
+          help_heading = "Filters (repeat an option: OR; combine options: AND)")]
+    pub dports: Vec<u16>,
+
+    /// Only events with this port on either side.
+    #[arg(long = "port", value_name = "PORT", value_parser = filter::parse_port,
+          help_heading = "Filters (repeat an option: OR; combine options: AND)")]
+    pub ports: Vec<u16>,
+
+    /// Only events whose source address is in this network (10.0.0.0/8, 2001:db8::/32, or one address).
+    #[arg(short = 's', long = "saddr", value_name = "CIDR", value_parser = filter::parse_cidr,
+          help_heading = "Filters (repeat an option: OR; combine options: AND)")]
+    pub saddrs: Vec<Cidr>,
+
+    /// Only events whose destination address is in this network.
+    #[arg(short = 'd', long = "daddr", value_name = "CIDR", value_parser = filter::parse_cidr,
+          help_heading = "Filters (repeat an option: OR; combine options: AND)")]
+    pub daddrs: Vec<Cidr>,
+
+    /// Only events of tasks with this exact name (at most 15 bytes, as the kernel keeps).
+    #[arg(long = "comm", value_name = "COMM", value_parser = filter::parse_comm,
+          help_heading = "Filters (repeat an option: OR; combine options: AND)")]
+    pub comms: Vec<String>,
+
+    /// Only events of these kinds, comma-separated (state_change, retransmit, reset_recv, ...).
+    #[arg(long = "kind", value_name = "KIND[,KIND]", value_parser = filter::parse_kind, value_delimiter = ',',
+          help_heading = "Filters (repeat an option: OR; combine options: AND)")]
+    pub kinds: Vec<EventKind>,
+
+    /// Only events at or after TIME: +DURATION from the recording start (+2s,
+    /// +1.5m, +250ms) or an RFC 3339 time (2026-04-14T10:00:00Z).
+    #[arg(long = "since", value_name = "TIME", value_parser = parse_time,
+          help_heading = "Filters (repeat an option: OR; combine options: AND)")]
+    pub since: Option<TimeBound>,
+
+    /// Only events before TIME (same forms as --since).
+    #[arg(long = "until", value_name = "TIME", value_parser = parse_time,
+          help_heading = "Filters (repeat an option: OR; combine options: AND)")]
+    pub until: Option<TimeBound>,
+}
+
+/// `--sort` keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SortKey {
+    /// Longest first (open connections count up to the end of the recording).
+    Duration,
+    /// Most retransmissions first.
+    Retrans,
+    /// Earliest first.
+    Start,
+}
+
+/// `+DURATION` (relative to the recording start) or an RFC 3339 time.
+pub fn parse_time(s: &str) -> Result<TimeBound, String> {
+    let t = s.trim();
+    let relative =
+        t.starts_with('+') || (t.starts_with(|c: char| c.is_ascii_digit() || c == '.') && !t.contains(['-', ':', 'T']));
+    if relative {
+        return filter::parse_offset(t).map(TimeBound::SinceStart);
+    }
+    let dt = DateTime::parse_from_rfc3339(t).map_err(|e| {
+        format!(
+            "{s:?} is not a time ({e}): expected +DURATION from the recording start (+2s, +1.5m, +250ms) \
+             or an RFC 3339 time (2026-04-14T10:00:00Z, 2026-04-14T12:00:00.5+02:00)"
+        )
+    })?;
+    dt.timestamp_nanos_opt()
+        .map(TimeBound::Wall)
+        .ok_or_else(|| format!("{s:?} is out of range (years 1678 to 2261)"))
 }
 
 /// What to print.
@@ -54,6 +200,10 @@ pub struct Args {
 pub enum Mode {
     /// One line per event.
     Table(TableOptions),
+    /// One JSON object per event.
+    Json,
+    /// One entry per connection.
+    Conn(ConnOptions),
     /// Recording metadata and summary.
     Info,
 }
@@ -67,11 +217,24 @@ pub struct TableOptions {
     pub kstack: bool,
 }
 
+/// Options of `--conn`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ConnOptions {
+    /// JSON lines instead of the table.
+    pub json: bool,
+    /// `None`: in the order connections finish (still-open ones last, by start).
+    pub sort: Option<SortKey>,
+    /// Keep only the first N in `sort` order.
+    pub top: Option<usize>,
+}
+
 /// A validated run configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    pub input: PathBuf,
+    /// As given: files, directories or globs (expanded when the run starts).
+    pub inputs: Vec<PathBuf>,
     pub mode: Mode,
+    pub filter: Filter,
 }
 
 /// Suffix of the stack sidecar that sits next to a recording.
@@ -86,39 +249,88 @@ impl Config {
 
     /// Checks option combinations clap cannot express and builds the config.
     pub fn from_args(args: Args) -> Result<Config, clap::Error> {
-        if args.file.as_os_str().is_empty() {
-            return Err(usage_error(
-                ErrorKind::InvalidValue,
-                "FILE must not be empty".to_string(),
-            ));
+        for input in &args.inputs {
+            if input.as_os_str().is_empty() {
+                return Err(usage_error(
+                    ErrorKind::InvalidValue,
+                    "INPUT must not be empty".to_string(),
+                ));
+            }
+            if let Some(recording) = recording_of_sidecar(input) {
+                return Err(usage_error(
+                    ErrorKind::InvalidValue,
+                    format!(
+                        "{} is a kernel stack sidecar, not a recording; pass {} (with -K to show its stacks)",
+                        input.display(),
+                        recording.display()
+                    ),
+                ));
+            }
         }
-        if let Some(recording) = recording_of_sidecar(&args.file) {
-            return Err(usage_error(
-                ErrorKind::InvalidValue,
-                format!(
-                    "{} is a kernel stack sidecar, not a recording; pass {} (with -K to show its stacks)",
-                    args.file.display(),
-                    recording.display()
-                ),
-            ));
-        }
-        // clap's conflicts_with already rejects these; kept so the rule does not
-        // depend on the attribute staying in place.
-        if args.info && (args.timestamp || args.kstack) {
+        // clap's conflicts_with already rejects these; kept so the rules do not
+        // depend on the attributes staying in place.
+        if args.info && (args.timestamp || args.kstack || args.conn || args.json) {
             return Err(usage_error(
                 ErrorKind::ArgumentConflict,
-                "--info prints metadata only and cannot be combined with -t or -K".to_string(),
+                "--info prints metadata only and cannot be combined with -t, -K, --conn or --json".to_string(),
             ));
         }
+        if (args.conn || args.json) && (args.timestamp || args.kstack) {
+            return Err(usage_error(
+                ErrorKind::ArgumentConflict,
+                "-t and -K belong to the event table; --conn and --json have their own time fields".to_string(),
+            ));
+        }
+        if !args.conn && (args.sort.is_some() || args.top.is_some()) {
+            return Err(usage_error(
+                ErrorKind::MissingRequiredArgument,
+                "--sort and --top order connections: add --conn".to_string(),
+            ));
+        }
+        let filter = Filter {
+            pids: args.pids,
+            netns: args.netns,
+            sports: args.sports,
+            dports: args.dports,
+            ports: args.ports,
+            saddrs: args.saddrs,
+            daddrs: args.daddrs,
+            comms: args.comms,
+            kinds: args.kinds,
+            since: args.since,
+            until: args.until,
+        };
+        if args.info && !filter.is_empty() {
+            return Err(usage_error(
+                ErrorKind::ArgumentConflict,
+                "--info describes whole recordings and takes no filters".to_string(),
+            ));
+        }
+        filter
+            .validate()
+            .map_err(|msg| usage_error(ErrorKind::ValueValidation, msg))?;
         let mode = if args.info {
             Mode::Info
+        } else if args.conn {
+            let top = args.top.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+            Mode::Conn(ConnOptions {
+                json: args.json,
+                sort: args.sort.or(top.map(|_| SortKey::Duration)),
+                top,
+            })
+        } else if args.json {
+            Mode::Json
         } else {
             Mode::Table(TableOptions {
                 timestamps: args.timestamp,
                 kstack: args.kstack,
             })
         };
-        Ok(Config { input: args.file, mode })
+        Ok(Config {
+            inputs: args.inputs,
+            mode,
+            filter,
+        })
     }
 }
 
@@ -127,7 +339,7 @@ fn usage_error(kind: ErrorKind, msg: String) -> clap::Error {
 }
 
 /// `x.stacks.parquet` → `Some(x.parquet)`; anything else → `None`.
-fn recording_of_sidecar(path: &Path) -> Option<PathBuf> {
+pub fn recording_of_sidecar(path: &Path) -> Option<PathBuf> {
     let name = path.file_name()?.to_str()?;
     let stem = name.strip_suffix(SIDECAR_SUFFIX)?;
     if stem.is_empty() {
@@ -148,11 +360,24 @@ mod tests {
         Config::from_args(parse(argv)?)
     }
 
+    fn filter(argv: &[&str]) -> Filter {
+        let mut v = argv.to_vec();
+        v.push("x.parquet");
+        config(&v).unwrap().filter
+    }
+
+    fn err(argv: &[&str]) -> clap::Error {
+        let mut v = argv.to_vec();
+        v.push("x.parquet");
+        config(&v).unwrap_err()
+    }
+
     #[test]
     fn plain_table() {
         let c = config(&["x.parquet"]).unwrap();
-        assert_eq!(c.input, PathBuf::from("x.parquet"));
+        assert_eq!(c.inputs, [PathBuf::from("x.parquet")]);
         assert_eq!(c.mode, Mode::Table(TableOptions::default()));
+        assert!(c.filter.is_empty());
     }
 
     #[test]
@@ -167,36 +392,79 @@ mod tests {
     }
 
     #[test]
-    fn info() {
+    fn modes() {
         assert_eq!(config(&["--info", "x.parquet"]).unwrap().mode, Mode::Info);
+        assert_eq!(config(&["--json", "x.parquet"]).unwrap().mode, Mode::Json);
+        assert_eq!(
+            config(&["--conn", "x.parquet"]).unwrap().mode,
+            Mode::Conn(ConnOptions::default())
+        );
+        assert_eq!(
+            config(&["--conn", "--json", "--sort", "retrans", "x.parquet"])
+                .unwrap()
+                .mode,
+            Mode::Conn(ConnOptions {
+                json: true,
+                sort: Some(SortKey::Retrans),
+                top: None
+            })
+        );
+        // --top alone sorts by duration.
+        assert_eq!(
+            config(&["--conn", "--top", "3", "x.parquet"]).unwrap().mode,
+            Mode::Conn(ConnOptions {
+                json: false,
+                sort: Some(SortKey::Duration),
+                top: Some(3)
+            })
+        );
+        assert_eq!(
+            config(&["--conn", "--top", "3", "--sort", "start", "x.parquet"])
+                .unwrap()
+                .mode,
+            Mode::Conn(ConnOptions {
+                json: false,
+                sort: Some(SortKey::Start),
+                top: Some(3)
+            })
+        );
     }
 
     #[test]
-    fn info_conflicts_with_table_flags() {
-        for flag in ["-t", "-K"] {
-            let e = config(&["--info", flag, "x.parquet"]).unwrap_err();
-            assert_eq!(e.kind(), ErrorKind::ArgumentConflict, "{flag}");
+    fn conflicts() {
+        for argv in [
+            &["--info", "-t"][..],
+            &["--info", "-K"],
+            &["--info", "--conn"],
+            &["--info", "--json"],
+            &["--conn", "-t"],
+            &["--json", "-K"],
+        ] {
+            let e = err(argv);
+            assert_eq!(e.kind(), ErrorKind::ArgumentConflict, "{argv:?}");
             assert_eq!(e.exit_code(), 2);
         }
+        for argv in [&["--sort", "duration"][..], &["--top", "5"]] {
+            let e = err(argv);
+            assert_eq!(e.kind(), ErrorKind::MissingRequiredArgument, "{argv:?}: {e}");
+        }
+        assert_eq!(err(&["--conn", "--top", "0"]).kind(), ErrorKind::ValueValidation);
+        assert_eq!(err(&["--conn", "--sort", "bytes"]).kind(), ErrorKind::InvalidValue);
+        let e = err(&["--info", "-p", "1"]);
+        assert!(e.to_string().contains("no filters"), "{e}");
         // Also when clap's attribute is bypassed.
-        let args = Args {
-            file: "x.parquet".into(),
-            timestamp: true,
-            kstack: false,
-            info: true,
-        };
+        let mut args = parse(&["--info", "x.parquet"]).unwrap();
+        args.timestamp = true;
         let e = Config::from_args(args).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::ArgumentConflict);
         assert!(e.to_string().contains("--info"), "{e}");
     }
 
     #[test]
-    fn file_is_required_and_single() {
+    fn inputs() {
         assert_eq!(config(&[]).unwrap_err().kind(), ErrorKind::MissingRequiredArgument);
-        assert_eq!(
-            config(&["a.parquet", "b.parquet"]).unwrap_err().kind(),
-            ErrorKind::UnknownArgument
-        );
+        let c = config(&["a.parquet", "dir", "g/*.parquet"]).unwrap();
+        assert_eq!(c.inputs.len(), 3);
         assert_eq!(config(&[""]).unwrap_err().kind(), ErrorKind::InvalidValue);
     }
 
@@ -213,12 +481,112 @@ mod tests {
     }
 
     #[test]
+    fn filters_or_within_and_across() {
+        let f = filter(&["-p", "1", "--pid", "2", "-D", "443", "--port", "80", "--port", "8080"]);
+        assert_eq!(f.pids, [1, 2]);
+        assert_eq!(f.dports, [443]);
+        assert_eq!(f.ports, [80, 8080]);
+        let f = filter(&[
+            "-s",
+            "10.0.0.0/8",
+            "-d",
+            "2001:db8::/32",
+            "-d",
+            "192.0.2.7",
+            "-N",
+            "net:[4026531840]",
+        ]);
+        assert_eq!(f.saddrs[0].to_string(), "10.0.0.0/8");
+        assert_eq!(f.daddrs.len(), 2);
+        assert_eq!(f.daddrs[1].to_string(), "192.0.2.7/32");
+        assert_eq!(f.netns, [4026531840]);
+        let f = filter(&[
+            "--kind",
+            "retransmit,reset_recv",
+            "--kind",
+            "snapshot",
+            "--comm",
+            "nginx",
+            "-S",
+            "0",
+        ]);
+        assert_eq!(
+            f.kinds,
+            [EventKind::Retransmit, EventKind::ResetRecv, EventKind::Snapshot]
+        );
+        assert_eq!(f.comms, ["nginx"]);
+        assert_eq!(f.sports, [0]);
+    }
+
+    #[test]
+    fn bad_filter_values_are_usage_errors() {
+        for (argv, needle) in [
+            (&["-p", "0"][..], "process id"),
+            (&["-p", "x"], "process id"),
+            (&["-D", "65536"], "65535"),
+            (&["--port", "-1"], ""),
+            (&["-d", "10.0.0.0/33"], "longer than 32"),
+            (&["-s", "::/129"], "longer than 128"),
+            (&["-s", "example.com"], "not an IP address"),
+            (&["--kind", "retransmit,nope"], "unknown event kind"),
+            (&["--comm", "0123456789abcdefg"], "15 bytes"),
+            (&["-N", "0"], "network namespace"),
+            (&["--since", "+2"], "unit"),
+            (&["--since", "2026-13-01T00:00:00Z"], "RFC 3339"),
+            (&["--since", "+2s", "--until", "+1s"], "--until must be later"),
+        ] {
+            let e = err(argv);
+            assert_eq!(e.exit_code(), 2, "{argv:?}");
+            assert!(e.to_string().contains(needle), "{argv:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn times() {
+        assert_eq!(parse_time("+2s"), Ok(TimeBound::SinceStart(2_000_000_000)));
+        assert_eq!(parse_time("1.5m"), Ok(TimeBound::SinceStart(90_000_000_000)));
+        assert_eq!(
+            parse_time("2026-04-14T10:00:00Z"),
+            Ok(TimeBound::Wall(1_776_160_800_000_000_000))
+        );
+        assert_eq!(
+            parse_time("2026-04-14T12:00:00.000000001+02:00"),
+            Ok(TimeBound::Wall(1_776_160_800_000_000_001))
+        );
+        assert!(parse_time("yesterday").unwrap_err().contains("not a time"));
+        assert!(parse_time("2").unwrap_err().contains("unit"));
+        assert!(parse_time("3000-01-01T00:00:00Z").unwrap_err().contains("out of range"));
+    }
+
+    #[test]
     fn help_has_examples() {
         let help = Args::command().render_long_help().to_string();
-        assert!(help.contains("Examples:"));
-        assert!(help.contains("--timestamp"));
-        assert!(help.contains("--kstack"));
-        assert!(help.contains("--info"));
+        for needle in [
+            "Examples:",
+            "--timestamp",
+            "--kstack",
+            "--info",
+            "--conn",
+            "--json",
+            "--sort",
+            "--top",
+            "-p 1234",
+            "-N 4026531840",
+            "-S 8080",
+            "-D 443",
+            "--port 5432",
+            "-s 10.0.0.0/8",
+            "-d 2001:db8::/32",
+            "--comm nginx",
+            "--kind retransmit",
+            "--since +2s",
+            "--until",
+            "OR",
+            "AND",
+            "recordings/",
+        ] {
+            assert!(help.contains(needle), "{needle} missing from help");
+        }
     }
 
     #[test]

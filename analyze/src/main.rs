@@ -1,4 +1,4 @@
-//! `analyze`: replays a deeptcp recording offline, without root or eBPF.
+//! `analyze`: replays deeptcp recordings offline, without root or eBPF.
 //!
 //! This file only parses the command line and dispatches to [`app::run`];
 //! it owns the process-level policy: stdout is locked and buffered, errors
@@ -9,8 +9,12 @@
 
 mod app;
 mod cli;
+mod conn;
 mod errno;
+mod inputs;
+mod owner;
 mod render;
+mod source;
 
 use std::io::{self, BufWriter, Write};
 use std::process::ExitCode;

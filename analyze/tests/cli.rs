@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use deeptcp_format::{
-    stacks_path, ClockAnchor, Event, EventKind, EventWriter, Family, ProbeStatus, RecordingMeta, StackWriter, TcpState,
-    WriterOptions,
+    stacks_path, Attribution, ClockAnchor, Event, EventKind, EventWriter, Family, ProbeStatus, RecordingMeta,
+    StackWriter, TcpInfo, TcpState, WriterOptions,
 };
 
 const HEADER: &str = "EVENT_SOURCE            PID    COMM             SOURCE                DESTINATION           TCP_STATE                SK_ERR";
@@ -32,16 +32,18 @@ fn meta(kstack: bool) -> RecordingMeta {
                 probe: "tp_btf:inet_sock_set_state".into(),
                 attached: true,
                 detail: String::new(),
+                ..Default::default()
             },
             ProbeStatus {
                 kind: "retransmit".into(),
                 probe: "kprobe:tcp_retransmit_skb".into(),
                 attached: false,
                 detail: "kprobes not supported by this kernel".into(),
+                ..Default::default()
             },
         ],
-        lost_events: 0,
         kstack,
+        ..Default::default()
     }
 }
 
@@ -62,6 +64,11 @@ fn ev(kind: EventKind, after_start_ns: i64) -> Event {
         sk_err: 0,
         netns: 4026531840,
         stack_id: None,
+        probe: "".into(),
+        cookie: 0,
+        cgroup_id: 0,
+        attribution: Attribution::Unknown,
+        tcp: TcpInfo::default(),
     }
 }
 
@@ -155,12 +162,14 @@ fn sample(dir: &Path, kstack: bool) -> PathBuf {
     write_recording(dir, "cap.parquet", &meta(kstack), &sample_events(), 0)
 }
 
+/// The sample in time order: the retransmit stored last happened first (a
+/// recording this small fits in the reorder buffer whole).
 const TABLE_BODY: &str = "\
+tcp_retransmit_skb()    16065  wget             10.0.2.15:60590       87.250.250.242:443    ESTABLISHED
 tcp_set_state()         16065  wget             10.0.2.15:0           87.250.250.242:443    CLOSE -> SYN_SENT
 tcp_set_state()         N/A    N/A              10.0.2.15:60590       87.250.250.242:443    SYN_SENT -> ESTABLISHED
 tcp_set_state()         16065  wget             [2001:db8::1]:40000   [2001:db8:ffff:ffff:ffff:ffff:ffff:1]:8443 CLOSE -> SYN_SENT
 sock_def_error_report() 16065  wget             10.0.2.15:60590       87.250.250.242:443    SYN_SENT                 ECONNREFUSED
-tcp_retransmit_skb()    16065  wget             10.0.2.15:60590       87.250.250.242:443    ESTABLISHED
 ";
 
 #[test]
@@ -184,11 +193,11 @@ fn timestamps() {
     assert_eq!(
         times,
         [
+            "-0.002000   ",
             "0.500000    ",
             "0.750000    ",
             "1.000000    ",
-            "1.250000    ",
-            "-0.002000   "
+            "1.250000    "
         ]
     );
     // The rest of each line is the plain table.
@@ -213,24 +222,24 @@ fn kstack_prints_frames_from_the_sidecar() {
     let out = stdout(&o);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], HEADER);
-    assert!(lines[1].starts_with("tcp_set_state()         16065"));
+    assert!(lines[1].starts_with("tcp_retransmit_skb()"));
+    assert_eq!(lines[2], "\ttcp_set_state+0x5");
+    assert!(lines[5].starts_with("tcp_set_state()         16065"));
     assert_eq!(
-        lines[2..5],
+        lines[6..9],
         ["\ttcp_set_state+0x5", "\ttcp_v4_connect+0x3f2", "\t__sys_connect+0xd3"]
     );
-    assert!(lines[5].starts_with("tcp_set_state()         N/A"));
-    assert_eq!(lines[6], "\ttcp_rcv_state_process+0x1b0");
-    assert!(lines[7].starts_with("tcp_set_state()         16065  wget             [2001"));
-    assert!(lines[8].starts_with("sock_def_error_report()"));
-    assert!(lines[9].starts_with("tcp_retransmit_skb()"));
-    assert_eq!(lines[10], "\ttcp_set_state+0x5");
+    assert!(lines[9].starts_with("tcp_set_state()         N/A"));
+    assert_eq!(lines[10], "\ttcp_rcv_state_process+0x1b0");
+    assert!(lines[11].starts_with("tcp_set_state()         16065  wget             [2001"));
+    assert!(lines[12].starts_with("sock_def_error_report()"));
     assert_eq!(lines.len(), 13);
 
     // -t and -K together.
     let o = analyze(&["-t", "-K"], &rec);
     assert_ok(&o);
     let out = stdout(&o);
-    assert!(out.starts_with(&format!("TIME(s)     {HEADER}\n0.500000    tcp_set_state()")));
+    assert!(out.starts_with(&format!("TIME(s)     {HEADER}\n-0.002000   tcp_retransmit_skb()")));
     assert!(out.contains("CLOSE -> SYN_SENT\n\ttcp_set_state+0x5\n"));
 }
 
@@ -301,13 +310,23 @@ last event:       2026-04-14T10:00:01.250000000Z (+1.250000 s after start)
 duration:         1.252000 s (first to last event)
 events:           5
 lost events:      7 (the ring buffer overflowed: the recording is incomplete)
+snapshot sockets: 0
 events by kind:
-  state_change    3
-  retransmit      1
-  reset_recv      0
-  reset_sent      0
-  sock_error      1
-  destroy_sock    0
+  state_change      3
+  retransmit        1
+  reset_recv        0
+  reset_sent        0
+  sock_error        1
+  destroy_sock      0
+  fin_recv          0
+  fin_sent          0
+  zero_window_recv  0
+  zero_window_sent  0
+  connect           0
+  accept            0
+  loss_probe        0
+  retransmit_synack 0
+  snapshot          0
 probes:           1 attached, 1 failed
   state_change    tp_btf:inet_sock_set_state attached
   retransmit      kprobe:tcp_retransmit_skb  FAILED: kprobes not supported by this kernel
@@ -359,10 +378,12 @@ fn not_a_parquet_file() {
 }
 
 #[test]
-fn directory() {
+fn directory_without_recordings() {
     let dir = tempfile::tempdir().unwrap();
     let o = analyze(&[], dir.path());
-    assert_clean_error(&o, "is a directory");
+    assert_clean_error(&o, "is a directory without recordings");
+    let o = analyze(&[], &dir.path().join("*.parquet"));
+    assert_clean_error(&o, "no recording matches");
 }
 
 #[test]
@@ -387,7 +408,12 @@ fn help() {
     assert_ok(&o);
     let out = stdout(&o);
     for needle in [
-        "Usage: analyze [OPTIONS] <FILE>",
+        "Usage: analyze [OPTIONS] <INPUT>...",
+        "--conn",
+        "--json",
+        "--sort",
+        "--top",
+        "--since",
         "--timestamp",
         "--kstack",
         "--info",
@@ -426,4 +452,442 @@ fn broken_pipe_exits_quietly() {
     let status = child.wait().unwrap();
     assert!(status.success(), "status {status:?}, stderr: {err}");
     assert_eq!(err, "");
+}
+
+// ---- schema v2: JSON, connections, several inputs, filters, back-fill ----
+
+use serde::Deserialize;
+
+/// An event line of `--json`, as a consumer would declare it.
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+struct JsonEvent {
+    host: String,
+    ts: String,
+    mono_ns: i64,
+    kind: String,
+    pid: u32,
+    tid: u32,
+    comm: String,
+    family: String,
+    saddr: IpAddr,
+    daddr: IpAddr,
+    sport: u16,
+    dport: u16,
+    oldstate: Option<String>,
+    newstate: Option<String>,
+    sk_err: i32,
+    netns: u32,
+    stack_id: Option<i64>,
+    probe: String,
+    cookie: u64,
+    cgroup_id: u64,
+    attribution: String,
+    snd_wnd: Option<u32>,
+    rcv_wnd: Option<u32>,
+    srtt_us: Option<u32>,
+    snd_cwnd: Option<u32>,
+    bytes_acked: Option<u64>,
+    bytes_received: Option<u64>,
+    window: Option<u32>,
+}
+
+/// A connection line of `--conn --json`.
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+struct JsonConn {
+    host: String,
+    start_ts: String,
+    start_mono_ns: i64,
+    end_ts: Option<String>,
+    end_mono_ns: Option<i64>,
+    duration_ns: i64,
+    still_open: bool,
+    opened_before_recording: bool,
+    close_reason: String,
+    pid: u32,
+    tid: u32,
+    comm: String,
+    attribution: String,
+    cookie: u64,
+    cgroup_id: u64,
+    netns: u32,
+    family: String,
+    saddr: IpAddr,
+    sport: u16,
+    daddr: IpAddr,
+    dport: u16,
+    state_path: Vec<String>,
+    state_path_elided: u32,
+    events: u64,
+    retransmits: u32,
+    resets: u32,
+    zero_windows: u32,
+    errors: u32,
+    bytes_acked: Option<u64>,
+    bytes_received: Option<u64>,
+    srtt_us: Option<u32>,
+}
+
+fn lines<T: for<'de> Deserialize<'de>>(o: &Output) -> Vec<T> {
+    stdout(o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+fn meta_for(host: &str, realtime_ns: i64) -> RecordingMeta {
+    let mut m = meta(false);
+    m.host = host.into();
+    m.boot_id = format!("boot-{host}");
+    m.clock.realtime_ns = realtime_ns;
+    m
+}
+
+/// One v2 socket: connect at port 0, established, a retransmit by a timer
+/// (pid 0), our FIN, close, destroy. `t` is ms after the recording start.
+fn v2_conn(cookie: u64, t: i64, pid: u32, comm: &str, dport: u16) -> Vec<Event> {
+    let ms = 1_000_000;
+    let mut v = Vec::new();
+    let mut push = |dt: i64, kind: EventKind, old: Option<TcpState>, new: TcpState, by: Attribution| {
+        let mut e = ev(kind, (t + dt) * ms);
+        e.cookie = cookie;
+        e.oldstate = old;
+        e.newstate = Some(new);
+        e.dport = dport;
+        e.comm = comm.into();
+        e.pid = if by == Attribution::Unknown { 0 } else { pid };
+        e.tid = e.pid;
+        e.attribution = by;
+        e.probe = "tp_btf:inet_sock_set_state".into();
+        v.push(e);
+    };
+    use Attribution::{Owner, Task, Unknown};
+    use TcpState::*;
+    push(0, EventKind::StateChange, Some(Close), SynSent, Task);
+    push(1, EventKind::StateChange, Some(SynSent), Established, Owner);
+    push(2, EventKind::Retransmit, None, Established, Unknown);
+    push(3, EventKind::StateChange, Some(Established), FinWait1, Task);
+    push(4, EventKind::StateChange, Some(FinWait1), FinWait2, Owner);
+    push(5, EventKind::StateChange, Some(FinWait2), Close, Unknown);
+    push(6, EventKind::DestroySock, None, Close, Unknown);
+    v[0].sport = 0;
+    v[2].tcp = TcpInfo {
+        srtt_us: Some(1500),
+        bytes_acked: Some(100),
+        bytes_received: Some(2000),
+        ..Default::default()
+    };
+    v
+}
+
+const T0: i64 = 1_776_160_800_000_000_000; // 2026-04-14T10:00:00Z
+
+/// Two hosts whose recordings overlap in time.
+fn two_hosts(dir: &Path) -> (PathBuf, PathBuf) {
+    let mut a = v2_conn(1, 100, 500, "curl", 443);
+    a.extend(v2_conn(2, 300, 501, "wget", 80));
+    let a = write_recording(dir, "a.parquet", &meta_for("alpha", T0), &a, 0);
+    // beta started 150 ms after alpha.
+    let b = write_recording(
+        dir,
+        "b.parquet",
+        &meta_for("beta", T0 + 150_000_000),
+        &v2_conn(1, 0, 600, "java", 8080),
+        0,
+    );
+    (a, b)
+}
+
+fn analyze_many(args: &[&str], files: &[&Path]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_analyze"))
+        .args(args)
+        .args(files)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn json_events_round_trip_with_backfill() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = write_recording(
+        dir.path(),
+        "v2.parquet",
+        &meta_for("alpha", T0),
+        &v2_conn(7, 10, 42, "curl", 443),
+        0,
+    );
+    let o = analyze(&["--json"], &rec);
+    assert_ok(&o);
+    let rows: Vec<JsonEvent> = lines(&o);
+    assert_eq!(rows.len(), 7);
+    let r = &rows[0];
+    assert_eq!(r.ts, "2026-04-14T10:00:00.010000000Z");
+    assert_eq!(r.mono_ns, START_MONO + 10_000_000);
+    assert_eq!((r.host.as_str(), r.kind.as_str()), ("alpha", "state_change"));
+    assert_eq!(
+        (r.oldstate.as_deref(), r.newstate.as_deref()),
+        (Some("CLOSE"), Some("SYN_SENT"))
+    );
+    assert_eq!((r.sport, r.dport, r.cookie), (0, 443, 7));
+    assert_eq!(r.saddr, "10.0.2.15".parse::<IpAddr>().unwrap());
+    assert_eq!(r.attribution, "task");
+    assert_eq!(r.probe, "tp_btf:inet_sock_set_state");
+    assert_eq!(r.stack_id, None);
+    // The timer's retransmit had no owner: back-filled from the connect.
+    let r = &rows[2];
+    assert_eq!(
+        (r.kind.as_str(), r.pid, r.comm.as_str(), r.attribution.as_str()),
+        ("retransmit", 42, "curl", "backfill")
+    );
+    assert_eq!((r.srtt_us, r.bytes_acked, r.window), (Some(1500), Some(100), None));
+    assert!(rows[5..].iter().all(|r| r.pid == 42 && r.attribution == "backfill"));
+    // The table back-fills too: no N/A left.
+    let o = analyze(&[], &rec);
+    assert!(!stdout(&o).contains("N/A"), "{}", stdout(&o));
+}
+
+#[test]
+fn conn_table_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut events = v2_conn(7, 10, 42, "curl", 443);
+    // A second socket still open at the end.
+    events.extend(v2_conn(8, 20, 43, "wget", 80).into_iter().take(3));
+    let rec = write_recording(dir.path(), "v2.parquet", &meta_for("alpha", T0), &events, 0);
+    let o = analyze(&["--conn"], &rec);
+    assert_ok(&o);
+    let out = stdout(&o);
+    let l: Vec<&str> = out.lines().collect();
+    assert_eq!(l.len(), 3, "{out}");
+    assert!(
+        l[0].starts_with("START(s)    END(s)      DURATION(s) PID    COMM"),
+        "{}",
+        l[0]
+    );
+    assert!(l[0].ends_with("REASON                          STATE_PATH"), "{}", l[0]);
+    assert!(
+        l[1].starts_with("0.010000    0.015000    0.005000    42     curl             10.0.2.15:60590       87.250.250.242:443    4026531840  1       0   0    0   100        2000       1.500    local close"),
+        "{}",
+        l[1]
+    );
+    assert!(
+        l[1].ends_with("CLOSE -> SYN_SENT -> ESTABLISHED -> FIN_WAIT1 -> FIN_WAIT2 -> CLOSE"),
+        "{}",
+        l[1]
+    );
+    assert!(
+        l[2].starts_with("0.020000    -           0.002000    43     wget"),
+        "{}",
+        l[2]
+    );
+    assert!(l[2].contains("still open at end of recording"), "{}", l[2]);
+
+    let o = analyze(&["--conn", "--json"], &rec);
+    assert_ok(&o);
+    let c: Vec<JsonConn> = lines(&o);
+    assert_eq!(c.len(), 2);
+    assert_eq!(c[0].close_reason, "local close");
+    assert_eq!(
+        c[0].state_path,
+        ["CLOSE", "SYN_SENT", "ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2", "CLOSE"]
+    );
+    assert_eq!(
+        (c[0].pid, c[0].comm.as_str(), c[0].attribution.as_str()),
+        (42, "curl", "task")
+    );
+    assert_eq!(c[0].start_ts, "2026-04-14T10:00:00.010000000Z");
+    assert_eq!(c[0].end_ts.as_deref(), Some("2026-04-14T10:00:00.015000000Z"));
+    assert_eq!((c[0].duration_ns, c[0].events, c[0].retransmits), (5_000_000, 7, 1));
+    assert_eq!((c[0].sport, c[0].cookie, c[0].srtt_us), (60590, 7, Some(1500)));
+    assert!(!c[0].still_open && !c[0].opened_before_recording);
+    assert!(c[1].still_open && c[1].end_ts.is_none() && c[1].end_mono_ns.is_none());
+    assert_eq!(c[1].close_reason, "still open at end of recording");
+    assert_eq!(c[1].duration_ns, 2_000_000, "up to the end of the recording");
+}
+
+#[test]
+fn conn_sort_and_top() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut events = Vec::new();
+    for (i, n_retrans) in [0usize, 3, 1].iter().enumerate() {
+        let mut c = v2_conn(10 + i as u64, 10 * i as i64, 100 + i as u32, "x", 443);
+        let r = c[2].clone();
+        for _ in 1..*n_retrans {
+            c.insert(2, r.clone());
+        }
+        if *n_retrans == 0 {
+            c.remove(2);
+        }
+        events.extend(c);
+    }
+    let rec = write_recording(dir.path(), "s.parquet", &meta_for("h", T0), &events, 0);
+    let cookies = |args: &[&str]| -> Vec<u64> {
+        let mut a = vec!["--conn", "--json"];
+        a.extend(args);
+        let o = analyze(&a, &rec);
+        assert_ok(&o);
+        lines::<JsonConn>(&o).iter().map(|c| c.cookie).collect()
+    };
+    assert_eq!(cookies(&["--sort", "retrans"]), [11, 12, 10]);
+    assert_eq!(cookies(&["--sort", "retrans", "--top", "2"]), [11, 12]);
+    assert_eq!(cookies(&["--sort", "start"]), [10, 11, 12]);
+    // --top alone sorts by duration; equal durations go by start.
+    assert_eq!(cookies(&["--top", "1"]), [10]);
+    assert_eq!(cookies(&["--sort", "duration"]), [10, 11, 12]);
+}
+
+#[test]
+fn several_hosts_merge_in_time_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = two_hosts(dir.path());
+    let o = analyze_many(&["--json"], &[&a, &b]);
+    assert_ok(&o);
+    let rows: Vec<JsonEvent> = lines(&o);
+    assert_eq!(rows.len(), 21);
+    let ts: Vec<&str> = rows.iter().map(|r| r.ts.as_str()).collect();
+    let mut sorted = ts.clone();
+    sorted.sort();
+    assert_eq!(ts, sorted, "merged by wall-clock time");
+    // beta's connection (150 ms after alpha's start) comes between alpha's two.
+    let hosts: String = rows.iter().map(|r| if r.host == "alpha" { 'a' } else { 'b' }).collect();
+    assert_eq!(hosts, "aaaaaaabbbbbbbaaaaaaa");
+    // Cookies are per host: beta's cookie 1 is not alpha's.
+    let o = analyze_many(&["--conn", "--json"], &[&a, &b]);
+    let c: Vec<JsonConn> = lines(&o);
+    assert_eq!(c.len(), 3);
+    let who: Vec<(&str, u64, &str)> = c.iter().map(|c| (c.host.as_str(), c.cookie, c.comm.as_str())).collect();
+    assert_eq!(who, [("alpha", 1, "curl"), ("beta", 1, "java"), ("alpha", 2, "wget")]);
+
+    // The table gets a HOST column and times from the earliest start.
+    let o = analyze_many(&["-t"], &[&b, &a]);
+    assert_ok(&o);
+    let out = stdout(&o);
+    let l: Vec<&str> = out.lines().collect();
+    assert_eq!(l[0], format!("HOST   TIME(s)     {HEADER}"));
+    assert!(
+        l[1].starts_with("alpha  0.100000    tcp_set_state()         500    curl"),
+        "{}",
+        l[1]
+    );
+    assert!(
+        l[8].starts_with("beta   0.150000    tcp_set_state()         600    java"),
+        "{}",
+        l[8]
+    );
+    let o = analyze_many(&["--conn"], &[&a, &b]);
+    assert!(stdout(&o).starts_with("HOST   START(s)"), "{}", stdout(&o));
+
+    // A directory and a glob read the same files.
+    let o = analyze(&["--json"], dir.path());
+    assert_eq!(lines::<JsonEvent>(&o).len(), 21);
+    let o = analyze(&["--json"], &dir.path().join("[ab].parquet"));
+    assert_eq!(lines::<JsonEvent>(&o).len(), 21);
+}
+
+#[test]
+fn filters_select_events_and_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = two_hosts(dir.path());
+    let count = |args: &[&str]| -> usize {
+        let mut v = vec!["--json"];
+        v.extend(args);
+        let o = analyze_many(&v, &[&a, &b]);
+        assert_ok(&o);
+        lines::<JsonEvent>(&o).len()
+    };
+    assert_eq!(count(&[]), 21);
+    // -p matches back-filled rows too.
+    assert_eq!(count(&["-p", "500"]), 7);
+    assert_eq!(count(&["-p", "500", "-p", "600"]), 14);
+    assert_eq!(count(&["--comm", "wget"]), 7);
+    assert_eq!(count(&["-D", "443", "--comm", "wget"]), 0, "AND across options");
+    assert_eq!(count(&["--port", "8080"]), 7);
+    assert_eq!(count(&["-S", "0"]), 3, "the connects, before their port");
+    assert_eq!(count(&["-d", "87.250.250.0/24"]), 21);
+    assert_eq!(count(&["-d", "::/0"]), 0, "an IPv6 network never matches IPv4");
+    assert_eq!(count(&["-s", "10.0.2.15"]), 21);
+    assert_eq!(count(&["--kind", "retransmit,destroy_sock"]), 6);
+    assert_eq!(count(&["-N", "4026531840"]), 21);
+    assert_eq!(count(&["-N", "net:[1]"]), 0);
+    // Relative times are per recording; beta started 150 ms after alpha.
+    assert_eq!(count(&["--since", "+300ms"]), 7);
+    assert_eq!(
+        count(&["--until", "+2ms"]),
+        2,
+        "alpha has nothing before 100 ms; beta's rows at 0 and 1 ms"
+    );
+    assert_eq!(count(&["--since", "2026-04-14T10:00:00.300Z"]), 7);
+    assert_eq!(
+        count(&[
+            "--since",
+            "2026-04-14T10:00:00.150Z",
+            "--until",
+            "2026-04-14T10:00:00.153Z"
+        ]),
+        3
+    );
+
+    let conns = |args: &[&str]| -> Vec<String> {
+        let mut v = vec!["--conn", "--json"];
+        v.extend(args);
+        let o = analyze_many(&v, &[&a, &b]);
+        assert_ok(&o);
+        lines::<JsonConn>(&o).iter().map(|c| c.comm.clone()).collect()
+    };
+    assert_eq!(conns(&[]), ["curl", "java", "wget"]);
+    // A connection is listed when one of its events matches...
+    assert_eq!(conns(&["--since", "+305ms"]), ["wget"]);
+    assert_eq!(
+        conns(&["--kind", "retransmit", "-p", "600"]),
+        ["java"],
+        "the owner-less retransmit, by its owner"
+    );
+    assert_eq!(conns(&["-S", "0", "--comm", "curl"]), ["curl"]);
+    assert_eq!(conns(&["-D", "80"]), ["wget"]);
+}
+
+#[test]
+fn bad_filters_are_usage_errors() {
+    let bin = env!("CARGO_BIN_EXE_analyze");
+    for (args, needle) in [
+        (&["-d", "10.0.0.0/33"][..], "longer than 32"),
+        (&["--port", "70000"], "65535"),
+        (&["--kind", "nope"], "unknown event kind"),
+        (&["--since", "soon"], "not a time"),
+        (&["--sort", "duration"], "--conn"),
+    ] {
+        let o = Command::new(bin).args(args).arg("x.parquet").output().unwrap();
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let err = stderr(&o);
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("panicked"));
+    }
+}
+
+#[test]
+fn conn_output_stops_quietly_on_a_closed_pipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let events: Vec<Event> = (0..20_000)
+        .flat_map(|i| v2_conn(i + 1, i as i64, 7, "x", 443))
+        .collect();
+    let rec = write_recording(dir.path(), "many.parquet", &meta_for("h", T0), &events, 0);
+    for args in [&["--conn"][..], &["--json"], &["--conn", "--json"]] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_analyze"))
+            .args(args)
+            .arg(&rec)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            let mut out = BufReader::new(child.stdout.take().unwrap());
+            let mut first = String::new();
+            out.read_line(&mut first).unwrap();
+        }
+        let mut err = String::new();
+        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        let status = child.wait().unwrap();
+        assert!(status.success(), "{args:?}: status {status:?}, stderr: {err}");
+        assert_eq!(err, "");
+    }
 }

@@ -1,22 +1,140 @@
-//! Golden tests: `analyze`'s output on real recordings must not change by
-//! accident.
+//! Golden tests: `analyze`'s output on recorded and synthetic fixtures must
+//! not change by accident.
 //!
-//! For every `testdata/<stem>.parquet` (stack sidecars `*.stacks.parquet`
-//! and hidden in-progress files excluded) and every mode in [`MODES`], the
-//! binary's stdout must equal `testdata/expected/<stem>.<mode>.txt`.
+//! Two kinds of checks:
+//!
+//! - **Per fixture.** For every recording in a fixture directory
+//!   ([`FIXTURE_DIRS`]: `testdata/` with the real recordings and
+//!   `testdata/synthetic/` with the generator's; stack sidecars
+//!   `*.stacks.parquet` and hidden in-progress files excluded) and every mode
+//!   in [`MODES`], the binary's stdout must equal
+//!   `testdata/expected/[<subdir>/]<stem>.<mode>.txt`. A new recording is
+//!   picked up by dropping it in one of the directories and blessing it.
+//! - **Cases** ([`CASES`]): a name and a command line run inside
+//!   `testdata/` (several inputs, sorting, each filter), compared with
+//!   `testdata/expected/<name>.txt`.
 //!
 //! `DEEPTCP_BLESS=1 cargo test -p deeptcp-analyze --test golden` (re)writes
 //! the expected files from the current output instead of comparing; review
-//! the diff before committing it. Without it, a mode whose expected file is
-//! absent is skipped (and named), but a fixture without any expected file
-//! fails: it was added without being blessed.
+//! the diff before committing it. Without it, a per-fixture mode whose
+//! expected file is absent is skipped (and named), but a fixture without any
+//! expected file fails (it was added without being blessed), and so does a
+//! case without one.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Mode name (the `<mode>` in the expected file name) and the flags it runs with.
-const MODES: &[(&str, &[&str])] = &[("table", &[]), ("t", &["-t"]), ("K", &["-K"]), ("info", &["--info"])];
+const MODES: &[(&str, &[&str])] = &[
+    ("table", &[]),
+    ("t", &["-t"]),
+    ("K", &["-K"]),
+    ("info", &["--info"]),
+    ("conn", &["--conn"]),
+    ("json", &["--json"]),
+    ("conn-json", &["--conn", "--json"]),
+];
+
+/// Directories (under `testdata/`) whose recordings get every mode, and
+/// where under `testdata/expected/` their outputs live.
+const FIXTURE_DIRS: &[(&str, &str)] = &[("", ""), ("synthetic", "synthetic")];
+
+/// Named command lines run in `testdata/` (see `testdata/make-synthetic`
+/// for what the synthetic recordings hold: web1's processes are nginx 1251,
+/// postgres 1362 in netns 4026532300, curl 1473, python3 1584, java 1695,
+/// sshd 1806).
+const CASES: &[(&str, &[&str])] = &[
+    // several inputs: a directory, two hosts, merged by time
+    ("two-hosts.table", &["-t", "synthetic"]),
+    ("two-hosts.conn", &["--conn", "synthetic"]),
+    (
+        "two-hosts.json",
+        &[
+            "--json",
+            "--kind",
+            "snapshot,sock_error",
+            "synthetic/db1.parquet",
+            "synthetic/web1.parquet",
+        ],
+    ),
+    ("two-hosts.conn-json", &["--conn", "--json", "synthetic"]),
+    ("glob.conn", &["--conn", "synthetic/w*.parquet"]),
+    // --conn ordering
+    (
+        "web1.conn-sort-duration",
+        &["--conn", "--sort", "duration", "synthetic/web1.parquet"],
+    ),
+    (
+        "web1.conn-sort-retrans-top5",
+        &["--conn", "--sort", "retrans", "--top", "5", "synthetic/web1.parquet"],
+    ),
+    (
+        "web1.conn-sort-start",
+        &["--conn", "--sort", "start", "synthetic/web1.parquet"],
+    ),
+    ("web1.conn-top3", &["--conn", "--top", "3", "synthetic/web1.parquet"]),
+    // each filter, on events
+    ("web1.filter-pid", &["-p", "1584", "synthetic/web1.parquet"]),
+    (
+        "web1.filter-pid-or-dport",
+        &["-p", "1473", "-p", "1695", "-D", "443", "synthetic/web1.parquet"],
+    ),
+    (
+        "web1.filter-netns",
+        &["-N", "net:[4026532300]", "synthetic/web1.parquet"],
+    ),
+    ("web1.filter-sport", &["-S", "80", "synthetic/web1.parquet"]),
+    ("web1.filter-dport", &["-D", "9999", "synthetic/web1.parquet"]),
+    ("web1.filter-port", &["--port", "5432", "synthetic/web1.parquet"]),
+    (
+        "web1.filter-saddr-v6",
+        &["-s", "2001:db8::/32", "synthetic/web1.parquet"],
+    ),
+    (
+        "web1.filter-daddr-cidr",
+        &["-d", "192.0.2.0/24", "-d", "203.0.113.0/24", "synthetic/web1.parquet"],
+    ),
+    ("web1.filter-comm", &["--comm", "java", "synthetic/web1.parquet"]),
+    (
+        "web1.filter-kind",
+        &[
+            "--kind",
+            "retransmit,reset_recv",
+            "--kind",
+            "reset_sent",
+            "synthetic/web1.parquet",
+        ],
+    ),
+    (
+        "web1.filter-since-until",
+        &["-t", "--since", "+20ms", "--until", "+40ms", "synthetic/web1.parquet"],
+    ),
+    (
+        "two-hosts.filter-since-rfc3339",
+        &["-t", "--since", "2026-04-14T10:00:00.100Z", "synthetic"],
+    ),
+    // filters select connections
+    (
+        "web1.conn-filter-dport",
+        &["--conn", "-D", "443", "synthetic/web1.parquet"],
+    ),
+    (
+        "web1.conn-filter-kind",
+        &[
+            "--conn",
+            "--kind",
+            "zero_window_recv,zero_window_sent",
+            "synthetic/web1.parquet",
+        ],
+    ),
+    (
+        "web1.json-filter-comm",
+        &["--json", "--comm", "postgres", "synthetic/web1.parquet"],
+    ),
+    // the real v1 recording kept for compatibility
+    ("compat-v1-loopback.conn", &["--conn", "compat/v1-loopback.parquet"]),
+];
 
 /// Differing lines shown per mismatch.
 const MAX_DIFF_LINES: usize = 8;
@@ -48,26 +166,35 @@ fn fixtures(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Stdout of `analyze <flags> <name>`, run inside the fixture's directory so
-/// that nothing machine-specific (absolute paths) can reach the output.
-fn run(fixture: &Path, flags: &[&str]) -> Result<String, String> {
-    let dir = fixture.parent().expect("fixture has a directory");
-    let name = fixture.file_name().expect("fixture has a name");
+/// Stdout of `analyze <args>` run in `dir`, so that nothing machine-specific
+/// (absolute paths) can reach the output.
+fn run_in(dir: &Path, args: &[&str]) -> Result<String, String> {
     let o = Command::new(env!("CARGO_BIN_EXE_analyze"))
         .current_dir(dir)
-        .args(flags)
-        .arg(name)
+        .args(args)
         .output()
         .map_err(|e| format!("cannot run analyze: {e}"))?;
     if !o.status.success() {
         return Err(format!(
             "analyze {} exited with {}: {}",
-            flags.join(" "),
+            args.join(" "),
             o.status,
             String::from_utf8_lossy(&o.stderr).trim_end()
         ));
     }
     String::from_utf8(o.stdout).map_err(|e| format!("output is not UTF-8: {e}"))
+}
+
+/// Stdout of `analyze <flags> <name>`, run inside the fixture's directory.
+fn run(fixture: &Path, flags: &[&str]) -> Result<String, String> {
+    let dir = fixture.parent().expect("fixture has a directory");
+    let name = fixture
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("fixture has a UTF-8 name");
+    let mut args = flags.to_vec();
+    args.push(name);
+    run_in(dir, &args)
 }
 
 /// A readable report of where `actual` departs from `expected`: the first
@@ -118,17 +245,42 @@ fn diff(expected: &str, actual: &str) -> String {
     out
 }
 
-/// Checks (or blesses) every fixture in `data` against `data/expected`;
+/// Compares `actual` with the file at `expected_path`, or writes it when
+/// blessing. `Ok(false)`: no expected file.
+fn compare(what: &str, expected_path: &Path, actual: &str, bless: bool, failures: &mut Vec<String>) -> bool {
+    if bless {
+        if let Some(dir) = expected_path.parent() {
+            std::fs::create_dir_all(dir).expect("creating the expected directory");
+        }
+        std::fs::write(expected_path, actual).unwrap_or_else(|e| panic!("writing {}: {e}", expected_path.display()));
+        println!("blessed {}", expected_path.display());
+        return true;
+    }
+    let expected = match std::fs::read_to_string(expected_path) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return false,
+        Err(e) => {
+            failures.push(format!("{what}: reading {}: {e}", expected_path.display()));
+            return true;
+        }
+    };
+    if expected != actual {
+        failures.push(format!(
+            "{what}: output differs from {}\n{}",
+            expected_path.display(),
+            diff(&expected, actual)
+        ));
+    }
+    true
+}
+
+/// Checks (or blesses) every fixture in `data` against `expected_dir`;
 /// returns the failures, and prints what was skipped or written.
-fn check_all(data: &Path, bless: bool) -> Vec<String> {
-    let expected_dir = data.join("expected");
+fn check_fixtures(data: &Path, expected_dir: &Path, bless: bool) -> Vec<String> {
     let fixtures = fixtures(data);
     if fixtures.is_empty() {
         println!("no fixtures in {}", data.display());
         return Vec::new();
-    }
-    if bless {
-        std::fs::create_dir_all(&expected_dir).expect("creating testdata/expected");
     }
     let mut failures = Vec::new();
     for fixture in &fixtures {
@@ -147,31 +299,10 @@ fn check_all(data: &Path, bless: bool) -> Vec<String> {
                     continue;
                 }
             };
-            if bless {
-                std::fs::write(&expected_path, &actual)
-                    .unwrap_or_else(|e| panic!("writing {}: {e}", expected_path.display()));
-                println!("blessed {}", expected_path.display());
+            if compare(&what, &expected_path, &actual, bless, &mut failures) {
                 present += 1;
-                continue;
-            }
-            let expected = match std::fs::read_to_string(&expected_path) {
-                Ok(s) => s,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    println!("skipped {what}: no {}", expected_path.display());
-                    continue;
-                }
-                Err(e) => {
-                    failures.push(format!("{what}: reading {}: {e}", expected_path.display()));
-                    continue;
-                }
-            };
-            present += 1;
-            if expected != actual {
-                failures.push(format!(
-                    "{what}: output differs from {}\n{}",
-                    expected_path.display(),
-                    diff(&expected, &actual)
-                ));
+            } else {
+                println!("skipped {what}: no {}", expected_path.display());
             }
         }
         if present == 0 {
@@ -185,9 +316,45 @@ fn check_all(data: &Path, bless: bool) -> Vec<String> {
     failures
 }
 
+/// Checks (or blesses) `cases`, run in `data`, against `data/expected/<name>.txt`.
+fn check_cases(data: &Path, cases: &[(&str, &[&str])], bless: bool) -> Vec<String> {
+    let mut failures = Vec::new();
+    for (name, args) in cases {
+        let expected_path = data.join("expected").join(format!("{name}.txt"));
+        let what = format!("case {name} (analyze {})", args.join(" "));
+        match run_in(data, args) {
+            Ok(actual) => {
+                if !compare(&what, &expected_path, &actual, bless, &mut failures) {
+                    failures.push(format!(
+                        "{what}: no {} (run with DEEPTCP_BLESS=1 to create it)",
+                        expected_path.display()
+                    ));
+                }
+            }
+            Err(e) => failures.push(format!("{what}: {e}")),
+        }
+    }
+    failures
+}
+
+/// Every fixture directory and every case under `data`.
+fn check_all(data: &Path, bless: bool) -> Vec<String> {
+    let mut failures = Vec::new();
+    for (dir, expected) in FIXTURE_DIRS {
+        failures.extend(check_fixtures(
+            &data.join(dir),
+            &data.join("expected").join(expected),
+            bless,
+        ));
+    }
+    failures
+}
+
 #[test]
 fn golden() {
-    let failures = check_all(&testdata(), blessing());
+    let data = testdata();
+    let mut failures = check_all(&data, blessing());
+    failures.extend(check_cases(&data, CASES, blessing()));
     assert!(
         failures.is_empty(),
         "{} golden failure(s); if the change is intended, rerun with DEEPTCP_BLESS=1 and review the diff:\n\n{}",
@@ -230,6 +397,23 @@ mod harness {
     }
 
     #[test]
+    fn cases_need_their_expected_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path();
+        tiny_recording(data);
+        let cases: &[(&str, &[&str])] = &[("tiny-conn", &["--conn", "tiny.parquet"]), ("bad", &["nope.parquet"])];
+        let f = check_cases(data, cases, false);
+        assert_eq!(f.len(), 2, "{f:#?}");
+        assert!(f[0].contains("no ") && f[0].contains("tiny-conn.txt"), "{}", f[0]);
+        assert!(f[1].contains("exited with"), "{}", f[1]);
+        assert_eq!(check_cases(data, &cases[..1], true), Vec::<String>::new());
+        assert!(check_cases(data, &cases[..1], false).is_empty());
+        std::fs::write(data.join("expected/tiny-conn.txt"), "x\n").unwrap();
+        let f = check_cases(data, &cases[..1], false);
+        assert!(f[0].contains("output differs"), "{f:#?}");
+    }
+
+    #[test]
     fn zero_fixtures_pass() {
         let dir = tempfile::tempdir().unwrap();
         assert!(check_all(dir.path(), false).is_empty());
@@ -240,7 +424,7 @@ mod harness {
     fn unreadable_fixture_fails_in_every_mode() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("junk.parquet"), b"junk").unwrap();
-        let failures = check_all(dir.path(), false);
+        let failures = check_fixtures(dir.path(), &dir.path().join("expected"), false);
         assert_eq!(failures.len(), MODES.len() + 1, "{failures:#?}");
         assert!(failures[0].contains("exited with"), "{failures:#?}");
         assert!(failures.last().unwrap().contains("no expected output"));
@@ -270,6 +454,11 @@ mod harness {
             sk_err: 0,
             netns: 0,
             stack_id: None,
+            probe: "".into(),
+            cookie: 0,
+            cgroup_id: 0,
+            attribution: Default::default(),
+            tcp: Default::default(),
         })
         .unwrap();
         w.finish(0).unwrap();
@@ -280,23 +469,23 @@ mod harness {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path();
         tiny_recording(data);
-        let none = check_all(data, false);
+        let none = check_fixtures(data, &data.join("expected"), false);
         assert_eq!(none.len(), 1, "{none:#?}");
         assert!(none[0].contains("no expected output"));
 
-        assert!(check_all(data, true).is_empty());
+        assert!(check_fixtures(data, &data.join("expected"), true).is_empty());
         let expected = data.join("expected");
         for (mode, _) in MODES {
             assert!(expected.join(format!("tiny.{mode}.txt")).is_file(), "{mode}");
         }
-        assert!(check_all(data, false).is_empty());
+        assert!(check_fixtures(data, &data.join("expected"), false).is_empty());
 
         // A missing mode is skipped, a changed one fails with a diff.
         std::fs::remove_file(expected.join("tiny.t.txt")).unwrap();
         let table = expected.join("tiny.table.txt");
         let text = std::fs::read_to_string(&table).unwrap();
         std::fs::write(&table, text.replace("curl", "wget")).unwrap();
-        let failures = check_all(data, false);
+        let failures = check_fixtures(data, &data.join("expected"), false);
         assert_eq!(failures.len(), 1, "{failures:#?}");
         assert!(
             failures[0].starts_with("tiny [table]: output differs"),

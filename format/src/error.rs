@@ -82,6 +82,23 @@ pub enum FormatError {
         detail: String,
     },
 
+    /// A recording without its footer (the recorder was killed, or is still
+    /// recording) next to a checkpoint sidecar that can recover it:
+    /// [`crate::repair`] it, or read it through
+    /// [`crate::RecordingReader::open_recovering`].
+    #[error(
+        "{}: recording was not closed cleanly (recorder killed?); run `analyze --repair {}`",
+        path.display(),
+        path.display()
+    )]
+    Unfinished { path: PathBuf },
+
+    /// A checkpoint sidecar that cannot recover the recording: missing,
+    /// corrupt, from another file, or held by a running recorder. `path` is
+    /// the recording.
+    #[error("{}: {detail}", path.display())]
+    Checkpoint { path: PathBuf, detail: String },
+
     /// Writer options that cannot work (zero sizes, out-of-range zstd level).
     #[error("invalid writer options: {detail}")]
     InvalidOptions { detail: String },

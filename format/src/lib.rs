@@ -8,6 +8,7 @@
 //! [`RecordingReader`]. It has no aya and no Linux-only code, so it builds and
 //! tests anywhere.
 
+pub mod checkpoint;
 pub mod error;
 pub mod event;
 pub mod filter;
@@ -17,11 +18,12 @@ pub mod schema;
 pub mod stacks;
 pub mod writer;
 
+pub use checkpoint::{checkpoint_path, repair, RepairOutcome, RepairReport};
 pub use error::FormatError;
 pub use event::{Attribution, Event, EventKind, Family, TcpInfo, TcpState};
 pub use filter::{Cidr, Filter, MonoWindow, TimeBound};
-pub use meta::{ClockAnchor, ProbeStatus, RecordingMeta};
+pub use meta::{ClockAnchor, LostInterval, ProbeStatus, RecordingMeta};
 pub use reader::RecordingReader;
 pub use schema::SCHEMA_VERSION;
 pub use stacks::{read_stacks, stacks_path, StackWriter};
-pub use writer::{EventWriter, WriteSummary, WriterOptions};
+pub use writer::{segment_path, segments, EventWriter, WriteSummary, WriterOptions};

@@ -106,12 +106,33 @@ pub(crate) fn open_parquet(path: &Path) -> Result<OpenedParquet, FormatError> {
     })
 }
 
+/// [`open_parquet`], or for a file without its footer that has a checkpoint
+/// sidecar, the file as of its last checkpoint (read-only); the flag says
+/// which.
+pub(crate) fn open_parquet_recovering(path: &Path) -> Result<(OpenedParquet, bool), FormatError> {
+    for _ in 0..2 {
+        match open_parquet(path) {
+            Err(FormatError::NotParquet { .. }) if crate::checkpoint::has_checkpoint(path) => {}
+            r => return r.map(|o| (o, false)),
+        }
+        // `None`: the sidecar went meanwhile (the recorder closed the file); again.
+        if let Some((file, rec)) = crate::checkpoint::recover_readonly(path)? {
+            let metadata = guarded(path, "reading the checkpoint", || {
+                ArrowReaderMetadata::try_new(Arc::new(rec.metadata), ArrowReaderOptions::new())
+                    .map_err(|e| FormatError::parquet(Some(path), e))
+            })?;
+            return Ok((OpenedParquet { file, metadata }, true));
+        }
+    }
+    open_parquet(path).map(|o| (o, false))
+}
+
 /// Checks the footer's column chunks before anything reads them: each must
 /// lie inside the file (the parquet crate panics on negative offsets from a
 /// corrupt footer), and use a codec this build can decompress (deeptcp
 /// writes zstd; pyarrow, DuckDB and Spark default to snappy), so that
 /// neither surfaces in the middle of the event stream.
-fn check_layout(path: &Path, md: &ParquetMetaData, file_len: u64) -> Result<(), FormatError> {
+pub(crate) fn check_layout(path: &Path, md: &ParquetMetaData, file_len: u64) -> Result<(), FormatError> {
     for (rg_idx, rg) in md.row_groups().iter().enumerate() {
         for c in rg.columns() {
             let start = c.dictionary_page_offset().unwrap_or_else(|| c.data_page_offset());
@@ -362,6 +383,37 @@ fn shown(s: &str) -> String {
     format!("{:?}...", &s[..end])
 }
 
+/// The file's Arrow schema with every top-level dictionary column keyed by
+/// `Int32`. The parquet reader decodes a column chunk's dictionary, and
+/// re-deduplicates a batch that spans row groups, into the requested key
+/// type; with the stored `UInt8` keys (the enum and `probe` columns) a
+/// chunk or batch with more than 255 distinct values would fail to decode.
+fn widen_dictionary_keys(schema: &arrow_schema::Schema) -> arrow_schema::SchemaRef {
+    let fields: Vec<arrow_schema::FieldRef> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Dictionary(k, v)
+                if matches!(
+                    **k,
+                    DataType::Int8 | DataType::UInt8 | DataType::Int16 | DataType::UInt16
+                ) =>
+            {
+                Arc::new(
+                    f.as_ref()
+                        .clone()
+                        .with_data_type(DataType::Dictionary(Box::new(DataType::Int32), v.clone())),
+                )
+            }
+            _ => Arc::clone(f),
+        })
+        .collect();
+    Arc::new(arrow_schema::Schema::new_with_metadata(
+        fields,
+        schema.metadata().clone(),
+    ))
+}
+
 /// How each column the reader decodes may be typed.
 enum Want {
     Text,
@@ -413,6 +465,7 @@ pub struct RecordingReader {
     num_rows: u64,
     num_row_groups: usize,
     finished: bool,
+    recovered: bool,
     batches: ParquetRecordBatchReader,
 }
 
@@ -430,8 +483,35 @@ impl RecordingReader {
     /// Opens a recording: checks that it is Parquet, carries deeptcp
     /// metadata of a supported schema version, and has every column the
     /// reader decodes with a usable type. Reads no rows.
+    ///
+    /// A file without its footer next to a checkpoint sidecar (a recording
+    /// whose recorder was killed, or that is still being recorded) is
+    /// [`FormatError::Unfinished`]: [`crate::repair`] it, or read it with
+    /// [`open_recovering`](Self::open_recovering).
     pub fn open(path: &Path) -> Result<Self, FormatError> {
-        let opened = open_parquet(path)?;
+        let opened = match open_parquet(path) {
+            Err(FormatError::NotParquet { .. }) if crate::checkpoint::has_checkpoint(path) => {
+                return Err(FormatError::Unfinished {
+                    path: path.to_path_buf(),
+                })
+            }
+            r => r?,
+        };
+        Self::from_opened(path, opened, false)
+    }
+
+    /// Like [`open`](Self::open), but reads an unfinished recording through
+    /// its checkpoint sidecar, without changing either file: the rows up to
+    /// the last checkpoint (the recorder's last flush), as [`crate::repair`]
+    /// would keep them. Also reads a recording that is still being recorded,
+    /// up to its last flush. [`recovered`](Self::recovered) tells which;
+    /// such a reader is never [`finished`](Self::finished).
+    pub fn open_recovering(path: &Path) -> Result<Self, FormatError> {
+        let (opened, recovered) = open_parquet_recovering(path)?;
+        Self::from_opened(path, opened, recovered)
+    }
+
+    fn from_opened(path: &Path, opened: OpenedParquet, recovered: bool) -> Result<Self, FormatError> {
         let pq = Arc::clone(opened.metadata.metadata());
         let kv = schema::kv_map(pq.file_metadata().key_value_metadata());
         let version = schema::check_version(path, &kv)?;
@@ -474,8 +554,13 @@ impl RecordingReader {
         let decoded = schema::decode_metadata(path, &kv, version)?;
         let num_rows = u64::try_from(pq.file_metadata().num_rows()).unwrap_or(0);
 
-        let mask = ProjectionMask::roots(opened.metadata.parquet_schema(), roots);
-        let batches = ParquetRecordBatchReaderBuilder::new_with_metadata(opened.file, opened.metadata)
+        let metadata = guarded(path, "reading the schema", || {
+            let wide = widen_dictionary_keys(&arrow_schema);
+            ArrowReaderMetadata::try_new(Arc::clone(&pq), ArrowReaderOptions::new().with_schema(wide))
+                .map_err(|e| FormatError::parquet(Some(path), e))
+        })?;
+        let mask = ProjectionMask::roots(metadata.parquet_schema(), roots);
+        let batches = ParquetRecordBatchReaderBuilder::new_with_metadata(opened.file, metadata)
             .with_batch_size(READ_BATCH)
             .with_projection(mask)
             .build()
@@ -486,7 +571,8 @@ impl RecordingReader {
             meta: decoded.meta,
             num_rows,
             num_row_groups: pq.num_row_groups(),
-            finished: decoded.events.is_some(),
+            finished: decoded.events.is_some() && !recovered,
+            recovered,
             batches,
         })
     }
@@ -511,6 +597,13 @@ impl RecordingReader {
     /// recovered file is readable but has no `lost_events` total.
     pub fn finished(&self) -> bool {
         self.finished
+    }
+
+    /// Whether this reader reads an unfinished file through its checkpoint
+    /// ([`open_recovering`](Self::open_recovering)): the file itself is not
+    /// readable Parquet until repaired (or until its recorder closes it).
+    pub fn recovered(&self) -> bool {
+        self.recovered
     }
 
     /// The path this reader was opened with.
@@ -886,6 +979,66 @@ mod tests {
             Box::new(DataType::Int8),
             Box::new(DataType::Binary)
         )));
+    }
+
+    #[test]
+    fn shared_text_interns_dictionary_values_and_reuses_plain_runs() {
+        let mut t = SharedText::default();
+        let d = DictionaryArray::<UInt8Type>::try_new(
+            vec![Some(1), Some(0), None, Some(1), Some(3)].into(),
+            Arc::new(StringArray::from(vec![Some("a"), Some("b"), Some("unused"), None])),
+        )
+        .unwrap();
+        let c = TextColumn::new(&d).unwrap();
+        t.start_batch(&c);
+        let r: Vec<_> = (0..5).map(|i| t.get(&c, i).unwrap()).collect();
+        assert_eq!(r[0].as_deref(), Some("b"));
+        assert_eq!(r[1].as_deref(), Some("a"));
+        assert_eq!(r[2], None);
+        assert!(Arc::ptr_eq(r[0].as_ref().unwrap(), r[3].as_ref().unwrap()));
+        assert_eq!(r[4], None, "a null dictionary value reads as null");
+        assert!(t.get(&c, 5).is_err());
+        assert_eq!(t.interned.len(), 2, "only used values are interned");
+
+        // next batch, another dictionary with the same string: same Arc
+        let d2 = DictionaryArray::<UInt8Type>::try_new(vec![Some(0)].into(), Arc::new(StringArray::from(vec!["b"])))
+            .unwrap();
+        let c2 = TextColumn::new(&d2).unwrap();
+        t.start_batch(&c2);
+        assert!(Arc::ptr_eq(&t.get(&c2, 0).unwrap().unwrap(), r[0].as_ref().unwrap()));
+
+        // plain strings: a run of equal values shares one Arc
+        let plain = StringArray::from(vec![Some("x"), Some("x"), None, Some("y")]);
+        let c3 = TextColumn::new(&plain).unwrap();
+        t.start_batch(&c3);
+        let x0 = t.get(&c3, 0).unwrap().unwrap();
+        let x1 = t.get(&c3, 1).unwrap().unwrap();
+        assert!(Arc::ptr_eq(&x0, &x1));
+        assert_eq!(t.get(&c3, 2).unwrap(), None);
+        assert_eq!(t.get(&c3, 3).unwrap().as_deref(), Some("y"));
+    }
+
+    #[test]
+    fn widened_schema_keeps_names_and_widens_only_narrow_dictionary_keys() {
+        let s = crate::schema::event_schema();
+        let w = widen_dictionary_keys(&s);
+        assert_eq!(s.fields().len(), w.fields().len());
+        for (a, b) in s.fields().iter().zip(w.fields().iter()) {
+            assert_eq!(a.name(), b.name());
+            assert_eq!(a.is_nullable(), b.is_nullable());
+            match (a.data_type(), b.data_type()) {
+                (DataType::Dictionary(k, v), DataType::Dictionary(wk, wv)) => {
+                    assert_eq!(v, wv);
+                    let want = if **k == DataType::UInt32 {
+                        DataType::UInt32
+                    } else {
+                        DataType::Int32
+                    };
+                    assert_eq!(**wk, want, "{}", a.name());
+                }
+                (x, y) => assert_eq!(x, y),
+            }
+        }
     }
 
     #[test]

@@ -149,6 +149,12 @@ pub mod key {
     /// Sockets that existed at start, recorded as `snapshot` rows (v2; set at
     /// open; absent = 0).
     pub const SNAPSHOT_SOCKETS: &str = "deeptcp.snapshot_sockets";
+    /// JSON array of [`crate::LostInterval`]; appended at finish and carried
+    /// in checkpoints (optional; absent = none known).
+    pub const LOST_INTERVALS: &str = "deeptcp.lost_intervals";
+    /// 1-based index of the file in a rotated recording, decimal (optional;
+    /// set at open; absent = the recording is one file).
+    pub const SEGMENT: &str = "deeptcp.segment";
 }
 
 /// Timezone of the `ts` column.
@@ -281,15 +287,16 @@ pub(crate) fn state_values() -> ArrayRef {
 }
 
 /// The key-value metadata written when a recording is opened (everything but
-/// [`key::LOST_EVENTS`] and [`key::EVENTS`], which are appended at finish).
-/// `meta.schema_version` and `meta.lost_events` are ignored.
+/// [`key::LOST_EVENTS`], [`key::EVENTS`] and [`key::LOST_INTERVALS`], which
+/// are appended at finish). `meta.schema_version`, `meta.lost_events` and
+/// `meta.lost_intervals` are ignored.
 pub fn metadata_key_values(meta: &RecordingMeta) -> Result<Vec<(String, String)>, FormatError> {
     let probes = serde_json::to_string(&meta.probes).map_err(|e| FormatError::BadMetadata {
         path: None,
         key: key::PROBES.to_owned(),
         detail: e.to_string(),
     })?;
-    Ok(vec![
+    let mut kvs = vec![
         (key::SCHEMA_VERSION.to_owned(), SCHEMA_VERSION.to_string()),
         (key::HOST.to_owned(), meta.host.clone()),
         (key::KERNEL_RELEASE.to_owned(), meta.kernel_release.clone()),
@@ -300,7 +307,20 @@ pub fn metadata_key_values(meta: &RecordingMeta) -> Result<Vec<(String, String)>
         (key::KSTACK.to_owned(), meta.kstack.to_string()),
         (key::PROBES.to_owned(), probes),
         (key::SNAPSHOT_SOCKETS.to_owned(), meta.snapshot_sockets.to_string()),
-    ])
+    ];
+    if let Some(segment) = meta.segment {
+        kvs.push((key::SEGMENT.to_owned(), segment.to_string()));
+    }
+    Ok(kvs)
+}
+
+/// `deeptcp.lost_intervals` as stored.
+pub(crate) fn lost_intervals_json(intervals: &[crate::LostInterval]) -> Result<String, FormatError> {
+    serde_json::to_string(intervals).map_err(|e| FormatError::BadMetadata {
+        path: None,
+        key: key::LOST_INTERVALS.to_owned(),
+        detail: e.to_string(),
+    })
 }
 
 /// Parquet key-value metadata as a map; a duplicated key keeps its LAST value
@@ -397,6 +417,19 @@ pub(crate) fn decode_metadata(
     };
     let probes: Vec<ProbeStatus> = serde_json::from_str(required(key::PROBES)?)
         .map_err(|e| bad(key::PROBES, format!("invalid probes JSON: {e}")))?;
+    let lost_intervals: Vec<crate::LostInterval> = match kv.get(key::LOST_INTERVALS) {
+        Some(raw) => serde_json::from_str(raw)
+            .map_err(|e| bad(key::LOST_INTERVALS, format!("invalid lost intervals JSON: {e}")))?,
+        None => Vec::new(),
+    };
+    let segment = match kv.get(key::SEGMENT) {
+        Some(raw) => Some(
+            raw.trim()
+                .parse::<u32>()
+                .map_err(|_| bad(key::SEGMENT, format!("expected an unsigned integer, found {raw:?}")))?,
+        ),
+        None => None,
+    };
 
     let meta = RecordingMeta {
         schema_version,
@@ -412,6 +445,8 @@ pub(crate) fn decode_metadata(
         lost_events: opt_u64(key::LOST_EVENTS)?.unwrap_or(0),
         kstack,
         snapshot_sockets: opt_u64(key::SNAPSHOT_SOCKETS)?.unwrap_or(0),
+        lost_intervals,
+        segment,
     };
     Ok(DecodedMeta {
         meta,

@@ -16,13 +16,13 @@ use arrow_array::types::Int64Type;
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, SchemaRef};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::ArrowWriter;
 use parquet::basic::ZstdLevel;
 use parquet::file::metadata::KeyValue;
 
-use crate::reader::{guarded, open_parquet, TextColumn};
+use crate::checkpoint::Output;
+use crate::reader::{guarded, open_parquet_recovering, TextColumn};
 use crate::schema::{self, col, key, SCHEMA_VERSION};
-use crate::writer::{base_properties, finish_file, WriteSummary};
+use crate::writer::{base_properties, WriteSummary};
 use crate::FormatError;
 
 /// Stacks buffered before they are encoded.
@@ -51,8 +51,12 @@ fn frames_item_field() -> Arc<Field> {
 }
 
 /// Writes the stacks sidecar. Push each distinct stack once; `finish` it.
+/// Like [`crate::EventWriter`], it can keep a checkpoint sidecar
+/// ([`with_checkpoints`](Self::with_checkpoints), extended at each
+/// [`flush`](Self::flush)) and be closed at its last checkpoint after a
+/// failed write.
 pub struct StackWriter {
-    writer: ArrowWriter<File>,
+    out: Output,
     schema: SchemaRef,
     ids: Int64Builder,
     frames: ListBuilder<StringBuilder>,
@@ -63,6 +67,16 @@ pub struct StackWriter {
 impl StackWriter {
     /// Starts a sidecar in `file` (zstd, metadata `deeptcp.schema_version`).
     pub fn new(file: File) -> Result<Self, FormatError> {
+        Self::create(file, None)
+    }
+
+    /// Like [`new`](Self::new) for the file at `path`, with a checkpoint
+    /// sidecar (see [`crate::EventWriter::with_checkpoints`]).
+    pub fn with_checkpoints(file: File, path: &Path) -> Result<Self, FormatError> {
+        Self::create(file, Some(path))
+    }
+
+    fn create(file: File, path: Option<&Path>) -> Result<Self, FormatError> {
         let level = ZstdLevel::try_new(3).map_err(|e| FormatError::parquet(None, e))?;
         let props = base_properties(level, 131_072)
             .set_key_value_metadata(Some(vec![KeyValue::new(
@@ -71,10 +85,9 @@ impl StackWriter {
             )]))
             .build();
         let schema = schema::stacks_schema();
-        let writer =
-            ArrowWriter::try_new(file, Arc::clone(&schema), Some(props)).map_err(|e| FormatError::parquet(None, e))?;
+        let out = Output::new(file, path, Arc::clone(&schema), props, path.is_some())?;
         Ok(StackWriter {
-            writer,
+            out,
             schema,
             ids: Int64Builder::new(),
             frames: ListBuilder::new(StringBuilder::new()).with_field(frames_item_field()),
@@ -105,21 +118,52 @@ impl StackWriter {
         self.pending = 0;
         let columns: Vec<ArrayRef> = vec![Arc::new(self.ids.finish()), Arc::new(self.frames.finish())];
         let batch = RecordBatch::try_new(Arc::clone(&self.schema), columns).map_err(|e| FormatError::arrow(None, e))?;
-        self.writer.write(&batch).map_err(|e| FormatError::parquet(None, e))
+        self.out.write(&batch)
     }
 
-    /// Writes the footer and fsyncs.
-    pub fn finish(mut self) -> Result<WriteSummary, FormatError> {
+    /// Ends the row group and takes a checkpoint; a no-op when nothing was
+    /// pushed since the last flush.
+    pub fn flush(&mut self) -> Result<(), FormatError> {
         self.write_batch()?;
-        let file = self.writer.into_inner().map_err(|e| FormatError::parquet(None, e))?;
-        finish_file(file, self.rows)
+        self.out.flush()
+    }
+
+    /// Stacks pushed so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Writes the footer, fsyncs and removes the checkpoint sidecar; on
+    /// failure closes the file at its last checkpoint (best effort) and
+    /// returns the error.
+    pub fn finish(mut self) -> Result<WriteSummary, FormatError> {
+        match self.try_finish() {
+            Ok(s) => Ok(s),
+            Err(e) => {
+                let _ = self.close_at_checkpoint();
+                Err(e)
+            }
+        }
+    }
+
+    /// [`finish`](Self::finish) without the fallback.
+    pub fn try_finish(&mut self) -> Result<WriteSummary, FormatError> {
+        self.write_batch()?;
+        self.out.finish(Vec::new(), self.rows)
+    }
+
+    /// Closes the file at its last checkpoint (see
+    /// [`crate::EventWriter::close_at_checkpoint`]).
+    pub fn close_at_checkpoint(&mut self) -> Result<WriteSummary, FormatError> {
+        self.out.close_at_checkpoint()
     }
 }
 
 /// Reads a whole stacks sidecar into `stack_id → frames`. A duplicated id
-/// keeps its last row.
+/// keeps its last row. A stacks file whose recorder was killed is read
+/// through its checkpoint (as [`crate::repair`] would keep it), unchanged.
 pub fn read_stacks(path: &Path) -> Result<HashMap<i64, Vec<String>>, FormatError> {
-    let opened = open_parquet(path)?;
+    let (opened, _) = open_parquet_recovering(path)?;
     let kv = schema::kv_map(opened.metadata.metadata().file_metadata().key_value_metadata());
     schema::check_version(path, &kv)?;
 

@@ -6,11 +6,17 @@
 //! lists). Every `batch_rows` events the builders become one `RecordBatch`
 //! for parquet's `ArrowWriter`, which cuts row groups of `row_group_rows`.
 //! [`EventWriter::flush`] ends the current row group so a live file's data
-//! sits in complete row groups; only [`EventWriter::finish`] writes the
-//! footer that makes the file readable.
+//! sits in complete row groups, and takes a checkpoint (see
+//! [`crate::checkpoint`]); only [`EventWriter::finish`] writes the footer
+//! that makes the file readable — or, after a failed write,
+//! [`EventWriter::close_at_checkpoint`] closes it at the last checkpoint.
+//!
+//! A recording may also be rotated into numbered segments
+//! ([`segment_path`], [`segments`]), each a complete recording.
 
 use std::fmt::Write as _;
 use std::fs::File;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::builder::{
@@ -20,14 +26,14 @@ use arrow_array::builder::{
 use arrow_array::types::{UInt32Type, UInt8Type};
 use arrow_array::{ArrayRef, DictionaryArray, RecordBatch, StringArray};
 use arrow_schema::SchemaRef;
-use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
+use crate::checkpoint::Output;
 use crate::event::{canonical_ip, Event};
-use crate::meta::{ClockAnchor, RecordingMeta};
+use crate::meta::{ClockAnchor, LostInterval, RecordingMeta};
 use crate::schema::{self, col, key, TS_TIMEZONE};
 use crate::FormatError;
 
@@ -192,8 +198,9 @@ struct EnumValues {
 /// is a pointer comparison over a few entries, no hashing.
 ///
 /// Values persist across batches (each batch's dictionary is the whole
-/// list); only when all 256 keys are taken does the writer encode the
-/// pending batch and start over.
+/// list); only when it is full does the writer end the row group and start
+/// over, so no row group holds more than [`ProbeDict::CAPACITY`] distinct
+/// probes.
 #[derive(Default)]
 struct ProbeDict {
     values: Vec<Arc<str>>,
@@ -202,7 +209,11 @@ struct ProbeDict {
 }
 
 impl ProbeDict {
-    const CAPACITY: usize = u8::MAX as usize + 1;
+    /// 255, not 256: the parquet crate's reader refuses a column chunk whose
+    /// dictionary holds as many values as the key type has codes (it checks
+    /// the count, not the largest key), so 255 keeps every row group
+    /// readable with the documented `UInt8` keys.
+    const CAPACITY: usize = u8::MAX as usize;
 
     /// The key of `probe`, adding it if new; `None` when the dictionary is full.
     fn key(&mut self, probe: &Arc<str>) -> Option<u8> {
@@ -244,12 +255,22 @@ fn dict(keys: &mut UInt8Builder, values: &ArrayRef) -> Result<ArrayRef, FormatEr
     Ok(Arc::new(arr))
 }
 
-/// Writes one recording. Create with [`EventWriter::new`], [`push`](Self::push)
-/// events, [`flush`](Self::flush) periodically, and always
-/// [`finish`](Self::finish): there is no footer (and so no readable file)
-/// without it — dropping the writer leaves an unreadable file.
+/// Most lost intervals a file keeps: beyond that, neighbours are merged
+/// pairwise (coarser times, same total), so the metadata stays small.
+pub const MAX_LOST_INTERVALS: usize = 1024;
+
+/// Writes one recording. Create with [`EventWriter::new`] (or
+/// [`EventWriter::with_checkpoints`]), [`push`](Self::push) events,
+/// [`flush`](Self::flush) periodically, and always [`finish`](Self::finish):
+/// there is no footer (and so no readable file) without it — dropping the
+/// writer leaves an unfinished file (repairable from its checkpoint sidecar
+/// when it has one).
+///
+/// After an error (disk full, I/O error) the writer accepts nothing more;
+/// [`close_at_checkpoint`](Self::close_at_checkpoint) then leaves a
+/// readable file holding every row up to the last flush.
 pub struct EventWriter {
-    writer: ArrowWriter<File>,
+    out: Output,
     schema: SchemaRef,
     clock: ClockAnchor,
     batch_rows: usize,
@@ -259,20 +280,39 @@ pub struct EventWriter {
     /// Rows in the builders, not yet handed to `writer`.
     pending: usize,
     rows: u64,
-    /// Bytes may sit in the writer's buffer since the last flush.
-    unsynced: bool,
+    lost: Vec<LostInterval>,
 }
 
 impl EventWriter {
     /// Starts a recording in `file` (which should be empty and opened for
-    /// writing). Writes the Parquet header and fixes the metadata known at start.
+    /// writing). Writes the Parquet header and fixes the metadata known at
+    /// start. Checkpoints are kept in memory only (for
+    /// [`close_at_checkpoint`](Self::close_at_checkpoint)).
     pub fn new(file: File, meta: &RecordingMeta, opts: WriterOptions) -> Result<Self, FormatError> {
+        Self::create(file, None, meta, opts)
+    }
+
+    /// Like [`new`](Self::new) for the file at `path`, which errors then
+    /// name, and with a checkpoint sidecar ([`crate::checkpoint_path`]) that
+    /// every [`flush`](Self::flush) extends, so that a killed recorder's
+    /// file can be [`crate::repair`]ed up to its last flush. The sidecar is
+    /// created here (mode 0600, never over an existing file or through a
+    /// symlink) and removed when the file is closed.
+    pub fn with_checkpoints(
+        file: File,
+        path: &Path,
+        meta: &RecordingMeta,
+        opts: WriterOptions,
+    ) -> Result<Self, FormatError> {
+        Self::create(file, Some(path), meta, opts)
+    }
+
+    fn create(file: File, path: Option<&Path>, meta: &RecordingMeta, opts: WriterOptions) -> Result<Self, FormatError> {
         let props = event_properties(meta, &opts)?;
         let schema = schema::event_schema();
-        let writer =
-            ArrowWriter::try_new(file, Arc::clone(&schema), Some(props)).map_err(|e| FormatError::parquet(None, e))?;
+        let out = Output::new(file, path, Arc::clone(&schema), props, path.is_some())?;
         Ok(EventWriter {
-            writer,
+            out,
             schema,
             clock: meta.clock,
             batch_rows: opts.batch_rows,
@@ -286,7 +326,7 @@ impl EventWriter {
             probes: ProbeDict::default(),
             pending: 0,
             rows: 0,
-            unsynced: false,
+            lost: Vec::new(),
         })
     }
 
@@ -297,8 +337,11 @@ impl EventWriter {
         let probe = match self.probes.key(&ev.probe) {
             Some(k) => k,
             None => {
-                // 256 distinct probes: encode what is pending, start a new dictionary.
+                // 255 distinct probes: end the row group (a reader decodes a
+                // column chunk's whole Parquet dictionary into UInt8 keys, so
+                // a row group must not hold more), start a new dictionary.
                 self.write_batch()?;
+                self.out.end_row_group()?;
                 self.probes.clear();
                 self.probes.key(&ev.probe).unwrap_or(0)
             }
@@ -383,33 +426,24 @@ impl EventWriter {
             Arc::new(b.window.finish()),
         ];
         let batch = RecordBatch::try_new(Arc::clone(&self.schema), columns).map_err(|e| FormatError::arrow(None, e))?;
-        self.unsynced = true;
-        self.writer.write(&batch).map_err(|e| FormatError::parquet(None, e))
+        self.out.write(&batch)
     }
 
-    /// Writes pending rows and ends the current row group, then hands the
-    /// bytes to the OS (no fsync; see [`sync`](Self::sync)). A no-op when
-    /// nothing was pushed since the last flush.
+    /// Writes pending rows and ends the current row group, hands the bytes
+    /// to the OS and takes a checkpoint (with a sidecar: fsyncs the data,
+    /// then appends the checkpoint and fsyncs it). A no-op when nothing was
+    /// pushed (and no lost interval added) since the last flush.
     pub fn flush(&mut self) -> Result<(), FormatError> {
         self.write_batch()?;
-        if self.writer.in_progress_rows() > 0 {
-            self.writer.flush().map_err(|e| FormatError::parquet(None, e))?;
-        }
-        if self.unsynced {
-            self.writer.sync().map_err(|e| FormatError::io(None, "write", e))?;
-            self.unsynced = false;
-        }
-        Ok(())
+        self.out.flush()
     }
 
     /// [`flush`](Self::flush), then fsync the data so flushed row groups
-    /// survive a power loss.
+    /// survive a power loss (a writer with a sidecar already does at every
+    /// flush that wrote something).
     pub fn sync(&mut self) -> Result<(), FormatError> {
         self.flush()?;
-        self.writer
-            .inner()
-            .sync_data()
-            .map_err(|e| FormatError::io(None, "fsync", e))
+        self.out.sync_data()
     }
 
     /// Rows pushed so far (including rows not yet encoded).
@@ -417,29 +451,159 @@ impl EventWriter {
         self.rows
     }
 
+    /// Rows up to the last checkpoint (the last [`flush`](Self::flush)):
+    /// what [`close_at_checkpoint`](Self::close_at_checkpoint) or a repair keeps.
+    pub fn checkpointed_rows(&self) -> u64 {
+        self.out.checkpointed_rows()
+    }
+
     /// Bytes handed to the writer's output so far (excluding pending rows and
     /// the unflushed row group).
     pub fn bytes_written(&self) -> u64 {
-        self.writer.bytes_written() as u64
+        self.out.bytes_written()
     }
 
-    /// Flushes, appends `deeptcp.lost_events` and `deeptcp.events`, writes the
-    /// footer and fsyncs the file.
+    /// Records that `interval.lost` events were lost in that interval. The
+    /// intervals are written at finish (`deeptcp.lost_intervals`) and carried
+    /// by the next checkpoint. Beyond [`MAX_LOST_INTERVALS`] neighbours merge.
+    pub fn add_lost_interval(&mut self, interval: LostInterval) {
+        if interval.lost == 0 {
+            return;
+        }
+        self.lost.push(interval);
+        if self.lost.len() > MAX_LOST_INTERVALS {
+            self.lost = self
+                .lost
+                .chunks(2)
+                .map(|c| LostInterval {
+                    from_mono_ns: c[0].from_mono_ns,
+                    to_mono_ns: c[c.len() - 1].to_mono_ns,
+                    lost: c.iter().map(|i| i.lost).sum(),
+                })
+                .collect();
+        }
+        // Serializing plain integers cannot fail.
+        if let Ok(json) = schema::lost_intervals_json(&self.lost) {
+            self.out.set_update(key::LOST_INTERVALS, json);
+        }
+    }
+
+    /// The lost intervals added so far (possibly merged).
+    pub fn lost_intervals(&self) -> &[LostInterval] {
+        &self.lost
+    }
+
+    /// Events in the lost intervals added so far.
+    pub fn lost_in_intervals(&self) -> u64 {
+        self.lost.iter().map(|i| i.lost).sum()
+    }
+
+    /// Flushes, appends `deeptcp.lost_events`, `deeptcp.events` and
+    /// `deeptcp.lost_intervals`, writes the footer, fsyncs the file and
+    /// removes its checkpoint sidecar. When that fails, the file is closed
+    /// at its last checkpoint (best effort, see
+    /// [`close_at_checkpoint`](Self::close_at_checkpoint)) and the error
+    /// returned; use [`try_finish`](Self::try_finish) to handle that yourself.
     pub fn finish(mut self, lost_events: u64) -> Result<WriteSummary, FormatError> {
+        match self.try_finish(lost_events) {
+            Ok(s) => Ok(s),
+            Err(e) => {
+                let _ = self.close_at_checkpoint();
+                Err(e)
+            }
+        }
+    }
+
+    /// [`finish`](Self::finish) without the fallback: on error the writer is
+    /// left for [`close_at_checkpoint`](Self::close_at_checkpoint).
+    pub fn try_finish(&mut self, lost_events: u64) -> Result<WriteSummary, FormatError> {
         self.write_batch()?;
-        self.writer
-            .append_key_value_metadata(KeyValue::new(key::LOST_EVENTS.to_owned(), lost_events.to_string()));
-        self.writer
-            .append_key_value_metadata(KeyValue::new(key::EVENTS.to_owned(), self.rows.to_string()));
-        let rows = self.rows;
-        let file = self.writer.into_inner().map_err(|e| FormatError::parquet(None, e))?;
-        finish_file(file, rows)
+        let mut extra = vec![
+            KeyValue::new(key::LOST_EVENTS.to_owned(), lost_events.to_string()),
+            KeyValue::new(key::EVENTS.to_owned(), self.rows.to_string()),
+        ];
+        extra.push(KeyValue::new(
+            key::LOST_INTERVALS.to_owned(),
+            schema::lost_intervals_json(&self.lost)?,
+        ));
+        self.out.finish(extra, self.rows)
+    }
+
+    /// Closes the file at its last checkpoint (the last successful
+    /// [`flush`](Self::flush)): truncates it there and appends the footer of
+    /// the rows flushed until then, so it stays a readable recording, and
+    /// removes the sidecar. For a writer whose writes failed (disk full, I/O
+    /// error). The file then lacks `deeptcp.events`/`deeptcp.lost_events`,
+    /// like a repaired one (its lost intervals up to the checkpoint are
+    /// kept). Returns what the file holds.
+    pub fn close_at_checkpoint(&mut self) -> Result<WriteSummary, FormatError> {
+        self.out.close_at_checkpoint()
+    }
+
+    /// The path given to [`with_checkpoints`](Self::with_checkpoints).
+    pub fn path(&self) -> Option<&Path> {
+        self.out.path()
     }
 }
 
-/// fsyncs a completely written file and measures it.
-pub(crate) fn finish_file(file: File, rows: u64) -> Result<WriteSummary, FormatError> {
-    file.sync_all().map_err(|e| FormatError::io(None, "fsync", e))?;
-    let bytes = file.metadata().map_err(|e| FormatError::io(None, "stat", e))?.len();
-    Ok(WriteSummary { rows, bytes })
+/// The file of segment `index` (1-based) of a rotated recording named
+/// `recording`: `trace.parquet`, 3 → `trace-000003.parquet`; a name without
+/// `.parquet` gets `-000003` appended.
+pub fn segment_path(recording: &Path, index: u32) -> PathBuf {
+    let name = recording.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    match name.strip_suffix(".parquet").filter(|s| !s.is_empty()) {
+        Some(stem) => recording.with_file_name(format!("{stem}-{index:06}.parquet")),
+        None => {
+            let mut s = recording.as_os_str().to_owned();
+            s.push(format!("-{index:06}"));
+            PathBuf::from(s)
+        }
+    }
+}
+
+/// The files of the recording named `path`, in order: `[path]` when that
+/// file exists, otherwise its rotated segments (`record --rotate-size` /
+/// `--rotate-secs`: `trace-000001.parquet`, `trace-000002.parquet`, ...)
+/// sorted by index; empty when there are neither. Read together, in this
+/// order, the segments are the whole recording (each is a complete
+/// recording with the same start metadata and its `deeptcp.segment`).
+pub fn segments(path: &Path) -> Vec<PathBuf> {
+    if std::fs::symlink_metadata(path).is_ok() {
+        return vec![path.to_path_buf()];
+    }
+    segment_files(path)
+}
+
+/// The rotated segments of the recording named `path` that exist, sorted by
+/// index (whether or not a file named `path` exists too).
+pub fn segment_files(path: &Path) -> Vec<PathBuf> {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return Vec::new();
+    };
+    let (stem, suffix) = match name.strip_suffix(".parquet").filter(|s| !s.is_empty()) {
+        Some(stem) => (stem, ".parquet"),
+        None => (name, ""),
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(u64, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let n = e.file_name();
+            let n = n.to_str()?;
+            let digits = n.strip_prefix(stem)?.strip_prefix('-')?.strip_suffix(suffix)?;
+            if digits.len() < 6 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let index: u64 = digits.parse().ok()?;
+            Some((index, path.with_file_name(n)))
+        })
+        .collect();
+    found.sort();
+    found.into_iter().map(|(_, p)| p).collect()
 }

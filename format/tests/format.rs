@@ -9,13 +9,13 @@ use std::sync::Arc;
 use arrow_array::types::UInt8Type;
 use arrow_array::{
     ArrayRef, DictionaryArray, Int32Array, Int64Array, LargeStringArray, RecordBatch, StringArray, StringViewArray,
-    TimestampNanosecondArray, UInt16Array, UInt32Array,
+    TimestampNanosecondArray, UInt16Array, UInt32Array, UInt64Array,
 };
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use deeptcp_format::schema::{self, col, key};
 use deeptcp_format::{
-    read_stacks, stacks_path, ClockAnchor, Event, EventKind, EventWriter, Family, FormatError, ProbeStatus,
-    RecordingMeta, RecordingReader, StackWriter, TcpState, WriterOptions, SCHEMA_VERSION,
+    read_stacks, stacks_path, Attribution, ClockAnchor, Event, EventKind, EventWriter, Family, FormatError,
+    ProbeStatus, RecordingMeta, RecordingReader, StackWriter, TcpInfo, TcpState, WriterOptions, SCHEMA_VERSION,
 };
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
@@ -40,22 +40,83 @@ fn meta() -> RecordingMeta {
                 probe: "tp_btf:inet_sock_set_state".into(),
                 attached: true,
                 detail: String::new(),
+                rung: 0,
+                used: true,
             },
             ProbeStatus {
                 kind: "sock_error".into(),
                 probe: "kprobe:sock_def_error_report".into(),
                 attached: false,
                 detail: "kprobes unavailable: \"quoted\" \u{e9}".into(),
+                rung: 1,
+                used: false,
             },
         ],
         lost_events: 0,
         kstack: true,
+        snapshot_sockets: 17,
+        lost_intervals: Vec::new(),
+        segment: None,
     }
 }
 
-/// `n` events covering every kind, IPv4, IPv6, v4-mapped IPv6, null and
-/// non-null states and stack ids, several comms.
+/// TcpInfo with every field set (distinct per `i`).
+fn tcp_all(i: usize) -> TcpInfo {
+    let i = i as u32;
+    TcpInfo {
+        snd_wnd: Some(65_535 + i),
+        rcv_wnd: Some(131_072 - i),
+        srtt_us: Some(50 + i % 1000),
+        snd_cwnd: Some(10 + i % 40),
+        bytes_acked: Some(u64::from(i) * 1448),
+        bytes_received: Some(u64::MAX - u64::from(i)),
+        window: Some(i % 3),
+    }
+}
+
+/// `n` events covering every kind, every attribution, IPv4, IPv6, v4-mapped
+/// IPv6, null and non-null states, stack ids and TCP fields, several comms
+/// and probes.
 fn events(n: usize) -> Vec<Event> {
+    let probes: Vec<Arc<str>> = [
+        "tp_btf:inet_sock_set_state",
+        "inferred:inet_sock_set_state",
+        "",
+        "snapshot:proc",
+    ]
+    .into_iter()
+    .map(Arc::from)
+    .collect();
+    events_v1(n)
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| Event {
+            probe: Arc::clone(&probes[i % probes.len()]),
+            cookie: if i % 9 == 0 { 0 } else { 1 << 40 | (i as u64 / 3) },
+            cgroup_id: [0, 1, u64::MAX][i % 3],
+            attribution: Attribution::ALL[i % Attribution::ALL.len()],
+            tcp: match i % 4 {
+                0 => tcp_all(i),
+                1 => TcpInfo::default(),
+                2 => TcpInfo {
+                    window: Some(0),
+                    ..Default::default()
+                },
+                _ => TcpInfo {
+                    srtt_us: Some(0),
+                    bytes_received: Some(7),
+                    ..tcp_all(i)
+                },
+            },
+            ..e
+        })
+        .collect()
+}
+
+/// `n` events with the v2 fields at their v1 defaults, covering every kind,
+/// IPv4, IPv6, v4-mapped IPv6, null and non-null states and stack ids,
+/// several comms.
+fn events_v1(n: usize) -> Vec<Event> {
     let v6a: IpAddr = "2001:db8::1".parse().unwrap();
     let v6b: IpAddr = "fe80::1:2".parse().unwrap();
     let mapped: IpAddr = IpAddr::V6(Ipv4Addr::new(192, 0, 2, 7).to_ipv6_mapped());
@@ -78,7 +139,7 @@ fn events(n: usize) -> Vec<Event> {
                 kind,
                 pid: (i % 13) as u32,
                 tid: (i % 17) as u32 + 100,
-                comm: format!("comm-{}", i % 5),
+                comm: format!("comm-{}", i % 5).into(),
                 family,
                 saddr,
                 daddr,
@@ -89,6 +150,11 @@ fn events(n: usize) -> Vec<Event> {
                 sk_err: if kind == EventKind::SockError { 104 } else { 0 },
                 netns: 4026531840,
                 stack_id: (i % 3 == 0).then_some(i as i64 / 3),
+                probe: Arc::from(""),
+                cookie: 0,
+                cgroup_id: 0,
+                attribution: Attribution::Unknown,
+                tcp: TcpInfo::default(),
             }
         })
         .collect()
@@ -198,12 +264,19 @@ fn metadata_round_trip() {
     let get = |k: &str| kv.iter().find(|x| x.key == k).and_then(|x| x.value.clone());
     assert_eq!(get(key::EVENTS).as_deref(), Some("10"));
     assert_eq!(get(key::LOST_EVENTS).as_deref(), Some("42"));
-    assert_eq!(get(key::SCHEMA_VERSION).as_deref(), Some("1"));
+    assert_eq!(get(key::SCHEMA_VERSION).as_deref(), Some("2"));
+    assert_eq!(get(key::SNAPSHOT_SOCKETS).as_deref(), Some("17"));
+    assert!(get(key::PROBES).unwrap().contains("\"rung\":1,\"used\":false"));
     assert_eq!(get(key::KSTACK).as_deref(), Some("true"));
     assert!(get(key::PROBES).unwrap().starts_with("[{\"kind\":\"state_change\""));
     assert!(get("ARROW:schema").is_some(), "arrow schema kept for pandas/DuckDB");
     // each key exactly once
-    for k in [key::EVENTS, key::LOST_EVENTS, key::SCHEMA_VERSION] {
+    for k in [
+        key::EVENTS,
+        key::LOST_EVENTS,
+        key::SCHEMA_VERSION,
+        key::SNAPSHOT_SOCKETS,
+    ] {
         assert_eq!(kv.iter().filter(|x| x.key == k).count(), 1, "{k}");
     }
 }
@@ -232,7 +305,16 @@ fn zstd_delta_encodings_and_statistics() {
                 assert!(!encs.contains(&Encoding::RLE_DICTIONARY), "{name}: {encs:?}");
                 assert!(c.dictionary_page_offset().is_none(), "{name}");
             }
-            if [col::KIND, col::COMM, col::SADDR, col::FAMILY].contains(&name.as_str()) {
+            if [
+                col::KIND,
+                col::COMM,
+                col::SADDR,
+                col::FAMILY,
+                col::PROBE,
+                col::ATTRIBUTION,
+            ]
+            .contains(&name.as_str())
+            {
                 assert!(encs.contains(&Encoding::RLE_DICTIONARY), "{name}: {encs:?}");
             }
         }
@@ -257,8 +339,34 @@ fn arrow_types_as_documented() {
     let utc = DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()));
     assert_eq!(got.field_with_name(col::TS).unwrap().data_type(), &utc);
     let u8dict = DataType::Dictionary(Box::new(DataType::UInt8), Box::new(DataType::Utf8));
-    for c in [col::KIND, col::FAMILY, col::OLDSTATE, col::NEWSTATE] {
+    for c in [
+        col::KIND,
+        col::FAMILY,
+        col::OLDSTATE,
+        col::NEWSTATE,
+        col::PROBE,
+        col::ATTRIBUTION,
+    ] {
         assert_eq!(got.field_with_name(c).unwrap().data_type(), &u8dict, "{c}");
+    }
+    let names: Vec<&str> = got.fields().iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(names, col::ALL);
+    for (c, t, null) in [
+        (col::COOKIE, DataType::UInt64, false),
+        (col::CGROUP_ID, DataType::UInt64, false),
+        (col::SND_WND, DataType::UInt32, true),
+        (col::RCV_WND, DataType::UInt32, true),
+        (col::SRTT_US, DataType::UInt32, true),
+        (col::SND_CWND, DataType::UInt32, true),
+        (col::BYTES_ACKED, DataType::UInt64, true),
+        (col::BYTES_RECEIVED, DataType::UInt64, true),
+        (col::WINDOW, DataType::UInt32, true),
+    ] {
+        let f = got.field_with_name(c).unwrap();
+        assert_eq!((f.data_type(), f.is_nullable()), (&t, null), "{c}");
+    }
+    for c in [col::PROBE, col::ATTRIBUTION] {
+        assert!(!got.field_with_name(c).unwrap().is_nullable(), "{c}");
     }
 
     // ts = realtime + (mono - monotonic)
@@ -429,8 +537,39 @@ fn dict(values: &[&str], keys: Vec<Option<u8>>) -> ArrayRef {
     )
 }
 
-/// Three valid rows, every column in schema-v1 types.
+/// Three valid rows, every column of schema v2.
 fn good_columns() -> Vec<(&'static str, ArrayRef)> {
+    let mut cols = good_columns_v1();
+    cols.extend([
+        (
+            col::PROBE,
+            dict(
+                &["tp_btf:inet_sock_set_state", "inferred:inet_sock_set_state"],
+                vec![Some(0), Some(1), Some(0)],
+            ),
+        ),
+        (col::COOKIE, Arc::new(UInt64Array::from(vec![5, 5, 6])) as ArrayRef),
+        (col::CGROUP_ID, Arc::new(UInt64Array::from(vec![0, 9, 9]))),
+        (
+            col::ATTRIBUTION,
+            dict(&["task", "owner"], vec![Some(0), Some(1), Some(1)]),
+        ),
+        (col::SND_WND, Arc::new(UInt32Array::from(vec![Some(1), None, Some(3)]))),
+        (col::RCV_WND, Arc::new(UInt32Array::from(vec![Some(2), None, None]))),
+        (col::SRTT_US, Arc::new(UInt32Array::from(vec![Some(3), None, None]))),
+        (col::SND_CWND, Arc::new(UInt32Array::from(vec![Some(4), None, None]))),
+        (col::BYTES_ACKED, Arc::new(UInt64Array::from(vec![Some(5), None, None]))),
+        (
+            col::BYTES_RECEIVED,
+            Arc::new(UInt64Array::from(vec![Some(6), None, None])),
+        ),
+        (col::WINDOW, Arc::new(UInt32Array::from(vec![Some(0), None, Some(7)]))),
+    ]);
+    cols
+}
+
+/// Three valid rows, every column of schema v1 (write with [`kvs_v1`]).
+fn good_columns_v1() -> Vec<(&'static str, ArrayRef)> {
     vec![
         (
             col::TS,
@@ -469,6 +608,15 @@ fn kvs_with(overrides: &[(&str, &str)]) -> Vec<(String, String)> {
         kvs.retain(|(kk, _)| kk != k);
         kvs.push((k.to_string(), v.to_string()));
     }
+    kvs
+}
+
+/// Metadata of a v1 recording (as the v1 writer wrote it: no
+/// `deeptcp.snapshot_sockets`, probes without `rung`/`used`).
+fn kvs_v1() -> Vec<(String, String)> {
+    let probes = r#"[{"kind":"state_change","probe":"tp_btf:inet_sock_set_state","attached":true,"detail":""}]"#;
+    let mut kvs = kvs_with(&[(key::SCHEMA_VERSION, "1"), (key::PROBES, probes)]);
+    kvs.retain(|(k, _)| k != key::SNAPSHOT_SOCKETS);
     kvs
 }
 
@@ -515,6 +663,14 @@ fn hand_written_valid_file_with_plain_strings_reads() {
     assert_eq!(evs[1].oldstate, None);
     assert_eq!(evs[1].newstate, Some(TcpState::Close));
     assert_eq!(evs[1].stack_id, Some(4));
+    assert_eq!(&*evs[1].probe, "inferred:inet_sock_set_state");
+    assert_eq!((evs[1].cookie, evs[1].cgroup_id), (5, 9));
+    assert_eq!(evs[1].attribution, Attribution::Owner);
+    assert_eq!(evs[1].tcp, TcpInfo::default());
+    assert_eq!(evs[2].tcp.window, Some(7));
+    assert_eq!(evs[0].tcp.bytes_received, Some(6));
+    // plain strings (comm here) still decode, allocating per row
+    assert_eq!(&*evs[2].comm, "c");
 }
 
 #[test]
@@ -556,8 +712,17 @@ fn unsupported_schema_version() {
     }
     assert!(
         err.to_string().ends_with(
-            "trace.parquet: schema version 999 is not supported by this build (supports 1); upgrade deeptcp"
+            "trace.parquet: schema version 999 is not supported by this build (supports 1..=2); upgrade deeptcp"
         ),
+        "{err}"
+    );
+
+    write_raw(&path, good_columns(), kvs_with(&[(key::SCHEMA_VERSION, "0")]));
+    let err = open_err(&path);
+    assert!(matches!(err, FormatError::UnsupportedVersion { found: 0, .. }), "{err}");
+    assert!(
+        err.to_string()
+            .ends_with("(supports 1..=2); the file is from an unsupported deeptcp version or is corrupt"),
         "{err}"
     );
 
@@ -615,6 +780,274 @@ fn missing_or_mistyped_column_is_bad_column() {
         matches!(&err, FormatError::BadColumn { column, .. } if column == col::PID),
         "{err}"
     );
+
+    // a v2 file needs every v2 column, typed as documented
+    for c in col::ADDED_V2 {
+        let mut cols = good_columns();
+        cols.retain(|(n, _)| *n != c);
+        write_raw(&path, cols, kvs_with(&[]));
+        let err = open_err(&path);
+        assert!(
+            matches!(&err, FormatError::BadColumn { column, detail, .. } if column == c && detail == "missing"),
+            "{c}: {err}"
+        );
+    }
+    for (c, a) in [
+        (col::COOKIE, Arc::new(Int64Array::from(vec![1, 2, 3])) as ArrayRef),
+        (col::WINDOW, Arc::new(UInt16Array::from(vec![1, 2, 3]))),
+        (col::BYTES_ACKED, Arc::new(UInt32Array::from(vec![1, 2, 3]))),
+        (col::ATTRIBUTION, Arc::new(UInt32Array::from(vec![1, 2, 3]))),
+    ] {
+        let mut cols = good_columns();
+        replace(&mut cols, c, a);
+        write_raw(&path, cols, kvs_with(&[]));
+        let err = open_err(&path);
+        assert!(
+            matches!(&err, FormatError::BadColumn { column, .. } if column == c),
+            "{c}: {err}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Schema v1 files and v2 specifics
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// The committed v1 recording (testdata/compat/, frozen copy of the v1
+/// testdata/loopback.parquet): still reads, with the v2 fields defaulted.
+#[test]
+fn v1_fixture_reads_with_v2_defaults() {
+    let path = repo_root().join("testdata/compat/v1-loopback.parquet");
+    let r = RecordingReader::open(&path).unwrap();
+    assert_eq!(r.meta().schema_version, 1);
+    assert_eq!(r.num_rows(), 61);
+    assert!(r.finished());
+    assert_eq!(r.meta().snapshot_sockets, 0);
+    assert!(r.meta().kstack);
+    let probes: Vec<(&str, &str, bool, u32, bool)> = r
+        .meta()
+        .probes
+        .iter()
+        .map(|p| (p.kind.as_str(), p.probe.as_str(), p.attached, p.rung, p.used))
+        .collect();
+    assert_eq!(
+        probes,
+        [
+            ("state_change", "tp_btf:inet_sock_set_state", true, 0, false),
+            ("retransmit", "tp_btf:tcp_retransmit_skb", true, 0, false),
+            ("reset_recv", "tp_btf:tcp_receive_reset", true, 0, false),
+            ("reset_sent", "tp_btf:tcp_send_reset", true, 0, false),
+            ("sock_error", "tp_btf:inet_sk_error_report", true, 0, false),
+            ("destroy_sock", "tp_btf:tcp_destroy_sock", true, 0, false),
+        ]
+    );
+    let evs: Vec<Event> = r.events().collect::<Result<_, _>>().unwrap();
+    assert_eq!(evs.len(), 61);
+    let v1_kinds = &EventKind::ALL[..6];
+    for e in &evs {
+        assert!(v1_kinds.contains(&e.kind), "{:?}", e.kind);
+        assert_eq!(&*e.probe, "");
+        assert_eq!((e.cookie, e.cgroup_id), (0, 0));
+        assert_eq!(e.attribution, Attribution::Unknown);
+        assert_eq!(e.tcp, TcpInfo::default());
+        assert_eq!(&*e.comm, "python3");
+        // one allocation for the whole file
+        assert!(Arc::ptr_eq(&e.comm, &evs[0].comm));
+        assert!(Arc::ptr_eq(&e.probe, &evs[0].probe));
+    }
+    assert_eq!(evs.iter().filter(|e| e.kind == EventKind::StateChange).count(), 38);
+    assert!(evs.iter().any(|e| e.stack_id.is_some()));
+    // its stacks sidecar (schema version 1) still reads too
+    let stacks = read_stacks(&stacks_path(&path)).unwrap();
+    assert_eq!(stacks.len(), 37);
+    for e in &evs {
+        if let Some(id) = e.stack_id {
+            assert!(stacks.contains_key(&id), "stack {id}");
+        }
+    }
+}
+
+/// A hand-written v1 file: v1 columns only, v1 metadata; a v2 kind in it is accepted.
+#[test]
+fn hand_written_v1_file_reads_with_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.parquet");
+    let mut cols = good_columns_v1();
+    replace(
+        &mut cols,
+        col::KIND,
+        dict(&["state_change", "fin_recv"], vec![Some(0), Some(1), Some(0)]),
+    );
+    write_raw(&path, cols, kvs_v1());
+    let r = RecordingReader::open(&path).unwrap();
+    assert_eq!(r.meta().schema_version, 1);
+    assert_eq!(r.meta().snapshot_sockets, 0);
+    assert_eq!(r.meta().probes[0].rung, 0);
+    assert!(!r.meta().probes[0].used);
+    let evs: Vec<Event> = r.events().collect::<Result<_, _>>().unwrap();
+    assert_eq!(evs.len(), 3);
+    assert_eq!(evs[1].kind, EventKind::FinRecv);
+    for e in &evs {
+        assert_eq!(&*e.probe, "");
+        assert_eq!((e.cookie, e.cgroup_id, e.attribution), (0, 0, Attribution::Unknown));
+        assert_eq!(e.tcp, TcpInfo::default());
+    }
+
+    // v2 columns in a file that says v1 are not looked at
+    let mut cols = good_columns();
+    replace(&mut cols, col::ATTRIBUTION, dict(&["bogus"], vec![None; 3]));
+    write_raw(&path, cols, kvs_v1());
+    let evs: Vec<Event> = RecordingReader::open(&path)
+        .unwrap()
+        .events()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(evs
+        .iter()
+        .all(|e| e.attribution == Attribution::Unknown && e.cookie == 0));
+
+    // a v2 file without the v2 columns is refused up front
+    write_raw(&path, good_columns_v1(), kvs_with(&[]));
+    let err = open_err(&path);
+    assert!(
+        matches!(&err, FormatError::BadColumn { column, .. } if column == col::PROBE),
+        "{err}"
+    );
+}
+
+#[test]
+fn v2_round_trip_every_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v2.parquet");
+    let evs = events(900);
+    // every kind, every attribution, TcpInfo all-Some and all-None are there
+    for k in EventKind::ALL {
+        assert!(evs.iter().any(|e| e.kind == k), "{k:?}");
+    }
+    for a in Attribution::ALL {
+        assert!(evs.iter().any(|e| e.attribution == a), "{a:?}");
+    }
+    assert!(evs.iter().any(|e| e.tcp == TcpInfo::default()));
+    assert!(evs.iter().any(|e| e.tcp == tcp_all(0)));
+    write_file(&path, &evs, small_opts(), 0);
+    let r = RecordingReader::open(&path).unwrap();
+    assert_eq!(r.meta().schema_version, 2);
+    assert_eq!(r.meta().snapshot_sockets, 17);
+    let back: Vec<Event> = r.events().collect::<Result<_, _>>().unwrap();
+    assert_eq!(back, canonical(&evs));
+    assert_eq!(back[0].tcp, tcp_all(0));
+    assert_eq!(back[0].tcp.bytes_received, Some(u64::MAX));
+    assert_eq!(back[1].tcp, TcpInfo::default());
+    assert_eq!(&*back[3].probe, "snapshot:proc");
+    assert_eq!(back[2].cgroup_id, u64::MAX);
+}
+
+#[test]
+fn decoded_strings_are_shared_not_copied() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.parquet");
+    // several batches and row groups; comm and probe values recur
+    let evs = events(2_600);
+    write_file(&path, &evs, small_opts(), 0);
+    let back = read_all(&path);
+    assert_eq!(back, canonical(&evs));
+    // rows 0 and 5 have the same comm; 0 and 4 the same probe (also across batches)
+    for (a, b) in [(0, 5), (0, 2_500), (7, 7 + 5 * 400)] {
+        assert_eq!(back[a].comm, back[b].comm);
+        assert!(Arc::ptr_eq(&back[a].comm, &back[b].comm), "comm of rows {a} and {b}");
+    }
+    for (a, b) in [(0, 4), (1, 2_001), (3, 1_003)] {
+        assert_eq!(back[a].probe, back[b].probe);
+        assert!(Arc::ptr_eq(&back[a].probe, &back[b].probe), "probe of rows {a} and {b}");
+    }
+    assert!(!Arc::ptr_eq(&back[0].comm, &back[1].comm));
+}
+
+#[test]
+fn many_distinct_probes_overflow_into_new_batches() {
+    // `probe` is Dictionary(UInt8, _): 256 keys per batch at most
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("probes.parquet");
+    let evs: Vec<Event> = events(1_000)
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| Event {
+            probe: format!("kprobe:p{}", i % 700).into(),
+            ..e
+        })
+        .collect();
+    let opts = WriterOptions {
+        row_group_rows: 100_000,
+        batch_rows: 8192,
+        zstd_level: 3,
+    };
+    write_file(&path, &evs, opts, 0);
+    assert!(RecordingReader::open(&path).unwrap().num_row_groups() >= 3);
+    assert_eq!(read_all(&path), canonical(&evs));
+}
+
+/// Rewrites `src` into `dst` with the same rows and `deeptcp.schema_version` replaced.
+fn rewrite_with_version(src: &Path, dst: &Path, version: &str) {
+    let b = ParquetRecordBatchReaderBuilder::try_new(File::open(src).unwrap()).unwrap();
+    let schema = b.schema().clone();
+    let kvs: Vec<KeyValue> = b
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .unwrap()
+        .iter()
+        .filter(|kv| kv.key != "ARROW:schema")
+        .map(|kv| {
+            if kv.key == key::SCHEMA_VERSION {
+                KeyValue::new(kv.key.clone(), version.to_owned())
+            } else {
+                kv.clone()
+            }
+        })
+        .collect();
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(Default::default()))
+        .set_key_value_metadata(Some(kvs))
+        .build();
+    let mut w = ArrowWriter::try_new(File::create(dst).unwrap(), schema, Some(props)).unwrap();
+    for batch in b.build().unwrap() {
+        w.write(&batch.unwrap()).unwrap();
+    }
+    w.close().unwrap();
+}
+
+#[test]
+fn v2_file_claiming_version_3_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let v2 = dir.path().join("v2.parquet");
+    write_file(&v2, &events(50), WriterOptions::default(), 0);
+    // the rewrite itself is faithful
+    let same = dir.path().join("same.parquet");
+    rewrite_with_version(&v2, &same, "2");
+    assert_eq!(read_all(&same), read_all(&v2));
+
+    let v3 = dir.path().join("v3.parquet");
+    rewrite_with_version(&v2, &v3, "3");
+    let err = open_err(&v3);
+    assert!(
+        matches!(
+            err,
+            FormatError::UnsupportedVersion {
+                found: 3,
+                supported: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .ends_with("v3.parquet: schema version 3 is not supported by this build (supports 1..=2); upgrade deeptcp"),
+        "{err}"
+    );
 }
 
 /// Opens fine, then the event stream yields the good rows and one error.
@@ -657,6 +1090,28 @@ fn corrupted_values_are_invalid_value_errors() {
             2,
         ),
         (col::KIND, dict(&["state_change"], vec![Some(0), None, None]), 1),
+        (
+            col::ATTRIBUTION,
+            dict(&["task", "backfil"], vec![Some(0), Some(1), Some(0)]),
+            1,
+        ),
+        (col::ATTRIBUTION, dict(&["task"], vec![Some(0), Some(0), None]), 2),
+        (col::PROBE, dict(&["x"], vec![None, Some(0), Some(0)]), 0),
+        (
+            col::PROBE,
+            Arc::new(StringArray::from(vec![Some("a"), None, Some("c")])),
+            1,
+        ),
+        (
+            col::COOKIE,
+            Arc::new(UInt64Array::from(vec![Some(1), Some(1), None])),
+            2,
+        ),
+        (
+            col::CGROUP_ID,
+            Arc::new(UInt64Array::from(vec![None, Some(1), None])),
+            0,
+        ),
     ];
     for (name, arr, bad_row) in cases {
         let mut cols = good_columns();
@@ -697,7 +1152,7 @@ fn invalid_value_row_is_absolute() {
         (col::NETNS, Arc::new(UInt32Array::from(vec![0; n]))),
         (col::STACK_ID, Arc::new(Int64Array::from(vec![None; n]))),
     ];
-    write_raw(&path, cols, kvs_with(&[]));
+    write_raw(&path, cols, kvs_v1());
     let err = stream_err(&path, 17_000);
     assert!(matches!(&err, FormatError::InvalidValue { row: 17_000, .. }), "{err}");
     assert!(err.to_string().contains("row 17000"), "{err}");
@@ -762,8 +1217,11 @@ fn stacks_round_trip() {
 // Size measurement (run with --ignored --nocapture)
 
 /// 200k events shaped like a busy web host: a few processes, a few dozen
-/// peers, connections walking through their states, retransmits and resets
-/// sprinkled in, mono_ns increasing with jitter.
+/// peers, connections walking through their states (FIN rows alongside),
+/// retransmits, resets and the odd zero window sprinkled in, mono_ns
+/// increasing with jitter. v2 fields as the recorder fills them: a handful
+/// of probes, owner attribution for softirq events, one cookie per
+/// connection (increasing), a few cgroups, TCP fields varying per event.
 fn realistic(n: usize) -> Vec<Event> {
     struct Rng(u64);
     impl Rng {
@@ -775,19 +1233,28 @@ fn realistic(n: usize) -> Vec<Event> {
         }
     }
     let mut rng = Rng(0x2545F4914F6CDD1D);
-    let comms = [
-        ("nginx", 1200u32),
-        ("curl", 3400),
-        ("java", 2100),
-        ("postgres", 900),
-        ("swapper/0", 0),
-        ("swapper/1", 0),
+    // (comm, pid, cgroup)
+    let comms: [(Arc<str>, u32, u64); 4] = [
+        ("nginx".into(), 1200, 0x1a2b),
+        ("curl".into(), 3400, 0x1a2c),
+        ("java".into(), 2100, 0x2f00),
+        ("postgres".into(), 900, 0x2f01),
     ];
+    let probe = |name: &str| -> Arc<str> { Arc::from(name) };
+    let p_state = probe("tp_btf:inet_sock_set_state");
+    let p_retrans = probe("tp_btf:tcp_retransmit_skb");
+    let p_rst_recv = probe("tp_btf:tcp_receive_reset");
+    let p_err = probe("tp_btf:inet_sk_error_report");
+    let p_destroy = probe("tp_btf:tcp_destroy_sock");
+    let p_fin_recv = probe("fentry:tcp_fin");
+    let p_fin_sent = probe("fentry:tcp_send_fin");
+    let p_zwin = probe("tp_btf:tcp_probe");
+    let no_comm: Arc<str> = Arc::from("");
     let peers: Vec<IpAddr> = (0..24)
         .map(|i| IpAddr::V4(Ipv4Addr::new(10, 1, (i / 8) as u8, (i * 7 % 250) as u8 + 2)))
         .collect();
-    let local = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5));
     let mut mono: i64 = 1_000_000_000_000;
+    let mut cookie: u64 = 4096;
     let mut out = Vec::with_capacity(n);
     use TcpState::*;
     let client_path = [
@@ -798,55 +1265,120 @@ fn realistic(n: usize) -> Vec<Event> {
         (FinWait2, Close),
     ];
     struct Conn {
-        comm: &'static str,
+        comm: Arc<str>,
         pid: u32,
+        cgroup: u64,
+        cookie: u64,
         peer: IpAddr,
         sport: u16,
         dport: u16,
+        srtt: u32,
+        acked: u64,
+        received: u64,
     }
-    let ev = |rng: &mut Rng, c: &Conn, kind, old, new, sk_err, mono: i64, soft: bool| {
-        // softirq-driven events run in whatever task was current
-        let (comm, pid) = if soft {
-            comms[4 + (rng.next() % 2) as usize]
+    #[allow(clippy::too_many_arguments)]
+    fn ev(
+        rng: &mut Rng,
+        c: &mut Conn,
+        kind: EventKind,
+        probe: &Arc<str>,
+        old: Option<TcpState>,
+        new: Option<TcpState>,
+        mono: i64,
+        soft: bool,
+    ) -> Event {
+        // softirq-driven events carry the remembered owner
+        let attribution = if soft { Attribution::Owner } else { Attribution::Task };
+        let established = new.is_some_and(|s| s != SynSent && s != Close);
+        let tcp = if established {
+            c.srtt = (c.srtt + (rng.next() % 64) as u32).saturating_sub(32).max(20);
+            c.acked += rng.next() % 20_000;
+            c.received += rng.next() % 50_000;
+            TcpInfo {
+                snd_wnd: Some(64_240 + (rng.next() % 4096) as u32 * 8),
+                rcv_wnd: Some(65_483 + (rng.next() % 512) as u32 * 128),
+                srtt_us: Some(c.srtt),
+                snd_cwnd: Some(10 + (rng.next() % 30) as u32),
+                bytes_acked: Some(c.acked),
+                bytes_received: Some(c.received),
+                window: None,
+            }
         } else {
-            (c.comm, c.pid)
+            TcpInfo::default()
         };
         Event {
             mono_ns: mono,
             kind,
-            pid,
-            tid: if pid == 0 { 0 } else { pid + (rng.next() % 8) as u32 },
-            comm: comm.to_string(),
+            pid: c.pid,
+            tid: c.pid + if soft { 0 } else { (rng.next() % 8) as u32 },
+            comm: Arc::clone(&c.comm),
             family: Family::Inet,
-            saddr: local,
+            saddr: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5)),
             daddr: c.peer,
             sport: c.sport,
             dport: c.dport,
             oldstate: old,
             newstate: new,
-            sk_err,
+            sk_err: 0,
             netns: 4026531840,
             stack_id: None,
+            probe: Arc::clone(probe),
+            cookie: c.cookie,
+            cgroup_id: c.cgroup,
+            attribution,
+            tcp,
         }
-    };
+    }
     while out.len() < n {
-        let (comm, pid) = comms[(rng.next() % 4) as usize];
-        let c = Conn {
+        let (comm, pid, cgroup) = comms[(rng.next() % 4) as usize].clone();
+        cookie += 1 + rng.next() % 3;
+        let mut c = Conn {
             comm,
             pid,
+            cgroup,
+            cookie,
             peer: peers[(rng.next() % peers.len() as u64) as usize],
             sport: 32768 + (rng.next() % 28000) as u16,
             dport: [443u16, 80, 5432, 8080][(rng.next() % 4) as usize],
+            srtt: 100 + (rng.next() % 5000) as u32,
+            acked: 0,
+            received: 0,
         };
         for (i, (o, s)) in client_path.iter().enumerate() {
             mono += 20_000 + (rng.next() % 200_000) as i64;
+            if i == 2 {
+                out.push(ev(
+                    &mut rng,
+                    &mut c,
+                    EventKind::FinSent,
+                    &p_fin_sent,
+                    None,
+                    Some(Established),
+                    mono,
+                    false,
+                ));
+                mono += 1_000;
+            }
+            if i == 3 {
+                out.push(ev(
+                    &mut rng,
+                    &mut c,
+                    EventKind::FinRecv,
+                    &p_fin_recv,
+                    None,
+                    Some(FinWait2),
+                    mono,
+                    true,
+                ));
+                mono += 1_000;
+            }
             let e = ev(
                 &mut rng,
-                &c,
+                &mut c,
                 EventKind::StateChange,
+                &p_state,
                 Some(*o),
                 Some(*s),
-                0,
                 mono,
                 i == 1 || i == 3,
             );
@@ -855,35 +1387,85 @@ fn realistic(n: usize) -> Vec<Event> {
                 mono += 200_000 + (rng.next() % 1_000_000) as i64;
                 let e = ev(
                     &mut rng,
-                    &c,
+                    &mut c,
                     EventKind::Retransmit,
+                    &p_retrans,
                     None,
                     Some(Established),
-                    0,
                     mono,
                     true,
                 );
                 out.push(e);
             }
+            if i == 1 && matches!(rng.next() % 100, 0) {
+                mono += 10_000;
+                let mut e = ev(
+                    &mut rng,
+                    &mut c,
+                    EventKind::ZeroWindowRecv,
+                    &p_zwin,
+                    None,
+                    Some(Established),
+                    mono,
+                    true,
+                );
+                e.tcp.window = Some(0);
+                out.push(e);
+            }
         }
         if matches!(rng.next() % 50, 0) {
             mono += (rng.next() % 100_000) as i64;
-            let e = ev(&mut rng, &c, EventKind::ResetRecv, None, Some(Close), 0, mono, true);
-            out.push(e);
             let e = ev(
                 &mut rng,
-                &c,
-                EventKind::SockError,
+                &mut c,
+                EventKind::ResetRecv,
+                &p_rst_recv,
                 None,
                 Some(Close),
-                104,
-                mono + 10,
+                mono,
                 true,
             );
             out.push(e);
+            let mut e = ev(
+                &mut rng,
+                &mut c,
+                EventKind::SockError,
+                &p_err,
+                None,
+                Some(Close),
+                mono + 10,
+                true,
+            );
+            e.sk_err = 104;
+            out.push(e);
+        }
+        if matches!(rng.next() % 200, 0) {
+            // an RST for a segment that matched no socket: nobody to attribute it to
+            let mut e = ev(
+                &mut rng,
+                &mut c,
+                EventKind::ResetRecv,
+                &p_rst_recv,
+                None,
+                None,
+                mono + 20,
+                true,
+            );
+            (e.pid, e.tid, e.comm, e.cookie, e.cgroup_id) = (0, 0, Arc::clone(&no_comm), 0, 0);
+            e.attribution = Attribution::Unknown;
+            out.push(e);
         }
         mono += (rng.next() % 50_000) as i64;
-        let e = ev(&mut rng, &c, EventKind::DestroySock, None, Some(Close), 0, mono, false);
+        let e = ev(
+            &mut rng,
+            &mut c,
+            EventKind::DestroySock,
+            &p_destroy,
+            None,
+            Some(Close),
+            mono,
+            false,
+        );
         out.push(e);
     }
     out.truncate(n);
@@ -920,8 +1502,13 @@ fn measure_bytes_per_event() {
         }
     }
     for (c, b) in per_col {
-        println!("  {c:10} {:6.2} B/event", b as f64 / 200_000.0);
+        println!("  {c:14} {:6.2} B/event", b as f64 / 200_000.0);
     }
+    let per_event = bytes as f64 / 200_000.0;
+    assert!(
+        per_event <= 20.0,
+        "{per_event:.2} B/event is over the 20 B/event budget"
+    );
     // Keep the file for poking at it with DuckDB/pandas/polars.
     if let Some(out) = std::env::var_os("DEEPTCP_MEASURE_OUT") {
         std::fs::copy(&path, &out).unwrap();

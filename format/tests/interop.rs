@@ -10,7 +10,9 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use deeptcp_format::{ClockAnchor, Event, EventKind, EventWriter, Family, RecordingMeta, TcpState, WriterOptions};
+use deeptcp_format::{
+    Attribution, ClockAnchor, Event, EventKind, EventWriter, Family, RecordingMeta, TcpInfo, TcpState, WriterOptions,
+};
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
@@ -58,7 +60,7 @@ fn event(i: i64, kind: EventKind, v6: bool) -> Event {
         kind,
         pid: if i % 5 == 0 { 0 } else { 1000 + i as u32 % 3 },
         tid: 2000,
-        comm: ["curl", "nginx", "python3"][i as usize % 3].to_owned(),
+        comm: ["curl", "nginx", "python3"][i as usize % 3].into(),
         family,
         saddr: s,
         daddr: d,
@@ -69,6 +71,29 @@ fn event(i: i64, kind: EventKind, v6: bool) -> Event {
         sk_err: if kind == EventKind::SockError { 111 } else { 0 },
         netns: 4026531840,
         stack_id: (i % 2 == 0).then_some(i),
+        probe: [
+            "tp_btf:inet_sock_set_state",
+            "inferred:inet_sock_set_state",
+            "cgroup_skb:egress",
+        ][i as usize % 3]
+            .into(),
+        cookie: 1 << 33 | (i as u64 / 4),
+        cgroup_id: if i % 7 == 0 { 0 } else { 0x1234 },
+        attribution: Attribution::ALL[i as usize % Attribution::ALL.len()],
+        // every TCP field null in some rows and set in others
+        tcp: if i % 3 == 0 {
+            TcpInfo::default()
+        } else {
+            TcpInfo {
+                snd_wnd: Some(65_535),
+                rcv_wnd: Some(131_072 + i as u32),
+                srtt_us: Some(250),
+                snd_cwnd: Some(10),
+                bytes_acked: Some(i as u64 * 1000),
+                bytes_received: Some(i as u64 * 2000),
+                window: (i % 3 == 1).then_some(0),
+            }
+        },
     }
 }
 
@@ -97,8 +122,19 @@ fn written_files_load_with_documented_types() {
     if let Some(out) = check(&path, Some(n as u64)) {
         assert!(out.contains("interop ok: 3000 rows"), "{out}");
         for k in EventKind::ALL {
-            assert!(out.contains(&format!("'{}': 500", k.as_str())), "{out}");
+            assert!(out.contains(&format!("'{}': 200", k.as_str())), "{out}");
         }
+        assert!(out.contains("schema v2"), "{out}");
+    }
+}
+
+/// The frozen v1 recording still loads with the v1 column types (and
+/// without the v2 columns).
+#[test]
+fn v1_compat_fixture_loads_with_documented_v1_types() {
+    let path = repo_root().join("testdata/compat/v1-loopback.parquet");
+    if let Some(out) = check(&path, Some(61)) {
+        assert!(out.contains("interop ok: 61 rows (schema v1)"), "{out}");
     }
 }
 

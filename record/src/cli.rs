@@ -12,8 +12,15 @@ Examples:
   sudo record -o trace.parquet --duration 30   record for 30 seconds
   sudo record -o trace.parquet -p 1234 -K      one process, with kernel stacks
   sudo record -o trace.parquet --port 443      one port, either side (filtered in the kernel)
+  sudo record -o trace.parquet --rotate-size 1G --rotate-secs 3600
+                                               trace-000001.parquet, trace-000002.parquet, ...
   sudo record --list-probes                    which probe records each event kind here
   analyze trace.parquet -t                     replay it (no root needed)
+
+Crash safety: after every flush a checkpoint goes to FILE.checkpoint (removed
+when FILE is closed). If record is killed, `analyze --repair FILE` makes FILE
+readable up to the last flush. On a full disk or an I/O error record stops,
+closes FILE at its last flush (readable) and exits 1.
 
 Exit status: 0 when the recording was written and closed, 1 on any error.";
 
@@ -26,7 +33,8 @@ Exit status: 0 when the recording was written and closed, 1 on any error.";
 #[derive(Debug, Parser)]
 #[command(name = "record", version, after_help = EXAMPLES)]
 pub struct Cli {
-    /// Output file; kernel stacks (-K) go to FILE with `.stacks.parquet` in place of `.parquet`.
+    /// Output file; kernel stacks (-K) go to FILE with `.stacks.parquet` in place of `.parquet`;
+    /// a checkpoint to FILE.checkpoint while recording.
     #[arg(
         short = 'o',
         long = "output",
@@ -36,7 +44,7 @@ pub struct Cli {
     pub output: Option<PathBuf>,
 
     /// Print, for this kernel, which probe of each event kind's ladder attaches (or why none does), then exit.
-    #[arg(long, conflicts_with_all = ["output", "duration", "kstack"])]
+    #[arg(long, conflicts_with_all = ["output", "duration", "kstack", "rotate_size", "rotate_secs"])]
     pub list_probes: bool,
 
     /// Do not use this probe (e.g. `tp_btf:tcp_probe`); the kind falls to the next rung of its ladder.
@@ -86,6 +94,20 @@ pub struct Cli {
     /// Seconds between status lines on stderr when it is not a terminal (events/s, lost, size).
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
     pub status_interval: Duration,
+
+    /// Under load, end a row group and write a checkpoint every SECS seconds (5× that when
+    /// quiet): at most this much is lost if record is killed.
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_flush_secs)]
+    pub flush_interval: Duration,
+
+    /// Rotate: write FILE as numbered segments (trace-000001.parquet, ...), each a complete
+    /// recording, starting a new one when this one reaches BYTES (K/M/G suffix; checked at each flush).
+    #[arg(long, value_name = "BYTES", value_parser = parse_rotate_size)]
+    pub rotate_size: Option<u64>,
+
+    /// Rotate (see --rotate-size) every SECS seconds.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub rotate_secs: Option<Duration>,
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {
@@ -94,6 +116,29 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
         return Err(format!("`{s}` must be more than 0 and at most a year"));
     }
     Ok(Duration::from_secs_f64(v))
+}
+
+fn parse_flush_secs(s: &str) -> Result<Duration, String> {
+    let d = parse_secs(s)?;
+    if d < Duration::from_millis(10) || d > Duration::from_secs(3600) {
+        return Err(format!("`{s}` must be between 0.01 and 3600 seconds"));
+    }
+    Ok(d)
+}
+
+fn parse_rotate_size(s: &str) -> Result<u64, String> {
+    let (num, mult) = match s.as_bytes().last() {
+        Some(b'k' | b'K') => (&s[..s.len() - 1], 1u64 << 10),
+        Some(b'm' | b'M') => (&s[..s.len() - 1], 1u64 << 20),
+        Some(b'g' | b'G') => (&s[..s.len() - 1], 1u64 << 30),
+        _ => (s, 1u64),
+    };
+    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a size"))?;
+    let bytes = n.checked_mul(mult).ok_or_else(|| format!("`{s}` is too large"))?;
+    if bytes < 64 << 10 {
+        return Err(format!("`{s}` is too small (at least 64K)"));
+    }
+    Ok(bytes)
 }
 
 fn parse_ring_size(s: &str) -> Result<u32, String> {
@@ -118,6 +163,34 @@ pub enum Command {
     ListProbes {
         disabled: Vec<String>,
     },
+}
+
+/// When to start a new segment (`--rotate-size`, `--rotate-secs`; whichever comes first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotation {
+    pub size: Option<u64>,
+    pub secs: Option<Duration>,
+}
+
+impl Rotation {
+    /// `rotating at 1 GiB or every 3600 s`.
+    pub fn describe(&self) -> String {
+        let size = self.size.map(|b| {
+            let (n, unit) = match b {
+                b if b % (1 << 30) == 0 => (b >> 30, "GiB"),
+                b if b % (1 << 20) == 0 => (b >> 20, "MiB"),
+                b if b % (1 << 10) == 0 => (b >> 10, "KiB"),
+                b => (b, "bytes"),
+            };
+            format!("at {n} {unit}")
+        });
+        let secs = self.secs.map(|d| format!("every {} s", d.as_secs_f64()));
+        match (size, secs) {
+            (Some(a), Some(b)) => format!("rotating {a} or {b}"),
+            (Some(a), None) | (None, Some(a)) => format!("rotating {a}"),
+            (None, None) => "not rotating".into(),
+        }
+    }
 }
 
 /// In-kernel event filters (0 = any), ANDed.
@@ -153,9 +226,12 @@ pub struct Config {
     pub force: bool,
     pub quiet: bool,
     pub status_interval: Duration,
-    /// Under load, row groups are closed this often (5× this when quiet), so a
-    /// live file is readable up to a recent point.
+    /// Under load, row groups are closed (and a checkpoint written) this
+    /// often (5× this when quiet), so a live file is readable, and a killed
+    /// recorder's file repairable, up to a recent point.
     pub flush_interval: Duration,
+    /// `None`: one file.
+    pub rotate: Option<Rotation>,
 }
 
 impl Command {
@@ -197,7 +273,11 @@ impl Command {
             force: cli.force,
             quiet: cli.quiet,
             status_interval: cli.status_interval,
-            flush_interval: Duration::from_secs(1),
+            flush_interval: cli.flush_interval,
+            rotate: (cli.rotate_size.is_some() || cli.rotate_secs.is_some()).then_some(Rotation {
+                size: cli.rotate_size,
+                secs: cli.rotate_secs,
+            }),
         }))
     }
 }
@@ -224,6 +304,8 @@ mod tests {
         assert_eq!(c.ring_size, 8 << 20);
         assert_eq!(c.duration, None);
         assert_eq!(c.stacks_output, None);
+        assert_eq!(c.flush_interval, Duration::from_secs(1));
+        assert_eq!(c.rotate, None);
         let c = parse(&[
             "-o",
             "t.parquet",
@@ -267,6 +349,37 @@ mod tests {
             command(&["--list-probes", "-o", "t"]).is_err(),
             "--list-probes writes no file"
         );
+    }
+
+    #[test]
+    fn flush_interval_and_rotation() {
+        let c = parse(&["-o", "t.parquet", "--flush-interval", "0.25", "--rotate-size", "64M"]).unwrap();
+        assert_eq!(c.flush_interval, Duration::from_millis(250));
+        assert_eq!(
+            c.rotate,
+            Some(Rotation {
+                size: Some(64 << 20),
+                secs: None
+            })
+        );
+        assert_eq!(c.rotate.unwrap().describe(), "rotating at 64 MiB");
+        let c = parse(&["-o", "t", "--rotate-secs", "60", "--rotate-size", "1G"]).unwrap();
+        assert_eq!(
+            c.rotate,
+            Some(Rotation {
+                size: Some(1 << 30),
+                secs: Some(Duration::from_secs(60))
+            })
+        );
+        assert_eq!(c.rotate.unwrap().describe(), "rotating at 1 GiB or every 60 s");
+        assert!(parse(&["-o", "t", "--flush-interval", "0"]).is_err());
+        assert!(parse(&["-o", "t", "--flush-interval", "0.001"]).is_err());
+        assert!(parse(&["-o", "t", "--flush-interval", "7200"]).is_err());
+        assert!(parse(&["-o", "t", "--rotate-size", "1K"]).is_err());
+        assert!(parse(&["-o", "t", "--rotate-size", "lots"]).is_err());
+        assert!(parse(&["-o", "t", "--rotate-size", "99999999999G"]).is_err());
+        assert!(parse(&["-o", "t", "--rotate-secs", "0"]).is_err());
+        assert!(command(&["--list-probes", "--rotate-secs", "5"]).is_err());
     }
 
     #[test]

@@ -130,7 +130,8 @@ impl Converter {
 }
 
 /// A `snapshot` row for a socket that existed when recording started.
-pub fn snapshot_event(s: &crate::snapshot::SnapSocket, mono_ns: i64) -> Event {
+/// `probe` is the shared `snapshot:proc` name (one `Arc` for all rows).
+pub fn snapshot_event(s: &crate::snapshot::SnapSocket, mono_ns: i64, probe: &Arc<str>) -> Event {
     let (family, saddr, daddr) = if s.family == AF_INET6 {
         (
             Family::Inet6,
@@ -158,7 +159,7 @@ pub fn snapshot_event(s: &crate::snapshot::SnapSocket, mono_ns: i64) -> Event {
         sk_err: 0,
         netns: s.netns,
         stack_id: None,
-        probe: Arc::from("snapshot:proc"),
+        probe: probe.clone(),
         cookie: 0,
         cgroup_id: owner.map_or(0, |o| o.cgroup_id),
         attribution: if owner.is_some() {

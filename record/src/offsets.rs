@@ -37,6 +37,8 @@ pub fn resolve(btf: &Btf) -> Result<Offsets> {
         tcp_snd_cwnd: f("tcp_sock", "snd_cwnd", 4)?,
         tcp_bytes_acked: f("tcp_sock", "bytes_acked", 8)?,
         tcp_bytes_received: f("tcp_sock", "bytes_received", 8)?,
+        skb_dev: f("sk_buff", "dev", 8)?,
+        dev_nd_net: f("net_device", "nd_net", 8)?,
         _pad: 0,
     })
 }

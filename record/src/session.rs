@@ -6,12 +6,14 @@
 //! Per-event work on the drain thread is a copy out of the ring buffer;
 //! conversion, compression and I/O happen on the writer thread.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -20,9 +22,13 @@ use aya::maps::HashMap as AyaHashMap;
 use aya::maps::{MapData, PerCpuArray, RingBuf, StackTraceMap};
 use aya::{Ebpf, EbpfLoader};
 use deeptcp_common::{Config as BpfConfig, ListenKey, Owner, TupleKey, WireEvent};
-use deeptcp_format::{EventWriter, ProbeStatus, RecordingMeta, StackWriter, WriterOptions, SCHEMA_VERSION};
+use deeptcp_format::writer::segment_files;
+use deeptcp_format::{
+    checkpoint_path, segment_path, stacks_path, EventWriter, LostInterval, ProbeStatus, RecordingMeta, StackWriter,
+    WriterOptions, SCHEMA_VERSION,
+};
 
-use crate::cli::Config;
+use crate::cli::{Config, Rotation};
 use crate::symbolize::Symbolizer;
 use crate::{btf, convert, host, offsets, probes, signals, snapshot};
 
@@ -35,14 +41,8 @@ static EBPF_OBJECT: Option<&[u8]> = None;
 enum Msg {
     Events(Vec<WireEvent>),
     Stack(i64, Vec<String>),
-}
-
-/// What the writer thread hands back for closing.
-struct Writers {
-    converter: convert::Converter,
-    events: EventWriter,
-    stacks: Option<StackWriter>,
-    rejected: u64,
+    /// Events lost in an interval (the kernel's counter grew).
+    Lost(LostInterval),
 }
 
 /// Opens an output file: never follows a symlink, never clobbers unless `force`, mode 0600.
@@ -54,13 +54,55 @@ fn create_output(path: &Path, force: bool) -> Result<File> {
     } else {
         opts.create_new(true);
     }
+    let symlink = || std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
     opts.open(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::AlreadyExists => anyhow!("{} already exists (use --force to replace it)", path.display()),
-        _ if e.raw_os_error() == Some(libc::ELOOP) => {
+        _ if e.raw_os_error() == Some(libc::ELOOP) || symlink() => {
             anyhow!("{} is a symbolic link; refusing to write through it", path.display())
         }
+        std::io::ErrorKind::AlreadyExists => anyhow!("{} already exists (use --force to replace it)", path.display()),
         _ => anyhow::Error::new(e).context(format!("creating {}", path.display())),
     })
+}
+
+/// A checkpoint sidecar left by an earlier recording of the same name
+/// belongs to a file that may still be repaired: refused, or removed with
+/// `--force` (never followed: a symlink is removed, not its target).
+fn clear_stale_checkpoint(path: &Path, force: bool) -> Result<()> {
+    let ck = checkpoint_path(path);
+    match std::fs::symlink_metadata(&ck) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(anyhow::Error::new(e).context(format!("checking {}", ck.display()))),
+        Ok(m) if force && !m.is_dir() => {
+            std::fs::remove_file(&ck).with_context(|| format!("removing the stale {}", ck.display()))
+        }
+        Ok(_) => bail!(
+            "{} exists: an earlier recording into {} was not closed cleanly (run `analyze --repair {}`); \
+             use --force to replace both",
+            ck.display(),
+            path.display(),
+            path.display()
+        ),
+    }
+}
+
+/// Removes what a failed start created, unless [`keep`](Self::keep) was called.
+struct Cleanup {
+    paths: Vec<PathBuf>,
+}
+
+impl Cleanup {
+    fn keep(&mut self) {
+        self.paths.clear();
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for p in &self.paths {
+            let _ = std::fs::remove_file(p);
+            let _ = std::fs::remove_file(checkpoint_path(p));
+        }
+    }
 }
 
 /// When the writer closes a row group. Each row group costs a few KiB of
@@ -82,32 +124,356 @@ impl FlushPolicy {
     }
 }
 
-fn writer_thread(rx: mpsc::Receiver<Msg>, mut w: Writers, policy: FlushPolicy) -> Result<Writers> {
-    let mut last_flush = Instant::now();
-    let mut rows_at_flush = 0u64;
-    loop {
-        match rx.recv_timeout(policy.every) {
-            Ok(Msg::Events(batch)) => {
-                for wire in &batch {
-                    match w.converter.convert(wire) {
-                        Ok(ev) => w.events.push(&ev)?,
-                        Err(_) => w.rejected += 1,
+/// The files of one segment (the whole recording when not rotating).
+struct Segment {
+    path: PathBuf,
+    events: EventWriter,
+    stacks: Option<(PathBuf, StackWriter)>,
+    /// Stack ids already in this segment's stacks file.
+    stacks_written: HashSet<i64>,
+    started: Instant,
+}
+
+/// What is fixed for every segment of a recording.
+struct Plan {
+    output: PathBuf,
+    kstack: bool,
+    force: bool,
+    rotate: Option<Rotation>,
+    meta: RecordingMeta,
+}
+
+impl Plan {
+    /// The data file of segment `index` (0 = not rotating).
+    fn data_path(&self, index: u32) -> PathBuf {
+        if self.rotate.is_some() {
+            segment_path(&self.output, index)
+        } else {
+            self.output.clone()
+        }
+    }
+
+    fn paths(&self, index: u32) -> Vec<PathBuf> {
+        let data = self.data_path(index);
+        let mut v = vec![data.clone()];
+        if self.kstack {
+            v.push(stacks_path(&data));
+        }
+        v
+    }
+
+    /// With rotation, checks the name of the recording before anything is
+    /// created: existing segments (or a file of that name) are refused, or
+    /// removed with `--force`.
+    fn prepare(&self) -> Result<()> {
+        if self.rotate.is_some() {
+            let mut existing = segment_files(&self.output);
+            if std::fs::symlink_metadata(&self.output).is_ok() {
+                existing.insert(0, self.output.clone());
+            }
+            if let Some(first) = existing.first() {
+                if !self.force {
+                    bail!(
+                        "{} already exists (use --force to replace the recording {})",
+                        first.display(),
+                        self.output.display()
+                    );
+                }
+                for p in existing {
+                    for q in [stacks_path(&p), p.clone()] {
+                        for f in [checkpoint_path(&q), q] {
+                            match std::fs::remove_file(&f) {
+                                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                                    return Err(anyhow::Error::new(e).context(format!("removing {}", f.display())))
+                                }
+                                _ => {}
+                            }
+                        }
                     }
                 }
             }
-            Ok(Msg::Stack(id, frames)) => {
-                if let Some(s) = w.stacks.as_mut() {
-                    s.push(id, &frames)?;
-                }
+        }
+        Ok(())
+    }
+
+    /// Creates the files of segment `index` (data, then stacks), refusing
+    /// stale checkpoints; they are removed again when the returned
+    /// [`Cleanup`] is dropped without [`Cleanup::keep`].
+    fn create(&self, index: u32) -> Result<(Vec<File>, Cleanup)> {
+        let paths = self.paths(index);
+        for p in &paths {
+            clear_stale_checkpoint(p, self.force)?;
+        }
+        let mut created = Cleanup { paths: Vec::new() };
+        let mut files = Vec::new();
+        for p in paths {
+            files.push(create_output(&p, self.force)?);
+            created.paths.push(p);
+        }
+        Ok((files, created))
+    }
+
+    /// Starts the writers of segment `index` in `files` (from [`create`](Self::create)).
+    fn start(&self, index: u32, files: Vec<File>) -> Result<Segment> {
+        let data = self.data_path(index);
+        let mut meta = self.meta.clone();
+        if self.rotate.is_some() {
+            meta.segment = Some(index);
+            if index > 1 {
+                // Snapshot rows are in the first segment only.
+                meta.snapshot_sockets = 0;
             }
+        }
+        let mut files = files.into_iter();
+        let file = files.next().context("no output file")?;
+        let events = EventWriter::with_checkpoints(file, &data, &meta, WriterOptions::default())?;
+        let stacks = match files.next() {
+            Some(f) => {
+                let p = stacks_path(&data);
+                let w = StackWriter::with_checkpoints(f, &p)?;
+                Some((p, w))
+            }
+            None => None,
+        };
+        Ok(Segment {
+            path: data,
+            events,
+            stacks,
+            stacks_written: HashSet::new(),
+            started: Instant::now(),
+        })
+    }
+
+    /// [`create`](Self::create) and [`start`](Self::start).
+    fn open(&self, index: u32) -> Result<Segment> {
+        let (files, mut created) = self.create(index)?;
+        let seg = self.start(index, files)?;
+        created.keep();
+        Ok(seg)
+    }
+}
+
+/// A closed file of the recording.
+struct Closed {
+    path: PathBuf,
+    rows: u64,
+    bytes: u64,
+}
+
+/// The recording as the writer thread sees it: the open segment, the ones
+/// already closed, and the stacks (kept when rotating, so that each
+/// segment's stacks file has every stack its events refer to).
+struct Recording {
+    plan: Plan,
+    index: u32,
+    current: Option<Segment>,
+    closed: Vec<Closed>,
+    converter: convert::Converter,
+    rejected: u64,
+    rows: u64,
+    all_stacks: HashMap<i64, Vec<String>>,
+    /// Bytes written (closed segments + the open one), for the status line.
+    bytes: Arc<AtomicU64>,
+}
+
+impl Recording {
+    fn segment(&mut self) -> Result<&mut Segment> {
+        self.current
+            .as_mut()
+            .ok_or_else(|| anyhow!("no file is open (an earlier error closed it)"))
+    }
+
+    fn push_events(&mut self, batch: &[WireEvent]) -> Result<()> {
+        let rotating = self.plan.rotate.is_some();
+        let seg = self.current.as_mut().ok_or_else(|| anyhow!("no file is open"))?;
+        for wire in batch {
+            match self.converter.convert(wire) {
+                Ok(ev) => {
+                    if let (true, Some(id), Some((_, s))) = (rotating, ev.stack_id, seg.stacks.as_mut()) {
+                        if seg.stacks_written.insert(id) {
+                            if let Some(frames) = self.all_stacks.get(&id) {
+                                s.push(id, frames)?;
+                            }
+                        }
+                    }
+                    seg.events.push(&ev)?;
+                    self.rows += 1;
+                }
+                Err(_) => self.rejected += 1,
+            }
+        }
+        Ok(())
+    }
+
+    fn add_stack(&mut self, id: i64, frames: Vec<String>) -> Result<()> {
+        if self.plan.rotate.is_some() {
+            self.all_stacks.insert(id, frames);
+        } else if let Some((_, s)) = self.segment()?.stacks.as_mut() {
+            s.push(id, &frames)?;
+        }
+        Ok(())
+    }
+
+    fn add_lost(&mut self, interval: LostInterval) {
+        if let Some(seg) = self.current.as_mut() {
+            seg.events.add_lost_interval(interval);
+        }
+    }
+
+    fn done_bytes(&self) -> u64 {
+        self.closed.iter().map(|c| c.bytes).sum()
+    }
+
+    /// Ends the row groups and checkpoints both files.
+    fn flush(&mut self) -> Result<()> {
+        let seg = self.segment()?;
+        seg.events.flush()?;
+        if let Some((_, s)) = seg.stacks.as_mut() {
+            s.flush()?;
+        }
+        let now = seg.events.bytes_written();
+        self.bytes.store(self.done_bytes() + now, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn rotation_due(&self) -> bool {
+        let (Some(r), Some(seg)) = (&self.plan.rotate, &self.current) else {
+            return false;
+        };
+        r.secs.is_some_and(|s| seg.started.elapsed() >= s) || r.size.is_some_and(|b| seg.events.bytes_written() >= b)
+    }
+
+    /// Closes the open segment cleanly and opens the next.
+    fn rotate(&mut self) -> Result<()> {
+        self.close_current()?;
+        self.index += 1;
+        self.current = Some(self.plan.open(self.index)?);
+        Ok(())
+    }
+
+    fn close_current(&mut self) -> Result<()> {
+        let Some(mut seg) = self.current.take() else {
+            return Ok(());
+        };
+        let lost = seg.events.lost_in_intervals();
+        let r = seg.events.try_finish(lost);
+        let summary = match r {
+            Ok(s) => s,
+            Err(e) => {
+                self.current = Some(seg);
+                return Err(e.into());
+            }
+        };
+        if let Some((_, s)) = seg.stacks.as_mut() {
+            if let Err(e) = s.try_finish() {
+                // The event file is closed; only the stacks file is left to save.
+                let kept = s.close_at_checkpoint();
+                return Err(anyhow::Error::new(e).context(match kept {
+                    Ok(k) => format!("{} stacks kept", k.rows),
+                    Err(_) => "the stacks file could not be closed".into(),
+                }));
+            }
+        }
+        self.closed.push(Closed {
+            path: seg.path,
+            rows: summary.rows,
+            bytes: summary.bytes,
+        });
+        self.bytes.store(self.done_bytes(), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// After a failed write: closes the open files at their last checkpoint
+    /// (readable, holding what was flushed until then) and says what is kept.
+    fn close_at_checkpoint(&mut self) -> String {
+        let Some(mut seg) = self.current.take() else {
+            return String::new();
+        };
+        let mut out = match seg.events.close_at_checkpoint() {
+            Ok(s) => format!(
+                "{} was closed at its last checkpoint with {} events and is readable",
+                seg.path.display(),
+                s.rows
+            ),
+            Err(e) => format!(
+                "{} could not be closed: {e:#}; try `analyze --repair {}`",
+                seg.path.display(),
+                seg.path.display()
+            ),
+        };
+        if let Some((p, s)) = seg.stacks.as_mut() {
+            if let Err(e) = s.close_at_checkpoint() {
+                out.push_str(&format!("; {} could not be closed: {e:#}", p.display()));
+            }
+        }
+        out
+    }
+}
+
+fn writer_thread(rx: mpsc::Receiver<Msg>, mut rec: Recording, policy: FlushPolicy) -> (Recording, Result<()>) {
+    let r = drive(&rx, &mut rec, policy);
+    (rec, r)
+}
+
+fn drive(rx: &mpsc::Receiver<Msg>, rec: &mut Recording, policy: FlushPolicy) -> Result<()> {
+    let mut last_flush = Instant::now();
+    let mut rows_at_flush = rec.rows;
+    loop {
+        match rx.recv_timeout(policy.every) {
+            Ok(Msg::Events(batch)) => rec.push_events(&batch)?,
+            Ok(Msg::Stack(id, frames)) => rec.add_stack(id, frames)?,
+            Ok(Msg::Lost(interval)) => rec.add_lost(interval),
             Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return Ok(w),
+            Err(RecvTimeoutError::Disconnected) => return Ok(()),
         }
-        if policy.due(last_flush.elapsed(), w.events.rows() - rows_at_flush) {
-            w.events.flush()?;
+        if policy.due(last_flush.elapsed(), rec.rows - rows_at_flush) {
+            rec.flush()?;
             last_flush = Instant::now();
-            rows_at_flush = w.events.rows();
+            rows_at_flush = rec.rows;
         }
+        if rec.rotation_due() {
+            rec.rotate()?;
+            last_flush = Instant::now();
+            rows_at_flush = rec.rows;
+        }
+    }
+}
+
+/// Samples the kernel's lost-event counter and turns its growth into
+/// intervals for the file (`deeptcp.lost_intervals`).
+struct LostTracker {
+    last_mono: i64,
+    last_total: u64,
+    last_sample: Instant,
+}
+
+impl LostTracker {
+    const EVERY: Duration = Duration::from_secs(1);
+
+    fn new() -> Self {
+        LostTracker {
+            last_mono: host::monotonic_ns(),
+            last_total: 0,
+            last_sample: Instant::now(),
+        }
+    }
+
+    fn due(&self) -> bool {
+        self.last_sample.elapsed() >= Self::EVERY
+    }
+
+    /// The interval since the last sample if the counter grew.
+    fn sample(&mut self, total: u64, now_mono: i64) -> Option<LostInterval> {
+        let lost = total.saturating_sub(self.last_total);
+        let interval = LostInterval {
+            from_mono_ns: self.last_mono,
+            to_mono_ns: now_mono,
+            lost,
+        };
+        self.last_mono = now_mono;
+        self.last_total = self.last_total.max(total);
+        self.last_sample = Instant::now();
+        (lost > 0).then_some(interval)
     }
 }
 
@@ -142,7 +508,7 @@ impl Status {
         }
     }
 
-    fn maybe_print(&mut self, lost: impl FnOnce() -> u64, output: &Path) {
+    fn maybe_print(&mut self, lost: impl FnOnce() -> u64, on_disk: u64) {
         let elapsed = self.last.elapsed();
         if elapsed < self.every {
             return;
@@ -151,7 +517,6 @@ impl Status {
         let new_lost = lost.saturating_sub(self.lost_at_last);
         if !self.quiet || new_lost > 0 {
             let rate = (self.drained - self.drained_at_last) as f64 / elapsed.as_secs_f64();
-            let size = std::fs::metadata(output).map(|m| m.len()).unwrap_or(0);
             let line = format!(
                 "record: {} events ({rate:.0}/s), {lost} lost{}, {} on disk",
                 self.drained,
@@ -163,7 +528,7 @@ impl Status {
                 } else {
                     String::new()
                 },
-                human_bytes(size)
+                human_bytes(on_disk)
             );
             if self.tty && new_lost == 0 {
                 eprint!("\r{line}\x1b[K");
@@ -289,22 +654,26 @@ pub fn run(cfg: Config) -> Result<()> {
     if EBPF_OBJECT.is_none() {
         return Err(no_object());
     }
-    let out = create_output(&cfg.output, cfg.force)?;
-    let stacks_out = match &cfg.stacks_output {
-        Some(p) => Some(create_output(p, cfg.force)?),
-        None => None,
+    // First: a Ctrl-C during start-up then ends the recording cleanly.
+    signals::install()?;
+    let plan = Plan {
+        output: cfg.output.clone(),
+        kstack: cfg.stacks_output.is_some(),
+        force: cfg.force,
+        rotate: cfg.rotate,
+        meta: RecordingMeta::default(),
     };
-    let remove_outputs = || {
-        let _ = std::fs::remove_file(&cfg.output);
-        if let Some(p) = &cfg.stacks_output {
-            let _ = std::fs::remove_file(p);
-        }
-    };
+    plan.prepare()?;
+    let first = if plan.rotate.is_some() { 1 } else { 0 };
+    // Create the first files before loading anything: a bad output fails
+    // fast. Removed again if the start fails.
+    let (files, mut created) = plan.create(first)?;
+
     let f = cfg.filters;
     let bpf_cfg = BpfConfig {
         filter_pid: f.pid,
         filter_netns: f.netns,
-        kstack: u32::from(cfg.stacks_output.is_some()),
+        kstack: u32::from(plan.kstack),
         filter_sport: f.sport,
         filter_dport: f.dport,
         filter_port: f.port,
@@ -312,13 +681,10 @@ pub fn run(cfg: Config) -> Result<()> {
         // Wake the reader only when a quarter of the ring is full; it also polls every 100 ms.
         wakeup_bytes: u64::from(cfg.ring_size / 4),
     };
-    let (mut ebpf, statuses) = match load_and_attach(&bpf_cfg, cfg.ring_size, &cfg.disabled) {
-        Ok(x) => x,
-        Err(e) => {
-            remove_outputs();
-            return Err(e);
-        }
-    };
+    // From here on every early return drops `ebpf`, which detaches every
+    // program (aya links are closed with it); `main` exits only after `run`
+    // returned, so nothing stays attached on an error path.
+    let (mut ebpf, statuses) = load_and_attach(&bpf_cfg, cfg.ring_size, &cfg.disabled)?;
     let attached = statuses.iter().filter(|s| s.used).count();
     let missing = probes::missing_kinds(&statuses);
     if !missing.is_empty() {
@@ -328,7 +694,6 @@ pub fn run(cfg: Config) -> Result<()> {
         );
     }
     if attached == 0 {
-        remove_outputs();
         bail!("no probe could be attached; nothing to record");
     }
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
@@ -343,39 +708,56 @@ pub fn run(cfg: Config) -> Result<()> {
     let mut ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("map EVENTS missing")?)?;
     let lost_map: PerCpuArray<MapData, u64> =
         PerCpuArray::try_from(ebpf.take_map("LOST").context("map LOST missing")?)?;
-    let stack_map: Option<StackTraceMap<MapData>> = match cfg.stacks_output {
-        Some(_) => Some(StackTraceMap::try_from(
+    let stack_map: Option<StackTraceMap<MapData>> = if plan.kstack {
+        Some(StackTraceMap::try_from(
             ebpf.take_map("STACKS").context("map STACKS missing")?,
-        )?),
-        None => None,
+        )?)
+    } else {
+        None
     };
     let symbolizer = stack_map.as_ref().map(|_| Symbolizer::load());
     if symbolizer.as_ref().is_some_and(Symbolizer::is_empty) {
         eprintln!("record: warning: /proc/kallsyms shows no addresses; stacks will read [unknown]");
     }
 
-    let meta = RecordingMeta {
-        schema_version: SCHEMA_VERSION,
-        host: host::hostname(),
-        kernel_release: host::kernel_release(),
-        boot_id: host::boot_id(),
-        clock: host::clock_anchor(),
-        recorder_version: format!("record {}", env!("CARGO_PKG_VERSION")),
-        probes: statuses,
-        lost_events: 0,
-        kstack: stack_map.is_some(),
-        snapshot_sockets: sockets.len() as u64,
+    let plan = Plan {
+        meta: RecordingMeta {
+            schema_version: SCHEMA_VERSION,
+            host: host::hostname(),
+            kernel_release: host::kernel_release(),
+            boot_id: host::boot_id(),
+            clock: host::clock_anchor(),
+            recorder_version: format!("record {}", env!("CARGO_PKG_VERSION")),
+            probes: statuses,
+            lost_events: 0,
+            kstack: stack_map.is_some(),
+            snapshot_sockets: sockets.len() as u64,
+            lost_intervals: Vec::new(),
+            segment: None, // set per segment by Plan::start
+        },
+        ..plan
     };
-    let mut events = EventWriter::new(out, &meta, WriterOptions::default())?;
+    let mut seg = plan.start(first, files)?;
+    let data_path = seg.path.clone();
     let now = host::monotonic_ns();
+    let snapshot_probe: std::sync::Arc<str> = std::sync::Arc::from("snapshot:proc");
     for s in &sockets {
-        events.push(&convert::snapshot_event(s, now))?;
+        seg.events.push(&convert::snapshot_event(s, now, &snapshot_probe))?;
     }
-    let writers = Writers {
+    // A first checkpoint with the snapshot rows: from now on a killed
+    // recorder leaves a file that repairs to at least these.
+    seg.events.flush()?;
+    let bytes = Arc::new(AtomicU64::new(seg.events.bytes_written()));
+    let rec = Recording {
+        current: Some(seg),
+        plan,
+        index: first,
+        closed: Vec::new(),
         converter: convert::Converter::default(),
-        events,
-        stacks: stacks_out.map(StackWriter::new).transpose()?,
         rejected: 0,
+        rows: sockets.len() as u64,
+        all_stacks: HashMap::new(),
+        bytes: Arc::clone(&bytes),
     };
     let (tx, rx) = mpsc::sync_channel::<Msg>(256);
     let policy = FlushPolicy {
@@ -385,14 +767,18 @@ pub fn run(cfg: Config) -> Result<()> {
     };
     let writer = thread::Builder::new()
         .name("writer".into())
-        .spawn(move || writer_thread(rx, writers, policy))
+        .spawn(move || writer_thread(rx, rec, policy))
         .context("spawning writer thread")?;
+    // The files are the recording now (closed cleanly, at a checkpoint, or repairable).
+    created.keep();
 
-    signals::install()?;
     if !cfg.quiet {
+        let into = match cfg.rotate {
+            Some(r) => format!("{}, ... ({})", data_path.display(), r.describe()),
+            None => cfg.output.display().to_string(),
+        };
         eprintln!(
-            "record: tracing TCP events into {} ({attached} probes attached, {} existing sockets). Ctrl-C to end.",
-            cfg.output.display(),
+            "record: tracing TCP events into {into} ({attached} probes attached, {} existing sockets). Ctrl-C to end.",
             sockets.len()
         );
     }
@@ -403,6 +789,7 @@ pub fn run(cfg: Config) -> Result<()> {
     let mut ebpf = Some(ebpf);
     let mut writer_gone = false;
     let mut status = Status::new(cfg.quiet, cfg.status_interval);
+    let mut lost_tracker = LostTracker::new();
     loop {
         let mut pfd = libc::pollfd {
             fd,
@@ -412,7 +799,7 @@ pub fn run(cfg: Config) -> Result<()> {
         // SAFETY: one valid pollfd, count 1; EINTR (signal) is fine, we re-check the flag.
         unsafe { libc::poll(&mut pfd, 1, 100) };
         let mut batch: Vec<WireEvent> = Vec::with_capacity(1024);
-        let mut stacks: Vec<Msg> = Vec::new();
+        let mut msgs: Vec<Msg> = Vec::new();
         while let Some(item) = ring.next() {
             if item.len() < std::mem::size_of::<WireEvent>() {
                 continue;
@@ -427,7 +814,7 @@ pub fn run(cfg: Config) -> Result<()> {
                         .get(&(wire.stack_id as u32), 0)
                         .map(|st| sym.stack(st.frames().iter().map(|f| f.ip)))
                         .unwrap_or_default();
-                    stacks.push(Msg::Stack(i64::from(wire.stack_id), frames));
+                    msgs.push(Msg::Stack(i64::from(wire.stack_id), frames));
                 }
             }
             batch.push(wire);
@@ -437,11 +824,16 @@ pub fn run(cfg: Config) -> Result<()> {
         }
         let more = batch.len() >= 8192;
         status.drained += batch.len() as u64;
-        status.maybe_print(|| lost_events(&lost_map), &cfg.output);
-        for m in stacks
-            .into_iter()
-            .chain((!batch.is_empty()).then_some(Msg::Events(batch)))
-        {
+        status.maybe_print(|| lost_events(&lost_map), bytes.load(Ordering::Relaxed));
+        if !batch.is_empty() {
+            msgs.push(Msg::Events(batch));
+        }
+        if lost_tracker.due() {
+            if let Some(i) = lost_tracker.sample(lost_events(&lost_map), host::monotonic_ns()) {
+                msgs.push(Msg::Lost(i));
+            }
+        }
+        for m in msgs {
             if tx.send(m).is_err() {
                 writer_gone = true;
             }
@@ -463,34 +855,58 @@ pub fn run(cfg: Config) -> Result<()> {
     }
     drop(ebpf.take());
     let lost = lost_events(&lost_map);
+    let last_lost = lost_tracker.sample(lost, host::monotonic_ns());
     status.finish();
     drop(tx);
-    let writers = writer
-        .join()
-        .map_err(|_| anyhow!("writer thread panicked"))?
-        .with_context(|| format!("writing {}", cfg.output.display()))?;
-    let summary = writers
-        .events
-        .finish(lost)
-        .with_context(|| format!("closing {}", cfg.output.display()))?;
-    if let Some(s) = writers.stacks {
-        s.finish().context("closing the stacks file")?;
+    let (mut rec, result) = writer.join().map_err(|_| {
+        anyhow!(
+            "the writer thread panicked; `analyze --repair {}` recovers the file up to its last checkpoint",
+            data_path.display()
+        )
+    })?;
+    if let Err(e) = result {
+        return Err(closed_after_error(e, &mut rec));
+    }
+    if let Some(i) = last_lost {
+        rec.add_lost(i);
+    }
+    if let Err(e) = rec.close_current() {
+        return Err(closed_after_error(e, &mut rec));
     }
     if !cfg.quiet {
+        let rows: u64 = rec.closed.iter().map(|c| c.rows).sum();
+        let size = human_bytes(rec.done_bytes());
+        let into = match rec.closed.as_slice() {
+            [one] => format!("{} ({size})", one.path.display()),
+            [first, .., last] => format!(
+                "{} ... {} ({} segments, {size})",
+                first.path.display(),
+                last.path.display(),
+                rec.closed.len()
+            ),
+            [] => format!("no file ({size})"),
+        };
         eprintln!(
-            "record: {} events written to {} ({}), {} lost{}",
-            summary.rows,
-            cfg.output.display(),
-            human_bytes(summary.bytes),
-            lost,
-            if writers.rejected > 0 {
-                format!(", {} malformed records dropped", writers.rejected)
+            "record: {rows} events written to {into}, {lost} lost{}",
+            if rec.rejected > 0 {
+                format!(", {} malformed records dropped", rec.rejected)
             } else {
                 String::new()
             }
         );
     }
     Ok(())
+}
+
+/// The one-line error after a failed write: the error (naming the file
+/// and errno), then what was kept.
+fn closed_after_error(e: anyhow::Error, rec: &mut Recording) -> anyhow::Error {
+    let kept = rec.close_at_checkpoint();
+    if kept.is_empty() {
+        e
+    } else {
+        anyhow!("{e:#}; {kept}")
+    }
 }
 
 #[cfg(test)]

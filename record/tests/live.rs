@@ -8,12 +8,17 @@
 
 mod common;
 
+use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use deeptcp_format::{Event, EventKind, Family, TcpState};
+use deeptcp_format::{
+    checkpoint_path, repair, segments, stacks_path, Event, EventKind, Family, FormatError, RecordingReader,
+    RepairOutcome, TcpState,
+};
 
 #[test]
 fn records_loopback_lifecycles_resets_and_errors() {
@@ -107,13 +112,18 @@ fn records_loopback_lifecycles_resets_and_errors() {
         e.kind == EventKind::ResetSent && e.sport == rp && e.dport == client_port
     });
     assert_eq!((e.saddr, e.daddr, e.family), (lo4, lo4, Family::Inet));
+    assert_eq!(
+        e.netns, syn.netns,
+        "an RST without a socket takes the device's namespace"
+    );
     find(&ev, "client receives RST", |e| {
         e.kind == EventKind::ResetRecv && e.sport == client_port && e.dport == rp
     });
+    // (Other processes may get ECONNREFUSED meanwhile: match the port.)
     let e = find(&ev, "ECONNREFUSED", |e| {
-        e.kind == EventKind::SockError && e.sk_err == ECONNREFUSED
+        e.kind == EventKind::SockError && e.sk_err == ECONNREFUSED && e.dport == rp
     });
-    assert_eq!(e.dport, rp);
+    assert_eq!(e.sport, client_port);
 
     // 3. Server aborts with SO_LINGER 0.
     let cp3 = t.step("reset_by_server");
@@ -186,6 +196,7 @@ fn sigterm_and_duration_close_the_file_cleanly() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(started.elapsed() < Duration::from_secs(20));
     read_all(&path);
+    assert!(!checkpoint_path(&path).exists(), "no checkpoint left after --duration");
 }
 
 #[test]
@@ -305,4 +316,437 @@ fn a_full_ring_buffer_loses_events_and_says_so() {
         stderr.contains("ring buffer full, try a larger --ring-size"),
         "live loss report missing: {stderr}"
     );
+    // When: intervals adding up to the total, inside the recording.
+    let iv = &meta.lost_intervals;
+    assert!(!iv.is_empty(), "no lost intervals stored");
+    assert_eq!(iv.iter().map(|i| i.lost).sum::<u64>(), meta.lost_events);
+    let now = ev.iter().map(|e| e.mono_ns).max().unwrap() + 60_000_000_000;
+    for w in iv.windows(2) {
+        assert!(w[0].to_mono_ns <= w[1].from_mono_ns, "{iv:?}");
+    }
+    for i in iv {
+        assert!(
+            i.from_mono_ns >= meta.clock.monotonic_ns && i.from_mono_ns < i.to_mono_ns && i.to_mono_ns < now,
+            "{i:?}"
+        );
+        let line = i.describe(&meta.clock);
+        assert!(
+            line.contains(" events lost between +") || line.contains(" event lost between +"),
+            "{line}"
+        );
+    }
+}
+
+/// `traffic.py churn N` in the background: load until it ends or is dropped.
+struct Churn(Child);
+
+impl Churn {
+    fn start(n: u32) -> Churn {
+        Churn(
+            Command::new("python3")
+                .arg(traffic_script())
+                .args(["churn", &n.to_string()])
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("spawn churn"),
+        )
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Waits for the end; false if it failed (e.g. the machine ran out of ports).
+    fn wait(mut self) -> bool {
+        self.0.wait().is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for Churn {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// The BPF programs of a running recorder (waits until it holds some).
+fn recorder_progs(rec: &Recorder) -> Vec<u32> {
+    let start = Instant::now();
+    loop {
+        let ids = bpf_prog_ids(rec.pid());
+        if !ids.is_empty() || start.elapsed() > Duration::from_secs(10) {
+            return ids;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn sigkill_mid_load_leaves_a_file_that_repairs_to_its_last_checkpoint() {
+    let test = "sigkill_mid_load_leaves_a_file_that_repairs_to_its_last_checkpoint";
+    if !can_run(test) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("killed.parquet");
+    let Some(mut rec) = Recorder::start(test, &path, &["-K"]) else {
+        return;
+    };
+    let progs = recorder_progs(&rec);
+    let churn = Churn::start(200_000);
+    // Several flush intervals (1 s) under load.
+    std::thread::sleep(Duration::from_millis(2600));
+    let (status, stderr) = rec.stop_raw(libc::SIGKILL);
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL),
+        "{stderr}"
+    );
+    let churn_pid = churn.pid();
+    drop(churn);
+    assert_detached(&progs, "after SIGKILL");
+
+    // As it was left: not Parquet yet, and the reader says what to do.
+    assert!(
+        checkpoint_path(&path).exists(),
+        "the checkpoint sidecar survives the recorder"
+    );
+    let e = RecordingReader::open(&path).unwrap_err();
+    assert!(matches!(e, FormatError::Unfinished { .. }), "{e:?}");
+    assert!(
+        e.to_string()
+            .contains("recording was not closed cleanly (recorder killed?); run `analyze --repair"),
+        "{e}"
+    );
+
+    // Readable through the checkpoint, unchanged.
+    let len_before = std::fs::metadata(&path).unwrap().len();
+    let r = RecordingReader::open_recovering(&path).expect("reads through the checkpoint");
+    assert!(r.recovered() && !r.finished());
+    let checkpointed = r.num_rows();
+    let meta = r.meta().clone();
+    let recovered: Vec<Event> = r.events().collect::<Result<_, _>>().expect("recovered rows decode");
+    assert_eq!(recovered.len() as u64, checkpointed);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), len_before);
+    assert!(meta.kstack && !meta.host.is_empty());
+    let churned = recovered
+        .iter()
+        .filter(|e| e.kind == EventKind::Connect && e.pid == churn_pid)
+        .count();
+    assert!(
+        churned > 0,
+        "the checkpoints of 2.6 s under load hold some churn connections ({checkpointed} rows)"
+    );
+
+    // Repair: exactly the checkpointed rows, a complete file, no sidecar.
+    let report = repair(&path).expect("repair");
+    match report.outcome {
+        RepairOutcome::Repaired { rows, .. } => assert_eq!(rows, checkpointed, "{report}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(!checkpoint_path(&path).exists());
+    let (meta2, events) = read_all(&path);
+    assert_eq!(events.len() as u64, checkpointed, "the repaired file decodes fully");
+    assert_eq!(events, recovered);
+    assert_eq!(meta2.clock, meta.clock);
+    // The stacks sidecar repairs too, and holds the stacks of the kept rows
+    // that were flushed with them.
+    let sp = stacks_path(&path);
+    if checkpoint_path(&sp).exists() {
+        repair(&sp).expect("repair the stacks file");
+    }
+    let stacks = deeptcp_format::read_stacks(&sp).expect("stacks file readable");
+    assert!(!stacks.is_empty());
+    // Repairing a complete file changes nothing.
+    let again = repair(&path).unwrap();
+    assert!(
+        matches!(again.outcome, RepairOutcome::AlreadyComplete { .. }),
+        "{again}"
+    );
+}
+
+#[test]
+fn sigint_and_sigterm_leave_no_checkpoint() {
+    let test = "sigint_and_sigterm_leave_no_checkpoint";
+    if !can_run(test) {
+        return;
+    }
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("clean.parquet");
+        let Some(rec) = Recorder::start(test, &path, &["-K", "--flush-interval", "0.2"]) else {
+            return;
+        };
+        let progs = recorder_progs(&rec);
+        assert!(checkpoint_path(&path).exists(), "checkpoint while recording");
+        let churn = Churn::start(300);
+        churn.wait();
+        // stop() checks the exit status and that no sidecar is left.
+        let (meta, ev, _) = rec.stop(sig);
+        assert!(!ev.is_empty());
+        assert_eq!(meta.lost_events, 0);
+        assert!(meta.lost_intervals.is_empty());
+        assert!(!checkpoint_path(&stacks_path(&path)).exists());
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        let mut names = names;
+        names.sort();
+        assert_eq!(names, ["clean.parquet", "clean.stacks.parquet"], "only the recording");
+        assert_detached(&progs, "after a clean stop");
+    }
+}
+
+/// A 1 MiB tmpfs, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path) -> Option<Tmpfs> {
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let ok = Command::new("umount").arg(&self.0).status().is_ok_and(|s| s.success());
+        if !ok {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+}
+
+#[test]
+fn a_full_disk_ends_the_recording_with_one_error_line_and_a_readable_file() {
+    let test = "a_full_disk_ends_the_recording_with_one_error_line_and_a_readable_file";
+    if !can_run(test) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let Some(fs) = Tmpfs::mount(dir.path()) else {
+        skip(test, "cannot mount a tmpfs");
+        return;
+    };
+    let path = fs.0.join("full.parquet");
+    let Some(mut rec) = Recorder::start(test, &path, &["-K"]) else {
+        return;
+    };
+    let progs = recorder_progs(&rec);
+    // Heavy churn until the recorder gives up (1 MiB holds ~50k events).
+    let start = Instant::now();
+    let (status, stderr) = loop {
+        let churn = Churn::start(5000);
+        while rec_alive(rec.pid()) && start.elapsed() < Duration::from_secs(120) {
+            if churn_done(&churn) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        drop(churn);
+        if !rec_alive(rec.pid()) {
+            break rec.wait_exit(Duration::from_secs(5));
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "record did not fail on a full disk: {}",
+            rec.stderr()
+        );
+    };
+    assert_eq!(status.code(), Some(1), "exit status 1 on a full disk: {stderr}");
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("record: ") && !l.starts_with("record: warning:"))
+        .filter(|l| !l.contains("Ctrl-C to end") && !l.contains(" events ("))
+        .collect();
+    assert_eq!(errors.len(), 1, "one error line: {stderr}");
+    let line = errors[0];
+    assert!(
+        line.contains(&format!(
+            "{}: write failed: No space left on device (os error 28)",
+            path.display()
+        )) && line.contains("closed at its last checkpoint")
+            && line.contains("readable"),
+        "{line}"
+    );
+    assert_detached(&progs, "after a write error");
+
+    // Readable, as it says, with the rows up to the last checkpoint.
+    assert!(!checkpoint_path(&path).exists());
+    let r = RecordingReader::open(&path).expect("the file is readable");
+    assert!(!r.finished(), "closed at a checkpoint: no finish-time totals");
+    let n = r.num_rows();
+    let events: Vec<Event> = r.events().collect::<Result<_, _>>().expect("every row decodes");
+    assert_eq!(events.len() as u64, n);
+    assert!(n > 0);
+    assert!(line.contains(&format!("with {n} events")), "{line}");
+    // The stacks file too (closed cleanly or at its checkpoint).
+    deeptcp_format::read_stacks(&stacks_path(&path)).expect("stacks file readable");
+}
+
+fn rec_alive(pid: u32) -> bool {
+    // A zombie (exited, not yet waited for) counts as gone.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+        .unwrap_or(false)
+}
+
+fn churn_done(c: &Churn) -> bool {
+    !rec_alive(c.pid())
+}
+
+#[test]
+fn a_symlink_at_the_output_path_is_refused() {
+    let test = "a_symlink_at_the_output_path_is_refused";
+    if !can_run(test) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("precious");
+    std::fs::write(&target, b"keep me").unwrap();
+    let link = dir.path().join("link.parquet");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    for extra in [&[][..], &["--force"][..]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_record"))
+            .arg("-o")
+            .arg(&link)
+            .args(["--duration", "1"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if stderr.contains("built without its eBPF programs") {
+            skip(test, "record was built without eBPF programs");
+            return;
+        }
+        assert_eq!(out.status.code(), Some(1), "{extra:?}: {stderr}");
+        assert_eq!(
+            stderr.trim(),
+            format!(
+                "record: {} is a symbolic link; refusing to write through it",
+                link.display()
+            ),
+            "{extra:?}"
+        );
+        assert_eq!(std::fs::read(&target).unwrap(), b"keep me");
+        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        assert!(!checkpoint_path(&link).exists());
+    }
+
+    // A stale checkpoint of an earlier recording: refused, and with --force
+    // removed without following it.
+    let out_path = dir.path().join("out.parquet");
+    std::os::unix::fs::symlink(&target, checkpoint_path(&out_path)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_record"))
+        .arg("-o")
+        .arg(&out_path)
+        .args(["--duration", "0.5"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("out.parquet.checkpoint exists: an earlier recording") && stderr.contains("analyze --repair"),
+        "{stderr}"
+    );
+    assert!(!out_path.exists(), "nothing created");
+    assert!(
+        std::fs::symlink_metadata(checkpoint_path(&out_path)).is_ok(),
+        "nothing removed without --force"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_record"))
+        .arg("-o")
+        .arg(&out_path)
+        .args(["--duration", "0.5", "--force"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read(&target).unwrap(), b"keep me");
+    assert!(!checkpoint_path(&out_path).exists());
+    read_all(&out_path);
+}
+
+#[test]
+fn rotation_writes_segments_that_together_hold_every_event() {
+    let test = "rotation_writes_segments_that_together_hold_every_event";
+    if !can_run(test) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let by_time = dir.path().join("bytime.parquet");
+    let by_size = dir.path().join("bysize.parquet");
+    let Some(mut rt) = Recorder::start(test, &by_time, &["-K", "--rotate-secs", "0.5"]) else {
+        return;
+    };
+    let Some(mut rs) = Recorder::start(test, &by_size, &["--rotate-size", "64K", "--flush-interval", "0.2"]) else {
+        return;
+    };
+    assert!(!by_time.exists() && deeptcp_format::segment_path(&by_time, 1).exists());
+    let n = 3000;
+    let churn = Churn::start(n);
+    let churn_pid = churn.pid();
+    assert!(churn.wait(), "churn failed");
+    std::thread::sleep(Duration::from_millis(700));
+    for (rec, path, kstack) in [(&mut rt, &by_time, true), (&mut rs, &by_size, false)] {
+        std::thread::sleep(Duration::from_millis(300));
+        let (status, stderr) = rec.stop_raw(libc::SIGINT);
+        assert!(status.success(), "{stderr}");
+        let files = segments(path);
+        assert!(files.len() >= 2, "{}: {files:?}\n{stderr}", path.display());
+        let summary = stderr.lines().find(|l| l.contains("events written")).unwrap();
+        assert!(summary.contains(&format!("({} segments, ", files.len())), "{summary}");
+
+        let mut connects = Vec::new();
+        let mut lost = 0;
+        let mut total = 0;
+        let mut first_meta = None;
+        for (i, f) in files.iter().enumerate() {
+            assert!(!checkpoint_path(f).exists());
+            let r = RecordingReader::open(f).unwrap();
+            assert!(r.finished(), "{} closed cleanly", f.display());
+            let meta = r.meta().clone();
+            assert_eq!(meta.segment, Some(i as u32 + 1));
+            let first = first_meta.get_or_insert_with(|| meta.clone());
+            assert_eq!(
+                (&meta.host, &meta.boot_id, meta.clock),
+                (&first.host, &first.boot_id, first.clock)
+            );
+            if i > 0 {
+                assert_eq!(meta.snapshot_sockets, 0, "snapshot rows are in the first segment");
+            }
+            lost += meta.lost_events;
+            let events: Vec<Event> = r.events().collect::<Result<_, _>>().unwrap();
+            total += events.len();
+            if kstack {
+                // Each segment's stacks file has every stack its events use.
+                let stacks = deeptcp_format::read_stacks(&stacks_path(f)).unwrap();
+                for e in &events {
+                    if let Some(id) = e.stack_id {
+                        assert!(stacks.contains_key(&id), "{}: stack {id} missing", f.display());
+                    }
+                }
+            }
+            connects.extend(
+                events
+                    .iter()
+                    .filter(|e| e.kind == EventKind::Connect && e.pid == churn_pid)
+                    .map(|e| e.cookie),
+            );
+        }
+        assert!(summary.contains(&format!("{total} events written")), "{summary}");
+        let distinct: HashSet<u64> = connects.iter().copied().collect();
+        assert_eq!(distinct.len(), connects.len(), "no event twice");
+        if lost == 0 {
+            assert_eq!(connects.len(), n as usize, "{}: every churn connection", path.display());
+        } else {
+            eprintln!("{test}: {lost} events lost under load; checking a lower bound");
+            assert!(connects.len() as u64 + lost >= u64::from(n));
+        }
+    }
 }

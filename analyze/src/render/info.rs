@@ -56,6 +56,9 @@ impl Summary {
 /// Width of the label column.
 const LABEL: usize = 18;
 
+/// Schema v1 has the first six of [`EventKind::ALL`].
+const V1_KINDS: usize = 6;
+
 /// Writes the `--info` report. `finished` is false for a recording whose
 /// writer did not close it cleanly (recovered after a crash): its lost-event
 /// total is unknown.
@@ -123,14 +126,31 @@ pub fn render(out: &mut impl Write, meta: &RecordingMeta, finished: bool, summar
     };
     field(out, "lost events", &lost)?;
 
+    if meta.schema_version >= 2 {
+        field(out, "snapshot sockets", &meta.snapshot_sockets.to_string())?;
+    }
+
+    // A v1 recording cannot hold the kinds v2 added: listing them as 0
+    // would read as "none happened".
+    let kinds = if meta.schema_version >= 2 {
+        &EventKind::ALL[..]
+    } else {
+        &EventKind::ALL[..V1_KINDS]
+    };
     writeln!(out, "events by kind:")?;
-    let count_width = EventKind::ALL
+    let count_width = kinds
         .iter()
         .map(|k| summary.count(*k).to_string().len())
         .max()
         .unwrap_or(1);
-    for kind in EventKind::ALL {
-        writeln!(out, "  {:<16}{:>count_width$}", kind.as_str(), summary.count(kind))?;
+    let kind_width = kinds.iter().map(|k| k.as_str().len() + 1).max().unwrap_or(0).max(16);
+    for &kind in kinds {
+        writeln!(
+            out,
+            "  {:<kind_width$}{:>count_width$}",
+            kind.as_str(),
+            summary.count(kind)
+        )?;
     }
 
     let attached = meta.probes.iter().filter(|p| p.attached).count();
@@ -193,16 +213,18 @@ mod tests {
                     probe: "tp_btf:inet_sock_set_state".into(),
                     attached: true,
                     detail: String::new(),
+                    ..Default::default()
                 },
                 ProbeStatus {
                     kind: "sock_error".into(),
                     probe: "kprobe:sock_def_error_report".into(),
                     attached: false,
                     detail: "kprobes unavailable".into(),
+                    ..Default::default()
                 },
             ],
-            lost_events: 0,
             kstack: false,
+            ..Default::default()
         }
     }
 
@@ -223,6 +245,11 @@ mod tests {
             sk_err: 0,
             netns: 0,
             stack_id: None,
+            probe: "".into(),
+            cookie: 0,
+            cgroup_id: 0,
+            attribution: Default::default(),
+            tcp: Default::default(),
         }
     }
 
@@ -321,6 +348,26 @@ probes:           1 attached, 1 failed
         let out = render_str(&meta(), &s);
         assert!(out.contains("(-0.001000 s after start)"), "{out}");
         assert!(out.contains("2026-04-14T09:59:59.999000000Z"), "{out}");
+    }
+
+    #[test]
+    fn v2_lists_every_kind_and_the_snapshot() {
+        let mut m = meta();
+        m.schema_version = 2;
+        m.snapshot_sockets = 3;
+        let mut s = Summary::default();
+        s.add(&ev(EventKind::RetransmitSynack, 1));
+        let out = render_str(&m, &s);
+        assert!(out.contains("snapshot sockets: 3\n"), "{out}");
+        assert!(out.contains("  retransmit_synack 1\n"), "{out}");
+        assert!(out.contains("  state_change      0\n"), "{out}");
+        assert_eq!(
+            out.lines().filter(|l| l.starts_with("  ") && !l.contains(':')).count(),
+            15
+        );
+        // v1: six kinds, no snapshot line.
+        let out = render_str(&meta(), &s);
+        assert!(!out.contains("snapshot"), "{out}");
     }
 
     #[test]

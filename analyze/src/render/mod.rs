@@ -2,10 +2,13 @@
 //! `impl Write`, so they are unit-testable against a `Vec<u8>` and know
 //! nothing about files, stdout or the command line.
 //!
-//! `table` is the classic deeptcptracer event table, `info` the recording
+//! `table` is the classic deeptcptracer event table, `conn` the connection
+//! table of `--conn`, `json` the JSON lines of `--json`, `info` the recording
 //! summary of `--info`. Helpers shared by several renderers live here.
 
+pub mod conn;
 pub mod info;
+pub mod json;
 pub mod table;
 
 /// Formats `delta_ns` nanoseconds as seconds with 6 decimals, rounded to the

@@ -11,7 +11,8 @@
 //! address matters more than alignment) but keeps one space before the next
 //! column; lines carry no trailing whitespace. `-t` adds bcc's `TIME(s)`
 //! column and `-K` prints stack frames under their event, tab-indented, as
-//! bcc does.
+//! bcc does. With recordings from several hosts, a first `HOST` column says
+//! where each event happened.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -48,30 +49,41 @@ pub fn event_source(kind: EventKind) -> &'static str {
         EventKind::ResetSent => "tcp_send_reset()",
         EventKind::SockError => "sock_def_error_report()",
         EventKind::DestroySock => "tcp_destroy_sock()",
+        // Kinds the seed tool did not have: the kernel function where that
+        // is what it is, else the kind's own name.
+        EventKind::FinRecv => "tcp_fin()",
+        EventKind::FinSent => "tcp_send_fin()",
+        EventKind::ZeroWindowRecv => "zero_window_recv",
+        EventKind::ZeroWindowSent => "zero_window_sent",
+        EventKind::Connect => "tcp_connect()",
+        EventKind::Accept => "inet_csk_accept()",
+        EventKind::LossProbe => "tcp_send_loss_probe()",
+        EventKind::RetransmitSynack => "tcp_retransmit_synack()",
+        EventKind::Snapshot => "snapshot",
     }
 }
 
 /// Streams events as table lines to `out`.
-pub struct TableRenderer<'s, W: Write> {
+pub struct TableRenderer<W: Write> {
     out: W,
     timestamps: bool,
-    /// `mono_ns` of the recording start, origin of `TIME(s)`.
-    start_mono_ns: i64,
-    /// `Some` prints stacks under events that have a `stack_id`.
-    stacks: Option<&'s Stacks>,
+    /// Wall-clock ns of the recording start, origin of `TIME(s)`.
+    origin_ns: i64,
+    /// Width of the leading `HOST` column; `None`: no such column.
+    host_width: Option<usize>,
     /// Reused line buffer: no allocation per event once it has grown.
     line: String,
 }
 
-impl<'s, W: Write> TableRenderer<'s, W> {
-    /// `start_mono_ns` is the recording's clock anchor (only used with
-    /// `timestamps`); `stacks` enables `-K` output.
-    pub fn new(out: W, timestamps: bool, start_mono_ns: i64, stacks: Option<&'s Stacks>) -> Self {
+impl<W: Write> TableRenderer<W> {
+    /// `origin_ns` is the wall-clock start of the (earliest) recording,
+    /// only used with `timestamps`; `host_width` adds a `HOST` column.
+    pub fn new(out: W, timestamps: bool, origin_ns: i64, host_width: Option<usize>) -> Self {
         TableRenderer {
             out,
             timestamps,
-            start_mono_ns,
-            stacks,
+            origin_ns,
+            host_width,
             line: String::with_capacity(192),
         }
     }
@@ -79,6 +91,9 @@ impl<'s, W: Write> TableRenderer<'s, W> {
     /// Writes the column headings.
     pub fn header(&mut self) -> io::Result<()> {
         self.line.clear();
+        if let Some(w) = self.host_width {
+            push_cell(&mut self.line, "HOST", w);
+        }
         if self.timestamps {
             push_cell(&mut self.line, "TIME(s)", TIME_WIDTH);
         }
@@ -92,12 +107,16 @@ impl<'s, W: Write> TableRenderer<'s, W> {
         self.emit_line()
     }
 
-    /// Writes one event (and, with stacks, its frames).
-    pub fn event(&mut self, ev: &Event) -> io::Result<()> {
+    /// Writes one event recorded at wall-clock `ts` on `host` (and, with
+    /// `stacks`, its frames).
+    pub fn event(&mut self, ev: &Event, ts: i64, host: &str, stacks: Option<&Stacks>) -> io::Result<()> {
         self.line.clear();
         let line = &mut self.line;
+        if let Some(w) = self.host_width {
+            push_cell_with(line, w, |l| push_sanitized(l, host));
+        }
         if self.timestamps {
-            let secs = seconds_6(delta_ns(self.start_mono_ns, ev.mono_ns));
+            let secs = seconds_6(delta_ns(self.origin_ns, ts));
             push_cell(line, &secs, TIME_WIDTH);
         }
         push_cell(line, event_source(ev.kind), EVENT_SOURCE_WIDTH);
@@ -116,7 +135,7 @@ impl<'s, W: Write> TableRenderer<'s, W> {
         push_sk_err(line, ev.sk_err);
         self.emit_line()?;
 
-        if let (Some(stacks), Some(id)) = (self.stacks, ev.stack_id) {
+        if let (Some(stacks), Some(id)) = (stacks, ev.stack_id) {
             match stacks.get(&id) {
                 Some(frames) => {
                     for frame in frames {
@@ -151,7 +170,7 @@ pub fn push_cell(line: &mut String, value: &str, width: usize) {
 }
 
 /// Like [`push_cell`], with the value written by `f` straight into the line.
-fn push_cell_with(line: &mut String, width: usize, f: impl FnOnce(&mut String)) {
+pub fn push_cell_with(line: &mut String, width: usize, f: impl FnOnce(&mut String)) {
     let start = line.len();
     f(line);
     let len = line[start..].chars().count();
@@ -160,7 +179,7 @@ fn push_cell_with(line: &mut String, width: usize, f: impl FnOnce(&mut String)) 
 }
 
 /// `addr:port`, IPv6 as `[addr]:port`.
-fn push_endpoint(line: &mut String, addr: IpAddr, port: u16) {
+pub fn push_endpoint(line: &mut String, addr: IpAddr, port: u16) {
     let _ = write!(line, "{}", SocketAddr::new(addr, port)); // writing to a String cannot fail
 }
 
@@ -177,7 +196,7 @@ fn push_tcp_state(line: &mut String, ev: &Event) {
 }
 
 /// Empty for 0, the errno name when known, else the number.
-fn push_sk_err(line: &mut String, sk_err: i32) {
+pub fn push_sk_err(line: &mut String, sk_err: i32) {
     if sk_err == 0 {
         return;
     }
@@ -195,7 +214,7 @@ fn push_comm(line: &mut String, comm: &str) {
     push_sanitized(line, comm);
 }
 
-fn push_sanitized(line: &mut String, s: &str) {
+pub fn push_sanitized(line: &mut String, s: &str) {
     for c in s.chars() {
         if c.is_control() {
             line.extend(c.escape_default());
@@ -230,6 +249,11 @@ mod tests {
             sk_err: 0,
             netns: 4026531840,
             stack_id: None,
+            probe: "".into(),
+            cookie: 0,
+            cgroup_id: 0,
+            attribution: deeptcp_format::Attribution::Unknown,
+            tcp: Default::default(),
         }
     }
 
@@ -241,11 +265,12 @@ mod tests {
         }
     }
 
+    /// Renders with `ts` = `mono_ns` (a clock anchor of 0/0).
     fn render_with(events: &[Event], timestamps: bool, start: i64, stacks: Option<&Stacks>) -> String {
-        let mut r = TableRenderer::new(Vec::new(), timestamps, start, stacks);
+        let mut r = TableRenderer::new(Vec::new(), timestamps, start, None);
         r.header().unwrap();
         for e in events {
-            r.event(e).unwrap();
+            r.event(e, e.mono_ns, "h", stacks).unwrap();
         }
         String::from_utf8(r.finish().unwrap()).unwrap()
     }
@@ -297,7 +322,7 @@ tcp_set_state()         16065  wget             10.0.2.15:60590       87.250.250
     }
 
     #[test]
-    fn every_kind_has_its_seed_source_name() {
+    fn every_kind_has_its_source_name() {
         let want = [
             (EventKind::StateChange, "tcp_set_state()"),
             (EventKind::Retransmit, "tcp_retransmit_skb()"),
@@ -305,12 +330,45 @@ tcp_set_state()         16065  wget             10.0.2.15:60590       87.250.250
             (EventKind::ResetSent, "tcp_send_reset()"),
             (EventKind::SockError, "sock_def_error_report()"),
             (EventKind::DestroySock, "tcp_destroy_sock()"),
+            (EventKind::FinRecv, "tcp_fin()"),
+            (EventKind::FinSent, "tcp_send_fin()"),
+            (EventKind::ZeroWindowRecv, "zero_window_recv"),
+            (EventKind::ZeroWindowSent, "zero_window_sent"),
+            (EventKind::Connect, "tcp_connect()"),
+            (EventKind::Accept, "inet_csk_accept()"),
+            (EventKind::LossProbe, "tcp_send_loss_probe()"),
+            (EventKind::RetransmitSynack, "tcp_retransmit_synack()"),
+            (EventKind::Snapshot, "snapshot"),
         ];
         assert_eq!(want.len(), EventKind::ALL.len());
         for (kind, name) in want {
             assert_eq!(event_source(kind), name);
+            assert!(name.len() < EVENT_SOURCE_WIDTH, "{name}");
             assert!(line(ev(kind)).starts_with(&format!("{name} ")), "{kind:?}");
         }
+    }
+
+    #[test]
+    fn host_column() {
+        let mut r = TableRenderer::new(Vec::new(), true, 0, Some(7));
+        r.header().unwrap();
+        r.event(&ev(EventKind::Retransmit), 2_000_000_000, "web1", None)
+            .unwrap();
+        r.event(&ev(EventKind::Retransmit), 2_500_000_000, "longhostname", None)
+            .unwrap();
+        let out = String::from_utf8(r.finish().unwrap()).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], format!("HOST   TIME(s)     {HEADER}"));
+        assert!(
+            lines[1].starts_with("web1   2.000000    tcp_retransmit_skb()"),
+            "{}",
+            lines[1]
+        );
+        assert!(
+            lines[2].starts_with("longhostname 2.500000    tcp_retransmit_skb()"),
+            "{}",
+            lines[2]
+        );
     }
 
     #[test]

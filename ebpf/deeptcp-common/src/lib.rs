@@ -276,10 +276,14 @@ pub struct Offsets {
     pub tcp_bytes_acked: u32,
     /// `struct tcp_sock` → `bytes_received` (u64).
     pub tcp_bytes_received: u32,
+    /// `struct sk_buff` → `dev` (`struct net_device *`).
+    pub skb_dev: u32,
+    /// `struct net_device` → `nd_net` (`possible_net_t`, a `struct net *`).
+    pub dev_nd_net: u32,
     pub _pad: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<Offsets>() == 96);
+const _: () = assert!(core::mem::size_of::<Offsets>() == 104);
 
 impl Offsets {
     /// All zero: what the object carries before the loader overrides it.
@@ -307,6 +311,8 @@ impl Offsets {
         tcp_snd_cwnd: 0,
         tcp_bytes_acked: 0,
         tcp_bytes_received: 0,
+        skb_dev: 0,
+        dev_nd_net: 0,
         _pad: 0,
     };
 }

@@ -268,6 +268,8 @@ fn fill_from_skb(ev: &mut WireEvent, skb: *const u8, o: &Offsets) -> Result<(), 
     // skb->data points at the TCP header here (as in the tracepoint itself).
     ev.dport = u16::from_be(read(data, 0)?);
     ev.sport = u16::from_be(read(data, 2)?);
+    // No socket: the namespace is the receiving device's.
+    ev.netns = rd(rd_ptr(rd_ptr(skb, o.skb_dev), o.dev_nd_net), o.net_ns_inum);
     Ok(())
 }
 

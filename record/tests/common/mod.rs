@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use deeptcp_format::{Event, EventKind, RecordingMeta, RecordingReader, TcpState};
+use deeptcp_format::{checkpoint_path, Event, EventKind, RecordingMeta, RecordingReader, TcpState};
 
 pub const ECONNREFUSED: i32 = 111;
 pub const ECONNRESET: i32 = 104;
@@ -102,6 +102,39 @@ impl Recorder {
         })
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What record printed on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits (at most `timeout`) for record to exit on its own; returns its
+    /// status and stderr.
+    pub fn wait_exit(&mut self, timeout: Duration) -> (std::process::ExitStatus, String) {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait record") {
+                std::thread::sleep(Duration::from_millis(100)); // the stderr reader catches up
+                return (status, self.stderr());
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "record did not exit within {timeout:?}: {}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends `sig` and waits for the exit; returns status and stderr.
+    pub fn stop_raw(&mut self, sig: libc::c_int) -> (std::process::ExitStatus, String) {
+        self.signal(sig);
+        self.wait_exit(Duration::from_secs(60))
+    }
+
     pub fn signal(&self, sig: libc::c_int) {
         // SAFETY: plain kill(2) on our own child's pid.
         let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
@@ -116,6 +149,10 @@ impl Recorder {
         std::thread::sleep(Duration::from_millis(50));
         let stderr = self.stderr.lock().unwrap().clone();
         assert!(status.success(), "record failed ({status}): {stderr}");
+        assert!(
+            !checkpoint_path(&self.path).exists(),
+            "a cleanly closed recording leaves no checkpoint sidecar behind"
+        );
         let (meta, events) = read_all(&self.path);
         (meta, events, stderr)
     }
@@ -290,6 +327,70 @@ pub fn sh(program: &str, args: &[&str]) {
         "{program} {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Ids of the BPF programs process `pid` holds (through program and link
+/// descriptors), from /proc/PID/fdinfo.
+pub fn bpf_prog_ids(pid: u32) -> Vec<u32> {
+    let mut ids = Vec::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return ids;
+    };
+    for e in dir.flatten() {
+        let Ok(text) = std::fs::read_to_string(e.path()) else {
+            continue;
+        };
+        for line in text.lines() {
+            if let Some(v) = line.strip_prefix("prog_id:") {
+                if let Ok(id) = v.trim().parse::<u32>() {
+                    if !ids.contains(&id) {
+                        ids.push(id);
+                    }
+                }
+            }
+        }
+    }
+    ids
+}
+
+/// Whether the kernel still has BPF program `id` (bpf(BPF_PROG_GET_FD_BY_ID)).
+pub fn bpf_prog_exists(id: u32) -> bool {
+    const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
+    // union bpf_attr for this command: prog_id, next_id, open_flags.
+    let attr: [u32; 4] = [id, 0, 0, 0];
+    // SAFETY: the bpf syscall reads `size` bytes of `attr`, which we own.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_GET_FD_BY_ID,
+            attr.as_ptr(),
+            std::mem::size_of_val(&attr) as libc::c_uint,
+        )
+    };
+    if fd >= 0 {
+        // SAFETY: closing the descriptor the kernel just gave us.
+        unsafe { libc::close(fd as libc::c_int) };
+        return true;
+    }
+    std::io::Error::last_os_error().raw_os_error() != Some(libc::ENOENT)
+}
+
+/// Waits until none of `ids` exists any more (programs are freed shortly
+/// after the last descriptor closes); panics naming the survivors.
+pub fn assert_detached(ids: &[u32], what: &str) {
+    assert!(!ids.is_empty(), "{what}: the recorder held no BPF program to check");
+    let start = Instant::now();
+    loop {
+        let left: Vec<u32> = ids.iter().copied().filter(|&id| bpf_prog_exists(id)).collect();
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "{what}: BPF programs {left:?} still loaded after the recorder exited"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Dumps events for a failing assertion.

@@ -1,0 +1,146 @@
+//! `--conn`: one line per connection.
+//!
+//! ```text
+//! START(s)    END(s)      DURATION(s) PID    COMM             LOCAL                 REMOTE                NETNS       RETRANS RST ZWIN ERR TX_BYTES   RX_BYTES   SRTT_MS  REASON                          STATE_PATH
+//! 0.288667    0.289232    0.000565    31324  python3          127.0.0.1:32924       127.0.0.1:49697       4026531840  0       0   0    0   -          -          -        local close                     CLOSE -> SYN_SENT -> ...
+//! ```
+//!
+//! Times are seconds since the (earliest) recording started; `END(s)` is `-`
+//! for a connection still open when the recording ended, whose duration then
+//! runs to the end of its recording. `TX_BYTES`/`RX_BYTES` are the last
+//! `bytes_acked`/`bytes_received` seen, `SRTT_MS` the last smoothed RTT; `-`
+//! when not recorded. Like the event table, values wider than their column
+//! are never cut and lines carry no trailing whitespace.
+
+use std::fmt::Write as _;
+use std::io::{self, Write};
+
+use crate::conn::Conn;
+use crate::render::table::{push_cell, push_cell_with, push_endpoint, push_sanitized};
+use crate::render::{delta_ns, seconds_6};
+
+const TIME_WIDTH: usize = 12;
+const PID_WIDTH: usize = 7;
+const COMM_WIDTH: usize = 17;
+const ADDR_WIDTH: usize = 22;
+const NETNS_WIDTH: usize = 12;
+const BYTES_WIDTH: usize = 11;
+const SRTT_WIDTH: usize = 9;
+const REASON_WIDTH: usize = 32;
+
+/// Streams connections as table lines.
+pub struct ConnTable<W: Write> {
+    out: W,
+    origin_ns: i64,
+    host_width: Option<usize>,
+    line: String,
+}
+
+impl<W: Write> ConnTable<W> {
+    /// `origin_ns`: wall-clock start of the (earliest) recording;
+    /// `host_width` adds a `HOST` column.
+    pub fn new(out: W, origin_ns: i64, host_width: Option<usize>) -> Self {
+        ConnTable {
+            out,
+            origin_ns,
+            host_width,
+            line: String::with_capacity(256),
+        }
+    }
+
+    pub fn header(&mut self) -> io::Result<()> {
+        self.line.clear();
+        let l = &mut self.line;
+        if let Some(w) = self.host_width {
+            push_cell(l, "HOST", w);
+        }
+        push_cell(l, "START(s)", TIME_WIDTH);
+        push_cell(l, "END(s)", TIME_WIDTH);
+        push_cell(l, "DURATION(s)", TIME_WIDTH);
+        push_cell(l, "PID", PID_WIDTH);
+        push_cell(l, "COMM", COMM_WIDTH);
+        push_cell(l, "LOCAL", ADDR_WIDTH);
+        push_cell(l, "REMOTE", ADDR_WIDTH);
+        push_cell(l, "NETNS", NETNS_WIDTH);
+        push_cell(l, "RETRANS", 8);
+        push_cell(l, "RST", 4);
+        push_cell(l, "ZWIN", 5);
+        push_cell(l, "ERR", 4);
+        push_cell(l, "TX_BYTES", BYTES_WIDTH);
+        push_cell(l, "RX_BYTES", BYTES_WIDTH);
+        push_cell(l, "SRTT_MS", SRTT_WIDTH);
+        push_cell(l, "REASON", REASON_WIDTH);
+        l.push_str("STATE_PATH");
+        self.emit()
+    }
+
+    pub fn conn(&mut self, c: &Conn, host: &str) -> io::Result<()> {
+        self.line.clear();
+        let l = &mut self.line;
+        if let Some(w) = self.host_width {
+            push_cell_with(l, w, |l| push_sanitized(l, host));
+        }
+        push_cell(l, &seconds_6(delta_ns(self.origin_ns, c.first_ts)), TIME_WIDTH);
+        match c.end {
+            Some((ts, _)) => push_cell(l, &seconds_6(delta_ns(self.origin_ns, ts)), TIME_WIDTH),
+            None => push_cell(l, "-", TIME_WIDTH),
+        }
+        push_cell(l, &seconds_6(i128::from(c.duration_ns)), TIME_WIDTH);
+        match &c.owner {
+            Some(o) => {
+                push_cell_with(l, PID_WIDTH, |l| {
+                    let _ = write!(l, "{}", o.pid);
+                });
+                push_cell_with(l, COMM_WIDTH, |l| push_sanitized(l, &o.comm));
+            }
+            None => {
+                push_cell(l, "N/A", PID_WIDTH);
+                push_cell(l, "N/A", COMM_WIDTH);
+            }
+        }
+        push_cell_with(l, ADDR_WIDTH, |l| push_endpoint(l, c.saddr, c.sport));
+        push_cell_with(l, ADDR_WIDTH, |l| push_endpoint(l, c.daddr, c.dport));
+        push_cell_with(l, NETNS_WIDTH, |l| push_opt(l, (c.netns != 0).then_some(c.netns)));
+        push_cell_with(l, 8, |l| push_num(l, c.retransmits));
+        push_cell_with(l, 4, |l| push_num(l, c.resets));
+        push_cell_with(l, 5, |l| push_num(l, c.zero_windows));
+        push_cell_with(l, 4, |l| push_num(l, c.errors));
+        push_cell_with(l, BYTES_WIDTH, |l| push_opt(l, c.bytes_acked));
+        push_cell_with(l, BYTES_WIDTH, |l| push_opt(l, c.bytes_received));
+        push_cell_with(l, SRTT_WIDTH, |l| match c.srtt_us {
+            Some(us) => {
+                let _ = write!(l, "{}.{:03}", us / 1000, us % 1000);
+            }
+            None => l.push('-'),
+        });
+        push_cell_with(l, REASON_WIDTH, |l| {
+            let _ = write!(l, "{}", c.reason);
+            if c.opened_before {
+                l.push_str(", opened before recording");
+            }
+        });
+        let _ = write!(l, "{}", c.path);
+        self.emit()
+    }
+
+    pub fn finish(mut self) -> io::Result<W> {
+        self.out.flush()?;
+        Ok(self.out)
+    }
+
+    fn emit(&mut self) -> io::Result<()> {
+        self.out.write_all(self.line.trim_end_matches(' ').as_bytes())?;
+        self.out.write_all(b"\n")
+    }
+}
+
+fn push_num(l: &mut String, n: impl std::fmt::Display) {
+    let _ = write!(l, "{n}");
+}
+
+fn push_opt(l: &mut String, n: Option<impl std::fmt::Display>) {
+    match n {
+        Some(n) => push_num(l, n),
+        None => l.push('-'),
+    }
+}
