@@ -226,6 +226,7 @@ class Bench:
         if rate:
             argv += ["--rate", f"{rate:.0f}"]
         p = spawn("churn", argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.last_churn_pid = p.pid
         out = p.stdout.read()
         rc, _ = reap(p, (secs or self.a.secs) + 120)
         if rc != 0:
@@ -621,6 +622,10 @@ class Bench:
         c, d = res.get("analyze_conn", {}), res.get("duckdb_conn", {})
         if c.get("secs_median") and d.get("secs_median"):
             res["conn_vs_duckdb_ratio"] = c["secs_median"] / d["secs_median"]
+        if c.get("cpu_s_median") and d.get("cpu_s_median"):
+            # CPU seconds (user+sys, whole process, DuckDB's including Python):
+            # steadier than wall time on a shared machine.
+            res["conn_vs_duckdb_cpu_ratio"] = c["cpu_s_median"] / d["cpu_s_median"]
 
     # ------------------------------------------------------------- profiling
     def stage_profile(self):
@@ -645,18 +650,18 @@ class Bench:
             time.sleep(0.3)
             self.stop_tracer(t)
         res["record_churn_conn_per_sec"] = c["conn_per_sec"]
-        n = self.a.threads
-        churn_comms = [f"client{i}" for i in range(n)] + [f"acceptor{i}" for i in range(n)] + ["churn"]
-        ours = churn_comms + ["record", "writer", "ksoftirqd/0", "ksoftirqd/1", "swapper"]
+        # Only our two processes (by pid: other processes on the machine may
+        # also be called `record`, e.g. the live tests' debug builds);
+        # percentages are of the selected samples.
+        rp, cp = t["p"].pid, self.last_churn_pid
         rel = ["--percentage", "relative"]
-        # Other processes on the machine are excluded (--comms); percentages
-        # are of the selected samples.
         reports = {
-            "record-threads.txt": ["--comms", ",".join(ours), "--sort", "comm"] + rel,
-            "record-churn-kernel.txt": ["--comms", ",".join(churn_comms + ["ksoftirqd/0", "ksoftirqd/1"]),
-                                        "--sort", "sym", "--percent-limit", "0.4"] + rel,
-            "record-writer.txt": ["--comms", "writer", "--sort", "dso,sym", "--percent-limit", "0.7"] + rel,
-            "record-drain.txt": ["--comms", "record", "--sort", "dso,sym", "--percent-limit", "1"] + rel,
+            "record-threads.txt": ["--pid", f"{rp},{cp}", "--sort", "pid,comm"] + rel,
+            "record-churn-kernel.txt": ["--pid", str(cp), "--sort", "sym", "--percent-limit", "0.4"] + rel,
+            "record-writer.txt": ["--pid", str(rp), "--comms", "writer", "--sort", "dso,sym",
+                                  "--percent-limit", "0.7"] + rel,
+            "record-drain.txt": ["--pid", str(rp), "--comms", "record", "--sort", "dso,sym",
+                                 "--percent-limit", "1"] + rel,
         }
         for name, args in reports.items():
             rep = subprocess.run([perf, "report", "-i", data, "--stdio", "--no-children"] + args,
@@ -707,11 +712,16 @@ def targets(res):
     if tcs:
         out.append(("tcpstates far lower (reference, ~0.25 seen before)", tcs.get("ratio_median"),
                     tcs.get("ratio_median") is not None and rec.get("ratio_median") is not None
-                    and tcs["ratio_median"] < rec["ratio_median"], f"{fmt(tcs.get('ratio_median'))} x"))
+                    and tcs["ratio_median"] < rec["ratio_median"],
+                    f"{fmt(tcs.get('ratio_median'))} x, while delivering "
+                    f"{fmt((tcs.get('completeness_min') or 0) * 100, '.0f')}–100 % of the events "
+                    f"(it drops what its perf buffer cannot take)"))
     an = res.get("analyzer", {})
     if an.get("conn_vs_duckdb_ratio") is not None:
         r = an["conn_vs_duckdb_ratio"]
-        out.append(("analyze --conn within 2 x DuckDB group-by", r, r <= 2.0, f"{r:.2f} x DuckDB's time"))
+        cr = an.get("conn_vs_duckdb_cpu_ratio")
+        out.append(("analyze --conn within 2 x DuckDB group-by", r, r <= 2.0,
+                     f"{r:.2f} x DuckDB's time (CPU time: {fmt(cr)} x)"))
     if an.get("analyze_conn", {}).get("maxrss_mb_max") is not None:
         m = an["analyze_conn"]["maxrss_mb_max"]
         out.append(("analyze --conn peak RSS < 500 MB", m, m < 500, f"{m:.0f} MB"))

@@ -63,11 +63,19 @@ fn output(e: io::Error) -> anyhow::Error {
 
 /// Runs `config`, writing results to `out` and warnings to `warn`.
 pub fn run(config: &Config, out: &mut impl Write, warn: &mut impl Write) -> Result<()> {
+    if config.mode == Mode::Repair {
+        return repair(&config.inputs, out);
+    }
     let paths = inputs::expand(&config.inputs)?;
     if config.mode == Mode::Info {
-        return info(&paths, out);
+        return info(&paths, out, warn);
     }
     let (sources, readers) = source::open_all(&paths)?;
+    for (s, r) in sources.iter().zip(&readers) {
+        if r.recovered() {
+            warn_recovered(warn, &s.path);
+        }
+    }
     let what = match config.mode {
         Mode::Table(_) => "this table is",
         _ => "this output is",
@@ -87,14 +95,55 @@ pub fn run(config: &Config, out: &mut impl Write, warn: &mut impl Write) -> Resu
                 ),
             );
         }
+        for (i, interval) in s.meta.lost_intervals.iter().enumerate() {
+            if i == MAX_LOST_LINES {
+                let more = s.meta.lost_intervals.len() - MAX_LOST_LINES;
+                warning(
+                    warn,
+                    &format!("... and {more} more intervals with lost events (see --info)"),
+                );
+                break;
+            }
+            warning(warn, &interval.describe(&s.meta.clock));
+        }
     }
     let layout = Layout::of(&sources);
     match config.mode {
         Mode::Table(opts) => events(config, &sources, readers, &layout, Some(opts), out, warn),
         Mode::Json => events(config, &sources, readers, &layout, None, out, warn),
         Mode::Conn(opts) => conns(config, &sources, readers, &layout, opts, out),
-        Mode::Info => Ok(()),
+        Mode::Info | Mode::Repair => Ok(()),
     }
+}
+
+/// Lost-event intervals listed on stderr before the output; the rest are in `--info`.
+const MAX_LOST_LINES: usize = 10;
+
+fn warn_recovered(warn: &mut impl Write, path: &Path) {
+    warning(
+        warn,
+        &format!(
+            "{} was not closed cleanly (or is still being recorded): reading it up to its last checkpoint; \
+             `analyze --repair {}` makes that permanent",
+            path.display(),
+            path.display()
+        ),
+    );
+}
+
+/// `--repair`: completes each recording (and its stacks sidecar) at its last checkpoint.
+fn repair(inputs: &[PathBuf], out: &mut impl Write) -> Result<()> {
+    for path in inputs {
+        let report = deeptcp_format::repair(path).with_context(|| format!("cannot repair {}", path.display()))?;
+        writeln!(out, "{report}").map_err(output)?;
+        let stacks = deeptcp_format::stacks_path(path);
+        if deeptcp_format::checkpoint_path(&stacks).exists() {
+            let report =
+                deeptcp_format::repair(&stacks).with_context(|| format!("cannot repair {}", stacks.display()))?;
+            writeln!(out, "{report}").map_err(output)?;
+        }
+    }
+    out.flush().map_err(output)
 }
 
 /// What the renderers need to know about the set of inputs.
@@ -365,9 +414,12 @@ impl Collector {
 }
 
 /// `--info`: one report per recording (headed by its path when there are several).
-fn info(paths: &[PathBuf], out: &mut impl Write) -> Result<()> {
+fn info(paths: &[PathBuf], out: &mut impl Write, warn: &mut impl Write) -> Result<()> {
     for (i, path) in paths.iter().enumerate() {
         let reader = source::open(path)?;
+        if reader.recovered() {
+            warn_recovered(warn, path);
+        }
         let meta = reader.meta().clone();
         let finished = reader.finished();
         let mut summary = Summary::default();

@@ -87,6 +87,12 @@ pub struct Args {
     #[arg(long = "info", conflicts_with_all = ["timestamp", "kstack", "conn", "json"])]
     pub info: bool,
 
+    /// Make recordings whose recorder was killed (or ran out of disk) complete
+    /// again: cut them at their last checkpoint (FILE.checkpoint) and write the
+    /// footer, losing at most the last flush interval. Stacks sidecars too.
+    #[arg(long = "repair", conflicts_with_all = ["timestamp", "kstack", "conn", "json", "info"])]
+    pub repair: bool,
+
     /// One entry per connection (socket): owner, addresses, start, end,
     /// duration, state path, retransmits/RSTs/zero windows/errors, bytes,
     /// smoothed RTT and why it closed.
@@ -206,6 +212,8 @@ pub enum Mode {
     Conn(ConnOptions),
     /// Recording metadata and summary.
     Info,
+    /// Complete unfinished recordings in place.
+    Repair,
 }
 
 /// Options of the classic table.
@@ -309,7 +317,15 @@ impl Config {
         filter
             .validate()
             .map_err(|msg| usage_error(ErrorKind::ValueValidation, msg))?;
-        let mode = if args.info {
+        if args.repair && !filter.is_empty() {
+            return Err(usage_error(
+                ErrorKind::ArgumentConflict,
+                "--repair rewrites whole files and takes no filters".to_string(),
+            ));
+        }
+        let mode = if args.repair {
+            Mode::Repair
+        } else if args.info {
             Mode::Info
         } else if args.conn {
             let top = args.top.map(|n| usize::try_from(n).unwrap_or(usize::MAX));

@@ -62,8 +62,9 @@ pub fn open(path: &Path) -> Result<RecordingReader> {
     if md.is_dir() {
         anyhow::bail!("{} is a directory, not a recording", path.display());
     }
-    // Format errors name the file themselves.
-    RecordingReader::open(path).context("cannot read the recording")
+    // Format errors name the file themselves. An unfinished recording (its
+    // recorder killed, or still running) is read up to its last checkpoint.
+    RecordingReader::open_recovering(path).context("cannot read the recording")
 }
 
 /// Opens every recording (checking all of them before any event is read).

@@ -6,7 +6,9 @@
 //! anchors, probes). This crate is the only place that knows that layout:
 //! `record` writes through [`EventWriter`], `analyze` reads through
 //! [`RecordingReader`]. It has no aya and no Linux-only code, so it builds and
-//! tests anywhere.
+//! tests anywhere. Crash safety (checkpoint sidecars, [`repair`],
+//! [`RecordingReader::open_recovering`]) is in [`checkpoint`]; rotated
+//! recordings are listed by [`segments`].
 
 pub mod checkpoint;
 pub mod error;

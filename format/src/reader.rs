@@ -50,16 +50,21 @@ const READ_BATCH: usize = 8192;
 ///
 /// parquet 60.1 still has `assert!`s that corrupt bytes can reach (bit
 /// readers, buffer bounds); a recording from another machine must not crash
-/// `analyze`, so decoding calls go through here. The default panic hook
-/// still prints the library's message to stderr, and with `panic = "abort"`
-/// this cannot help. Callers never touch the decoder again after a panic,
-/// which is what makes `AssertUnwindSafe` sound here.
+/// `analyze`, so decoding calls go through here. A panic inside is an error
+/// like any other: the panic hook stays quiet for it (see [`quiet_hook`]), so
+/// the user sees one error line, not a library backtrace. With
+/// `panic = "abort"` this cannot help. Callers never touch the decoder again
+/// after a panic, which is what makes `AssertUnwindSafe` sound here.
 pub(crate) fn guarded<T>(
     path: &Path,
     what: &str,
     f: impl FnOnce() -> Result<T, FormatError>,
 ) -> Result<T, FormatError> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+    quiet_hook();
+    let was = IN_GUARD.with(|g| g.replace(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    IN_GUARD.with(|g| g.set(was));
+    match result {
         Ok(r) => r,
         Err(payload) => {
             let msg = payload
@@ -73,6 +78,26 @@ pub(crate) fn guarded<T>(
             ))
         }
     }
+}
+
+thread_local! {
+    /// Whether this thread is inside [`guarded`].
+    static IN_GUARD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Wraps the process's panic hook (once) so that panics caught by
+/// [`guarded`] print nothing; every other panic reaches the previous hook
+/// unchanged.
+fn quiet_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !IN_GUARD.with(|g| g.get()) {
+                previous(info);
+            }
+        }));
+    });
 }
 
 /// A Parquet file whose footer parsed.

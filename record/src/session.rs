@@ -684,7 +684,12 @@ pub fn run(cfg: Config) -> Result<()> {
     // From here on every early return drops `ebpf`, which detaches every
     // program (aya links are closed with it); `main` exits only after `run`
     // returned, so nothing stays attached on an error path.
+    // Anchor the clocks before anything can fire: every event, snapshot row
+    // and lost interval then lies at or after the recording's start.
+    let clock = host::clock_anchor();
     let (mut ebpf, statuses) = load_and_attach(&bpf_cfg, cfg.ring_size, &cfg.disabled)?;
+    // Events can be lost from now on: the first interval starts here.
+    let mut lost_tracker = LostTracker::new();
     let attached = statuses.iter().filter(|s| s.used).count();
     let missing = probes::missing_kinds(&statuses);
     if !missing.is_empty() {
@@ -726,7 +731,7 @@ pub fn run(cfg: Config) -> Result<()> {
             host: host::hostname(),
             kernel_release: host::kernel_release(),
             boot_id: host::boot_id(),
-            clock: host::clock_anchor(),
+            clock,
             recorder_version: format!("record {}", env!("CARGO_PKG_VERSION")),
             probes: statuses,
             lost_events: 0,
@@ -789,7 +794,6 @@ pub fn run(cfg: Config) -> Result<()> {
     let mut ebpf = Some(ebpf);
     let mut writer_gone = false;
     let mut status = Status::new(cfg.quiet, cfg.status_interval);
-    let mut lost_tracker = LostTracker::new();
     loop {
         let mut pfd = libc::pollfd {
             fd,
@@ -928,6 +932,41 @@ mod tests {
         );
         assert!(p.due(Duration::from_secs(5), 1));
         assert!(!p.due(Duration::from_secs(60), 0), "nothing pending, nothing to flush");
+    }
+
+    #[test]
+    fn lost_tracker_turns_growth_into_intervals() {
+        let mut t = LostTracker {
+            last_mono: 100,
+            last_total: 0,
+            last_sample: Instant::now(),
+        };
+        assert_eq!(t.sample(0, 200), None);
+        let i = |from, to, lost| LostInterval {
+            from_mono_ns: from,
+            to_mono_ns: to,
+            lost,
+        };
+        assert_eq!(t.sample(5, 300), Some(i(200, 300, 5)));
+        assert_eq!(t.sample(5, 400), None);
+        assert_eq!(t.sample(12, 500), Some(i(400, 500, 7)));
+        assert!(!t.due(), "just sampled");
+    }
+
+    #[test]
+    fn stale_checkpoints_are_refused_or_removed_with_force() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.parquet");
+        clear_stale_checkpoint(&path, false).unwrap();
+        std::fs::write(checkpoint_path(&path), b"old").unwrap();
+        let e = clear_stale_checkpoint(&path, false).unwrap_err().to_string();
+        assert!(
+            e.contains("r.parquet.checkpoint exists") && e.contains("analyze --repair"),
+            "{e}"
+        );
+        assert!(checkpoint_path(&path).exists());
+        clear_stale_checkpoint(&path, true).unwrap();
+        assert!(!checkpoint_path(&path).exists());
     }
 
     #[test]

@@ -125,6 +125,12 @@ pub fn render(out: &mut impl Write, meta: &RecordingMeta, finished: bool, summar
         )
     };
     field(out, "lost events", &lost)?;
+    for interval in &meta.lost_intervals {
+        writeln!(out, "{:<LABEL$}{}", "", interval.describe(&meta.clock))?;
+    }
+    if let Some(segment) = meta.segment {
+        field(out, "segment", &segment.to_string())?;
+    }
 
     if meta.schema_version >= 2 {
         field(out, "snapshot sockets", &meta.snapshot_sockets.to_string())?;
