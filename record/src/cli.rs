@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 use clap::Parser;
+use deeptcp_format::filter::Cidr;
+use deeptcp_format::{Event, EventKind};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -70,6 +72,22 @@ pub struct Cli {
     /// Only events with PORT on either side.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     pub port: Option<u16>,
+
+    /// Only events whose local address is in CIDR (e.g. 10.0.0.0/8, 2001:db8::/32, 127.0.0.1).
+    #[arg(short = 's', long = "saddr", value_name = "CIDR", value_parser = deeptcp_format::filter::parse_cidr)]
+    pub saddr: Option<Cidr>,
+
+    /// Only events whose remote address is in CIDR.
+    #[arg(short = 'd', long = "daddr", value_name = "CIDR", value_parser = deeptcp_format::filter::parse_cidr)]
+    pub daddr: Option<Cidr>,
+
+    /// Only events of sockets whose owner's command name is COMM (as in /proc/PID/comm).
+    #[arg(long, value_name = "COMM", value_parser = deeptcp_format::filter::parse_comm)]
+    pub comm: Option<String>,
+
+    /// Only these event kinds (comma separated, e.g. state_change,reset_sent).
+    #[arg(long = "kind", value_name = "KINDS", value_delimiter = ',', value_parser = deeptcp_format::filter::parse_kind)]
+    pub kinds: Vec<EventKind>,
 
     /// Capture kernel stacks, symbolized at record time (see `analyze -K`).
     #[arg(short = 'K', long = "kstack")]
@@ -158,7 +176,7 @@ fn parse_ring_size(s: &str) -> Result<u32, String> {
 /// What `record` was asked to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    Record(Config),
+    Record(Box<Config>),
     /// Attach everything, print the probe report, exit.
     ListProbes {
         disabled: Vec<String>,
@@ -193,24 +211,37 @@ impl Rotation {
     }
 }
 
-/// In-kernel event filters (0 = any), ANDed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// In-kernel event filters (0 / None / empty = any), ANDed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filters {
     pub pid: u32,
     pub netns: u32,
     pub sport: u16,
     pub dport: u16,
     pub port: u16,
+    pub saddr: Option<Cidr>,
+    pub daddr: Option<Cidr>,
+    pub comm: Option<String>,
+    pub kinds: Vec<EventKind>,
 }
 
 impl Filters {
     /// The same test as the programs' `wanted()`, for rows made in user space (the snapshot).
-    pub fn matches(&self, pid: u32, netns: u32, sport: u16, dport: u16) -> bool {
-        (self.pid == 0 || pid == self.pid)
-            && (self.netns == 0 || netns == self.netns)
-            && (self.sport == 0 || sport == self.sport)
-            && (self.dport == 0 || dport == self.dport)
-            && (self.port == 0 || sport == self.port || dport == self.port)
+    pub fn matches(&self, ev: &Event) -> bool {
+        (self.pid == 0 || ev.pid == self.pid)
+            && (self.netns == 0 || ev.netns == self.netns)
+            && (self.sport == 0 || ev.sport == self.sport)
+            && (self.dport == 0 || ev.dport == self.dport)
+            && (self.port == 0 || ev.sport == self.port || ev.dport == self.port)
+            && self.saddr.is_none_or(|c| c.contains(ev.saddr))
+            && self.daddr.is_none_or(|c| c.contains(ev.daddr))
+            && self.comm.as_deref().is_none_or(|c| *ev.comm == *c)
+            && (self.kinds.is_empty() || self.kinds.contains(&ev.kind))
+    }
+
+    /// Whether any filter beyond the `Config` ones is set.
+    pub fn has_extra(&self) -> bool {
+        self.saddr.is_some() || self.daddr.is_some() || self.comm.is_some() || !self.kinds.is_empty()
     }
 }
 
@@ -257,7 +288,7 @@ impl Command {
             bail!("{} is a directory; -o takes a file name", output.display());
         }
         let stacks_output = cli.kstack.then(|| deeptcp_format::stacks_path(&output));
-        Ok(Command::Record(Config {
+        Ok(Command::Record(Box::new(Config {
             output,
             stacks_output,
             filters: Filters {
@@ -266,6 +297,10 @@ impl Command {
                 sport: cli.sport.unwrap_or(0),
                 dport: cli.dport.unwrap_or(0),
                 port: cli.port.unwrap_or(0),
+                saddr: cli.saddr,
+                daddr: cli.daddr,
+                comm: cli.comm,
+                kinds: cli.kinds,
             },
             disabled: cli.disable_probe,
             duration: cli.duration,
@@ -278,7 +313,7 @@ impl Command {
                 size: cli.rotate_size,
                 secs: cli.rotate_secs,
             }),
-        }))
+        })))
     }
 }
 
@@ -293,7 +328,7 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Config> {
         match command(args)? {
-            Command::Record(c) => Ok(c),
+            Command::Record(c) => Ok(*c),
             other => anyhow::bail!("not a recording: {other:?}"),
         }
     }
@@ -382,26 +417,82 @@ mod tests {
         assert!(command(&["--list-probes", "--rotate-secs", "5"]).is_err());
     }
 
+    fn ev(pid: u32, netns: u32, sport: u16, dport: u16) -> Event {
+        Event {
+            mono_ns: 0,
+            kind: EventKind::Snapshot,
+            pid,
+            tid: pid,
+            comm: "curl".into(),
+            family: deeptcp_format::Family::Inet,
+            saddr: "10.1.2.3".parse().unwrap(),
+            daddr: "192.0.2.9".parse().unwrap(),
+            sport,
+            dport,
+            oldstate: None,
+            newstate: None,
+            sk_err: 0,
+            netns,
+            stack_id: None,
+            probe: "snapshot:proc".into(),
+            cookie: 0,
+            cgroup_id: 0,
+            attribution: deeptcp_format::Attribution::Snapshot,
+            tcp: Default::default(),
+        }
+    }
+
     #[test]
     fn user_space_filter_matches_like_the_kernel() {
         let any = Filters::default();
-        assert!(any.matches(0, 0, 0, 0));
+        assert!(any.matches(&ev(0, 0, 0, 0)) && !any.has_extra());
         let f = Filters {
             pid: 7,
             netns: 9,
-            sport: 0,
-            dport: 0,
             port: 443,
+            ..any.clone()
         };
-        assert!(f.matches(7, 9, 443, 1));
-        assert!(f.matches(7, 9, 1, 443));
-        assert!(!f.matches(8, 9, 443, 1));
-        assert!(!f.matches(7, 10, 443, 1));
-        assert!(!f.matches(7, 9, 1, 2));
-        assert!(
-            Filters { sport: 80, ..any }.matches(0, 0, 80, 5) && !Filters { sport: 80, ..any }.matches(0, 0, 5, 80)
-        );
-        assert!(Filters { dport: 80, ..any }.matches(0, 0, 5, 80));
+        assert!(f.matches(&ev(7, 9, 443, 1)));
+        assert!(f.matches(&ev(7, 9, 1, 443)));
+        assert!(!f.matches(&ev(8, 9, 443, 1)));
+        assert!(!f.matches(&ev(7, 10, 443, 1)));
+        assert!(!f.matches(&ev(7, 9, 1, 2)));
+        assert!(Filters {
+            sport: 80,
+            ..any.clone()
+        }
+        .matches(&ev(0, 0, 80, 5)));
+        assert!(!Filters {
+            sport: 80,
+            ..any.clone()
+        }
+        .matches(&ev(0, 0, 5, 80)));
+        let cidr = |s: &str| deeptcp_format::filter::parse_cidr(s).unwrap();
+        assert!(Filters {
+            saddr: Some(cidr("10.0.0.0/8")),
+            ..any.clone()
+        }
+        .matches(&ev(0, 0, 1, 2)));
+        assert!(!Filters {
+            daddr: Some(cidr("10.0.0.0/8")),
+            ..any.clone()
+        }
+        .matches(&ev(0, 0, 1, 2)));
+        assert!(Filters {
+            comm: Some("curl".into()),
+            ..any.clone()
+        }
+        .matches(&ev(0, 0, 1, 2)));
+        assert!(!Filters {
+            comm: Some("wget".into()),
+            ..any.clone()
+        }
+        .matches(&ev(0, 0, 1, 2)));
+        let kinds = Filters {
+            kinds: vec![EventKind::StateChange],
+            ..any
+        };
+        assert!(kinds.has_extra() && !kinds.matches(&ev(0, 0, 1, 2)));
     }
 
     #[test]
@@ -414,9 +505,28 @@ mod tests {
                 netns: 4026531840,
                 sport: 80,
                 dport: 5000,
-                port: 443
+                port: 443,
+                ..Filters::default()
             }
         );
+        let c = parse(&[
+            "-o",
+            "t",
+            "-s",
+            "10.0.0.0/8",
+            "-d",
+            "::1",
+            "--comm",
+            "curl",
+            "--kind",
+            "connect,accept",
+        ])
+        .unwrap();
+        assert_eq!(c.filters.saddr.map(|c| c.prefix()), Some(8));
+        assert_eq!(c.filters.daddr.map(|c| c.prefix()), Some(128));
+        assert_eq!(c.filters.kinds, vec![EventKind::Connect, EventKind::Accept]);
+        assert!(parse(&["-o", "t", "-d", "10.0.0.0/33"]).is_err());
+        assert!(parse(&["-o", "t", "--kind", "bogus"]).is_err());
         assert_eq!(
             command(&["--list-probes", "--disable-probe", "tp_btf:tcp_probe"]).unwrap(),
             Command::ListProbes {

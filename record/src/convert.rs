@@ -18,7 +18,8 @@ pub enum Reject {
     UnknownFamily(u16),
 }
 
-fn event_kind(k: u8) -> Option<EventKind> {
+/// The event kind of a wire kind id.
+pub fn event_kind(k: u8) -> Option<EventKind> {
     Some(match k {
         kind::STATE_CHANGE => EventKind::StateChange,
         kind::RETRANSMIT => EventKind::Retransmit,

@@ -18,7 +18,7 @@ use clap::Parser;
 fn main() {
     let cli = cli::Cli::parse();
     let result = cli::Command::from_cli(cli).and_then(|cmd| match cmd {
-        cli::Command::Record(cfg) => session::run(cfg),
+        cli::Command::Record(cfg) => session::run(*cfg),
         cli::Command::ListProbes { disabled } => session::list_probes(&disabled),
     });
     if let Err(e) = result {

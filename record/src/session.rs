@@ -21,7 +21,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use aya::maps::HashMap as AyaHashMap;
 use aya::maps::{MapData, PerCpuArray, RingBuf, StackTraceMap};
 use aya::{Ebpf, EbpfLoader};
-use deeptcp_common::{Config as BpfConfig, ListenKey, Owner, TupleKey, WireEvent};
+use deeptcp_common::{Config as BpfConfig, ExtraFilters, ListenKey, Owner, TupleKey, WireEvent};
 use deeptcp_format::writer::segment_files;
 use deeptcp_format::{
     checkpoint_path, segment_path, stacks_path, EventWriter, LostInterval, ProbeStatus, RecordingMeta, StackWriter,
@@ -570,7 +570,45 @@ fn no_object() -> anyhow::Error {
 
 /// Loads the object with this kernel's offsets and `bpf_cfg`, then walks the
 /// probe ladders. Shared by recording and `--list-probes`.
-fn load_and_attach(bpf_cfg: &BpfConfig, ring_size: u32, disabled: &[String]) -> Result<(Ebpf, Vec<ProbeStatus>)> {
+/// The filters beyond `Config`, in the programs' layout.
+fn extra_filters(f: &crate::cli::Filters) -> ExtraFilters {
+    let addr = |c: Option<deeptcp_format::filter::Cidr>| {
+        let mut m = ExtraFilters::ANY.saddr;
+        if let Some(c) = c {
+            let (bytes, bits, family): (Vec<u8>, usize, u16) = match c.addr() {
+                std::net::IpAddr::V4(a) => (a.octets().to_vec(), 32, deeptcp_common::AF_INET),
+                std::net::IpAddr::V6(a) => (a.octets().to_vec(), 128, deeptcp_common::AF_INET6),
+            };
+            m.family = family;
+            m.net[..bytes.len()].copy_from_slice(&bytes);
+            for bit in 0..usize::from(c.prefix()).min(bits) {
+                m.mask[bit / 8] |= 0x80 >> (bit % 8);
+            }
+        }
+        m
+    };
+    let mut comm = [0u8; 16];
+    if let Some(c) = &f.comm {
+        let n = c.len().min(15);
+        comm[..n].copy_from_slice(&c.as_bytes()[..n]);
+    }
+    ExtraFilters {
+        saddr: addr(f.saddr),
+        daddr: addr(f.daddr),
+        comm,
+        has_comm: u32::from(f.comm.is_some()),
+        kinds: (1..32u8)
+            .filter(|k| convert::event_kind(*k).is_some_and(|e| f.kinds.contains(&e)))
+            .fold(0, |m, k| m | (1u32 << k)),
+    }
+}
+
+fn load_and_attach(
+    bpf_cfg: &BpfConfig,
+    extra: &ExtraFilters,
+    ring_size: u32,
+    disabled: &[String],
+) -> Result<(Ebpf, Vec<ProbeStatus>)> {
     let object = EBPF_OBJECT.ok_or_else(no_object)?;
     crate::privileges::check()?;
     let kbtf = btf::Btf::from_sys_fs().context("reading kernel BTF (needs CONFIG_DEBUG_INFO_BTF)")?;
@@ -579,6 +617,11 @@ fn load_and_attach(bpf_cfg: &BpfConfig, ring_size: u32, disabled: &[String]) -> 
     let mut ebpf = EbpfLoader::new()
         .override_global("OFFSETS", &offsets, true)
         .override_global("CONFIG", bpf_cfg, true)
+        .override_global("FILTER_SADDR", &extra.saddr, true)
+        .override_global("FILTER_DADDR", &extra.daddr, true)
+        .override_global("FILTER_COMM", &extra.comm, true)
+        .override_global("FILTER_HAS_COMM", &extra.has_comm, true)
+        .override_global("FILTER_KINDS", &extra.kinds, true)
         .map_max_entries("EVENTS", ring_size)
         .load(object)
         .context("loading the eBPF object")?;
@@ -595,7 +638,7 @@ fn load_and_attach(bpf_cfg: &BpfConfig, ring_size: u32, disabled: &[String]) -> 
 
 /// `record --list-probes`: the ladder report for this kernel on stdout.
 pub fn list_probes(disabled: &[String]) -> Result<()> {
-    let (_ebpf, statuses) = load_and_attach(&BpfConfig::UNSET, 4096, disabled)?;
+    let (_ebpf, statuses) = load_and_attach(&BpfConfig::UNSET, &ExtraFilters::ANY, 4096, disabled)?;
     let mut out = std::io::stdout().lock();
     match probes::render_report(&statuses, &mut out) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
@@ -669,7 +712,7 @@ pub fn run(cfg: Config) -> Result<()> {
     // fast. Removed again if the start fails.
     let (files, mut created) = plan.create(first)?;
 
-    let f = cfg.filters;
+    let f = &cfg.filters;
     let bpf_cfg = BpfConfig {
         filter_pid: f.pid,
         filter_netns: f.netns,
@@ -677,7 +720,8 @@ pub fn run(cfg: Config) -> Result<()> {
         filter_sport: f.sport,
         filter_dport: f.dport,
         filter_port: f.port,
-        _pad: [0; 3],
+        _pad: 0,
+        extra_filters: u32::from(f.has_extra()),
         // Wake the reader only when a quarter of the ring is full; it also polls every 100 ms.
         wakeup_bytes: u64::from(cfg.ring_size / 4),
     };
@@ -687,7 +731,7 @@ pub fn run(cfg: Config) -> Result<()> {
     // Anchor the clocks before anything can fire: every event, snapshot row
     // and lost interval then lies at or after the recording's start.
     let clock = host::clock_anchor();
-    let (mut ebpf, statuses) = load_and_attach(&bpf_cfg, cfg.ring_size, &cfg.disabled)?;
+    let (mut ebpf, statuses) = load_and_attach(&bpf_cfg, &extra_filters(f), cfg.ring_size, &cfg.disabled)?;
     // Events can be lost from now on: the first interval starts here.
     let mut lost_tracker = LostTracker::new();
     let attached = statuses.iter().filter(|s| s.used).count();
@@ -705,9 +749,11 @@ pub fn run(cfg: Config) -> Result<()> {
     let sockets = snapshot::take(Path::new("/proc"), probes::cgroup2_mount(&mounts).as_deref());
     // Seed owners for every socket (filters apply to events, not attribution), keep rows that pass.
     seed_owners(&mut ebpf, &sockets).context("seeding the owner maps from the snapshot")?;
-    let sockets: Vec<_> = sockets
-        .into_iter()
-        .filter(|s| f.matches(s.owner.as_ref().map_or(0, |o| o.pid), s.netns, s.sport, s.dport))
+    let snapshot_probe: std::sync::Arc<str> = std::sync::Arc::from("snapshot:proc");
+    let snapshot_rows: Vec<_> = sockets
+        .iter()
+        .map(|s| convert::snapshot_event(s, host::monotonic_ns(), &snapshot_probe))
+        .filter(|ev| f.matches(ev))
         .collect();
 
     let mut ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("map EVENTS missing")?)?;
@@ -744,10 +790,8 @@ pub fn run(cfg: Config) -> Result<()> {
     };
     let mut seg = plan.start(first, files)?;
     let data_path = seg.path.clone();
-    let now = host::monotonic_ns();
-    let snapshot_probe: std::sync::Arc<str> = std::sync::Arc::from("snapshot:proc");
-    for s in &sockets {
-        seg.events.push(&convert::snapshot_event(s, now, &snapshot_probe))?;
+    for row in &snapshot_rows {
+        seg.events.push(row)?;
     }
     // A first checkpoint with the snapshot rows: from now on a killed
     // recorder leaves a file that repairs to at least these.

@@ -750,3 +750,51 @@ fn rotation_writes_segments_that_together_hold_every_event() {
         }
     }
 }
+
+#[test]
+fn address_comm_and_kind_filters_run_in_the_kernel() {
+    let test = "address_comm_and_kind_filters_run_in_the_kernel";
+    if !can_run(test) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("filtered.parquet");
+    let args = [
+        "-d",
+        "127.0.0.1/32",
+        "--kind",
+        "state_change,connect",
+        "--comm",
+        "python3",
+    ];
+    let Some(rec) = Recorder::start(test, &path, &args) else {
+        return;
+    };
+    let t = run_traffic();
+    let (_, ev, _) = rec.stop(libc::SIGINT);
+    assert!(
+        ev.iter().any(|e| e.dport == t.port4),
+        "the IPv4 traffic passes the filters"
+    );
+    for e in &ev {
+        assert!(
+            matches!(e.kind, EventKind::StateChange | EventKind::Connect),
+            "{:?}",
+            e.kind
+        );
+        assert_eq!(
+            e.daddr.to_string(),
+            "127.0.0.1",
+            "IPv6 and other destinations are filtered out"
+        );
+        assert_eq!(&*e.comm, "python3");
+    }
+    // A network nothing talks to: nothing but the start-up lines.
+    let path = dir.path().join("nothing.parquet");
+    let Some(rec) = Recorder::start(test, &path, &["-d", "10.254.0.0/16"]) else {
+        return;
+    };
+    run_traffic();
+    let (_, ev, _) = rec.stop(libc::SIGINT);
+    assert!(ev.is_empty(), "{} events passed a filter nothing matches", ev.len());
+}

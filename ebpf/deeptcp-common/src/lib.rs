@@ -336,7 +336,9 @@ pub struct Config {
     pub filter_dport: u16,
     /// Only events with this port on either side.
     pub filter_port: u16,
-    pub _pad: [u16; 3],
+    pub _pad: u16,
+    /// Non-zero: also apply [`ExtraFilters`] (the `FILTERS` global).
+    pub extra_filters: u32,
     /// Wake the consumer only when this many bytes are waiting (0 = every event).
     pub wakeup_bytes: u64,
 }
@@ -352,8 +354,59 @@ impl Config {
         filter_sport: 0,
         filter_dport: 0,
         filter_port: 0,
-        _pad: [0; 3],
+        _pad: 0,
+        extra_filters: 0,
         wakeup_bytes: 0,
+    };
+}
+
+/// An address filter: `addr & mask == net` within one family.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AddrMatch {
+    /// Network address, IPv4 in the first four bytes (host bits zero).
+    pub net: [u8; 16],
+    pub mask: [u8; 16],
+    /// [`AF_INET`], [`AF_INET6`], or 0 for "any address".
+    pub family: u16,
+    pub _pad: [u8; 6],
+}
+
+const _: () = assert!(core::mem::size_of::<AddrMatch>() == 40);
+
+/// Filters beyond [`Config`]'s, in their own read-only global so that the
+/// common case (none) costs one flag test.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExtraFilters {
+    pub saddr: AddrMatch,
+    pub daddr: AddrMatch,
+    /// Owner comm, NUL padded (when `has_comm`).
+    pub comm: [u8; 16],
+    pub has_comm: u32,
+    /// Bit `1 << kind` for each wanted [`kind`]; 0 = every kind.
+    pub kinds: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<ExtraFilters>() == 104);
+
+impl ExtraFilters {
+    pub const ANY: ExtraFilters = ExtraFilters {
+        saddr: AddrMatch {
+            net: [0; 16],
+            mask: [0; 16],
+            family: 0,
+            _pad: [0; 6],
+        },
+        daddr: AddrMatch {
+            net: [0; 16],
+            mask: [0; 16],
+            family: 0,
+            _pad: [0; 6],
+        },
+        comm: [0; 16],
+        has_comm: 0,
+        kinds: 0,
     };
 }
 
@@ -384,4 +437,6 @@ mod user {
     unsafe impl aya::Pod for super::Owner {}
     unsafe impl aya::Pod for super::ListenKey {}
     unsafe impl aya::Pod for super::TupleKey {}
+    unsafe impl aya::Pod for super::ExtraFilters {}
+    unsafe impl aya::Pod for super::AddrMatch {}
 }

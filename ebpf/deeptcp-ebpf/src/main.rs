@@ -37,8 +37,8 @@ use aya_ebpf::{
     EbpfContext, Global,
 };
 use deeptcp_common::{
-    attribution, flags, kind, probe, switch, tcp_state, Config, ListenKey, Offsets, Owner, TupleKey, WireEvent,
-    AF_INET, AF_INET6, NO_STACK,
+    attribution, flags, kind, probe, switch, tcp_state, AddrMatch, Config, ExtraFilters, ListenKey, Offsets, Owner,
+    TupleKey, WireEvent, AF_INET, AF_INET6, NO_STACK,
 };
 
 /// `BPF_RB_AVAIL_DATA` for `bpf_ringbuf_query`.
@@ -53,6 +53,18 @@ const SKB_PASS: i32 = 1;
 static OFFSETS: Global<Offsets> = Global::new(Offsets::UNSET);
 #[no_mangle]
 static CONFIG: Global<Config> = Global::new(Config::UNSET);
+/// `ExtraFilters`, one global per field so that a check copies only what it
+/// reads onto the (512-byte) BPF stack.
+#[no_mangle]
+static FILTER_SADDR: Global<AddrMatch> = Global::new(ExtraFilters::ANY.saddr);
+#[no_mangle]
+static FILTER_DADDR: Global<AddrMatch> = Global::new(ExtraFilters::ANY.daddr);
+#[no_mangle]
+static FILTER_COMM: Global<[u8; 16]> = Global::new([0; 16]);
+#[no_mangle]
+static FILTER_HAS_COMM: Global<u32> = Global::new(0);
+#[no_mangle]
+static FILTER_KINDS: Global<u32> = Global::new(0);
 
 /// Events to user space; the loader sets the size (`--ring-size`).
 #[map]
@@ -281,6 +293,45 @@ fn wanted(cfg: &Config, ev: &WireEvent) -> bool {
         && (cfg.filter_sport == 0 || ev.sport == cfg.filter_sport)
         && (cfg.filter_dport == 0 || ev.dport == cfg.filter_dport)
         && (cfg.filter_port == 0 || ev.sport == cfg.filter_port || ev.dport == cfg.filter_port)
+        && (cfg.extra_filters == 0 || extra_wanted(ev))
+}
+
+#[inline(always)]
+fn is_v4_mapped(a: &[u8; 16]) -> bool {
+    a[..10].iter().all(|b| *b == 0) && a[10] == 0xff && a[11] == 0xff
+}
+
+/// `a` (of a socket of `family`) is in the network `m`; IPv4 networks also
+/// match IPv4-mapped addresses of IPv6 sockets, as in the file.
+#[inline(always)]
+fn addr_ok(m: &AddrMatch, family: u16, a: &[u8; 16]) -> bool {
+    if m.family == 0 {
+        return true;
+    }
+    if m.family == AF_INET {
+        let off = if family == AF_INET {
+            0
+        } else if family == AF_INET6 && is_v4_mapped(a) {
+            12
+        } else {
+            return false;
+        };
+        (0..4).all(|i| a[off + i] & m.mask[i] == m.net[i])
+    } else {
+        family == AF_INET6 && !is_v4_mapped(a) && (0..16).all(|i| a[i] & m.mask[i] == m.net[i])
+    }
+}
+
+#[inline(never)]
+fn extra_wanted(ev: &WireEvent) -> bool {
+    let kinds = FILTER_KINDS.load();
+    if kinds != 0 && kinds & (1u32 << (ev.kind & 31)) == 0 {
+        return false;
+    }
+    if FILTER_HAS_COMM.load() != 0 && FILTER_COMM.load() != ev.comm {
+        return false;
+    }
+    addr_ok(&FILTER_SADDR.load(), ev.family, &ev.saddr) && addr_ok(&FILTER_DADDR.load(), ev.family, &ev.daddr)
 }
 
 /// Applies the filters, stamps the time and submits a copy of `ev`.
@@ -681,17 +732,16 @@ pub fn kretprobe_inet_csk_accept(ctx: RetProbeContext) -> u32 {
 fn try_zero_window_skb(ctx: &SkBuffContext, kind: u8, probe: u8, local_is_src: bool) -> Result<(), i32> {
     let first: u8 = ctx.load(0).map_err(|_| -1)?;
     let mut ev = new_event(kind, probe);
-    let (src, dst, th): ([u8; 16], [u8; 16], usize) = match first >> 4 {
+    // Source into saddr, destination into daddr; swapped below for ingress.
+    let th: usize = match first >> 4 {
         4 => {
             if ctx.load::<u8>(9).map_err(|_| -1)? != IPPROTO_TCP as u8 {
                 return Ok(());
             }
             ev.family = AF_INET;
-            let mut s = [0u8; 16];
-            let mut d = [0u8; 16];
-            s[..4].copy_from_slice(&ctx.load::<[u8; 4]>(12).map_err(|_| -1)?);
-            d[..4].copy_from_slice(&ctx.load::<[u8; 4]>(16).map_err(|_| -1)?);
-            (s, d, ((first & 0x0f) as usize) * 4)
+            ev.saddr[..4].copy_from_slice(&ctx.load::<[u8; 4]>(12).map_err(|_| -1)?);
+            ev.daddr[..4].copy_from_slice(&ctx.load::<[u8; 4]>(16).map_err(|_| -1)?);
+            ((first & 0x0f) as usize) * 4
         }
         6 => {
             // Next header TCP without extension headers (the common case).
@@ -699,7 +749,9 @@ fn try_zero_window_skb(ctx: &SkBuffContext, kind: u8, probe: u8, local_is_src: b
                 return Ok(());
             }
             ev.family = AF_INET6;
-            (ctx.load(8).map_err(|_| -1)?, ctx.load(24).map_err(|_| -1)?, 40)
+            ev.saddr = ctx.load(8).map_err(|_| -1)?;
+            ev.daddr = ctx.load(24).map_err(|_| -1)?;
+            40
         }
         _ => return Ok(()),
     };
@@ -714,9 +766,10 @@ fn try_zero_window_skb(ctx: &SkBuffContext, kind: u8, probe: u8, local_is_src: b
     let sp = u16::from_be(ctx.load(th).map_err(|_| -1)?);
     let dp = u16::from_be(ctx.load(th + 2).map_err(|_| -1)?);
     if local_is_src {
-        (ev.saddr, ev.daddr, ev.sport, ev.dport) = (src, dst, sp, dp);
+        (ev.sport, ev.dport) = (sp, dp);
     } else {
-        (ev.saddr, ev.daddr, ev.sport, ev.dport) = (dst, src, dp, sp);
+        core::mem::swap(&mut ev.saddr, &mut ev.daddr);
+        (ev.sport, ev.dport) = (dp, sp);
     }
     ev.flags |= flags::WINDOW;
     // SAFETY: the skb context is what this helper takes in cgroup_skb programs.
