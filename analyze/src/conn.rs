@@ -190,6 +190,20 @@ struct Tuple {
     dport: u16,
 }
 
+impl Tuple {
+    /// The addresses of `ev` in recording `boot`.
+    fn of(boot: u32, ev: &Event) -> Tuple {
+        Tuple {
+            boot,
+            netns: ev.netns,
+            saddr: ev.saddr,
+            sport: ev.sport,
+            daddr: ev.daddr,
+            dport: ev.dport,
+        }
+    }
+}
+
 /// (boot, netns, daddr, dport) of a v1 connect waiting for its source port.
 type PendingKey = (u32, u32, IpAddr, u16);
 
@@ -662,14 +676,7 @@ impl Tracker {
             return self.create(src, ts, ev, key);
         }
 
-        let tuple = Tuple {
-            boot,
-            netns: ev.netns,
-            saddr: ev.saddr,
-            sport: ev.sport,
-            daddr: ev.daddr,
-            dport: ev.dport,
-        };
+        let tuple = Tuple::of(boot, ev);
         let key = Key::Tuple(tuple);
         if let Some(&slot) = self.by_key.get(&key) {
             let (closed, pending) = self.conn(slot).map_or((false, false), |c| (c.closed(), c.pending));
@@ -758,14 +765,7 @@ impl Tracker {
 
     /// A live cookie-less connection (a snapshot row) with `ev`'s addresses.
     fn cookieless_twin(&self, boot: u32, ev: &Event) -> Option<u32> {
-        let key = Key::Tuple(Tuple {
-            boot,
-            netns: ev.netns,
-            saddr: ev.saddr,
-            sport: ev.sport,
-            daddr: ev.daddr,
-            dport: ev.dport,
-        });
+        let key = Key::Tuple(Tuple::of(boot, ev));
         let slot = *self.by_key.get(&key)?;
         self.conn(slot)
             .is_some_and(|c| c.cookie == 0 && !c.closed())
