@@ -44,7 +44,10 @@ _pidfile = None
 
 
 def log(*a):
-    print("bench:", *a, file=sys.stderr, flush=True)
+    try:
+        print("bench:", *a, file=sys.stderr, flush=True)
+    except (BrokenPipeError, OSError):
+        pass  # e.g. `scripts/bench | tee` and Ctrl-C killed tee: keep going
 
 
 def _save_pids():
@@ -864,7 +867,8 @@ def main():
     ap.add_argument("--work", required=True, help="scratch directory")
     ap.add_argument("--cargo-release-dir", help="cargo's release directory (for a late build of synth)")
     ap.add_argument("--no-build", action="store_true", help="never run cargo")
-    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results.json"))
+    ap.add_argument("--out", help="default: bench/results.json (full), bench/results-quick.json (--quick); "
+                    "an interrupted or failed run writes *.partial.json instead")
     ap.add_argument("--tcpstates")
     ap.add_argument("--bpftrace")
     ap.add_argument("--secs", type=float)
@@ -878,6 +882,7 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the recordings and tracer outputs in --work")
     a = ap.parse_args()
     q = a.quick
+    a.out = a.out or os.path.join(ROOT, "bench", "results-quick.json" if q else "results.json")
     a.secs = a.secs or (2.0 if q else 5.0)
     a.rounds = a.rounds or (1 if q else 5)
     a.synth_events = a.synth_events or (1_000_000 if q else 10_000_000)
@@ -935,12 +940,18 @@ def main():
     b.results["targets"] = [{"target": n, "value": v, "holds": ok, "text": t} for n, v, ok, t in targets(b.results)]
     md = markdown(b.results)
     b.results["table_markdown"] = md
-    os.makedirs(os.path.dirname(a.out), exist_ok=True)
+    if rc != 0:
+        # Never replace the results of a complete run with a partial one.
+        a.out = os.path.splitext(a.out)[0] + ".partial.json"
+    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     with open(a.out, "w") as fh:
         json.dump(b.results, fh, indent=1, default=str)
     with open(os.path.splitext(a.out)[0] + ".md", "w") as fh:
         fh.write(md + "\n")
-    print(md)
+    try:
+        print(md, flush=True)
+    except (BrokenPipeError, OSError):
+        pass
     log(f"wrote {a.out}")
     return rc
 
