@@ -120,6 +120,10 @@ pub mod col {
         WINDOW,
     ];
 
+    /// The text columns (`Utf8` or dictionaries of it), in file order: the
+    /// writer dictionary-encodes them and keeps no min/max statistics.
+    pub const TEXT: [&str; 9] = [KIND, COMM, FAMILY, SADDR, DADDR, OLDSTATE, NEWSTATE, PROBE, ATTRIBUTION];
+
     /// Columns of the stacks sidecar (`*.stacks.parquet`).
     pub mod stacks {
         /// `Int64`, the key referenced by the recording's `stack_id`.

@@ -1,13 +1,18 @@
-//! Wire record → file row: the one place that turns what the kernel sent
-//! (`deeptcp_common::WireEvent`) into a [`deeptcp_format::Event`].
+//! Wire record → file rows: the one place that turns what the kernel sent
+//! (`deeptcp_common::WireEvent`) into [`deeptcp_format::Event`]s.
+//!
+//! A `state_change` record may also yield a second row: the `inferred`
+//! rungs of the probe ladders (FIN sent/received, connect, accept read off
+//! the transition) are made here rather than in the kernel, so each
+//! transition costs the programs one ring-buffer record, not two.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-use deeptcp_common::{attribution, flags, kind, WireEvent, AF_INET, AF_INET6, NO_STACK};
+use deeptcp_common::{attribution, flags, kind, probe, tcp_state, WireEvent, AF_INET, AF_INET6, NO_STACK};
 use deeptcp_format::event::canonical_ip;
-use deeptcp_format::{Attribution, Event, EventKind, Family, TcpInfo, TcpState};
+use deeptcp_format::{Attribution, Event, EventKind, Family, ProbeStatus, TcpInfo, TcpState};
 
 use crate::probes;
 
@@ -49,14 +54,107 @@ fn attribution_of(a: u8) -> Attribution {
     }
 }
 
+/// Which kinds `record` infers from `state_change` records: those whose
+/// ladder settled on the `inferred:inet_sock_set_state` rung.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Inference {
+    pub connect: bool,
+    pub accept: bool,
+    pub fin_sent: bool,
+    pub fin_recv: bool,
+}
+
+impl Inference {
+    /// From the probe report of `crate::probes::attach_all`.
+    pub fn from_statuses(statuses: &[ProbeStatus]) -> Self {
+        let inferred = crate::probes::probe_name(probe::INFERRED_SET_STATE).unwrap_or_default();
+        let on = |k: EventKind| {
+            statuses
+                .iter()
+                .any(|s| s.used && s.kind == k.as_str() && s.probe == inferred)
+        };
+        Inference {
+            connect: on(EventKind::Connect),
+            accept: on(EventKind::Accept),
+            fin_sent: on(EventKind::FinSent),
+            fin_recv: on(EventKind::FinRecv),
+        }
+    }
+
+    /// The kind a `state_change` record also stands for, if inferred.
+    fn kind_of(&self, w: &WireEvent) -> Option<EventKind> {
+        use tcp_state::*;
+        if w.kind != kind::STATE_CHANGE {
+            return None;
+        }
+        let (old, new) = (w.oldstate, w.newstate);
+        if (old, new) == (CLOSE, SYN_SENT) && self.connect {
+            Some(EventKind::Connect)
+        } else if (old, new) == (SYN_RECV, ESTABLISHED) && self.accept {
+            Some(EventKind::Accept)
+        } else if matches!(
+            (old, new),
+            (ESTABLISHED, FIN_WAIT1) | (CLOSE_WAIT, LAST_ACK) | (SYN_RECV, FIN_WAIT1)
+        ) && self.fin_sent
+        {
+            Some(EventKind::FinSent)
+        } else if (matches!((old, new), (ESTABLISHED, CLOSE_WAIT) | (FIN_WAIT1, CLOSING))
+            // FIN_WAIT2 -> CLOSE is the FIN (time-wait takes over), unless a reset/error closed it.
+            || ((old, new) == (FIN_WAIT2, CLOSE) && w.flags & flags::SK_ERR_SET == 0))
+            && self.fin_recv
+        {
+            Some(EventKind::FinRecv)
+        } else {
+            None
+        }
+    }
+}
+
 /// Converts wire records, sharing one `Arc<str>` per distinct comm and probe.
 #[derive(Default)]
 pub struct Converter {
     comms: HashMap<[u8; 16], Arc<str>>,
     probes: HashMap<u8, Arc<str>>,
+    inference: Inference,
+    /// Only rows of these kinds (`--kind`; empty = all). The programs let a
+    /// `state_change` record through when a kind inferred from it is wanted.
+    kinds: Vec<EventKind>,
 }
 
 impl Converter {
+    pub fn new(inference: Inference, kinds: Vec<EventKind>) -> Self {
+        Converter {
+            inference,
+            kinds,
+            ..Converter::default()
+        }
+    }
+
+    fn wanted(&self, kind: EventKind) -> bool {
+        self.kinds.is_empty() || self.kinds.contains(&kind)
+    }
+
+    /// The rows of one record, in file order: the record's own row and the
+    /// row inferred from it, each unless `--kind` leaves it out.
+    pub fn rows(&mut self, w: &WireEvent) -> Result<[Option<Event>; 2], Reject> {
+        let ev = self.convert(w)?;
+        let derived = match self.inference.kind_of(w).filter(|k| self.wanted(*k)) {
+            Some(k) => {
+                let mut d = ev.clone();
+                d.kind = k;
+                d.probe = self.probe(probe::INFERRED_SET_STATE);
+                d.oldstate = None;
+                if matches!(k, EventKind::FinSent | EventKind::FinRecv) {
+                    // The state the FIN was sent or received in.
+                    d.newstate = TcpState::from_kernel(w.oldstate);
+                }
+                Some(d)
+            }
+            None => None,
+        };
+        Ok([self.wanted(ev.kind).then_some(ev), derived])
+    }
+
     fn comm(&mut self, raw: &[u8; 16]) -> Arc<str> {
         self.comms
             .entry(*raw)
@@ -264,6 +362,135 @@ mod tests {
         let e = Converter::default().convert(&w).unwrap();
         assert_eq!((e.pid, e.tid, &*e.comm, e.cgroup_id), (0, 0, "", 0));
         assert_eq!(e.attribution, Attribution::Unknown);
+    }
+
+    const ALL_INFERRED: Inference = Inference {
+        connect: true,
+        accept: true,
+        fin_sent: true,
+        fin_recv: true,
+    };
+
+    fn transition(old: u8, new: u8) -> WireEvent {
+        let mut w = wire();
+        (w.oldstate, w.newstate) = (old, new);
+        w
+    }
+
+    /// (kind, newstate) of the rows of `w`.
+    fn kinds(c: &mut Converter, w: &WireEvent) -> Vec<(EventKind, Option<TcpState>)> {
+        c.rows(w)
+            .unwrap()
+            .into_iter()
+            .flatten()
+            .map(|e| (e.kind, e.newstate))
+            .collect()
+    }
+
+    #[test]
+    fn inferred_rows_follow_their_transition() {
+        use tcp_state::*;
+        use EventKind::*;
+        let mut c = Converter::new(ALL_INFERRED, Vec::new());
+        let sc = StateChange;
+        let s = |k| TcpState::from_kernel(k);
+        assert_eq!(
+            kinds(&mut c, &transition(CLOSE, SYN_SENT)),
+            [(sc, s(SYN_SENT)), (Connect, s(SYN_SENT))]
+        );
+        assert_eq!(
+            kinds(&mut c, &transition(SYN_RECV, ESTABLISHED)),
+            [(sc, s(ESTABLISHED)), (Accept, s(ESTABLISHED))]
+        );
+        // FIN rows carry the state the FIN was sent or received in.
+        for (old, new) in [(ESTABLISHED, FIN_WAIT1), (CLOSE_WAIT, LAST_ACK), (SYN_RECV, FIN_WAIT1)] {
+            assert_eq!(kinds(&mut c, &transition(old, new)), [(sc, s(new)), (FinSent, s(old))]);
+        }
+        for (old, new) in [(ESTABLISHED, CLOSE_WAIT), (FIN_WAIT1, CLOSING), (FIN_WAIT2, CLOSE)] {
+            assert_eq!(kinds(&mut c, &transition(old, new)), [(sc, s(new)), (FinRecv, s(old))]);
+        }
+        // A reset or error ended FIN_WAIT2: no FIN.
+        let mut reset = transition(FIN_WAIT2, CLOSE);
+        reset.flags |= flags::SK_ERR_SET;
+        assert_eq!(kinds(&mut c, &reset), [(sc, s(CLOSE))]);
+        for (old, new) in [
+            (SYN_SENT, ESTABLISHED),
+            (FIN_WAIT1, FIN_WAIT2),
+            (LAST_ACK, CLOSE),
+            (LISTEN, SYN_RECV),
+        ] {
+            assert_eq!(kinds(&mut c, &transition(old, new)), [(sc, s(new))], "{old}->{new}");
+        }
+        // Only state_change records stand for another kind.
+        let mut not_sc = transition(CLOSE, SYN_SENT);
+        not_sc.kind = kind::DESTROY_SOCK;
+        assert_eq!(kinds(&mut c, &not_sc), [(DestroySock, s(SYN_SENT))]);
+    }
+
+    #[test]
+    fn inferred_row_copies_the_record_but_not_its_oldstate() {
+        let mut c = Converter::new(ALL_INFERRED, Vec::new());
+        let [Some(sc), Some(connect)] = c.rows(&transition(tcp_state::CLOSE, tcp_state::SYN_SENT)).unwrap() else {
+            panic!("two rows expected");
+        };
+        assert_eq!(&*connect.probe, "inferred:inet_sock_set_state");
+        assert_eq!(connect.oldstate, None);
+        assert_eq!(
+            (
+                connect.mono_ns,
+                connect.pid,
+                connect.cookie,
+                connect.saddr,
+                connect.attribution
+            ),
+            (sc.mono_ns, sc.pid, sc.cookie, sc.saddr, sc.attribution)
+        );
+    }
+
+    #[test]
+    fn inference_only_for_rungs_in_use_and_kind_filter_applies() {
+        use tcp_state::*;
+        let status = |kind: &str, probe: &str, used: bool| ProbeStatus {
+            kind: kind.into(),
+            probe: probe.into(),
+            attached: used,
+            detail: String::new(),
+            rung: 0,
+            used,
+        };
+        let inf = Inference::from_statuses(&[
+            status("fin_recv", "fentry:tcp_fin", true),
+            status("fin_sent", "inferred:inet_sock_set_state", true),
+            status("connect", "inferred:inet_sock_set_state", false),
+            status("accept", "inferred:inet_sock_set_state", true),
+        ]);
+        assert_eq!(
+            inf,
+            Inference {
+                connect: false,
+                accept: true,
+                fin_sent: true,
+                fin_recv: false
+            }
+        );
+        let mut c = Converter::new(inf, Vec::new());
+        assert_eq!(
+            kinds(&mut c, &transition(ESTABLISHED, CLOSE_WAIT)).len(),
+            1,
+            "fin_recv has its own probe"
+        );
+        assert_eq!(
+            kinds(&mut c, &transition(CLOSE, SYN_SENT)).len(),
+            1,
+            "connect not in use"
+        );
+        // --kind fin_sent: the state_change row that carried it is dropped.
+        let mut c = Converter::new(inf, vec![EventKind::FinSent]);
+        assert_eq!(
+            kinds(&mut c, &transition(ESTABLISHED, FIN_WAIT1)),
+            [(EventKind::FinSent, TcpState::from_kernel(ESTABLISHED))]
+        );
+        assert!(kinds(&mut c, &transition(SYN_SENT, ESTABLISHED)).is_empty());
     }
 
     #[test]

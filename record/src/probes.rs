@@ -5,16 +5,16 @@
 //! in `--list-probes` and in the file's metadata.
 //!
 //! Rungs are programs (tp_btf, fentry/fexit, kprobe/kretprobe, cgroup_skb)
-//! or inference switches inside the `inet_sock_set_state` program.
+//! or inferences from the `inet_sock_set_state` records, which `record`
+//! makes itself ([`crate::convert::Inference`]) once the tracepoint attached.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
-use aya::maps::Array;
 use aya::programs::{BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, FEntry, FExit, KProbe};
 use aya::Ebpf;
-use deeptcp_common::{probe as id, switch};
+use deeptcp_common::probe as id;
 use deeptcp_format::ProbeStatus;
 
 /// How a rung hooks in.
@@ -28,8 +28,8 @@ pub enum Hook {
     KRetProbe,
     CgroupSkbIngress,
     CgroupSkbEgress,
-    /// A switch inside the `inet_sock_set_state` program (`deeptcp_common::switch`).
-    Inferred(u32),
+    /// Rows `record` derives from `inet_sock_set_state` records.
+    Inferred,
 }
 
 /// One rung of a ladder.
@@ -54,7 +54,7 @@ impl Rung {
             Hook::KProbe => "kprobe",
             Hook::KRetProbe => "kretprobe",
             Hook::CgroupSkbIngress | Hook::CgroupSkbEgress => "cgroup_skb",
-            Hook::Inferred(_) => "inferred",
+            Hook::Inferred => "inferred",
         };
         format!("{ty}:{}", self.target)
     }
@@ -75,9 +75,9 @@ const fn tp(program: &'static str, probe_id: u8) -> Rung {
     }
 }
 
-const fn inferred(switch: u32, probe_id: u8) -> Rung {
+const fn inferred(probe_id: u8) -> Rung {
     Rung {
-        hook: Hook::Inferred(switch),
+        hook: Hook::Inferred,
         program: "",
         target: "inet_sock_set_state",
         probe_id,
@@ -129,7 +129,7 @@ pub const LADDERS: &[Ladder] = &[
                 target: "tcp_fin",
                 probe_id: id::KPROBE_TCP_FIN,
             },
-            inferred(switch::INFER_FIN_RECV, id::INFERRED_SET_STATE),
+            inferred(id::INFERRED_SET_STATE),
         ],
     },
     Ladder {
@@ -147,7 +147,7 @@ pub const LADDERS: &[Ladder] = &[
                 target: "tcp_send_fin",
                 probe_id: id::KPROBE_TCP_SEND_FIN,
             },
-            inferred(switch::INFER_FIN_SENT, id::INFERRED_SET_STATE),
+            inferred(id::INFERRED_SET_STATE),
         ],
     },
     Ladder {
@@ -187,7 +187,7 @@ pub const LADDERS: &[Ladder] = &[
     },
     Ladder {
         kind: "connect",
-        rungs: &[inferred(switch::INFER_CONNECT, id::INFERRED_SET_STATE)],
+        rungs: &[inferred(id::INFERRED_SET_STATE)],
     },
     Ladder {
         kind: "accept",
@@ -198,7 +198,7 @@ pub const LADDERS: &[Ladder] = &[
                 target: "inet_csk_accept",
                 probe_id: id::KRETPROBE_INET_CSK_ACCEPT,
             },
-            inferred(switch::INFER_ACCEPT, id::INFERRED_SET_STATE),
+            inferred(id::INFERRED_SET_STATE),
         ],
     },
     Ladder {
@@ -334,15 +334,10 @@ fn attach_rung(ebpf: &mut Ebpf, env: &AttachEnv<'_>, rung: &Rung, set_state_atta
             // programs beside it and rejects any explicit mode flag.
             p.attach(&cg, ty, CgroupAttachMode::Single)?;
         }
-        Hook::Inferred(sw) => {
+        Hook::Inferred => {
             if !set_state_attached {
                 bail!("needs tp_btf:inet_sock_set_state, which did not attach");
             }
-            let mut switches: Array<_, u32> = Array::try_from(
-                ebpf.map_mut("SWITCHES")
-                    .ok_or_else(|| anyhow!("map SWITCHES missing"))?,
-            )?;
-            switches.set(sw, 1, 0)?;
         }
     }
     Ok(())

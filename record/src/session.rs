@@ -24,8 +24,8 @@ use aya::{Ebpf, EbpfLoader};
 use deeptcp_common::{Config as BpfConfig, ExtraFilters, ListenKey, Owner, TupleKey, WireEvent};
 use deeptcp_format::writer::segment_files;
 use deeptcp_format::{
-    checkpoint_path, segment_path, stacks_path, EventWriter, LostInterval, ProbeStatus, RecordingMeta, StackWriter,
-    WriterOptions, SCHEMA_VERSION,
+    checkpoint_path, segment_path, stacks_path, EventKind, EventWriter, LostInterval, ProbeStatus, RecordingMeta,
+    StackWriter, WriterOptions, SCHEMA_VERSION,
 };
 
 use crate::cli::{Config, Rotation};
@@ -287,19 +287,20 @@ impl Recording {
         let rotating = self.plan.rotate.is_some();
         let seg = self.current.as_mut().ok_or_else(|| anyhow!("no file is open"))?;
         for wire in batch {
-            match self.converter.convert(wire) {
-                Ok(ev) => {
-                    if let (true, Some(id), Some((_, s))) = (rotating, ev.stack_id, seg.stacks.as_mut()) {
-                        if seg.stacks_written.insert(id) {
-                            if let Some(frames) = self.all_stacks.get(&id) {
-                                s.push(id, frames)?;
-                            }
+            let Ok(rows) = self.converter.rows(wire) else {
+                self.rejected += 1;
+                continue;
+            };
+            for ev in rows.iter().flatten() {
+                if let (true, Some(id), Some((_, s))) = (rotating, ev.stack_id, seg.stacks.as_mut()) {
+                    if seg.stacks_written.insert(id) {
+                        if let Some(frames) = self.all_stacks.get(&id) {
+                            s.push(id, frames)?;
                         }
                     }
-                    seg.events.push(&ev)?;
-                    self.rows += 1;
                 }
-                Err(_) => self.rejected += 1,
+                seg.events.push(ev)?;
+                self.rows += 1;
             }
         }
         Ok(())
@@ -597,10 +598,26 @@ fn extra_filters(f: &crate::cli::Filters) -> ExtraFilters {
         daddr: addr(f.daddr),
         comm,
         has_comm: u32::from(f.comm.is_some()),
-        kinds: (1..32u8)
-            .filter(|k| convert::event_kind(*k).is_some_and(|e| f.kinds.contains(&e)))
-            .fold(0, |m, k| m | (1u32 << k)),
+        kinds: kernel_kinds(&f.kinds),
     }
+}
+
+/// The `FILTER_KINDS` mask for `--kind`: the wire kinds wanted, plus
+/// `state_change` when a kind `record` may infer from it is (the converter
+/// then drops the `state_change` rows themselves). 0 = every kind.
+fn kernel_kinds(kinds: &[EventKind]) -> u32 {
+    let inferable = [
+        EventKind::Connect,
+        EventKind::Accept,
+        EventKind::FinSent,
+        EventKind::FinRecv,
+    ];
+    let wants = |e: EventKind| {
+        kinds.contains(&e) || (e == EventKind::StateChange && inferable.iter().any(|k| kinds.contains(k)))
+    };
+    (1..32u8)
+        .filter(|k| convert::event_kind(*k).is_some_and(wants))
+        .fold(0, |m, k| m | (1u32 << k))
 }
 
 fn load_and_attach(
@@ -736,6 +753,7 @@ pub fn run(cfg: Config) -> Result<()> {
     let mut lost_tracker = LostTracker::new();
     let attached = statuses.iter().filter(|s| s.used).count();
     let missing = probes::missing_kinds(&statuses);
+    let inference = convert::Inference::from_statuses(&statuses);
     if !missing.is_empty() {
         eprintln!(
             "record: warning: not recorded on this kernel: {} (see record --list-probes)",
@@ -802,7 +820,7 @@ pub fn run(cfg: Config) -> Result<()> {
         plan,
         index: first,
         closed: Vec::new(),
-        converter: convert::Converter::default(),
+        converter: convert::Converter::new(inference, f.kinds.clone()),
         rejected: 0,
         rows: sockets.len() as u64,
         all_stacks: HashMap::new(),
@@ -960,6 +978,21 @@ fn closed_after_error(e: anyhow::Error, rec: &mut Recording) -> anyhow::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_kind_mask_keeps_state_changes_for_inferred_kinds() {
+        use deeptcp_common::kind;
+        assert_eq!(kernel_kinds(&[]), 0, "no --kind: everything");
+        assert_eq!(kernel_kinds(&[EventKind::ResetSent]), 1 << kind::RESET_SENT);
+        assert_eq!(
+            kernel_kinds(&[EventKind::FinRecv]),
+            (1 << kind::FIN_RECV) | (1 << kind::STATE_CHANGE)
+        );
+        assert_eq!(
+            kernel_kinds(&[EventKind::Connect, EventKind::Retransmit]),
+            (1 << kind::CONNECT) | (1 << kind::RETRANSMIT) | (1 << kind::STATE_CHANGE)
+        );
+    }
 
     #[test]
     fn flush_policy_is_frequent_under_load_and_sparse_when_quiet() {

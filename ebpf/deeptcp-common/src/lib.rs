@@ -37,6 +37,8 @@ pub mod probe {
     pub const TP_DESTROY_SOCK: u8 = 6;
     pub const TP_RETRANSMIT_SYNACK: u8 = 7;
     pub const TP_TCP_PROBE: u8 = 8;
+    /// Rows `record` derives from `TP_SET_STATE` records (connect, accept,
+    /// FIN sent/received); never sent by the programs.
     pub const INFERRED_SET_STATE: u8 = 9;
     pub const CGROUP_SKB_EGRESS: u8 = 10;
     pub const CGROUP_SKB_INGRESS: u8 = 11;
@@ -70,17 +72,10 @@ pub mod flags {
     pub const TCP_INFO: u8 = 1;
     /// `window` holds the segment's TCP header window.
     pub const WINDOW: u8 = 2;
-}
-
-/// Indexes of the `SWITCHES` array: rungs that are code paths inside an
-/// attached program rather than programs of their own. `record` turns them
-/// on after it knows which rungs above them attached.
-pub mod switch {
-    pub const INFER_FIN_RECV: u32 = 0;
-    pub const INFER_FIN_SENT: u32 = 1;
-    pub const INFER_CONNECT: u32 = 2;
-    pub const INFER_ACCEPT: u32 = 3;
-    pub const COUNT: u32 = 4;
+    /// `sk->sk_err` was set at a `FIN_WAIT2 -> CLOSE` transition: a reset or
+    /// an error closed the socket, not the peer's FIN (read only for that
+    /// transition; `record` infers `fin_recv` from the others).
+    pub const SK_ERR_SET: u8 = 4;
 }
 
 /// `AF_INET` / `AF_INET6` as the kernel numbers them.

@@ -16,9 +16,15 @@
 //! listener (`LISTENERS`) or seeded from the start-up snapshot
 //! (`TUPLE_OWNERS`).
 //!
-//! Each event kind has a ladder of probes (see `record`'s probe table);
-//! rungs that are code paths here rather than programs (FIN and open
-//! inference from state transitions) are switched on through `SWITCHES`.
+//! Each event kind has a ladder of probes (see `record`'s probe table).
+//! Rungs that infer a kind from state transitions (FIN sent/received,
+//! connect, accept) are not code here: `record` derives those rows from the
+//! `state_change` record, so a transition costs one ring-buffer record.
+//!
+//! Cost matters (these programs run inside the TCP stack of every
+//! connection): socket fields that sit close together are fetched with one
+//! `bpf_probe_read_kernel` of a small window ([`Window`]), and records are
+//! copied into the ring buffer a word at a time.
 #![no_std]
 #![no_main]
 
@@ -29,7 +35,7 @@ use aya_ebpf::{
         bpf_ktime_get_ns, bpf_probe_read_kernel,
     },
     macros::{btf_tracepoint, cgroup_skb, fentry, fexit, kprobe, kretprobe, map},
-    maps::{Array, LruHashMap, PerCpuArray, RingBuf, StackTrace},
+    maps::{LruHashMap, PerCpuArray, RingBuf, StackTrace},
     programs::{
         tracing::StackIdContext, BtfTracePointContext, FEntryContext, FExitContext, ProbeContext, RetProbeContext,
         SkBuffContext,
@@ -37,8 +43,8 @@ use aya_ebpf::{
     EbpfContext, Global,
 };
 use deeptcp_common::{
-    attribution, flags, kind, probe, switch, tcp_state, AddrMatch, Config, ExtraFilters, ListenKey, Offsets, Owner,
-    TupleKey, WireEvent, AF_INET, AF_INET6, NO_STACK,
+    attribution, flags, kind, probe, tcp_state, AddrMatch, Config, ExtraFilters, ListenKey, Offsets, Owner, TupleKey,
+    WireEvent, AF_INET, AF_INET6, NO_STACK,
 };
 
 /// `BPF_RB_AVAIL_DATA` for `bpf_ringbuf_query`.
@@ -51,6 +57,21 @@ const SKB_PASS: i32 = 1;
 
 #[no_mangle]
 static OFFSETS: Global<Offsets> = Global::new(Offsets::UNSET);
+
+/// One field of `OFFSETS`, loaded on its own: copying the whole struct
+/// would take 104 of the programs' 512 stack bytes.
+macro_rules! off {
+    ($field:ident) => {
+        // SAFETY: `Global` is `repr(transparent)` over an initialized
+        // `Offsets` in `.rodata`; the field is read in place, volatile like
+        // `Global::load`, so the verifier sees a load of a frozen constant.
+        unsafe {
+            core::ptr::read_volatile(core::ptr::addr_of!(
+                (*(&OFFSETS as *const Global<Offsets>).cast::<Offsets>()).$field
+            ))
+        }
+    };
+}
 #[no_mangle]
 static CONFIG: Global<Config> = Global::new(Config::UNSET);
 /// `ExtraFilters`, one global per field so that a check copies only what it
@@ -84,9 +105,6 @@ static LISTENERS: LruHashMap<ListenKey, Owner> = LruHashMap::with_max_entries(81
 /// Connections that existed before recording started → owner (start-up snapshot).
 #[map]
 static TUPLE_OWNERS: LruHashMap<TupleKey, Owner> = LruHashMap::with_max_entries(65536, 0);
-/// Inference rungs switched on by `record` (indexes in `deeptcp_common::switch`).
-#[map]
-static SWITCHES: Array<u32> = Array::with_max_entries(switch::COUNT, 0);
 
 /// Reads a `T` at `base + off` from kernel memory.
 #[inline(always)]
@@ -120,9 +138,52 @@ fn rd_ptr(base: *const u8, off: u32) -> *const u8 {
     rd::<usize>(base, off) as *const u8
 }
 
-#[inline(always)]
-fn switched_on(index: u32) -> bool {
-    SWITCHES.get(index).is_some_and(|v| *v != 0)
+/// `8 * N` bytes of a kernel struct, 8-byte aligned, read at once: the
+/// fields inside it cost no further helper call. The offsets are `.rodata`
+/// constants, so the verifier sees every index into the buffer as a
+/// constant and the fallback branch of a field outside it as dead code.
+/// Windows are small (stack is 512 bytes) and sized to the fields they are
+/// meant to cover on current kernels; elsewhere a field is read on its own.
+struct Window<const N: usize> {
+    start: u32,
+    buf: [u64; N],
+}
+
+impl<const N: usize> Window<N> {
+    /// The window of `base` starting at `off` rounded down to 8 bytes.
+    #[inline(always)]
+    fn at(base: *const u8, off: u32) -> Self {
+        let start = off & !7;
+        let mut buf = [0u64; N];
+        // SAFETY: `buf` is a valid destination of exactly 8 * N bytes; the
+        // helper reads kernel memory fault-tolerantly and zero-fills on error.
+        unsafe {
+            aya_ebpf::helpers::generated::bpf_probe_read_kernel(
+                buf.as_mut_ptr().cast(),
+                (N * 8) as u32,
+                base.wrapping_add(start as usize).cast(),
+            )
+        };
+        Window { start, buf }
+    }
+
+    /// The `T` at `base + off`: from the window when it lies inside,
+    /// otherwise read on its own (zero on failure, like [`rd`]). Kernel
+    /// struct fields are naturally aligned, and so is the window.
+    #[inline(always)]
+    fn get<T: Default + Copy>(&self, base: *const u8, off: u32) -> T {
+        let rel = off.wrapping_sub(self.start) as usize;
+        let size = core::mem::size_of::<T>();
+        if off >= self.start && rel + size <= N * 8 && rel % size == 0 {
+            // SAFETY: `rel + size_of::<T>()` is within `buf`, and `rel` is a
+            // multiple of the size (so of the alignment) of the integer or
+            // byte-array `T`, in a buffer of u64 (aligned to 8); every bit
+            // pattern is a valid `T` for the types used here.
+            unsafe { self.buf.as_ptr().cast::<u8>().add(rel).cast::<T>().read() }
+        } else {
+            rd(base, off)
+        }
+    }
 }
 
 #[inline(always)]
@@ -211,43 +272,51 @@ fn attribute(ev: &mut WireEvent, in_task: bool) {
     }
 }
 
-/// Socket fields common to every event.
+/// Socket fields common to every event. The `sock_common` head (addresses,
+/// ports, family, state) is one window; the TCP fields come in pairs that
+/// share a cache-line group of `tcp_sock`.
 #[inline(always)]
-fn fill_from_sock(ev: &mut WireEvent, sk: *const u8, o: &Offsets) {
-    let family: u16 = rd(sk, o.skc_family);
+fn fill_from_sock(ev: &mut WireEvent, sk: *const u8) {
+    // daddr, rcv_saddr, hash, dport, num, family, state: 20 bytes.
+    let head = Window::<3>::at(sk, off!(skc_daddr));
+    let family: u16 = head.get(sk, off!(skc_family));
     ev.family = family;
     if family == AF_INET {
-        let s: [u8; 4] = rd(sk, o.skc_rcv_saddr);
-        let d: [u8; 4] = rd(sk, o.skc_daddr);
+        let s: [u8; 4] = head.get(sk, off!(skc_rcv_saddr));
+        let d: [u8; 4] = head.get(sk, off!(skc_daddr));
         ev.saddr[..4].copy_from_slice(&s);
         ev.daddr[..4].copy_from_slice(&d);
     } else if family == AF_INET6 {
-        ev.saddr = rd(sk, o.skc_v6_rcv_saddr);
-        ev.daddr = rd(sk, o.skc_v6_daddr);
+        ev.saddr = rd(sk, off!(skc_v6_rcv_saddr));
+        ev.daddr = rd(sk, off!(skc_v6_daddr));
     }
-    let state: u8 = rd(sk, o.skc_state);
+    let state: u8 = head.get(sk, off!(skc_state));
     let full = state != tcp_state::TIME_WAIT && state != tcp_state::NEW_SYN_RECV;
     // Time-wait and request sockets are only a sock_common: no inet_sport, no tcp_sock.
     ev.sport = if full {
-        u16::from_be(rd(sk, o.inet_sport))
+        u16::from_be(rd(sk, off!(inet_sport)))
     } else {
-        rd(sk, o.skc_num)
+        head.get(sk, off!(skc_num))
     };
-    ev.dport = u16::from_be(rd(sk, o.skc_dport));
+    ev.dport = u16::from_be(head.get(sk, off!(skc_dport)));
     if ev.newstate == 0 {
         ev.newstate = state;
     }
     if ev.cookie == 0 {
-        ev.cookie = rd(sk, o.skc_cookie);
+        ev.cookie = rd(sk, off!(skc_cookie));
     }
-    ev.netns = rd(rd_ptr(sk, o.skc_net), o.net_ns_inum);
+    ev.netns = rd(rd_ptr(sk, off!(skc_net)), off!(net_ns_inum));
     if full && state != tcp_state::LISTEN {
-        ev.snd_wnd = rd(sk, o.tcp_snd_wnd);
-        ev.rcv_wnd = rd(sk, o.tcp_rcv_wnd);
-        ev.srtt_us = rd::<u32>(sk, o.tcp_srtt_us) >> 3;
-        ev.snd_cwnd = rd(sk, o.tcp_snd_cwnd);
-        ev.bytes_acked = rd(sk, o.tcp_bytes_acked);
-        ev.bytes_received = rd(sk, o.tcp_bytes_received);
+        // snd_wnd and snd_cwnd share a group; srtt_us, rcv_wnd and
+        // bytes_received follow each other within 80 bytes.
+        let txrx = Window::<2>::at(sk, off!(tcp_snd_wnd).min(off!(tcp_snd_cwnd)));
+        ev.snd_wnd = txrx.get(sk, off!(tcp_snd_wnd));
+        ev.snd_cwnd = txrx.get(sk, off!(tcp_snd_cwnd));
+        let rx = Window::<10>::at(sk, off!(tcp_srtt_us).min(off!(tcp_rcv_wnd)));
+        ev.srtt_us = rx.get::<u32>(sk, off!(tcp_srtt_us)) >> 3;
+        ev.rcv_wnd = rx.get(sk, off!(tcp_rcv_wnd));
+        ev.bytes_received = rx.get(sk, off!(tcp_bytes_received));
+        ev.bytes_acked = rd(sk, off!(tcp_bytes_acked));
         ev.flags |= flags::TCP_INFO;
     }
 }
@@ -255,13 +324,13 @@ fn fill_from_sock(ev: &mut WireEvent, sk: *const u8, o: &Offsets) {
 /// Addresses of an RST sent without a socket: the reply to `skb`, so the
 /// segment's destination is the RST's source.
 #[inline(always)]
-fn fill_from_skb(ev: &mut WireEvent, skb: *const u8, o: &Offsets) -> Result<(), i32> {
+fn fill_from_skb(ev: &mut WireEvent, skb: *const u8) -> Result<(), i32> {
     if skb.is_null() {
         return Err(-1);
     }
-    let head: *const u8 = read(skb, o.skb_head)?;
-    let data: *const u8 = read(skb, o.skb_data)?;
-    let nh: u16 = read(skb, o.skb_network_header)?;
+    let head: *const u8 = read(skb, off!(skb_head))?;
+    let data: *const u8 = read(skb, off!(skb_data))?;
+    let nh: u16 = read(skb, off!(skb_network_header))?;
     let ip = head.wrapping_add(nh as usize);
     let version: u8 = read::<u8>(ip, 0)? >> 4;
     if version == 4 {
@@ -281,7 +350,7 @@ fn fill_from_skb(ev: &mut WireEvent, skb: *const u8, o: &Offsets) -> Result<(), 
     ev.dport = u16::from_be(read(data, 0)?);
     ev.sport = u16::from_be(read(data, 2)?);
     // No socket: the namespace is the receiving device's.
-    ev.netns = rd(rd_ptr(rd_ptr(skb, o.skb_dev), o.dev_nd_net), o.net_ns_inum);
+    ev.netns = rd(rd_ptr(rd_ptr(skb, off!(skb_dev)), off!(dev_nd_net)), off!(net_ns_inum));
     Ok(())
 }
 
@@ -348,7 +417,17 @@ fn submit(ev: &mut WireEvent, stack_id: i32) -> Result<(), i32> {
         count_lost();
         return Err(-1);
     };
-    entry.write(*ev);
+    // Word by word: a plain struct copy of this size becomes a call to a
+    // byte-at-a-time `memmove` subprogram.
+    let src = (ev as *const WireEvent).cast::<u64>();
+    let dst = entry.as_mut_ptr().cast::<u64>();
+    for i in 0..core::mem::size_of::<WireEvent>() / 8 {
+        // SAFETY: both point at a whole WireEvent (8-byte aligned: ring
+        // buffer records are, and so is the stack copy); `i` stays below its
+        // size in words. Volatile keeps LLVM from turning the loop back
+        // into a memmove call.
+        unsafe { core::ptr::write_volatile(dst.add(i), core::ptr::read_volatile(src.add(i))) };
+    }
     let wake = if cfg.wakeup_bytes == 0 {
         0
     } else if EVENTS.query(BPF_RB_AVAIL_DATA) >= cfg.wakeup_bytes {
@@ -383,16 +462,15 @@ fn sock_event<C: StackIdContext>(ctx: &C, sk: *const u8, kind: u8, probe: u8, in
     if sk.is_null() {
         return Err(-1);
     }
-    let o = OFFSETS.load();
     let mut ev = new_event(kind, probe);
-    fill_from_sock(&mut ev, sk, &o);
+    fill_from_sock(&mut ev, sk);
     attribute(&mut ev, in_task);
     submit(&mut ev, stack_of(ctx))
 }
 
 #[inline(always)]
-fn is_tcp(sk: *const u8, o: &Offsets) -> bool {
-    read::<u16>(sk, o.sk_protocol).is_ok_and(|p| p == IPPROTO_TCP)
+fn is_tcp(sk: *const u8) -> bool {
+    read::<u16>(sk, off!(sk_protocol)).is_ok_and(|p| p == IPPROTO_TCP)
 }
 
 /// Transitions that only happen inside a syscall of the socket's owner.
@@ -413,8 +491,7 @@ fn try_set_state(ctx: &BtfTracePointContext) -> Result<(), i32> {
     }
     let old = ctx.arg::<i32>(1) as u8;
     let new = ctx.arg::<i32>(2) as u8;
-    let o = OFFSETS.load();
-    if !is_tcp(sk, &o) {
+    if !is_tcp(sk) {
         return Ok(());
     }
     let mut ev = new_event(kind::STATE_CHANGE, probe::TP_SET_STATE);
@@ -423,7 +500,7 @@ fn try_set_state(ctx: &BtfTracePointContext) -> Result<(), i32> {
     // SAFETY: `sk` is the tracepoint's non-null BTF socket pointer, as the
     // helper requires; it generates the cookie if the socket has none yet.
     ev.cookie = unsafe { bpf_get_socket_cookie(sk as *mut _) };
-    fill_from_sock(&mut ev, sk, &o);
+    fill_from_sock(&mut ev, sk);
 
     let listen_key = ListenKey {
         netns: ev.netns,
@@ -446,38 +523,11 @@ fn try_set_state(ctx: &BtfTracePointContext) -> Result<(), i32> {
     } else if old == LISTEN && new == CLOSE {
         let _ = LISTENERS.remove(&listen_key);
     }
-    let stack = stack_of(ctx);
-    submit(&mut ev, stack)?;
-
-    // Inference rungs: the same socket and owner, another kind.
-    let inferred = if old == CLOSE && new == SYN_SENT && switched_on(switch::INFER_CONNECT) {
-        kind::CONNECT
-    } else if old == SYN_RECV && new == ESTABLISHED && switched_on(switch::INFER_ACCEPT) {
-        kind::ACCEPT
-    } else if matches!(
-        (old, new),
-        (ESTABLISHED, FIN_WAIT1) | (CLOSE_WAIT, LAST_ACK) | (SYN_RECV, FIN_WAIT1)
-    ) && switched_on(switch::INFER_FIN_SENT)
-    {
-        kind::FIN_SENT
-    } else if (matches!((old, new), (ESTABLISHED, CLOSE_WAIT) | (FIN_WAIT1, CLOSING))
-        // FIN_WAIT2 -> CLOSE is the FIN (time-wait takes over), unless a reset/error closed it.
-        || (old == FIN_WAIT2 && new == CLOSE && rd::<i32>(sk, o.sk_err) == 0))
-        && switched_on(switch::INFER_FIN_RECV)
-    {
-        kind::FIN_RECV
-    } else {
-        return Ok(());
-    };
-    ev.kind = inferred;
-    ev.probe = probe::INFERRED_SET_STATE;
-    ev.oldstate = 0;
-    ev.newstate = if inferred == kind::FIN_RECV || inferred == kind::FIN_SENT {
-        old
-    } else {
-        new
-    };
-    submit(&mut ev, stack)
+    if old == FIN_WAIT2 && new == CLOSE && rd::<i32>(sk, off!(sk_err)) != 0 {
+        // A reset or error, not the peer's FIN, ended FIN_WAIT2 (see `record`'s inference).
+        ev.flags |= flags::SK_ERR_SET;
+    }
+    submit(&mut ev, stack_of(ctx))
 }
 
 fn try_error_report(ctx: &BtfTracePointContext) -> Result<(), i32> {
@@ -485,13 +535,12 @@ fn try_error_report(ctx: &BtfTracePointContext) -> Result<(), i32> {
     if sk.is_null() {
         return Err(-1);
     }
-    let o = OFFSETS.load();
-    if !is_tcp(sk, &o) {
+    if !is_tcp(sk) {
         return Ok(());
     }
     let mut ev = new_event(kind::SOCK_ERROR, probe::TP_ERROR_REPORT);
-    ev.sk_err = read(sk, o.sk_err)?;
-    fill_from_sock(&mut ev, sk, &o);
+    ev.sk_err = read(sk, off!(sk_err))?;
+    fill_from_sock(&mut ev, sk);
     attribute(&mut ev, false);
     submit(&mut ev, stack_of(ctx))
 }
@@ -499,12 +548,11 @@ fn try_error_report(ctx: &BtfTracePointContext) -> Result<(), i32> {
 fn try_send_reset(ctx: &BtfTracePointContext) -> Result<(), i32> {
     let sk: *const u8 = ctx.arg(0);
     let skb: *const u8 = ctx.arg(1);
-    let o = OFFSETS.load();
     let mut ev = new_event(kind::RESET_SENT, probe::TP_SEND_RESET);
     if sk.is_null() {
-        fill_from_skb(&mut ev, skb, &o)?;
+        fill_from_skb(&mut ev, skb)?;
     } else {
-        fill_from_sock(&mut ev, sk, &o);
+        fill_from_sock(&mut ev, sk);
     }
     attribute(&mut ev, false);
     submit(&mut ev, stack_of(ctx))
@@ -515,9 +563,8 @@ fn try_destroy(ctx: &BtfTracePointContext) -> Result<(), i32> {
     if sk.is_null() {
         return Err(-1);
     }
-    let o = OFFSETS.load();
     let mut ev = new_event(kind::DESTROY_SOCK, probe::TP_DESTROY_SOCK);
-    fill_from_sock(&mut ev, sk, &o);
+    fill_from_sock(&mut ev, sk);
     attribute(&mut ev, false);
     let result = submit(&mut ev, stack_of(ctx));
     if ev.cookie != 0 {
@@ -533,8 +580,7 @@ fn zero_window_recv<C: StackIdContext>(ctx: &C, sk: *const u8, skb: *const u8, p
     if sk.is_null() || skb.is_null() {
         return Err(-1);
     }
-    let o = OFFSETS.load();
-    let data: *const u8 = read(skb, o.skb_data)?;
+    let data: *const u8 = read(skb, off!(skb_data))?;
     let flags_byte: u8 = read(data, 13)?;
     let window = u16::from_be(read(data, 14)?);
     if window != 0 || flags_byte & (TCP_FLAG_SYN | TCP_FLAG_RST) != 0 {
@@ -542,23 +588,33 @@ fn zero_window_recv<C: StackIdContext>(ctx: &C, sk: *const u8, skb: *const u8, p
     }
     let mut ev = new_event(kind::ZERO_WINDOW_RECV, probe);
     ev.flags |= flags::WINDOW;
-    fill_from_sock(&mut ev, sk, &o);
+    fill_from_sock(&mut ev, sk);
     attribute(&mut ev, false);
     submit(&mut ev, stack_of(ctx))
 }
 
-/// Owner refresh from hooks that run in the owner's process context.
+/// Owner refresh from hooks that run in the owner's process context (every
+/// send and receive): only a socket whose remembered owner is another
+/// thread costs more than a lookup.
 #[inline(always)]
 fn refresh_owner(sk: *const u8) -> Result<(), i32> {
     if sk.is_null() {
         return Err(-1);
     }
-    let o = OFFSETS.load();
-    if !is_tcp(sk, &o) {
+    if !is_tcp(sk) {
         return Ok(());
     }
-    let cookie: u64 = read(sk, o.skc_cookie)?;
-    remember_task(cookie, rd(rd_ptr(sk, o.skc_net), o.net_ns_inum));
+    let cookie: u64 = read(sk, off!(skc_cookie))?;
+    if cookie == 0 {
+        return Ok(());
+    }
+    let me = bpf_get_current_pid_tgid();
+    // SAFETY: the map value is only read here, by value.
+    if unsafe { OWNERS.get(&cookie) }.is_some_and(|owner| owner.pid_tgid == me) {
+        return Ok(());
+    }
+    let owner = current_owner(rd(rd_ptr(sk, off!(skc_net)), off!(net_ns_inum)));
+    let _ = OWNERS.insert(&cookie, &owner, 0);
     Ok(())
 }
 
@@ -662,15 +718,14 @@ fn try_fexit_transmit(ctx: &FExitContext) -> Result<(), i32> {
     if sk.is_null() {
         return Err(-1);
     }
-    let o = OFFSETS.load();
-    let state: u8 = read(sk, o.skc_state)?;
+    let state: u8 = read(sk, off!(skc_state))?;
     // After transmit, tp->rcv_wnd is the window just advertised.
-    if state != tcp_state::ESTABLISHED || read::<u32>(sk, o.tcp_rcv_wnd)? != 0 {
+    if state != tcp_state::ESTABLISHED || read::<u32>(sk, off!(tcp_rcv_wnd))? != 0 {
         return Ok(());
     }
     let mut ev = new_event(kind::ZERO_WINDOW_SENT, probe::FEXIT_TCP_TRANSMIT_SKB);
     ev.flags |= flags::WINDOW;
-    fill_from_sock(&mut ev, sk, &o);
+    fill_from_sock(&mut ev, sk);
     attribute(&mut ev, false);
     submit(&mut ev, stack_of(ctx))
 }
