@@ -193,6 +193,7 @@ fn events(
     let owners = (owners.len() > 0).then(|| Arc::new(owners));
     let filter = (!config.filter.is_empty()).then(|| Arc::new(config.filter.clone()));
     let windows = windows(&config.filter, sources);
+    let workers = source::workers_per_file(sources.len());
     let streams: Vec<source::Stream> = readers
         .into_iter()
         .zip(sources)
@@ -204,7 +205,7 @@ fn events(
                 filter: filter.clone(),
                 window: config.filter.has_time_bounds().then_some(*w),
             };
-            source::spawn(reader, s.meta.clock, prep)
+            source::spawn(reader, s.meta.clock, prep, workers)
         })
         .collect();
 
@@ -240,10 +241,11 @@ fn conns(
     let filter = &config.filter;
     let filtering = !filter.is_empty();
     let windows = windows(filter, sources);
+    let workers = source::workers_per_file(sources.len());
     let streams: Vec<source::Stream> = readers
         .into_iter()
         .zip(sources)
-        .map(|(reader, s)| source::spawn(reader, s.meta.clock, Prep::default()))
+        .map(|(reader, s)| source::spawn(reader, s.meta.clock, Prep::default(), workers))
         .collect();
 
     let mut sink = ConnSink::new(&mut *out, opts.json, layout);

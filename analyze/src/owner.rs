@@ -125,7 +125,7 @@ fn user_initiated(ev: &Event) -> bool {
 }
 
 /// One remembered owner: what [`Owner`] holds, with the comm interned, so
-/// that an entry is 24 bytes (the map holds one per socket).
+/// that an entry is 32 bytes (the map holds one per socket).
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     pid: u32,
@@ -133,6 +133,15 @@ struct Entry {
     comm: u32,
     rank: u8,
     ts: i64,
+    /// The row's place in the input: among equal `(rank, ts)` the first
+    /// row wins, whatever order rows are observed and maps merged in.
+    order: u64,
+}
+
+impl Entry {
+    fn key(&self) -> (u8, i64, u64) {
+        (self.rank, self.ts, self.order)
+    }
 }
 
 /// Best owner per (boot group, socket cookie).
@@ -154,14 +163,15 @@ impl OwnerMap {
         id
     }
 
-    /// Takes `ev`'s owner into account (rows without a cookie or pid are ignored).
-    pub fn observe(&mut self, boot: u32, ts: i64, ev: &Event) {
+    /// Takes `ev`'s owner into account (rows without a cookie or pid are
+    /// ignored); `order` is the row's place in the input (ties: lowest wins).
+    pub fn observe(&mut self, boot: u32, ts: i64, order: u64, ev: &Event) {
         if ev.cookie == 0 {
             return;
         }
         let Some(r) = rank(ev) else { return };
         let key = (boot, ev.cookie);
-        if self.map.get(&key).is_some_and(|cur| (cur.rank, cur.ts) <= (r, ts)) {
+        if self.map.get(&key).is_some_and(|cur| cur.key() <= (r, ts, order)) {
             return;
         }
         let comm = self.intern(&ev.comm);
@@ -173,6 +183,7 @@ impl OwnerMap {
                 comm,
                 rank: r,
                 ts,
+                order,
             },
         );
     }
@@ -180,12 +191,17 @@ impl OwnerMap {
     /// Merges another map (e.g. from another file's thread) into this one.
     pub fn merge(&mut self, other: OwnerMap) {
         for (k, mut e) in other.map {
-            if self.map.get(&k).is_some_and(|cur| (cur.rank, cur.ts) <= (e.rank, e.ts)) {
+            if self.map.get(&k).is_some_and(|cur| cur.key() <= e.key()) {
                 continue;
             }
             e.comm = self.intern(&other.comms[e.comm as usize]);
             self.map.insert(k, e);
         }
+    }
+
+    /// Keeps only the sockets of the boot groups `keep` accepts.
+    pub fn retain_boots(&mut self, keep: impl Fn(u32) -> bool) {
+        self.map.retain(|&(boot, _), _| keep(boot));
     }
 
     pub fn len(&self) -> usize {
@@ -274,12 +290,12 @@ pub(crate) mod tests {
     fn best_owner_wins_and_backfills() {
         use Attribution::*;
         let mut m = OwnerMap::default();
-        m.observe(0, 10, &ev(EventKind::Retransmit, 0, Unknown, 7)); // no owner
-        m.observe(0, 20, &ev(EventKind::Retransmit, 300, Owner, 7));
-        m.observe(0, 30, &ev(EventKind::StateChange, 100, Task, 7));
-        m.observe(0, 40, &ev(EventKind::StateChange, 200, Task, 7)); // same rank, later
-        m.observe(0, 50, &ev(EventKind::StateChange, 999, Task, 0)); // no cookie
-        m.observe(1, 60, &ev(EventKind::StateChange, 400, Task, 7)); // other boot
+        m.observe(0, 10, 10, &ev(EventKind::Retransmit, 0, Unknown, 7)); // no owner
+        m.observe(0, 20, 20, &ev(EventKind::Retransmit, 300, Owner, 7));
+        m.observe(0, 30, 30, &ev(EventKind::StateChange, 100, Task, 7));
+        m.observe(0, 40, 40, &ev(EventKind::StateChange, 200, Task, 7)); // same rank, later
+        m.observe(0, 50, 50, &ev(EventKind::StateChange, 999, Task, 0)); // no cookie
+        m.observe(1, 60, 60, &ev(EventKind::StateChange, 400, Task, 7)); // other boot
         assert_eq!(m.len(), 2);
         assert_eq!(m.get(0, 7).unwrap().pid, 100);
         assert_eq!(m.get(1, 7).unwrap().pid, 400);
@@ -302,13 +318,13 @@ pub(crate) mod tests {
 
         // Merging keeps the better of two.
         let mut a = OwnerMap::default();
-        a.observe(0, 5, &ev(EventKind::Retransmit, 555, Owner, 7));
-        a.observe(0, 5, &ev(EventKind::Retransmit, 556, Owner, 9));
+        a.observe(0, 5, 5, &ev(EventKind::Retransmit, 555, Owner, 7));
+        a.observe(0, 5, 5, &ev(EventKind::Retransmit, 556, Owner, 9));
         m.merge(a);
         assert_eq!(m.get(0, 7).unwrap().pid, 100);
         assert_eq!(m.get(0, 9).unwrap().pid, 556);
         let mut b = OwnerMap::default();
-        b.observe(0, 1, &ev(EventKind::Retransmit, 777, Task, 7));
+        b.observe(0, 1, 1, &ev(EventKind::Retransmit, 777, Task, 7));
         m.merge(b);
         assert_eq!(m.get(0, 7).unwrap().pid, 777, "same rank, earlier");
     }

@@ -207,6 +207,8 @@ pub(crate) struct TextColumn<'a> {
     /// representable), with the key array for its null mask.
     keys: Option<(Vec<usize>, &'a dyn Array)>,
     values: Strings<'a>,
+    /// The dictionary's values array (identifies the dictionary across batches).
+    dict: Option<&'a arrow_array::ArrayRef>,
 }
 
 enum Strings<'a> {
@@ -289,11 +291,13 @@ impl<'a> TextColumn<'a> {
             Some(TextColumn {
                 keys: Some((keys_to_usize(keys)?, keys)),
                 values: Strings::new(d.values().as_ref())?,
+                dict: Some(d.values()),
             })
         } else {
             Some(TextColumn {
                 keys: None,
                 values: Strings::new(a)?,
+                dict: None,
             })
         }
     }
@@ -331,6 +335,20 @@ impl<'a> TextColumn<'a> {
 /// that it forgets them all and starts over (bounds memory on hostile files).
 const MAX_INTERNED: usize = 1 << 16;
 
+/// The shared `Arc` of `s` in `set` (at most [`MAX_INTERNED`] strings;
+/// beyond that it forgets them all and starts over).
+fn intern(set: &mut HashSet<Arc<str>>, s: &str) -> Arc<str> {
+    if let Some(a) = set.get(s) {
+        return Arc::clone(a);
+    }
+    if set.len() >= MAX_INTERNED {
+        set.clear();
+    }
+    let a: Arc<str> = Arc::from(s);
+    set.insert(Arc::clone(&a));
+    a
+}
+
 /// Turns one text column's strings into shared `Arc<str>`s.
 ///
 /// For a dictionary column each dictionary value is turned into an `Arc`
@@ -358,15 +376,7 @@ impl SharedText {
     }
 
     fn intern(&mut self, s: &str) -> Arc<str> {
-        if let Some(a) = self.interned.get(s) {
-            return Arc::clone(a);
-        }
-        if self.interned.len() >= MAX_INTERNED {
-            self.interned.clear();
-        }
-        let a: Arc<str> = Arc::from(s);
-        self.interned.insert(Arc::clone(&a));
-        a
+        intern(&mut self.interned, s)
     }
 
     /// Row `i` of `c` (the column passed to the last [`start_batch`](Self::start_batch)).
@@ -439,6 +449,33 @@ fn widen_dictionary_keys(schema: &arrow_schema::Schema) -> arrow_schema::SchemaR
     ))
 }
 
+/// The schema with the address columns (`saddr`, `daddr`), when plain
+/// `Utf8`, read as `Dictionary(Int32, Utf8)`: the parquet reader then hands
+/// over each column chunk's dictionary as it is stored (the writer
+/// dictionary-encodes them), and each distinct address is parsed once
+/// instead of once per row. Values are unchanged; a chunk stored without a
+/// dictionary is dictionary-encoded by the reader.
+fn dictionary_addresses(schema: &arrow_schema::Schema) -> arrow_schema::SchemaRef {
+    let fields: Vec<arrow_schema::FieldRef> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            if (f.name() == col::SADDR || f.name() == col::DADDR) && *f.data_type() == DataType::Utf8 {
+                Arc::new(f.as_ref().clone().with_data_type(DataType::Dictionary(
+                    Box::new(DataType::Int32),
+                    Box::new(DataType::Utf8),
+                )))
+            } else {
+                Arc::clone(f)
+            }
+        })
+        .collect();
+    Arc::new(arrow_schema::Schema::new_with_metadata(
+        fields,
+        schema.metadata().clone(),
+    ))
+}
+
 /// How each column the reader decodes may be typed.
 enum Want {
     Text,
@@ -492,6 +529,8 @@ pub struct RecordingReader {
     finished: bool,
     recovered: bool,
     batches: ParquetRecordBatchReader,
+    /// What [`row_groups`](Self::row_groups) hands out.
+    groups: RowGroups,
 }
 
 impl std::fmt::Debug for RecordingReader {
@@ -580,16 +619,31 @@ impl RecordingReader {
         let num_rows = u64::try_from(pq.file_metadata().num_rows()).unwrap_or(0);
 
         let metadata = guarded(path, "reading the schema", || {
-            let wide = widen_dictionary_keys(&arrow_schema);
+            let wide = dictionary_addresses(&widen_dictionary_keys(&arrow_schema));
             ArrowReaderMetadata::try_new(Arc::clone(&pq), ArrowReaderOptions::new().with_schema(wide))
                 .map_err(|e| FormatError::parquet(Some(path), e))
         })?;
         let mask = ProjectionMask::roots(metadata.parquet_schema(), roots);
-        let batches = ParquetRecordBatchReaderBuilder::new_with_metadata(opened.file, metadata)
+        let file = SharedFile(Arc::new(opened.file));
+        let batches = ParquetRecordBatchReaderBuilder::new_with_metadata(file.clone(), metadata.clone())
             .with_batch_size(READ_BATCH)
-            .with_projection(mask)
+            .with_projection(mask.clone())
             .build()
             .map_err(|e| FormatError::parquet(Some(path), e))?;
+        let mut first_rows = Vec::with_capacity(pq.num_row_groups());
+        let mut row = 0u64;
+        for rg in pq.row_groups() {
+            first_rows.push(row);
+            row = row.saturating_add(u64::try_from(rg.num_rows()).unwrap_or(0));
+        }
+        let groups = RowGroups {
+            path: Arc::from(path),
+            file,
+            metadata,
+            mask,
+            first_rows: Arc::from(first_rows),
+            v2: version >= 2,
+        };
 
         Ok(RecordingReader {
             path: path.to_path_buf(),
@@ -599,7 +653,14 @@ impl RecordingReader {
             finished: decoded.events.is_some() && !recovered,
             recovered,
             batches,
+            groups,
         })
+    }
+
+    /// A handle that decodes row groups independently of each other and of
+    /// this reader, for decoding one file on several threads.
+    pub fn row_groups(&self) -> RowGroups {
+        self.groups.clone()
     }
 
     /// Recording metadata; `schema_version` is the file's, `lost_events` is 0
@@ -638,14 +699,144 @@ impl RecordingReader {
 
     /// Streams the rows in file order. After the first error the iterator ends.
     pub fn events(self) -> Events {
-        Events {
-            batches: Some(self.batches),
-            path: self.path,
-            next_row: 0,
-            buf: VecDeque::with_capacity(READ_BATCH),
-            pending_err: None,
-            v2: self.meta.schema_version >= 2,
-            text: TextState::default(),
+        Events::new(self.batches, self.path, 0, self.meta.schema_version >= 2)
+    }
+}
+
+/// A recording's row groups, each decodable on its own
+/// ([`RecordingReader::row_groups`]). Cheap to clone and shareable across
+/// threads: every clone reads the same open file with positional reads.
+#[derive(Clone)]
+pub struct RowGroups {
+    path: Arc<Path>,
+    file: SharedFile,
+    metadata: ArrowReaderMetadata,
+    mask: ProjectionMask,
+    /// Absolute index of the first row of each row group.
+    first_rows: Arc<[u64]>,
+    v2: bool,
+}
+
+impl std::fmt::Debug for RowGroups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RowGroups")
+            .field("path", &self.path)
+            .field("len", &self.first_rows.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RowGroups {
+    /// Number of row groups.
+    pub fn len(&self) -> usize {
+        self.first_rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.first_rows.is_empty()
+    }
+
+    /// Absolute index of the first row of row group `rg` (0 past the end).
+    pub fn first_row(&self, rg: usize) -> u64 {
+        self.first_rows.get(rg).copied().unwrap_or(0)
+    }
+
+    /// The rows of row group `rg` (`< len()`), in file order. Errors name
+    /// rows by their absolute index in the file, as [`RecordingReader::events`]
+    /// does.
+    pub fn events(&self, rg: usize) -> Result<Events, FormatError> {
+        let path: &Path = &self.path;
+        let Some(&row0) = self.first_rows.get(rg) else {
+            return Err(FormatError::parquet(
+                Some(path),
+                ParquetError::General(format!("no row group {rg}")),
+            ));
+        };
+        let batches = guarded(path, "opening a row group", || {
+            ParquetRecordBatchReaderBuilder::new_with_metadata(self.file.clone(), self.metadata.clone())
+                .with_batch_size(READ_BATCH)
+                .with_projection(self.mask.clone())
+                .with_row_groups(vec![rg])
+                .build()
+                .map_err(|e| FormatError::parquet(Some(path), e))
+        })?;
+        Ok(Events::new(batches, path.to_path_buf(), row0, self.v2))
+    }
+}
+
+/// The recording's open file, shared by every reader of it. Reads are
+/// positional (`pread`), so readers on different threads do not disturb
+/// each other (a [`File`] clone shares one file offset, and parquet's
+/// reader for `File` seeks it).
+#[derive(Clone)]
+struct SharedFile(Arc<File>);
+
+impl parquet::file::reader::Length for SharedFile {
+    fn len(&self) -> u64 {
+        // As parquet's implementation for `File`: the current length.
+        self.0.metadata().map_or(0, |m| m.len())
+    }
+}
+
+impl parquet::file::reader::ChunkReader for SharedFile {
+    type T = std::io::BufReader<PositionalRead>;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        Ok(std::io::BufReader::new(PositionalRead {
+            file: Arc::clone(&self.0),
+            pos: start,
+        }))
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<bytes::Bytes> {
+        let mut buf = vec![0u8; length];
+        let mut done = 0;
+        while done < length {
+            let n = read_at(&self.0, &mut buf[done..], start.saturating_add(done as u64))?;
+            if n == 0 {
+                return Err(ParquetError::EOF(format!(
+                    "Expected to read {length} bytes, read only {done}"
+                )));
+            }
+            done += n;
+        }
+        Ok(buf.into())
+    }
+}
+
+/// A [`std::io::Read`] at a position of a shared file.
+struct PositionalRead {
+    file: Arc<File>,
+    pos: u64,
+}
+
+impl std::io::Read for PositionalRead {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = read_at(&self.file, buf, self.pos)?;
+        self.pos = self.pos.saturating_add(n as u64);
+        Ok(n)
+    }
+}
+
+/// One positional read, retried on `EINTR`.
+fn read_at(file: &File, buf: &mut [u8], pos: u64) -> std::io::Result<usize> {
+    loop {
+        #[cfg(unix)]
+        let r = std::os::unix::fs::FileExt::read_at(file, buf, pos);
+        #[cfg(windows)]
+        let r = std::os::windows::fs::FileExt::seek_read(file, buf, pos);
+        #[cfg(not(any(unix, windows)))]
+        let r = {
+            use std::io::{Read, Seek};
+            // No positional reads here: seek and read under one lock.
+            static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+            let _held = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+            let mut f = file;
+            f.seek(std::io::SeekFrom::Start(pos)).and_then(|_| f.read(buf))
+        };
+        match r {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => return r,
         }
     }
 }
@@ -672,6 +863,24 @@ struct TextState {
     probe: SharedText,
     /// The `probe` of v1 rows.
     empty: Arc<str>,
+    /// The column-at-a-time decoder's state.
+    fast: FastState,
+    /// Its distinct `comm`/`probe` strings (at most [`MAX_INTERNED`]).
+    interned: HashSet<Arc<str>>,
+}
+
+impl Events {
+    fn new(batches: ParquetRecordBatchReader, path: PathBuf, next_row: u64, v2: bool) -> Events {
+        Events {
+            batches: Some(batches),
+            path,
+            next_row,
+            buf: VecDeque::with_capacity(READ_BATCH),
+            pending_err: None,
+            v2,
+            text: TextState::default(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Events {
@@ -929,6 +1138,288 @@ fn decode_row(c: &Columns<'_>, i: usize, text: &mut TextState) -> Result<Event, 
     })
 }
 
+/// A parsed dictionary value of one column ([`Memo`]).
+#[derive(Clone)]
+enum Parsed<T> {
+    Unseen,
+    Null,
+    Bad,
+    Value(T),
+}
+
+/// One text column's dictionary values, each parsed on first use. Kept
+/// from batch to batch while the column's dictionary stays the same (the
+/// parquet reader hands every batch of a column chunk the same dictionary
+/// array); the held clone keeps that array alive, so identity by pointer is
+/// sound.
+struct Memo<T> {
+    dict: Option<arrow_array::ArrayRef>,
+    slots: Vec<Parsed<T>>,
+}
+
+impl<T> Default for Memo<T> {
+    fn default() -> Self {
+        Memo {
+            dict: None,
+            slots: Vec::new(),
+        }
+    }
+}
+
+impl<T: Clone> Memo<T> {
+    /// Calls `emit` with each row's parsed value (`None` = null) of `c`, in
+    /// order, parsing each distinct dictionary value once; `false` as soon
+    /// as a row is invalid (a key out of range, a value `parse` rejects) or
+    /// `emit` says so. Plain columns are parsed row by row.
+    fn each(
+        &mut self,
+        c: &TextColumn<'_>,
+        mut parse: impl FnMut(&str) -> Option<T>,
+        mut emit: impl FnMut(Option<T>) -> bool,
+    ) -> bool {
+        let Some((keys, key_arr)) = &c.keys else {
+            for i in 0..c.values.len() {
+                let v = match c.values.get(i) {
+                    None => None,
+                    Some(s) => match parse(s) {
+                        Some(v) => Some(v),
+                        None => return false,
+                    },
+                };
+                if !emit(v) {
+                    return false;
+                }
+            }
+            return true;
+        };
+        let same = matches!((&self.dict, c.dict), (Some(a), Some(b)) if Arc::ptr_eq(a, b));
+        if !same {
+            self.dict = c.dict.cloned();
+            self.slots.clear();
+            self.slots.resize(c.values.len(), Parsed::Unseen);
+        }
+        let nulls = key_arr.nulls();
+        for (i, &k) in keys.iter().enumerate() {
+            if nulls.is_some_and(|n| n.is_null(i)) {
+                if !emit(None) {
+                    return false;
+                }
+                continue;
+            }
+            let Some(slot) = self.slots.get_mut(k) else {
+                return false; // key out of range
+            };
+            if let Parsed::Unseen = slot {
+                *slot = match c.values.get(k) {
+                    None => Parsed::Null,
+                    Some(s) => parse(s).map_or(Parsed::Bad, Parsed::Value),
+                };
+            }
+            let v = match slot {
+                Parsed::Value(v) => Some(v.clone()),
+                Parsed::Null => None,
+                Parsed::Bad | Parsed::Unseen => return false,
+            };
+            if !emit(v) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The rows of `c` into `out` (cleared first); `false` if a row is
+    /// invalid or null where `required`.
+    fn column(
+        &mut self,
+        c: &TextColumn<'_>,
+        required: bool,
+        parse: impl FnMut(&str) -> Option<T>,
+        out: &mut Vec<Option<T>>,
+    ) -> bool {
+        out.clear();
+        out.reserve(c.len());
+        self.each(c, parse, |v| {
+            if required && v.is_none() {
+                return false;
+            }
+            out.push(v);
+            true
+        })
+    }
+}
+
+/// State of the column-at-a-time decoder ([`decode_fast`]), kept from batch
+/// to batch: parsed dictionaries and per-column scratch vectors.
+#[derive(Default)]
+struct FastState {
+    kind: (Memo<EventKind>, Vec<Option<EventKind>>),
+    family: (Memo<Family>, Vec<Option<Family>>),
+    saddr: (Memo<IpAddr>, Vec<Option<IpAddr>>),
+    daddr: (Memo<IpAddr>, Vec<Option<IpAddr>>),
+    oldstate: (Memo<TcpState>, Vec<Option<TcpState>>),
+    newstate: (Memo<TcpState>, Vec<Option<TcpState>>),
+    attribution: (Memo<Attribution>, Vec<Option<Attribution>>),
+    comm: (Memo<Arc<str>>, Vec<Option<Arc<str>>>),
+    probe: (Memo<Arc<str>>, Vec<Option<Arc<str>>>),
+}
+
+fn parse_addr(s: &str) -> Option<IpAddr> {
+    s.parse::<IpAddr>().ok().map(canonical_ip)
+}
+
+/// A non-null primitive column's values; `None` if it holds a null.
+fn required<T: ArrowPrimitiveType>(a: &PrimitiveArray<T>) -> Option<&[T::Native]> {
+    (a.null_count() == 0).then(|| a.values().as_ref())
+}
+
+/// Row `i` of a nullable primitive column.
+#[inline]
+fn nullable<T: ArrowPrimitiveType>(a: &PrimitiveArray<T>, i: usize) -> Option<T::Native> {
+    match a.nulls() {
+        Some(n) if n.is_null(i) => None,
+        _ => a.values().get(i).copied(),
+    }
+}
+
+/// Decodes a whole batch a column at a time, each distinct dictionary value
+/// (event kinds, states, addresses, comms) parsed once. Returns `false`,
+/// having appended nothing, when any row is invalid: [`decode_batch`] then
+/// decodes row by row to report the first bad value exactly as it always
+/// did, after the rows before it.
+fn decode_fast(c: &Columns<'_>, text: &mut TextState, out: &mut VecDeque<Event>) -> bool {
+    let n = c.kind.len();
+    let f = &mut text.fast;
+    let ok = f.kind.0.column(&c.kind, true, EventKind::parse, &mut f.kind.1)
+        && f.family.0.column(&c.family, true, Family::parse, &mut f.family.1)
+        && f.saddr.0.column(&c.saddr, true, parse_addr, &mut f.saddr.1)
+        && f.daddr.0.column(&c.daddr, true, parse_addr, &mut f.daddr.1)
+        && f.oldstate
+            .0
+            .column(&c.oldstate, false, TcpState::parse, &mut f.oldstate.1)
+        && f.newstate
+            .0
+            .column(&c.newstate, false, TcpState::parse, &mut f.newstate.1);
+    if !ok {
+        return false;
+    }
+    let interned = &mut text.interned;
+    let ok = f
+        .comm
+        .0
+        .column(&c.comm, true, |s| Some(intern(interned, s)), &mut f.comm.1);
+    if !ok {
+        return false;
+    }
+    let (Some(mono_ns), Some(pid), Some(tid), Some(sport), Some(dport), Some(sk_err), Some(netns)) = (
+        required(c.mono_ns),
+        required(c.pid),
+        required(c.tid),
+        required(c.sport),
+        required(c.dport),
+        required(c.sk_err),
+        required(c.netns),
+    ) else {
+        return false;
+    };
+    let v2 = match &c.v2 {
+        None => None,
+        Some(v) => {
+            let ok = f
+                .attribution
+                .0
+                .column(&v.attribution, true, Attribution::parse, &mut f.attribution.1)
+                && f.probe
+                    .0
+                    .column(&v.probe, true, |s| Some(intern(interned, s)), &mut f.probe.1);
+            let (true, Some(cookie), Some(cgroup_id)) = (ok, required(v.cookie), required(v.cgroup_id)) else {
+                return false;
+            };
+            Some((v, cookie, cgroup_id))
+        }
+    };
+    let lens = [
+        f.kind.1.len(),
+        f.family.1.len(),
+        f.saddr.1.len(),
+        f.daddr.1.len(),
+        f.oldstate.1.len(),
+        f.newstate.1.len(),
+        f.comm.1.len(),
+        mono_ns.len(),
+        pid.len(),
+        tid.len(),
+        sport.len(),
+        dport.len(),
+        sk_err.len(),
+        netns.len(),
+    ];
+    if lens.iter().any(|&l| l != n) {
+        return false;
+    }
+    if let Some((_, cookie, cgroup_id)) = &v2 {
+        if f.attribution.1.len() != n || f.probe.1.len() != n || cookie.len() != n || cgroup_id.len() != n {
+            return false;
+        }
+    }
+    let rows = f
+        .kind
+        .1
+        .iter()
+        .zip(&f.family.1)
+        .zip(f.saddr.1.iter().zip(&f.daddr.1))
+        .zip(f.oldstate.1.iter().zip(&f.newstate.1))
+        .zip(&f.comm.1)
+        .enumerate();
+    for (i, ((((kind, family), (saddr, daddr)), (oldstate, newstate)), comm)) in rows {
+        // Required columns were checked above: every `?` here holds a value.
+        let (Some(kind), Some(family), Some(saddr), Some(daddr), Some(comm)) = (*kind, *family, *saddr, *daddr, comm)
+        else {
+            return false;
+        };
+        let (probe, cookie, cgroup_id, attribution, tcp) = match &v2 {
+            None => (Arc::clone(&text.empty), 0, 0, Attribution::Unknown, TcpInfo::default()),
+            Some((v, cookie, cgroup_id)) => {
+                let (Some(Some(probe)), Some(Some(attribution))) = (f.probe.1.get(i), f.attribution.1.get(i)) else {
+                    return false;
+                };
+                let tcp = TcpInfo {
+                    snd_wnd: nullable(v.snd_wnd, i),
+                    rcv_wnd: nullable(v.rcv_wnd, i),
+                    srtt_us: nullable(v.srtt_us, i),
+                    snd_cwnd: nullable(v.snd_cwnd, i),
+                    bytes_acked: nullable(v.bytes_acked, i),
+                    bytes_received: nullable(v.bytes_received, i),
+                    window: nullable(v.window, i),
+                };
+                (Arc::clone(probe), cookie[i], cgroup_id[i], *attribution, tcp)
+            }
+        };
+        out.push_back(Event {
+            mono_ns: mono_ns[i],
+            kind,
+            pid: pid[i],
+            tid: tid[i],
+            comm: Arc::clone(comm),
+            family,
+            saddr,
+            daddr,
+            sport: sport[i],
+            dport: dport[i],
+            oldstate: *oldstate,
+            newstate: *newstate,
+            sk_err: sk_err[i],
+            netns: netns[i],
+            stack_id: nullable(c.stack_id, i),
+            probe,
+            cookie,
+            cgroup_id,
+            attribution,
+            tcp,
+        });
+    }
+    true
+}
+
 /// Decodes `batch` (with the v2 columns when `v2`) into `out` up to the first bad row.
 fn decode_batch(
     path: &Path,
@@ -940,6 +1431,12 @@ fn decode_batch(
 ) -> Result<(), FormatError> {
     let cols = Columns::new(path, batch, v2)?;
     debug_assert_eq!(cols.kind.len(), batch.num_rows());
+    let before = out.len();
+    if decode_fast(&cols, text, out) {
+        return Ok(());
+    }
+    // Some row is bad: decode row by row to find and report the first one.
+    out.truncate(before);
     text.comm.start_batch(&cols.comm);
     if let Some(v) = &cols.v2 {
         text.probe.start_batch(&v.probe);
@@ -1041,6 +1538,63 @@ mod tests {
         assert!(Arc::ptr_eq(&x0, &x1));
         assert_eq!(t.get(&c3, 2).unwrap(), None);
         assert_eq!(t.get(&c3, 3).unwrap().as_deref(), Some("y"));
+    }
+
+    #[test]
+    fn memo_parses_each_dictionary_value_once_and_rejects_bad_rows() {
+        let values: arrow_array::ArrayRef = Arc::new(StringArray::from(vec![Some("1"), Some("x"), None, Some("2")]));
+        let d = DictionaryArray::<Int32Type>::try_new(
+            vec![Some(0), Some(3), None, Some(0), Some(2)].into(),
+            Arc::clone(&values),
+        )
+        .unwrap();
+        let c = TextColumn::new(&d).unwrap();
+        let mut memo = Memo::<u32>::default();
+        let mut calls = 0;
+        let mut out = Vec::new();
+        let parse = |s: &str| s.parse().ok();
+        assert!(memo.column(
+            &c,
+            false,
+            |s| {
+                calls += 1;
+                parse(s)
+            },
+            &mut out
+        ));
+        assert_eq!(out, [Some(1), Some(2), None, Some(1), None]);
+        assert_eq!(calls, 2, "each used value parsed once");
+        // Null where required.
+        assert!(!memo.column(&c, true, parse, &mut out));
+        // The next batch over the same dictionary reuses what was parsed.
+        let d2 = DictionaryArray::<Int32Type>::try_new(vec![Some(3), Some(0)].into(), Arc::clone(&values)).unwrap();
+        let c2 = TextColumn::new(&d2).unwrap();
+        let mut again = 0;
+        assert!(memo.column(
+            &c2,
+            true,
+            |s| {
+                again += 1;
+                parse(s)
+            },
+            &mut out
+        ));
+        assert_eq!((out.as_slice(), again), ([Some(2), Some(1)].as_slice(), 0));
+        // A value that does not parse, and a key out of range, are bad rows.
+        let d3 = DictionaryArray::<Int32Type>::try_new(vec![Some(0), Some(1)].into(), Arc::clone(&values)).unwrap();
+        assert!(!memo.column(&TextColumn::new(&d3).unwrap(), false, parse, &mut out));
+        let short: arrow_array::ArrayRef = Arc::new(StringArray::from(vec!["5"]));
+        let keys = Int32Array::from(vec![0, 1]);
+        let c4 = TextColumn {
+            keys: Some((vec![0, 1], &keys)),
+            values: Strings::new(short.as_ref()).unwrap(),
+            dict: Some(&short),
+        };
+        assert!(!memo.column(&c4, false, parse, &mut out));
+        // Plain columns: row by row.
+        let plain = StringArray::from(vec![Some("7"), None]);
+        assert!(memo.column(&TextColumn::new(&plain).unwrap(), false, parse, &mut out));
+        assert_eq!(out, [Some(7), None]);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::io::{self, Write};
 
 use crate::conn::Conn;
 use crate::render::table::{push_cell, push_cell_with, push_endpoint, push_sanitized};
-use crate::render::{delta_ns, seconds_6};
+use crate::render::{delta_ns, push_seconds_6, push_u64};
 
 const TIME_WIDTH: usize = 12;
 const PID_WIDTH: usize = 7;
@@ -80,17 +80,16 @@ impl<W: Write> ConnTable<W> {
         if let Some(w) = self.host_width {
             push_cell_with(l, w, |l| push_sanitized(l, host));
         }
-        push_cell(l, &seconds_6(delta_ns(self.origin_ns, c.first_ts)), TIME_WIDTH);
+        let origin = self.origin_ns;
+        push_cell_with(l, TIME_WIDTH, |l| push_seconds_6(l, delta_ns(origin, c.first_ts)));
         match c.end {
-            Some((ts, _)) => push_cell(l, &seconds_6(delta_ns(self.origin_ns, ts)), TIME_WIDTH),
+            Some((ts, _)) => push_cell_with(l, TIME_WIDTH, |l| push_seconds_6(l, delta_ns(origin, ts))),
             None => push_cell(l, "-", TIME_WIDTH),
         }
-        push_cell(l, &seconds_6(i128::from(c.duration_ns)), TIME_WIDTH);
+        push_cell_with(l, TIME_WIDTH, |l| push_seconds_6(l, i128::from(c.duration_ns)));
         match &c.owner {
             Some(o) => {
-                push_cell_with(l, PID_WIDTH, |l| {
-                    let _ = write!(l, "{}", o.pid);
-                });
+                push_cell_with(l, PID_WIDTH, |l| push_u64(l, u64::from(o.pid)));
                 push_cell_with(l, COMM_WIDTH, |l| push_sanitized(l, &o.comm));
             }
             None => {
@@ -101,15 +100,20 @@ impl<W: Write> ConnTable<W> {
         push_cell_with(l, ADDR_WIDTH, |l| push_endpoint(l, c.saddr, c.sport));
         push_cell_with(l, ADDR_WIDTH, |l| push_endpoint(l, c.daddr, c.dport));
         push_cell_with(l, NETNS_WIDTH, |l| push_opt(l, (c.netns != 0).then_some(c.netns)));
-        push_cell_with(l, 8, |l| push_num(l, c.retransmits));
-        push_cell_with(l, 4, |l| push_num(l, c.resets));
-        push_cell_with(l, 5, |l| push_num(l, c.zero_windows));
-        push_cell_with(l, 4, |l| push_num(l, c.errors));
+        push_cell_with(l, 8, |l| push_u64(l, u64::from(c.retransmits)));
+        push_cell_with(l, 4, |l| push_u64(l, u64::from(c.resets)));
+        push_cell_with(l, 5, |l| push_u64(l, u64::from(c.zero_windows)));
+        push_cell_with(l, 4, |l| push_u64(l, u64::from(c.errors)));
         push_cell_with(l, BYTES_WIDTH, |l| push_opt(l, c.bytes_acked));
         push_cell_with(l, BYTES_WIDTH, |l| push_opt(l, c.bytes_received));
         push_cell_with(l, SRTT_WIDTH, |l| match c.srtt_us {
             Some(us) => {
-                let _ = write!(l, "{}.{:03}", us / 1000, us % 1000);
+                push_u64(l, u64::from(us / 1000));
+                let ms = us % 1000;
+                l.push('.');
+                l.push(char::from(b'0' + (ms / 100) as u8));
+                l.push(char::from(b'0' + (ms / 10 % 10) as u8));
+                l.push(char::from(b'0' + (ms % 10) as u8));
             }
             None => l.push('-'),
         });
@@ -134,13 +138,9 @@ impl<W: Write> ConnTable<W> {
     }
 }
 
-fn push_num(l: &mut String, n: impl std::fmt::Display) {
-    let _ = write!(l, "{n}");
-}
-
-fn push_opt(l: &mut String, n: Option<impl std::fmt::Display>) {
+fn push_opt(l: &mut String, n: Option<impl Into<u64>>) {
     match n {
-        Some(n) => push_num(l, n),
+        Some(n) => push_u64(l, n.into()),
         None => l.push('-'),
     }
 }

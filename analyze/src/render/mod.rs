@@ -17,9 +17,57 @@ pub mod table;
 /// Negative values keep their minus sign (also when they round to zero:
 /// `-0.000000` still says "before the reference"), they are never clamped.
 pub fn seconds_6(delta_ns: i128) -> String {
-    let sign = if delta_ns < 0 { "-" } else { "" };
+    let mut s = String::with_capacity(24);
+    push_seconds_6(&mut s, delta_ns);
+    s
+}
+
+/// [`seconds_6`], appended to `line` (no allocation).
+pub fn push_seconds_6(line: &mut String, delta_ns: i128) {
+    if delta_ns < 0 {
+        line.push('-');
+    }
     let us = (delta_ns.unsigned_abs() + 500) / 1_000;
-    format!("{sign}{}.{:06}", us / 1_000_000, us % 1_000_000)
+    let (whole, frac) = (us / 1_000_000, (us % 1_000_000) as u64);
+    match u64::try_from(whole) {
+        Ok(w) => push_u64(line, w),
+        Err(_) => {
+            use std::fmt::Write as _;
+            let _ = write!(line, "{whole}"); // writing to a String cannot fail
+        }
+    }
+    line.push('.');
+    let mut digits = [b'0'; 6];
+    let mut f = frac;
+    for d in digits.iter_mut().rev() {
+        *d = b'0' + (f % 10) as u8;
+        f /= 10;
+    }
+    push_ascii(line, &digits);
+}
+
+/// Appends `n` in decimal, as `{}` formats it (without going through
+/// `core::fmt`, which costs more than the rest of a table line).
+pub fn push_u64(line: &mut String, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    push_ascii(line, &buf[i..]);
+}
+
+/// Appends ASCII digits.
+fn push_ascii(line: &mut String, bytes: &[u8]) {
+    // Digits are always UTF-8; nothing else is passed here.
+    if let Ok(s) = std::str::from_utf8(bytes) {
+        line.push_str(s);
+    }
 }
 
 /// Nanoseconds from `from` to `to`, exact for every pair of `i64`.
@@ -48,6 +96,18 @@ mod tests {
         assert_eq!(seconds_6(-1_500_000), "-0.001500");
         assert_eq!(seconds_6(-2_000_000_001), "-2.000000");
         assert_eq!(seconds_6(-400), "-0.000000");
+    }
+
+    #[test]
+    fn decimal_digits_like_display() {
+        for n in [0u64, 1, 9, 10, 99, 100, 12345, u64::from(u32::MAX), u64::MAX] {
+            let mut s = String::from("x");
+            push_u64(&mut s, n);
+            assert_eq!(s, format!("x{n}"));
+        }
+        let mut s = String::new();
+        push_seconds_6(&mut s, 1_234_567_890);
+        assert_eq!(s, "1.234568");
     }
 
     #[test]

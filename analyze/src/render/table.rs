@@ -22,7 +22,7 @@ use std::net::{IpAddr, SocketAddr};
 use deeptcp_format::{Event, EventKind};
 
 use crate::errno;
-use crate::render::{delta_ns, seconds_6};
+use crate::render::{delta_ns, push_seconds_6, push_u64};
 
 /// Width of the optional `TIME(s)` column.
 pub const TIME_WIDTH: usize = 12;
@@ -116,17 +116,14 @@ impl<W: Write> TableRenderer<W> {
             push_cell_with(line, w, |l| push_sanitized(l, host));
         }
         if self.timestamps {
-            let secs = seconds_6(delta_ns(self.origin_ns, ts));
-            push_cell(line, &secs, TIME_WIDTH);
+            push_cell_with(line, TIME_WIDTH, |l| push_seconds_6(l, delta_ns(self.origin_ns, ts)));
         }
         push_cell(line, event_source(ev.kind), EVENT_SOURCE_WIDTH);
         if ev.pid == 0 {
             push_cell(line, "N/A", PID_WIDTH);
             push_cell(line, "N/A", COMM_WIDTH);
         } else {
-            push_cell_with(line, PID_WIDTH, |l| {
-                let _ = write!(l, "{}", ev.pid); // writing to a String cannot fail
-            });
+            push_cell_with(line, PID_WIDTH, |l| push_u64(l, u64::from(ev.pid)));
             push_cell_with(line, COMM_WIDTH, |l| push_comm(l, &ev.comm));
         }
         push_cell_with(line, SOURCE_WIDTH, |l| push_endpoint(l, ev.saddr, ev.sport));
@@ -173,14 +170,39 @@ pub fn push_cell(line: &mut String, value: &str, width: usize) {
 pub fn push_cell_with(line: &mut String, width: usize, f: impl FnOnce(&mut String)) {
     let start = line.len();
     f(line);
-    let len = line[start..].chars().count();
-    let pad = width.saturating_sub(len).max(1);
-    line.extend(std::iter::repeat_n(' ', pad));
+    let value = &line[start..];
+    let len = if value.is_ascii() {
+        value.len()
+    } else {
+        value.chars().count()
+    };
+    let mut pad = width.saturating_sub(len).max(1);
+    const SPACES: &str = "                                ";
+    while pad > 0 {
+        let n = pad.min(SPACES.len());
+        line.push_str(&SPACES[..n]);
+        pad -= n;
+    }
 }
 
 /// `addr:port`, IPv6 as `[addr]:port`.
 pub fn push_endpoint(line: &mut String, addr: IpAddr, port: u16) {
-    let _ = write!(line, "{}", SocketAddr::new(addr, port)); // writing to a String cannot fail
+    match addr {
+        // The common case, without `core::fmt` (same text as `Display`).
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    line.push('.');
+                }
+                push_u64(line, u64::from(octet));
+            }
+            line.push(':');
+            push_u64(line, u64::from(port));
+        }
+        IpAddr::V6(_) => {
+            let _ = write!(line, "{}", SocketAddr::new(addr, port)); // writing to a String cannot fail
+        }
+    }
 }
 
 /// `OLD -> NEW` for transitions, else the socket's current state (or nothing).
@@ -215,6 +237,10 @@ fn push_comm(line: &mut String, comm: &str) {
 }
 
 pub fn push_sanitized(line: &mut String, s: &str) {
+    if s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        line.push_str(s); // printable ASCII: nothing to escape
+        return;
+    }
     for c in s.chars() {
         if c.is_control() {
             line.extend(c.escape_default());
