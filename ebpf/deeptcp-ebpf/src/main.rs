@@ -22,9 +22,11 @@
 //! `state_change` record, so a transition costs one ring-buffer record.
 //!
 //! Cost matters (these programs run inside the TCP stack of every
-//! connection): socket fields that sit close together are fetched with one
-//! `bpf_probe_read_kernel` of a small window ([`Window`]), and records are
-//! copied into the ring buffer a word at a time.
+//! connection): tp_btf and fentry programs read socket fields with plain
+//! loads through their BTF-typed pointers ([`Btf`]: the verifier checks the
+//! `.rodata` offsets against the kernel's types), only kprobes pay a
+//! `bpf_probe_read_kernel` call per field ([`Probe`]); records are copied
+//! into the ring buffer a word at a time.
 #![no_std]
 #![no_main]
 
@@ -138,51 +140,54 @@ fn rd_ptr(base: *const u8, off: u32) -> *const u8 {
     rd::<usize>(base, off) as *const u8
 }
 
-/// `8 * N` bytes of a kernel struct, 8-byte aligned, read at once: the
-/// fields inside it cost no further helper call. The offsets are `.rodata`
-/// constants, so the verifier sees every index into the buffer as a
-/// constant and the fallback branch of a field outside it as dead code.
-/// Windows are small (stack is 512 bytes) and sized to the fields they are
-/// meant to cover on current kernels; elsewhere a field is read on its own.
-struct Window<const N: usize> {
-    start: u32,
-    buf: [u64; N],
+/// How a program reads kernel structs.
+trait Mem {
+    /// The `T` at `base + off`, zero when it cannot be read.
+    fn get<T: Default + Copy>(base: *const u8, off: u32) -> T;
+    /// `sk` as a `tcp_sock` (for `inet_sock` and `tcp_sock` fields), null
+    /// when it is not a full TCP socket.
+    fn tcp_sock(sk: *const u8) -> *const u8;
 }
 
-impl<const N: usize> Window<N> {
-    /// The window of `base` starting at `off` rounded down to 8 bytes.
+/// Plain loads through the BTF-typed pointers that tp_btf, fentry and
+/// fexit programs receive: the verifier checks every offset (a `.rodata`
+/// constant) against the kernel's BTF and makes the load fault-tolerant (a
+/// bad pointer reads 0). A load instead of a helper call per field: this is
+/// what keeps the per-transition cost low.
+struct Btf;
+
+impl Mem for Btf {
     #[inline(always)]
-    fn at(base: *const u8, off: u32) -> Self {
-        let start = off & !7;
-        let mut buf = [0u64; N];
-        // SAFETY: `buf` is a valid destination of exactly 8 * N bytes; the
-        // helper reads kernel memory fault-tolerantly and zero-fills on error.
-        unsafe {
-            aya_ebpf::helpers::generated::bpf_probe_read_kernel(
-                buf.as_mut_ptr().cast(),
-                (N * 8) as u32,
-                base.wrapping_add(start as usize).cast(),
-            )
-        };
-        Window { start, buf }
+    fn get<T: Default + Copy>(base: *const u8, off: u32) -> T {
+        // SAFETY: `base` is a BTF pointer of the program's context (or a
+        // pointer loaded through one) and `off` a field of its type, both
+        // checked by the verifier, which turns the load into an
+        // exception-handled one: it cannot fault. Volatile keeps LLVM from
+        // merging or widening the load beyond the field.
+        unsafe { core::ptr::read_volatile(base.wrapping_add(off as usize).cast::<T>()) }
     }
 
-    /// The `T` at `base + off`: from the window when it lies inside,
-    /// otherwise read on its own (zero on failure, like [`rd`]). Kernel
-    /// struct fields are naturally aligned, and so is the window.
     #[inline(always)]
-    fn get<T: Default + Copy>(&self, base: *const u8, off: u32) -> T {
-        let rel = off.wrapping_sub(self.start) as usize;
-        let size = core::mem::size_of::<T>();
-        if off >= self.start && rel + size <= N * 8 && rel % size == 0 {
-            // SAFETY: `rel + size_of::<T>()` is within `buf`, and `rel` is a
-            // multiple of the size (so of the alignment) of the integer or
-            // byte-array `T`, in a buffer of u64 (aligned to 8); every bit
-            // pattern is a valid `T` for the types used here.
-            unsafe { self.buf.as_ptr().cast::<u8>().add(rel).cast::<T>().read() }
-        } else {
-            rd(base, off)
-        }
+    fn tcp_sock(sk: *const u8) -> *const u8 {
+        // SAFETY: `sk` is a BTF socket pointer, which the helper takes; it
+        // returns null for anything but a full TCP socket.
+        unsafe { aya_ebpf::helpers::generated::bpf_skc_to_tcp_sock(sk as *mut _) as *const u8 }
+    }
+}
+
+/// `bpf_probe_read_kernel` per field, for kprobes, whose pointers are plain
+/// integers to the verifier.
+struct Probe;
+
+impl Mem for Probe {
+    #[inline(always)]
+    fn get<T: Default + Copy>(base: *const u8, off: u32) -> T {
+        rd(base, off)
+    }
+
+    #[inline(always)]
+    fn tcp_sock(sk: *const u8) -> *const u8 {
+        sk
     }
 }
 
@@ -224,13 +229,30 @@ fn apply_owner(ev: &mut WireEvent, o: &Owner, how: u8) {
 fn remember_task(cookie: u64, netns: u32) -> Owner {
     let me = current_owner(netns);
     if cookie != 0 {
-        // SAFETY: the map value is only read here, by value.
-        let same = unsafe { OWNERS.get(&cookie) }.is_some_and(|o| o.pid_tgid == me.pid_tgid);
-        if !same {
-            let _ = OWNERS.insert(&cookie, &me, 0);
-        }
+        set_owner(cookie, &me);
     }
     me
+}
+
+/// Makes `owner` the owner of `cookie`: in place when the socket has an
+/// entry (no allocation, unlike an update of an LRU map), else inserted.
+#[inline(always)]
+fn set_owner(cookie: u64, owner: &Owner) {
+    match OWNERS.get_ptr_mut(&cookie) {
+        Some(p) => {
+            // SAFETY: `p` points at the map's value for `cookie`, valid for
+            // the program's run; a concurrent writer of the same socket can
+            // at worst interleave fields of two owners of that socket.
+            unsafe {
+                if (*p).pid_tgid != owner.pid_tgid {
+                    *p = *owner;
+                }
+            }
+        }
+        None => {
+            let _ = OWNERS.insert(&cookie, owner, 0);
+        }
+    }
 }
 
 /// Fills pid/tid/comm/cgroup: the current task when `in_task`, else the
@@ -272,53 +294,59 @@ fn attribute(ev: &mut WireEvent, in_task: bool) {
     }
 }
 
-/// Socket fields common to every event. The `sock_common` head (addresses,
-/// ports, family, state) is one window; the TCP fields come in pairs that
-/// share a cache-line group of `tcp_sock`.
+/// Socket fields common to every event.
 #[inline(always)]
-fn fill_from_sock(ev: &mut WireEvent, sk: *const u8) {
-    // daddr, rcv_saddr, hash, dport, num, family, state: 20 bytes.
-    let head = Window::<3>::at(sk, off!(skc_daddr));
-    let family: u16 = head.get(sk, off!(skc_family));
+fn fill_from_sock<M: Mem>(ev: &mut WireEvent, sk: *const u8) {
+    let family: u16 = M::get(sk, off!(skc_family));
     ev.family = family;
     if family == AF_INET {
-        let s: [u8; 4] = head.get(sk, off!(skc_rcv_saddr));
-        let d: [u8; 4] = head.get(sk, off!(skc_daddr));
-        ev.saddr[..4].copy_from_slice(&s);
-        ev.daddr[..4].copy_from_slice(&d);
+        ev.saddr[..4].copy_from_slice(&M::get::<u32>(sk, off!(skc_rcv_saddr)).to_ne_bytes());
+        ev.daddr[..4].copy_from_slice(&M::get::<u32>(sk, off!(skc_daddr)).to_ne_bytes());
     } else if family == AF_INET6 {
-        ev.saddr = rd(sk, off!(skc_v6_rcv_saddr));
-        ev.daddr = rd(sk, off!(skc_v6_daddr));
+        ev.saddr = v6(M::get(sk, off!(skc_v6_rcv_saddr)));
+        ev.daddr = v6(M::get(sk, off!(skc_v6_daddr)));
     }
-    let state: u8 = head.get(sk, off!(skc_state));
-    let full = state != tcp_state::TIME_WAIT && state != tcp_state::NEW_SYN_RECV;
-    // Time-wait and request sockets are only a sock_common: no inet_sport, no tcp_sock.
-    ev.sport = if full {
-        u16::from_be(rd(sk, off!(inet_sport)))
-    } else {
-        head.get(sk, off!(skc_num))
-    };
-    ev.dport = u16::from_be(head.get(sk, off!(skc_dport)));
+    let state: u8 = M::get(sk, off!(skc_state));
+    ev.dport = u16::from_be(M::get(sk, off!(skc_dport)));
     if ev.newstate == 0 {
         ev.newstate = state;
     }
     if ev.cookie == 0 {
-        ev.cookie = rd(sk, off!(skc_cookie));
+        ev.cookie = M::get(sk, off!(skc_cookie));
     }
-    ev.netns = rd(rd_ptr(sk, off!(skc_net)), off!(net_ns_inum));
-    if full && state != tcp_state::LISTEN {
-        // snd_wnd and snd_cwnd share a group; srtt_us, rcv_wnd and
-        // bytes_received follow each other within 80 bytes.
-        let txrx = Window::<2>::at(sk, off!(tcp_snd_wnd).min(off!(tcp_snd_cwnd)));
-        ev.snd_wnd = txrx.get(sk, off!(tcp_snd_wnd));
-        ev.snd_cwnd = txrx.get(sk, off!(tcp_snd_cwnd));
-        let rx = Window::<10>::at(sk, off!(tcp_srtt_us).min(off!(tcp_rcv_wnd)));
-        ev.srtt_us = rx.get::<u32>(sk, off!(tcp_srtt_us)) >> 3;
-        ev.rcv_wnd = rx.get(sk, off!(tcp_rcv_wnd));
-        ev.bytes_received = rx.get(sk, off!(tcp_bytes_received));
-        ev.bytes_acked = rd(sk, off!(tcp_bytes_acked));
-        ev.flags |= flags::TCP_INFO;
+    ev.netns = M::get(M::get::<usize>(sk, off!(skc_net)) as *const u8, off!(net_ns_inum));
+    // Time-wait and request sockets are only a sock_common: the local port
+    // is skc_num there. Full sockets have inet_sport, which, unlike
+    // skc_num, is still set when the port is released on the way to CLOSE.
+    let tp = if state == tcp_state::TIME_WAIT || state == tcp_state::NEW_SYN_RECV {
+        core::ptr::null()
+    } else {
+        M::tcp_sock(sk)
+    };
+    if tp.is_null() {
+        ev.sport = M::get(sk, off!(skc_num));
+        return;
     }
+    ev.sport = u16::from_be(M::get(tp, off!(inet_sport)));
+    if state == tcp_state::LISTEN {
+        return;
+    }
+    ev.snd_wnd = M::get(tp, off!(tcp_snd_wnd));
+    ev.rcv_wnd = M::get(tp, off!(tcp_rcv_wnd));
+    ev.srtt_us = M::get::<u32>(tp, off!(tcp_srtt_us)) >> 3;
+    ev.snd_cwnd = M::get(tp, off!(tcp_snd_cwnd));
+    ev.bytes_acked = M::get(tp, off!(tcp_bytes_acked));
+    ev.bytes_received = M::get(tp, off!(tcp_bytes_received));
+    ev.flags |= flags::TCP_INFO;
+}
+
+/// An IPv6 address read as two words (a 16-byte field in one load each half).
+#[inline(always)]
+fn v6(words: [u64; 2]) -> [u8; 16] {
+    let mut a = [0u8; 16];
+    a[..8].copy_from_slice(&words[0].to_ne_bytes());
+    a[8..].copy_from_slice(&words[1].to_ne_bytes());
+    a
 }
 
 /// Addresses of an RST sent without a socket: the reply to `skb`, so the
@@ -458,19 +486,25 @@ fn new_event(kind: u8, probe: u8) -> WireEvent {
 
 /// An event about `sk` attributed to its owner; used by most hooks.
 #[inline(always)]
-fn sock_event<C: StackIdContext>(ctx: &C, sk: *const u8, kind: u8, probe: u8, in_task: bool) -> Result<(), i32> {
+fn sock_event<M: Mem, C: StackIdContext>(
+    ctx: &C,
+    sk: *const u8,
+    kind: u8,
+    probe: u8,
+    in_task: bool,
+) -> Result<(), i32> {
     if sk.is_null() {
         return Err(-1);
     }
     let mut ev = new_event(kind, probe);
-    fill_from_sock(&mut ev, sk);
+    fill_from_sock::<M>(&mut ev, sk);
     attribute(&mut ev, in_task);
     submit(&mut ev, stack_of(ctx))
 }
 
 #[inline(always)]
-fn is_tcp(sk: *const u8) -> bool {
-    read::<u16>(sk, off!(sk_protocol)).is_ok_and(|p| p == IPPROTO_TCP)
+fn is_tcp<M: Mem>(sk: *const u8) -> bool {
+    M::get::<u16>(sk, off!(sk_protocol)) == IPPROTO_TCP
 }
 
 /// Transitions that only happen inside a syscall of the socket's owner.
@@ -491,7 +525,7 @@ fn try_set_state(ctx: &BtfTracePointContext) -> Result<(), i32> {
     }
     let old = ctx.arg::<i32>(1) as u8;
     let new = ctx.arg::<i32>(2) as u8;
-    if !is_tcp(sk) {
+    if !is_tcp::<Btf>(sk) {
         return Ok(());
     }
     let mut ev = new_event(kind::STATE_CHANGE, probe::TP_SET_STATE);
@@ -500,7 +534,7 @@ fn try_set_state(ctx: &BtfTracePointContext) -> Result<(), i32> {
     // SAFETY: `sk` is the tracepoint's non-null BTF socket pointer, as the
     // helper requires; it generates the cookie if the socket has none yet.
     ev.cookie = unsafe { bpf_get_socket_cookie(sk as *mut _) };
-    fill_from_sock(&mut ev, sk);
+    fill_from_sock::<Btf>(&mut ev, sk);
 
     let listen_key = ListenKey {
         netns: ev.netns,
@@ -523,7 +557,7 @@ fn try_set_state(ctx: &BtfTracePointContext) -> Result<(), i32> {
     } else if old == LISTEN && new == CLOSE {
         let _ = LISTENERS.remove(&listen_key);
     }
-    if old == FIN_WAIT2 && new == CLOSE && rd::<i32>(sk, off!(sk_err)) != 0 {
+    if old == FIN_WAIT2 && new == CLOSE && Btf::get::<i32>(sk, off!(sk_err)) != 0 {
         // A reset or error, not the peer's FIN, ended FIN_WAIT2 (see `record`'s inference).
         ev.flags |= flags::SK_ERR_SET;
     }
@@ -535,12 +569,12 @@ fn try_error_report(ctx: &BtfTracePointContext) -> Result<(), i32> {
     if sk.is_null() {
         return Err(-1);
     }
-    if !is_tcp(sk) {
+    if !is_tcp::<Btf>(sk) {
         return Ok(());
     }
     let mut ev = new_event(kind::SOCK_ERROR, probe::TP_ERROR_REPORT);
-    ev.sk_err = read(sk, off!(sk_err))?;
-    fill_from_sock(&mut ev, sk);
+    ev.sk_err = Btf::get(sk, off!(sk_err));
+    fill_from_sock::<Btf>(&mut ev, sk);
     attribute(&mut ev, false);
     submit(&mut ev, stack_of(ctx))
 }
@@ -552,7 +586,7 @@ fn try_send_reset(ctx: &BtfTracePointContext) -> Result<(), i32> {
     if sk.is_null() {
         fill_from_skb(&mut ev, skb)?;
     } else {
-        fill_from_sock(&mut ev, sk);
+        fill_from_sock::<Btf>(&mut ev, sk);
     }
     attribute(&mut ev, false);
     submit(&mut ev, stack_of(ctx))
@@ -564,7 +598,7 @@ fn try_destroy(ctx: &BtfTracePointContext) -> Result<(), i32> {
         return Err(-1);
     }
     let mut ev = new_event(kind::DESTROY_SOCK, probe::TP_DESTROY_SOCK);
-    fill_from_sock(&mut ev, sk);
+    fill_from_sock::<Btf>(&mut ev, sk);
     attribute(&mut ev, false);
     let result = submit(&mut ev, stack_of(ctx));
     if ev.cookie != 0 {
@@ -576,19 +610,21 @@ fn try_destroy(ctx: &BtfTracePointContext) -> Result<(), i32> {
 /// Zero window received: a segment whose TCP header window is 0. `skb->data`
 /// points at the TCP header in `tcp_rcv_established` (tcp_probe) and `tcp_ack`.
 #[inline(always)]
-fn zero_window_recv<C: StackIdContext>(ctx: &C, sk: *const u8, skb: *const u8, probe: u8) -> Result<(), i32> {
+fn zero_window_recv<M: Mem, C: StackIdContext>(ctx: &C, sk: *const u8, skb: *const u8, probe: u8) -> Result<(), i32> {
     if sk.is_null() || skb.is_null() {
         return Err(-1);
     }
-    let data: *const u8 = read(skb, off!(skb_data))?;
-    let flags_byte: u8 = read(data, 13)?;
-    let window = u16::from_be(read(data, 14)?);
+    let data = M::get::<usize>(skb, off!(skb_data)) as *const u8;
+    // Bytes 12..16 of the TCP header: data offset, flags, window.
+    let hdr: [u8; 4] = read(data, 12)?;
+    let flags_byte = hdr[1];
+    let window = u16::from_be_bytes([hdr[2], hdr[3]]);
     if window != 0 || flags_byte & (TCP_FLAG_SYN | TCP_FLAG_RST) != 0 {
         return Ok(());
     }
     let mut ev = new_event(kind::ZERO_WINDOW_RECV, probe);
     ev.flags |= flags::WINDOW;
-    fill_from_sock(&mut ev, sk);
+    fill_from_sock::<M>(&mut ev, sk);
     attribute(&mut ev, false);
     submit(&mut ev, stack_of(ctx))
 }
@@ -601,10 +637,10 @@ fn refresh_owner(sk: *const u8) -> Result<(), i32> {
     if sk.is_null() {
         return Err(-1);
     }
-    if !is_tcp(sk) {
+    if !is_tcp::<Btf>(sk) {
         return Ok(());
     }
-    let cookie: u64 = read(sk, off!(skc_cookie))?;
+    let cookie: u64 = Btf::get(sk, off!(skc_cookie));
     if cookie == 0 {
         return Ok(());
     }
@@ -613,8 +649,8 @@ fn refresh_owner(sk: *const u8) -> Result<(), i32> {
     if unsafe { OWNERS.get(&cookie) }.is_some_and(|owner| owner.pid_tgid == me) {
         return Ok(());
     }
-    let owner = current_owner(rd(rd_ptr(sk, off!(skc_net)), off!(net_ns_inum)));
-    let _ = OWNERS.insert(&cookie, &owner, 0);
+    let net = Btf::get::<usize>(sk, off!(skc_net)) as *const u8;
+    set_owner(cookie, &current_owner(Btf::get(net, off!(net_ns_inum))));
     Ok(())
 }
 
@@ -628,14 +664,14 @@ pub fn inet_sock_set_state(ctx: BtfTracePointContext) -> i32 {
 
 #[btf_tracepoint(function = "tcp_retransmit_skb")]
 pub fn tcp_retransmit_skb(ctx: BtfTracePointContext) -> i32 {
-    let _ = sock_event(&ctx, ctx.arg(0), kind::RETRANSMIT, probe::TP_RETRANSMIT_SKB, false);
+    let _ = sock_event::<Btf, _>(&ctx, ctx.arg(0), kind::RETRANSMIT, probe::TP_RETRANSMIT_SKB, false);
     0
 }
 
 #[btf_tracepoint(function = "tcp_retransmit_synack")]
 pub fn tcp_retransmit_synack(ctx: BtfTracePointContext) -> i32 {
     // arg 1 is the request socket: a sock_common with the connection's addresses.
-    let _ = sock_event(
+    let _ = sock_event::<Btf, _>(
         &ctx,
         ctx.arg(1),
         kind::RETRANSMIT_SYNACK,
@@ -647,7 +683,7 @@ pub fn tcp_retransmit_synack(ctx: BtfTracePointContext) -> i32 {
 
 #[btf_tracepoint(function = "tcp_receive_reset")]
 pub fn tcp_receive_reset(ctx: BtfTracePointContext) -> i32 {
-    let _ = sock_event(&ctx, ctx.arg(0), kind::RESET_RECV, probe::TP_RECEIVE_RESET, false);
+    let _ = sock_event::<Btf, _>(&ctx, ctx.arg(0), kind::RESET_RECV, probe::TP_RECEIVE_RESET, false);
     0
 }
 
@@ -671,7 +707,7 @@ pub fn tcp_destroy_sock(ctx: BtfTracePointContext) -> i32 {
 
 #[btf_tracepoint(function = "tcp_probe")]
 pub fn tcp_probe(ctx: BtfTracePointContext) -> i32 {
-    let _ = zero_window_recv(&ctx, ctx.arg(0), ctx.arg(1), probe::TP_TCP_PROBE);
+    let _ = zero_window_recv::<Btf, _>(&ctx, ctx.arg(0), ctx.arg(1), probe::TP_TCP_PROBE);
     0
 }
 
@@ -691,19 +727,19 @@ pub fn sock_recv_length(ctx: BtfTracePointContext) -> i32 {
 
 #[fentry(function = "tcp_fin")]
 pub fn fentry_tcp_fin(ctx: FEntryContext) -> i32 {
-    let _ = sock_event(&ctx, ctx.arg(0), kind::FIN_RECV, probe::FENTRY_TCP_FIN, false);
+    let _ = sock_event::<Btf, _>(&ctx, ctx.arg(0), kind::FIN_RECV, probe::FENTRY_TCP_FIN, false);
     0
 }
 
 #[fentry(function = "tcp_send_fin")]
 pub fn fentry_tcp_send_fin(ctx: FEntryContext) -> i32 {
-    let _ = sock_event(&ctx, ctx.arg(0), kind::FIN_SENT, probe::FENTRY_TCP_SEND_FIN, false);
+    let _ = sock_event::<Btf, _>(&ctx, ctx.arg(0), kind::FIN_SENT, probe::FENTRY_TCP_SEND_FIN, false);
     0
 }
 
 #[fentry(function = "tcp_send_loss_probe")]
 pub fn fentry_tcp_send_loss_probe(ctx: FEntryContext) -> i32 {
-    let _ = sock_event(
+    let _ = sock_event::<Btf, _>(
         &ctx,
         ctx.arg(0),
         kind::LOSS_PROBE,
@@ -725,7 +761,7 @@ fn try_fexit_transmit(ctx: &FExitContext) -> Result<(), i32> {
     }
     let mut ev = new_event(kind::ZERO_WINDOW_SENT, probe::FEXIT_TCP_TRANSMIT_SKB);
     ev.flags |= flags::WINDOW;
-    fill_from_sock(&mut ev, sk);
+    fill_from_sock::<Btf>(&mut ev, sk);
     attribute(&mut ev, false);
     submit(&mut ev, stack_of(ctx))
 }
@@ -740,7 +776,7 @@ pub fn fexit_tcp_transmit_skb(ctx: FExitContext) -> i32 {
 
 #[kprobe(function = "tcp_fin")]
 pub fn kprobe_tcp_fin(ctx: ProbeContext) -> u32 {
-    let _ = sock_event(
+    let _ = sock_event::<Probe, _>(
         &ctx,
         ctx.arg(0).unwrap_or(core::ptr::null()),
         kind::FIN_RECV,
@@ -753,7 +789,7 @@ pub fn kprobe_tcp_fin(ctx: ProbeContext) -> u32 {
 #[kprobe(function = "tcp_send_fin")]
 pub fn kprobe_tcp_send_fin(ctx: ProbeContext) -> u32 {
     let sk = ctx.arg(0).unwrap_or(core::ptr::null());
-    let _ = sock_event(&ctx, sk, kind::FIN_SENT, probe::KPROBE_TCP_SEND_FIN, false);
+    let _ = sock_event::<Probe, _>(&ctx, sk, kind::FIN_SENT, probe::KPROBE_TCP_SEND_FIN, false);
     0
 }
 
@@ -761,14 +797,14 @@ pub fn kprobe_tcp_send_fin(ctx: ProbeContext) -> u32 {
 pub fn kprobe_tcp_ack(ctx: ProbeContext) -> u32 {
     let sk = ctx.arg(0).unwrap_or(core::ptr::null());
     let skb = ctx.arg(1).unwrap_or(core::ptr::null());
-    let _ = zero_window_recv(&ctx, sk, skb, probe::KPROBE_TCP_ACK);
+    let _ = zero_window_recv::<Probe, _>(&ctx, sk, skb, probe::KPROBE_TCP_ACK);
     0
 }
 
 #[kprobe(function = "tcp_send_loss_probe")]
 pub fn kprobe_tcp_send_loss_probe(ctx: ProbeContext) -> u32 {
     let sk = ctx.arg(0).unwrap_or(core::ptr::null());
-    let _ = sock_event(&ctx, sk, kind::LOSS_PROBE, probe::KPROBE_TCP_SEND_LOSS_PROBE, false);
+    let _ = sock_event::<Probe, _>(&ctx, sk, kind::LOSS_PROBE, probe::KPROBE_TCP_SEND_LOSS_PROBE, false);
     0
 }
 
@@ -776,7 +812,7 @@ pub fn kprobe_tcp_send_loss_probe(ctx: ProbeContext) -> u32 {
 #[kretprobe(function = "inet_csk_accept")]
 pub fn kretprobe_inet_csk_accept(ctx: RetProbeContext) -> u32 {
     let sk: *const u8 = ctx.ret();
-    let _ = sock_event(&ctx, sk, kind::ACCEPT, probe::KRETPROBE_INET_CSK_ACCEPT, true);
+    let _ = sock_event::<Probe, _>(&ctx, sk, kind::ACCEPT, probe::KRETPROBE_INET_CSK_ACCEPT, true);
     0
 }
 
@@ -785,6 +821,9 @@ pub fn kretprobe_inet_csk_accept(ctx: RetProbeContext) -> u32 {
 /// Parses the IP and TCP headers of `skb`; submits a zero-window event when
 /// the segment advertises window 0. `local_is_src`: egress (we sent it).
 fn try_zero_window_skb(ctx: &SkBuffContext, kind: u8, probe: u8, local_is_src: bool) -> Result<(), i32> {
+    if nonzero_window(ctx) {
+        return Ok(());
+    }
     let first: u8 = ctx.load(0).map_err(|_| -1)?;
     let mut ev = new_event(kind, probe);
     // Source into saddr, destination into daddr; swapped below for ingress.
@@ -831,6 +870,51 @@ fn try_zero_window_skb(ctx: &SkBuffContext, kind: u8, probe: u8, local_is_src: b
     ev.cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
     attribute(&mut ev, false);
     submit(&mut ev, NO_STACK)
+}
+
+/// Whether the segment in `ctx` is surely not a zero-window one, decided
+/// with direct packet reads (no helper call) for the common header layouts:
+/// the pre-filter that keeps the per-packet cost of the cgroup_skb rungs
+/// small. `false` means "look closer" (zero window, or a layout it skips).
+#[inline(always)]
+fn nonzero_window(ctx: &SkBuffContext) -> bool {
+    let skb = ctx.as_ptr() as *const aya_ebpf::bindings::__sk_buff;
+    // SAFETY: the context of a cgroup_skb program is a `__sk_buff`; the
+    // verifier rewrites these two loads into packet pointers.
+    let (start, end) = unsafe { ((*skb).data as usize, (*skb).data_end as usize) };
+    // IPv4 without options or IPv6 without extension headers: the TCP
+    // header at 20 or 40 bytes; its flags at +13, window at +14.
+    // (A TCP segment over IPv4 is at least 40 bytes; a shorter packet goes
+    // the slow way.)
+    if start + 36 > end {
+        return false;
+    }
+    // SAFETY (all packet reads below): each offset lies before `end`,
+    // checked just before, in the packet's linear data the program may read.
+    let first = unsafe { *(start as *const u8) };
+    let (proto, flags, window) = if first == 0x45 {
+        unsafe {
+            (
+                *((start + 9) as *const u8),
+                *((start + 33) as *const u8),
+                *((start + 34) as *const u16),
+            )
+        }
+    } else if first >> 4 == 6 {
+        if start + 56 > end {
+            return false;
+        }
+        unsafe {
+            (
+                *((start + 6) as *const u8),
+                *((start + 53) as *const u8),
+                *((start + 54) as *const u16),
+            )
+        }
+    } else {
+        return false;
+    };
+    proto != IPPROTO_TCP as u8 || window != 0 || flags & (TCP_FLAG_SYN | TCP_FLAG_RST) != 0
 }
 
 #[cgroup_skb(egress)]
