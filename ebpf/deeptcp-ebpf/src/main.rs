@@ -531,9 +531,12 @@ fn try_set_state(ctx: &BtfTracePointContext) -> Result<(), i32> {
     let mut ev = new_event(kind::STATE_CHANGE, probe::TP_SET_STATE);
     ev.oldstate = old;
     ev.newstate = new;
-    // SAFETY: `sk` is the tracepoint's non-null BTF socket pointer, as the
-    // helper requires; it generates the cookie if the socket has none yet.
-    ev.cookie = unsafe { bpf_get_socket_cookie(sk as *mut _) };
+    ev.cookie = Btf::get(sk, off!(skc_cookie));
+    if ev.cookie == 0 {
+        // SAFETY: `sk` is the tracepoint's non-null BTF socket pointer, as
+        // the helper requires; it generates the socket's first cookie.
+        ev.cookie = unsafe { bpf_get_socket_cookie(sk as *mut _) };
+    }
     fill_from_sock::<Btf>(&mut ev, sk);
 
     let listen_key = ListenKey {
