@@ -110,11 +110,32 @@ impl Inference {
     }
 }
 
+/// A cheap hash for the 16-byte comm keys (the default SipHash was a
+/// visible part of the writer thread's time; the keys are not attacker
+/// controlled in a way that matters: at worst a slow map for one recording).
+#[derive(Default)]
+struct FoldHasher(u64);
+
+impl std::hash::Hasher for FoldHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// Converts wire records, sharing one `Arc<str>` per distinct comm and probe.
 #[derive(Default)]
 pub struct Converter {
-    comms: HashMap<[u8; 16], Arc<str>>,
-    probes: HashMap<u8, Arc<str>>,
+    comms: HashMap<[u8; 16], Arc<str>, std::hash::BuildHasherDefault<FoldHasher>>,
+    /// Indexed by probe id.
+    probes: Vec<Option<Arc<str>>>,
     inference: Inference,
     /// Only rows of these kinds (`--kind`; empty = all). The programs let a
     /// `state_change` record through when a kind inferred from it is wanted.
@@ -166,10 +187,13 @@ impl Converter {
     }
 
     fn probe(&mut self, id: u8) -> Arc<str> {
-        self.probes
-            .entry(id)
-            .or_insert_with(|| Arc::from(probes::probe_name(id).unwrap_or_else(|| format!("unknown:{id}"))))
-            .clone()
+        if self.probes.is_empty() {
+            self.probes = vec![None; 256];
+        }
+        let slot = &mut self.probes[usize::from(id)];
+        Arc::clone(
+            slot.get_or_insert_with(|| Arc::from(probes::probe_name(id).unwrap_or_else(|| format!("unknown:{id}")))),
+        )
     }
 
     pub fn convert(&mut self, w: &WireEvent) -> Result<Event, Reject> {
