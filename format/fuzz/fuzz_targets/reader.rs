@@ -1,6 +1,6 @@
 //! Fuzzes the recording reader with arbitrary bytes: opening, metadata and
-//! decoding every row must return errors, never panic or allocate without
-//! bound. Run with `scripts/fuzz [SECONDS]`. (Panics inside parquet that the
+//! decoding every row (whole file, and row group by row group) must return
+//! errors, never panic or allocate without bound. Run with `scripts/fuzz [SECONDS]`. (Panics inside parquet that the
 //! reader's guard turns into errors are not crashes: the guard keeps the
 //! panic hook, libFuzzer's included, quiet for them.)
 #![no_main]
@@ -16,6 +16,17 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(reader) = deeptcp_format::RecordingReader::open(&file.0) {
         let _ = reader.meta();
+        // The per-row-group path `analyze` decodes in parallel.
+        let groups = reader.row_groups();
+        for rg in 0..groups.len() {
+            if let Ok(events) = groups.events(rg) {
+                for ev in events {
+                    if ev.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
         for ev in reader.events() {
             if ev.is_err() {
                 break;
