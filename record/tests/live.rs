@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use deeptcp_format::{
     checkpoint_path, repair, segments, stacks_path, Event, EventKind, Family, FormatError, RecordingReader,
-    RepairOutcome, TcpState,
+    RepairOutcome, TcpInfo, TcpState,
 };
 
 #[test]
@@ -74,9 +74,18 @@ fn records_loopback_lifecycles_resets_and_errors() {
             && e.saddr == lo4
             && e.daddr == lo4
     });
-    find(&ev, "server listen", |e| {
+    let e = find(&ev, "server listen", |e| {
         transition(e, TcpState::Close, TcpState::Listen) && e.sport == t.port4 && e.pid == t.server_pid
     });
+    assert_eq!(e.tcp, TcpInfo::default(), "a listener has no TCP fields");
+    let e = find(&ev, "client established", |e| {
+        transition(e, TcpState::SynSent, TcpState::Established) && e.sport == cp && e.dport == t.port4
+    });
+    assert!(
+        e.tcp.snd_cwnd.is_some_and(|c| c > 0) && e.tcp.srtt_us.is_some() && e.tcp.rcv_wnd.is_some_and(|w| w > 0),
+        "connections carry TCP fields: {:?}",
+        e.tcp
+    );
     find(&ev, "server child established", |e| {
         transition(e, TcpState::SynRecv, TcpState::Established) && e.sport == t.port4 && e.dport == cp
     });

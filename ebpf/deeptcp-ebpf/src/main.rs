@@ -538,6 +538,11 @@ fn try_set_state(ctx: &BtfTracePointContext) -> Result<(), i32> {
         ev.cookie = unsafe { bpf_get_socket_cookie(sk as *mut _) };
     }
     fill_from_sock::<Btf>(&mut ev, sk);
+    if new == LISTEN {
+        // The fields were read in the state before (CLOSE): a listener has
+        // no connection, so no TCP fields, as on its LISTEN -> CLOSE row.
+        ev.flags &= !flags::TCP_INFO;
+    }
 
     let listen_key = ListenKey {
         netns: ev.netns,
