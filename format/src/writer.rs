@@ -366,11 +366,7 @@ impl ProbeDict {
     }
 
     fn values(&mut self) -> ArrayRef {
-        let values = &self.values;
-        Arc::clone(
-            self.array
-                .get_or_insert_with(|| Arc::new(StringArray::from_iter_values(values.iter().map(|v| &**v)))),
-        )
+        values_array(&self.values, &mut self.array)
     }
 
     fn clear(&mut self) {
@@ -443,11 +439,7 @@ impl CommDict {
     }
 
     fn values(&mut self) -> ArrayRef {
-        let values = &self.values;
-        Arc::clone(
-            self.array
-                .get_or_insert_with(|| Arc::new(StringArray::from_iter_values(values.iter().map(|v| &**v)))),
-        )
+        values_array(&self.values, &mut self.array)
     }
 
     /// Starts over when the list grew large (call between batches).
@@ -498,6 +490,12 @@ impl AddrText {
         }
         slot.as_ref().map_or("", |(_, s)| s.as_str())
     }
+}
+
+/// `values` as an Arrow array (the dictionary of one batch), built only when
+/// `cache` was emptied because `values` changed.
+fn values_array(values: &[Arc<str>], cache: &mut Option<ArrayRef>) -> ArrayRef {
+    Arc::clone(cache.get_or_insert_with(|| Arc::new(StringArray::from_iter_values(values.iter().map(|v| &**v)))))
 }
 
 fn dict(keys: Vec<u8>, nulls: Option<NullBuffer>, values: &ArrayRef) -> Result<ArrayRef, FormatError> {

@@ -65,6 +65,14 @@ pub struct Inference {
 }
 
 impl Inference {
+    /// The kinds that can be inferred from a `state_change` record.
+    pub const KINDS: [EventKind; 4] = [
+        EventKind::Connect,
+        EventKind::Accept,
+        EventKind::FinSent,
+        EventKind::FinRecv,
+    ];
+
     /// From the probe report of `crate::probes::attach_all`.
     pub fn from_statuses(statuses: &[ProbeStatus]) -> Self {
         let inferred = crate::probes::probe_name(probe::INFERRED_SET_STATE).unwrap_or_default();

@@ -606,14 +606,9 @@ fn extra_filters(f: &crate::cli::Filters) -> ExtraFilters {
 /// `state_change` when a kind `record` may infer from it is (the converter
 /// then drops the `state_change` rows themselves). 0 = every kind.
 fn kernel_kinds(kinds: &[EventKind]) -> u32 {
-    let inferable = [
-        EventKind::Connect,
-        EventKind::Accept,
-        EventKind::FinSent,
-        EventKind::FinRecv,
-    ];
     let wants = |e: EventKind| {
-        kinds.contains(&e) || (e == EventKind::StateChange && inferable.iter().any(|k| kinds.contains(k)))
+        kinds.contains(&e)
+            || (e == EventKind::StateChange && convert::Inference::KINDS.iter().any(|k| kinds.contains(k)))
     };
     (1..32u8)
         .filter(|k| convert::event_kind(*k).is_some_and(wants))

@@ -314,7 +314,7 @@ fn fill_from_sock<M: Mem>(ev: &mut WireEvent, sk: *const u8) {
     if ev.cookie == 0 {
         ev.cookie = M::get(sk, off!(skc_cookie));
     }
-    ev.netns = M::get(M::get::<usize>(sk, off!(skc_net)) as *const u8, off!(net_ns_inum));
+    ev.netns = netns_of::<M>(sk);
     // Time-wait and request sockets are only a sock_common: the local port
     // is skc_num there. Full sockets have inet_sport, which, unlike
     // skc_num, is still set when the port is released on the way to CLOSE.
@@ -338,6 +338,12 @@ fn fill_from_sock<M: Mem>(ev: &mut WireEvent, sk: *const u8) {
     ev.bytes_acked = M::get(tp, off!(tcp_bytes_acked));
     ev.bytes_received = M::get(tp, off!(tcp_bytes_received));
     ev.flags |= flags::TCP_INFO;
+}
+
+/// The inode of the socket's network namespace (`sk->sk_net->ns.inum`).
+#[inline(always)]
+fn netns_of<M: Mem>(sk: *const u8) -> u32 {
+    M::get(M::get::<usize>(sk, off!(skc_net)) as *const u8, off!(net_ns_inum))
 }
 
 /// An IPv6 address read as two words (a 16-byte field in one load each half).
@@ -657,8 +663,7 @@ fn refresh_owner(sk: *const u8) -> Result<(), i32> {
     if unsafe { OWNERS.get(&cookie) }.is_some_and(|owner| owner.pid_tgid == me) {
         return Ok(());
     }
-    let net = Btf::get::<usize>(sk, off!(skc_net)) as *const u8;
-    set_owner(cookie, &current_owner(Btf::get(net, off!(net_ns_inum))));
+    set_owner(cookie, &current_owner(netns_of::<Btf>(sk)));
     Ok(())
 }
 
