@@ -171,7 +171,7 @@ impl Validity {
     }
 
     fn finish(&mut self, len: usize, cap: usize) -> Option<NullBuffer> {
-        let words = std::mem::replace(&mut self.words, Vec::with_capacity(cap.div_ceil(64)));
+        let words = take(&mut self.words, cap.div_ceil(64));
         let nulls = std::mem::take(&mut self.nulls);
         (nulls > 0).then(|| NullBuffer::new(BooleanBuffer::new(Buffer::from_vec(words), 0, len)))
     }
@@ -201,7 +201,7 @@ impl<T: Default + Copy> NullCol<T> {
     fn finish(&mut self, cap: usize) -> (Vec<T>, Option<NullBuffer>) {
         let len = self.values.len();
         let nulls = self.valid.finish(len, cap);
-        (std::mem::replace(&mut self.values, Vec::with_capacity(cap)), nulls)
+        (take(&mut self.values, cap), nulls)
     }
 }
 
