@@ -75,14 +75,13 @@ const fn tp(program: &'static str, probe_id: u8) -> Rung {
     }
 }
 
-const fn inferred(probe_id: u8) -> Rung {
-    Rung {
-        hook: Hook::Inferred,
-        program: "",
-        target: "inet_sock_set_state",
-        probe_id,
-    }
-}
+/// The inference rung: rows `record` derives from `inet_sock_set_state` records.
+const INFERRED: Rung = Rung {
+    hook: Hook::Inferred,
+    program: "",
+    target: "inet_sock_set_state",
+    probe_id: id::INFERRED_SET_STATE,
+};
 
 /// The ladders, in attach order (`state_change` first: inference rungs need it).
 pub const LADDERS: &[Ladder] = &[
@@ -129,7 +128,7 @@ pub const LADDERS: &[Ladder] = &[
                 target: "tcp_fin",
                 probe_id: id::KPROBE_TCP_FIN,
             },
-            inferred(id::INFERRED_SET_STATE),
+            INFERRED,
         ],
     },
     Ladder {
@@ -147,7 +146,7 @@ pub const LADDERS: &[Ladder] = &[
                 target: "tcp_send_fin",
                 probe_id: id::KPROBE_TCP_SEND_FIN,
             },
-            inferred(id::INFERRED_SET_STATE),
+            INFERRED,
         ],
     },
     Ladder {
@@ -187,7 +186,7 @@ pub const LADDERS: &[Ladder] = &[
     },
     Ladder {
         kind: "connect",
-        rungs: &[inferred(id::INFERRED_SET_STATE)],
+        rungs: &[INFERRED],
     },
     Ladder {
         kind: "accept",
@@ -198,7 +197,7 @@ pub const LADDERS: &[Ladder] = &[
                 target: "inet_csk_accept",
                 probe_id: id::KRETPROBE_INET_CSK_ACCEPT,
             },
-            inferred(id::INFERRED_SET_STATE),
+            INFERRED,
         ],
     },
     Ladder {
