@@ -1,10 +1,15 @@
 //! Builds the eBPF programs (ebpf/deeptcp-ebpf) with aya-build and embeds
 //! them in `record`.
 //!
-//! That needs nightly + rust-src + bpf-linker (`scripts/bootstrap`). Without
-//! them, `record` still compiles (so plain `cargo build`/`cargo test` work on
+//! That needs the nightly named in `ebpf/nightly-toolchain` (pinned: its LLVM
+//! must be one bpf-linker reads) with rust-src, and bpf-linker
+//! (`scripts/bootstrap` installs both). Without them, `record` still compiles (so plain `cargo build`/`cargo test` work on
 //! any machine) but carries no eBPF object and says so at run time; the
 //! `deeptcp_no_ebpf` cfg marks that build.
+//!
+//! For `record --version` it also sets `DEEPTCP_GIT_COMMIT` (short hash,
+//! `-dirty`, or `unknown` outside a git checkout) and `DEEPTCP_EBPF_STATUS`
+//! (whether the eBPF object is built in, and if not why).
 
 use std::path::{Path, PathBuf};
 
@@ -20,11 +25,58 @@ fn has_bpf_linker() -> bool {
     in_path || in_cargo_home
 }
 
+/// Whether rustup knows the toolchain (`rustup run` fails later otherwise,
+/// with a message that does not say what to do).
+fn has_toolchain(name: &str) -> bool {
+    std::process::Command::new("rustup")
+        .args(["toolchain", "list"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().any(|l| l.starts_with(name)))
+        .unwrap_or(false)
+}
+
+/// `git -C dir ARGS`'s trimmed stdout, when it succeeds. `--no-optional-locks`:
+/// `git status` must not rewrite the index, which this script watches.
+fn git(dir: &Path, args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new("git")
+        .arg("--no-optional-locks")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    out.status.success().then(|| text.trim().to_owned())
+}
+
+/// Short hash of HEAD, `-dirty` when tracked files changed, `unknown` when
+/// `dir` is not tracked in a git checkout (a source tarball, no git).
+fn git_commit(dir: &Path) -> String {
+    let tracked = git(dir, &["ls-files", "--error-unmatch", "Cargo.toml"]).is_some();
+    let Some(hash) = git(dir, &["rev-parse", "--short", "HEAD"]).filter(|h| tracked && !h.is_empty()) else {
+        return "unknown".to_owned();
+    };
+    // Rerun when HEAD moves (commit, checkout) or the index changes (add, reset).
+    let head_ref = git(dir, &["symbolic-ref", "-q", "HEAD"]);
+    for name in ["HEAD", "index", "packed-refs"].into_iter().chain(head_ref.as_deref()) {
+        if let Some(path) = git(dir, &["rev-parse", "--git-path", name]) {
+            let path = dir.join(path);
+            if path.exists() {
+                println!("cargo:rerun-if-changed={}", path.display());
+            }
+        }
+    }
+    let status = git(dir, &["status", "--porcelain", "--untracked-files=no"]);
+    let dirty = status.is_some_and(|s| !s.is_empty());
+    format!("{hash}{}", if dirty { "-dirty" } else { "" })
+}
+
 fn main() -> anyhow::Result<()> {
     println!("cargo::rustc-check-cfg=cfg(deeptcp_no_ebpf)");
     println!("cargo:rerun-if-env-changed=DEEPTCP_NO_EBPF");
     println!("cargo:rerun-if-env-changed=PATH");
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
+    println!("cargo:rustc-env=DEEPTCP_GIT_COMMIT={}", git_commit(&manifest));
     let root = manifest
         .parent()
         .ok_or_else(|| anyhow::anyhow!("record/ has no parent"))?;
@@ -32,16 +84,24 @@ fn main() -> anyhow::Result<()> {
     let common_dir = root.join("ebpf/deeptcp-common");
     println!("cargo:rerun-if-changed={}", common_dir.join("src").display());
     println!("cargo:rerun-if-changed={}", ebpf_dir.join("src").display());
+    let pin_file = root.join("ebpf/nightly-toolchain");
+    println!("cargo:rerun-if-changed={}", pin_file.display());
+    let nightly = std::fs::read_to_string(&pin_file)?.trim().to_owned();
 
     let forced_off = std::env::var_os("DEEPTCP_NO_EBPF").is_some_and(|v| v == "1");
-    if forced_off || !has_bpf_linker() {
-        let why = if forced_off {
-            "DEEPTCP_NO_EBPF=1"
-        } else {
-            "bpf-linker not found (run scripts/bootstrap)"
-        };
+    let why = if forced_off {
+        Some("DEEPTCP_NO_EBPF=1".to_owned())
+    } else if !has_bpf_linker() {
+        Some("bpf-linker not found (run scripts/bootstrap)".to_owned())
+    } else if !has_toolchain(&nightly) {
+        Some(format!("toolchain {nightly} not installed (run scripts/bootstrap)"))
+    } else {
+        None
+    };
+    if let Some(why) = why {
         println!("cargo:warning=building record without eBPF programs: {why}");
         println!("cargo:rustc-cfg=deeptcp_no_ebpf");
+        println!("cargo:rustc-env=DEEPTCP_EBPF_STATUS=not built in: {why}");
         return Ok(());
     }
     // With cargo home on PATH, the nested cargo finds bpf-linker too.
@@ -54,6 +114,7 @@ fn main() -> anyhow::Result<()> {
             std::env::set_var("PATH", std::env::join_paths(dirs)?);
         }
     }
+    println!("cargo:rustc-env=DEEPTCP_EBPF_STATUS=built in ({nightly})");
     let ebpf_root = ebpf_dir
         .to_str()
         .ok_or_else(|| anyhow::anyhow!("non UTF-8 path {}", ebpf_dir.display()))?;
@@ -63,6 +124,6 @@ fn main() -> anyhow::Result<()> {
             root_dir: ebpf_root,
             ..Default::default()
         }],
-        aya_build::Toolchain::Nightly,
+        aya_build::Toolchain::Custom(&nightly),
     )
 }

@@ -9,6 +9,9 @@ use std::fs::File;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+mod support;
+use support::{python, repo_root};
 use std::sync::Arc;
 
 use deeptcp_format::{
@@ -623,19 +626,16 @@ fn segments_are_named_found_and_ordered() {
 
 // ---- interop: other readers read a repaired file ----
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
 
 fn interop(path: &Path, rows: u64) {
-    let out = match Command::new("python3")
+    let out = match Command::new(python())
         .arg(repo_root().join("testdata/check_interop.py"))
         .arg(path)
         .args(["--expect-rows", &rows.to_string()])
         .output()
     {
         Ok(o) => o,
-        Err(e) => return skip(&format!("python3 not runnable: {e}")),
+        Err(e) => return skip(&format!("{} not runnable: {e}", python().display())),
     };
     let stderr = String::from_utf8_lossy(&out.stderr);
     if out.status.code() == Some(3) {

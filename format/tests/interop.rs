@@ -10,24 +10,24 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod support;
+use support::{python, repo_root};
+
 use deeptcp_format::{
     Attribution, ClockAnchor, Event, EventKind, EventWriter, Family, RecordingMeta, TcpInfo, TcpState, WriterOptions,
 };
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
 
 /// Runs the checker; `None` when python packages are missing (after skip/panic).
 fn check(path: &Path, rows: Option<u64>) -> Option<String> {
-    let mut cmd = Command::new("python3");
+    let mut cmd = Command::new(python());
     cmd.arg(repo_root().join("testdata/check_interop.py")).arg(path);
     if let Some(n) = rows {
         cmd.args(["--expect-rows", &n.to_string()]);
     }
     let out = match cmd.output() {
         Ok(o) => o,
-        Err(e) => return skip(&format!("python3 not runnable: {e}")),
+        Err(e) => return skip(&format!("{} not runnable: {e}", python().display())),
     };
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     if out.status.code() == Some(3) {
