@@ -7,12 +7,12 @@
 
 use std::fs::File;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 mod support;
-use support::{python, repo_root};
 use std::sync::Arc;
+use support::{python, repo_root};
 
 use deeptcp_format::{
     checkpoint_path, repair, segment_path, segments, Attribution, ClockAnchor, Event, EventKind, EventWriter, Family,
@@ -625,7 +625,6 @@ fn segments_are_named_found_and_ordered() {
 }
 
 // ---- interop: other readers read a repaired file ----
-
 
 fn interop(path: &Path, rows: u64) {
     let out = match Command::new(python())

@@ -7,7 +7,7 @@
 //! `DEEPTCP_REQUIRE_INTEROP=1` (set by CI), where that is a failure.
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 mod support;
@@ -16,7 +16,6 @@ use support::{python, repo_root};
 use deeptcp_format::{
     Attribution, ClockAnchor, Event, EventKind, EventWriter, Family, RecordingMeta, TcpInfo, TcpState, WriterOptions,
 };
-
 
 /// Runs the checker; `None` when python packages are missing (after skip/panic).
 fn check(path: &Path, rows: Option<u64>) -> Option<String> {
