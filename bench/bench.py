@@ -237,7 +237,7 @@ class Bench:
         return json.loads(out)
 
     # -- tracer start/ready/stop
-    def start_tracer(self, cfg, tag, stats=False):
+    def start_tracer(self, cfg, tag, stats=False, bin_dir=None):
         out = os.path.join(self.work, f"{cfg}-{tag}.out")
         err = os.path.join(self.work, f"{cfg}-{tag}.err")
         fo, fe = open(out, "w"), open(err, "w")
@@ -246,7 +246,7 @@ class Bench:
             for f in (parquet,):
                 if os.path.exists(f):
                     os.remove(f)
-            argv = [os.path.join(self.bin, "record"), "-o", parquet, "--status-interval", "1"]
+            argv = [os.path.join(bin_dir or self.bin, "record"), "-o", parquet, "--status-interval", "1"]
             if self.a.ring_size:
                 argv += ["--ring-size", self.a.ring_size]
         elif cfg == "tcpstates":
@@ -635,9 +635,16 @@ class Bench:
         pdir = os.path.join(ROOT, "bench", "profiles")
         os.makedirs(pdir, exist_ok=True)
         data = os.path.join(self.work, "perf-record.data")
+        # Release binaries are stripped; scripts/bench --profile copies the
+        # profiling profile's (release code + symbols) to bin/profiling.
+        pbin = os.path.join(self.bin, "profiling")
+        if not all(os.path.exists(os.path.join(pbin, b)) for b in ("record", "analyze")):
+            res["warning"] = "no profiling binaries (cargo build --profile profiling): stripped, no symbols"
+            pbin = self.bin
+        res["bin_dir"] = pbin
         # System-wide during churn with record: kernel BPF programs, ring buffer,
         # the drain thread ("record") and the writer thread ("writer").
-        t = self.start_tracer("record", "prof")
+        t = self.start_tracer("record", "prof", bin_dir=pbin)
         pp = spawn("perf", [perf, "record", "-q", "-e", "cpu-clock", "-F", "1999", "-a", "-o", data],
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)
@@ -670,7 +677,7 @@ class Bench:
         if not self.a.keep and os.path.exists(t["parquet"] or ""):
             os.remove(t["parquet"])
         f = self.results.get("analyzer", {}).get("file")
-        ana = os.path.join(self.bin, "analyze")
+        ana = os.path.join(pbin, "analyze")
         if f:
             for mode, flags in (("conn", ["--conn"]), ("table", [])):
                 data = os.path.join(self.work, f"perf-analyze-{mode}.data")

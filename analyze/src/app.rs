@@ -166,8 +166,12 @@ impl Layout {
     }
 }
 
-/// The `mono_ns` window of the time filters in each source.
+/// The `mono_ns` window of the time filters in each source. A time of day
+/// is on the date the earliest recording started (the origin of `-t`), so
+/// that it is the same instant in every recording, rotated segments included.
 fn windows(filter: &Filter, sources: &[Source]) -> Vec<MonoWindow> {
+    let origin_ns = sources.iter().map(|s| s.meta.clock.realtime_ns).min().unwrap_or(0);
+    let filter = filter.with_days_of(origin_ns);
     sources.iter().map(|s| filter.mono_window(&s.meta.clock)).collect()
 }
 

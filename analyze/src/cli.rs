@@ -9,7 +9,6 @@
 
 use std::path::{Path, PathBuf};
 
-use chrono::DateTime;
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser, ValueEnum};
 use deeptcp_format::filter::{self, Cidr, Filter, TimeBound};
@@ -50,6 +49,10 @@ Filters (repeat an option to allow several values: OR; different options: AND):
   analyze --kind retransmit,reset_recv capture.parquet
   analyze --since +2s --until +1.5m capture.parquet     relative to the recording start
   analyze --since 2026-04-14T10:00:00Z capture.parquet  RFC 3339 wall-clock time
+  analyze --since '2026-04-14 10:00:00.25' capture.parquet
+                                       as DuckDB prints timestamps (UTC unless +HH:MM given)
+  analyze --since 10:00 --until 10:05 capture.parquet   times of day, on the (UTC) date
+                                       the recording started
   analyze --conn -d 10.0.0.0/8 --kind retransmit capture.parquet
                                        connections to 10/8 that retransmitted
 
@@ -67,8 +70,13 @@ Reading a recording needs no root and no eBPF: copy the .parquet (and its
 /// COMM, SOURCE, DESTINATION, TCP_STATE, SK_ERR); --conn lists connections,
 /// --json writes JSON lines, --info describes the recordings.
 #[derive(Debug, Clone, PartialEq, Eq, Parser)]
-#[command(name = "analyze", version, after_help = AFTER_HELP)]
+#[command(name = "analyze", version, long_version = crate::version::long_version(), after_help = AFTER_HELP)]
 pub struct Args {
+    /// Print the man page or a shell completion script to stdout and exit
+    /// (for packagers; scripts/install uses it).
+    #[arg(long, value_name = "KIND", value_enum, hide = true, exclusive = true)]
+    pub generate: Option<crate::generate::Generate>,
+
     /// Recordings to read: .parquet files written by `record`, directories
     /// (their *.parquet files) or quoted globs. Events are merged in time order.
     #[arg(value_name = "INPUT", required = true)]
@@ -159,8 +167,23 @@ pub struct Args {
           help_heading = "Filters (repeat an option: OR; combine options: AND)")]
     pub kinds: Vec<EventKind>,
 
-    /// Only events at or after TIME: +DURATION from the recording start (+2s,
-    /// +1.5m, +250ms) or an RFC 3339 time (2026-04-14T10:00:00Z).
+    /// Only events at or after TIME: +DURATION from the recording start, a date
+    /// and time (UTC unless a zone is given) or a time of day.
+    ///
+    /// +DURATION: +30 (seconds), +2s, +1.5m, +2h, +250ms, +1h30m (units h, m,
+    /// s, ms, us, ns, largest first; the + may be left out), from the start of
+    /// each recording.
+    ///
+    /// Date and time: as DuckDB prints timestamps or as RFC 3339:
+    /// 2026-04-14 10:00:00, 2026-04-14 10:00:00.123456 (up to nanoseconds),
+    /// 2026-04-14T10:00:00Z, 2026-04-14 12:00:00+02:00 (zones: Z, +02, +0200,
+    /// +02:00); seconds may be left out, and a date alone is its midnight.
+    ///
+    /// Time of day: HH:MM[:SS[.FRACTION]][ZONE], e.g. 10:00, 10:00:00.25,
+    /// 12:00+02:00: that time on the date (UTC, or in the zone given) on which
+    /// the recording started, the earliest one with several, even if that is
+    /// before the start. A recording that spans midnight: give a date for
+    /// times on the following days.
     #[arg(long = "since", value_name = "TIME", value_parser = parse_time,
           help_heading = "Filters (repeat an option: OR; combine options: AND)")]
     pub since: Option<TimeBound>,
@@ -182,23 +205,23 @@ pub enum SortKey {
     Start,
 }
 
-/// `+DURATION` (relative to the recording start) or an RFC 3339 time.
+/// `--since`/`--until`: `+DURATION` from the recording start (the `+` may be
+/// left out: a value with no `-`, `:` or space is one), a date and time, or a
+/// time of day (see [`crate::wallclock`]).
 pub fn parse_time(s: &str) -> Result<TimeBound, String> {
     let t = s.trim();
-    let relative =
-        t.starts_with('+') || (t.starts_with(|c: char| c.is_ascii_digit() || c == '.') && !t.contains(['-', ':', 'T']));
+    let relative = t.starts_with('+')
+        || (t.starts_with(|c: char| c.is_ascii_digit() || c == '.') && !t.contains(['-', ':', ' ', 'T', 't']));
     if relative {
         return filter::parse_offset(t).map(TimeBound::SinceStart);
     }
-    let dt = DateTime::parse_from_rfc3339(t).map_err(|e| {
+    crate::wallclock::parse(t).map_err(|why| {
         format!(
-            "{s:?} is not a time ({e}): expected +DURATION from the recording start (+2s, +1.5m, +250ms) \
-             or an RFC 3339 time (2026-04-14T10:00:00Z, 2026-04-14T12:00:00.5+02:00)"
+            "{s:?} is not a time: {why}; expected +DURATION from the recording start (+30, +2s, +1.5m, +250ms), \
+             a date and time, UTC unless a zone is given (2026-04-14 10:00:00.5, RFC 3339 \
+             2026-04-14T12:00:00+02:00) or a time of day on the recording's first day (10:00, 10:00:00.25)"
         )
-    })?;
-    dt.timestamp_nanos_opt()
-        .map(TimeBound::Wall)
-        .ok_or_else(|| format!("{s:?} is out of range (years 1678 to 2261)"))
+    })
 }
 
 /// What to print.
@@ -249,12 +272,6 @@ pub struct Config {
 const SIDECAR_SUFFIX: &str = ".stacks.parquet";
 
 impl Config {
-    /// Parses the process arguments, exiting with clap's usage message and
-    /// status 2 (or 0 for `--help`/`--version`) when they are not usable.
-    pub fn from_env() -> Config {
-        Config::from_args(Args::parse()).unwrap_or_else(|e| e.exit())
-    }
-
     /// Checks option combinations clap cannot express and builds the config.
     pub fn from_args(args: Args) -> Result<Config, clap::Error> {
         for input in &args.inputs {
@@ -547,8 +564,14 @@ mod tests {
             (&["--kind", "retransmit,nope"], "unknown event kind"),
             (&["--comm", "0123456789abcdefg"], "15 bytes"),
             (&["-N", "0"], "network namespace"),
-            (&["--since", "+2"], "unit"),
+            // `+2` used to be refused for want of a unit; it is 2 seconds now,
+            // like every other duration (issue 11).
+            (&["--since", "+2x"], "unknown unit \"x\""),
+            (&["--since", "+1h30"], "missing unit"),
             (&["--since", "2026-13-01T00:00:00Z"], "RFC 3339"),
+            (&["--since", "2026-13-01 00:00:00"], "month 13"),
+            (&["--since", "25:00"], "hour 25"),
+            (&["--since", "10:00", "--until", "09:00"], "give dates"),
             (&["--since", "+2s", "--until", "+1s"], "--until must be later"),
         ] {
             let e = err(argv);
@@ -570,8 +593,59 @@ mod tests {
             Ok(TimeBound::Wall(1_776_160_800_000_000_001))
         );
         assert!(parse_time("yesterday").unwrap_err().contains("not a time"));
-        assert!(parse_time("2").unwrap_err().contains("unit"));
         assert!(parse_time("3000-01-01T00:00:00Z").unwrap_err().contains("out of range"));
+        // Durations have one syntax in both tools: a bare number is seconds.
+        for (input, nanos) in [
+            ("2", 2_000_000_000),
+            ("+2", 2_000_000_000),
+            ("+30", 30_000_000_000),
+            ("+0.5", 500_000_000),
+            ("+2h", 7_200_000_000_000),
+            ("+1h30m", 5_400_000_000_000),
+            (" +250ms ", 250_000_000),
+        ] {
+            assert_eq!(parse_time(input), Ok(TimeBound::SinceStart(nanos)), "{input:?}");
+        }
+        // DuckDB's form of the same instants as above.
+        for input in [
+            "2026-04-14 10:00:00",
+            "2026-04-14 10:00",
+            "2026-04-14 12:00:00+02",
+            "2026-04-14 12:00:00+02:00",
+            "2026-04-14T10:00:00",
+            " 2026-04-14 10:00:00Z ",
+        ] {
+            assert_eq!(
+                parse_time(input),
+                Ok(TimeBound::Wall(1_776_160_800_000_000_000)),
+                "{input:?}"
+            );
+        }
+        assert_eq!(
+            parse_time("2026-04-14 10:00:00.123456"),
+            Ok(TimeBound::Wall(1_776_160_800_123_456_000))
+        );
+        // Times of day.
+        assert_eq!(
+            parse_time("10:00"),
+            Ok(TimeBound::TimeOfDay {
+                nanos: 36_000_000_000_000,
+                utc_offset_s: 0
+            })
+        );
+        assert_eq!(
+            parse_time("12:00:00.5+02:00"),
+            Ok(TimeBound::TimeOfDay {
+                nanos: 43_200_500_000_000,
+                utc_offset_s: 7_200
+            })
+        );
+        // Errors are one line naming every form.
+        for bad in ["yesterday", "-2s", "2026-02-30", "10:00 UTC", "10:61", "+5x", "1 s"] {
+            let e = parse_time(bad).unwrap_err();
+            assert!(!e.contains('\n'), "{bad:?}: {e}");
+            assert!(e.contains("30s") || e.contains("+30"), "{bad:?}: {e}");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `analyze`: replays deeptcp recordings offline, without root or eBPF.
 //!
-//! This file only parses the command line and dispatches to [`app::run`];
+//! This file only parses the command line and dispatches to [`app::run`]
+//! (or, for the hidden `--generate`, to [`generate::print`]);
 //! it owns the process-level policy: stdout is locked and buffered, errors
 //! are printed once as `analyze: <message: cause: …>` (anyhow's `{:#}`
 //! chain, see [`app::error_line`]) with exit status 1,
@@ -11,19 +12,35 @@ mod app;
 mod cli;
 mod conn;
 mod errno;
+mod generate;
 mod inputs;
 mod owner;
 mod render;
 mod source;
+mod version;
+mod wallclock;
 
 use std::io::{self, BufWriter, Write};
 use std::process::ExitCode;
 
 use app::OutputError;
-use cli::Config;
+use clap::{CommandFactory, Parser};
+use cli::{Args, Config};
 
 fn main() -> ExitCode {
-    let config = Config::from_env();
+    // clap's usage message and status 2 (0 for --help/--version) when the
+    // arguments are not usable.
+    let args = Args::parse();
+    if let Some(kind) = args.generate {
+        return match generate::print(kind, Args::command()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                let _ = writeln!(io::stderr(), "analyze: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let config = Config::from_args(args).unwrap_or_else(|e| e.exit());
 
     let mut out = BufWriter::new(io::stdout().lock());
     let result = app::run(&config, &mut out, &mut io::stderr())

@@ -846,6 +846,101 @@ fn filters_select_events_and_connections() {
     assert_eq!(conns(&["-D", "80"]), ["wget"]);
 }
 
+/// `--since`/`--until` as DuckDB prints timestamps, and as times of day.
+#[test]
+fn dates_and_times_of_day_as_people_type_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = two_hosts(dir.path());
+    let count = |args: &[&str]| -> usize {
+        let mut v = vec!["--json"];
+        v.extend(args);
+        let o = analyze_many(&v, &[&a, &b]);
+        assert_ok(&o);
+        lines::<JsonEvent>(&o).len()
+    };
+    // The same windows as the RFC 3339 ones of filters_select_events_and_connections.
+    assert_eq!(count(&["--since", "2026-04-14 10:00:00.300"]), 7);
+    assert_eq!(count(&["--since", "2026-04-14 10:00:00.300000"]), 7);
+    assert_eq!(count(&["--since", "2026-04-14 12:00:00.3+02"]), 7);
+    assert_eq!(
+        count(&[
+            "--since",
+            "2026-04-14 10:00:00.150",
+            "--until",
+            "2026-04-14 10:00:00.153"
+        ]),
+        3
+    );
+    // Times of day: on the date the recordings started (UTC).
+    assert_eq!(count(&["--since", "10:00:00.3"]), 7);
+    assert_eq!(count(&["--since", "10:00:00.150", "--until", "10:00:00.153"]), 3);
+    assert_eq!(
+        count(&["--since", "12:00:00.150+02:00", "--until", "12:00:00.153+02:00"]),
+        3
+    );
+    assert_eq!(count(&["--since", "09:00"]), 21);
+    assert_eq!(count(&["--until", "10:00"]), 0);
+    // A bare relative number is seconds.
+    assert_eq!(count(&["--since", "+0.3"]), 7);
+    assert_eq!(count(&["--since", "+0.3s"]), 7);
+}
+
+/// A time of day is on the UTC date on which the earliest recording started,
+/// even when that is before the start and the recordings go on past midnight.
+#[test]
+fn a_time_of_day_is_on_the_first_recordings_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let ms = 1_000_000;
+    // alpha starts at 2026-04-14 23:59:59.900: one connection before
+    // midnight, one 200 ms after its start (after midnight).
+    let alpha_start = T0 + 14 * 3_600_000 * ms - 100 * ms;
+    let mut events = v2_conn(1, 0, 500, "curl", 443);
+    events.extend(v2_conn(2, 200, 501, "wget", 80));
+    let a = write_recording(dir.path(), "a.parquet", &meta_for("alpha", alpha_start), &events, 0);
+    // beta starts on the next date, 2026-04-15 00:00:00.150.
+    let b = write_recording(
+        dir.path(),
+        "b.parquet",
+        &meta_for("beta", alpha_start + 250 * ms),
+        &v2_conn(1, 0, 600, "java", 8080),
+        0,
+    );
+    let count = |args: &[&str], files: &[&Path]| -> usize {
+        let mut v = vec!["--json"];
+        v.extend(args);
+        let o = analyze_many(&v, files);
+        assert_ok(&o);
+        lines::<JsonEvent>(&o).len()
+    };
+    let both: &[&Path] = &[&a, &b];
+    assert_eq!(count(&[], both), 21);
+    assert_eq!(count(&["--since", "23:59:59.95"], both), 14);
+    assert_eq!(count(&["--since", "2026-04-14 23:59:59.95"], both), 14);
+    assert_eq!(
+        count(&["--since", "01:59:59.95+02:00"], both),
+        14,
+        "the date at +02:00 is the 15th"
+    );
+    // 00:00:00.120 is on the 14th, alpha's date, for beta too: everything.
+    assert_eq!(count(&["--since", "00:00:00.120"], both), 21);
+    assert_eq!(count(&["--since", "2026-04-15 00:00:00.120"], both), 7);
+    assert_eq!(count(&["--until", "00:00:00.120"], both), 0);
+    // Alone, beta's date is the 15th.
+    assert_eq!(count(&["--since", "00:00:00.120"], &[&b]), 7);
+    assert_eq!(count(&["--since", "00:00:00.153"], &[&b]), 4);
+    // A window across midnight needs dates.
+    let o = analyze_many(&["--since", "23:59", "--until", "00:01"], both);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("give dates"), "{}", stderr(&o));
+    assert_eq!(
+        count(
+            &["--since", "2026-04-14 23:59", "--until", "2026-04-15 00:00:00.152"],
+            both
+        ),
+        14 + 2
+    );
+}
+
 #[test]
 fn bad_filters_are_usage_errors() {
     let bin = env!("CARGO_BIN_EXE_analyze");
@@ -854,6 +949,13 @@ fn bad_filters_are_usage_errors() {
         (&["--port", "70000"], "65535"),
         (&["--kind", "nope"], "unknown event kind"),
         (&["--since", "soon"], "not a time"),
+        (&["--since", "2026-02-30 10:00"], "2026-02-30 is not a date"),
+        (&["--until", "24:00"], "hour 24"),
+        (
+            &["--since", "+5x"],
+            "expected a duration: 30 (seconds), 30s, 1.5m, 2h, 250ms or 1h30m",
+        ),
+        (&["--since", "+9999999999h"], "too large"),
         (&["--sort", "duration"], "--conn"),
     ] {
         let o = Command::new(bin).args(args).arg("x.parquet").output().unwrap();

@@ -363,6 +363,71 @@ fn golden() {
     );
 }
 
+/// Every way of writing the instant of the `two-hosts.filter-since-rfc3339`
+/// case (2026-04-14T10:00:00.100Z) selects the same events: DuckDB's
+/// TIMESTAMP and TIMESTAMPTZ forms, and times of day, which fall on the date
+/// (UTC, or in the zone given) on which the earliest recording started.
+#[test]
+fn other_time_forms_match_the_rfc3339_case() {
+    let data = testdata();
+    let path = data.join("expected").join("two-hosts.filter-since-rfc3339.txt");
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    for since in [
+        "2026-04-14 10:00:00.100",
+        "2026-04-14 10:00:00.1",
+        "2026-04-14 10:00:00.100000",
+        "2026-04-14T10:00:00.100",
+        "2026-04-14 10:00:00.100Z",
+        "2026-04-14 12:00:00.100+02",
+        "2026-04-14 12:00:00.100+02:00",
+        "2026-04-14 05:30:00.100-0430",
+        "10:00:00.100",
+        "10:00:00.1Z",
+        "12:00:00.1+02:00",
+        // the recordings start at 10:00:00.010 and .020: still that date
+        "10:00:00.100000000",
+    ] {
+        let actual = run_in(&data, &["-t", "--since", since, "synthetic"]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            actual == expected,
+            "--since {since:?} differs from {}:\n{}",
+            path.display(),
+            diff(&expected, &actual)
+        );
+    }
+    // A window given as times of day is the window given as dates.
+    let dates = run_in(
+        &data,
+        &[
+            "-t",
+            "--since",
+            "2026-04-14T10:00:00.050Z",
+            "--until",
+            "2026-04-14T10:00:00.090Z",
+            "synthetic",
+        ],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(dates.lines().count() > 2, "{dates}");
+    for (since, until) in [("10:00:00.05", "10:00:00.09"), ("11:00:00.05+01", "11:00:00.09+01")] {
+        let times =
+            run_in(&data, &["-t", "--since", since, "--until", until, "synthetic"]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(times == dates, "{since}..{until}:\n{}", diff(&dates, &times));
+    }
+    // Relative offsets: a bare number is seconds, like every duration.
+    let ms = run_in(
+        &data,
+        &["-t", "--since", "+20ms", "--until", "+40ms", "synthetic/web1.parquet"],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let secs = run_in(
+        &data,
+        &["-t", "--since", "+0.02", "--until", "0.04", "synthetic/web1.parquet"],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(ms == secs, "{}", diff(&ms, &secs));
+}
+
 mod harness {
     use super::*;
 

@@ -16,9 +16,10 @@
 //! only; `::ffff:10.0.0.0/104` is accepted and means `10.0.0.0/8`.
 //!
 //! Time bounds ([`TimeBound`]) are resolved per recording against its clock
-//! anchor ([`Filter::mono_window`]); RFC 3339 parsing is left to the caller
-//! (this crate has no calendar dependency), which passes the resolved
-//! nanoseconds as [`TimeBound::Wall`].
+//! anchor ([`Filter::mono_window`]). Offsets from the start are parsed here
+//! ([`parse_offset`], with [`crate::timearg`]); dates and times of day are
+//! left to the caller (this crate has no calendar dependency), which passes
+//! the resolved nanoseconds as [`TimeBound::Wall`] or [`TimeBound::TimeOfDay`].
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -227,51 +228,31 @@ pub fn parse_kinds(s: &str) -> Result<Vec<EventKind>, String> {
     s.split(',').map(parse_kind).collect()
 }
 
-/// Parses a duration from the recording start: `+2s`, `+1.5m`, `+250ms`,
-/// `+100us`, `+10ns`, `+1h` (the `+` may be left out). Returns nanoseconds;
+/// Parses a duration from the recording start: `+` and a duration in the
+/// syntax of [`crate::timearg`] (`+30` is 30 seconds, `+2s`, `+1.5m`,
+/// `+250ms`, `+1h30m`; the `+` may be left out). Returns nanoseconds;
 /// fractions below a nanosecond are dropped.
 pub fn parse_offset(s: &str) -> Result<i64, String> {
-    const HINT: &str = "expected +DURATION with a unit: ns, us, ms, s, m or h (e.g. +2s, +1.5m, +250ms)";
     let t = s.trim();
     let body = t.strip_prefix('+').unwrap_or(t);
-    let split = body
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(body.len());
-    let (num, unit) = body.split_at(split);
-    let factor: u128 = match unit {
-        "ns" => 1,
-        "us" | "µs" => 1_000,
-        "ms" => 1_000_000,
-        "s" => 1_000_000_000,
-        "m" | "min" => 60_000_000_000,
-        "h" => 3_600_000_000_000,
-        "" => return Err(format!("{s:?}: missing unit; {HINT}")),
-        _ => return Err(format!("{s:?}: unknown unit {unit:?}; {HINT}")),
-    };
-    let (int_s, frac_s) = match num.split_once('.') {
-        Some((i, f)) => (i, f),
-        None => (num, ""),
-    };
-    let digits_ok = |d: &str| d.bytes().all(|b| b.is_ascii_digit());
-    if (int_s.is_empty() && frac_s.is_empty()) || !digits_ok(int_s) || !digits_ok(frac_s) || int_s.len() > 20 {
-        return Err(format!("{s:?}: {HINT}"));
-    }
-    let too_large = || format!("{s:?}: too large");
-    let int: u128 = if int_s.is_empty() {
-        0
+    let too_large = || format!("{s:?}: offset too large (at most 292 years)");
+    let parsed = if body.starts_with(char::is_whitespace) {
+        // `+ 2s`: the sign belongs to the number.
+        Err(crate::timearg::DurationError::Syntax)
     } else {
-        int_s.parse().map_err(|_| too_large())?
+        crate::timearg::parse_duration_nanos(body)
     };
-    let mut total = int.checked_mul(factor).ok_or_else(too_large)?;
-    // Fraction: at most 21 digits matter (factor ≤ 3.6e12, nanosecond resolution).
-    let frac_s = &frac_s[..frac_s.len().min(21)];
-    if !frac_s.is_empty() {
-        let frac: u128 = frac_s.parse().map_err(|_| too_large())?;
-        let scale = 10u128.pow(frac_s.len() as u32);
-        total = total.checked_add(frac * factor / scale).ok_or_else(too_large)?;
-    }
-    i64::try_from(total).map_err(|_| too_large())
+    let nanos = parsed.map_err(|e| match e {
+        crate::timearg::DurationError::TooLarge => too_large(),
+        e => format!("{s:?}: {e} (with a + in front: +30, +2s, ...)"),
+    })?;
+    i64::try_from(nanos).map_err(|_| too_large())
 }
+
+/// Nanoseconds in a second.
+const NANOS_PER_SEC: i64 = 1_000_000_000;
+/// Nanoseconds in a (UTC, leap-second-free) day.
+pub const NANOS_PER_DAY: i64 = 86_400 * NANOS_PER_SEC;
 
 /// One end of a time window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -280,14 +261,38 @@ pub enum TimeBound {
     SinceStart(i64),
     /// Wall-clock nanoseconds since the Unix epoch (UTC), e.g. from an RFC 3339 time.
     Wall(i64),
+    /// A time of day without a date, e.g. `10:00`: `nanos` after midnight
+    /// (0 to [`NANOS_PER_DAY`]) in the zone `utc_offset_s` seconds east of
+    /// UTC (0: UTC). It stands for that time on the day, in that zone, on
+    /// which the recording started ([`TimeBound::on_day_of`]).
+    TimeOfDay { nanos: i64, utc_offset_s: i32 },
 }
 
 impl TimeBound {
-    /// The `mono_ns` this bound stands for in a recording with `clock`.
-    pub fn to_mono(self, clock: &ClockAnchor) -> i64 {
+    /// A [`TimeBound::TimeOfDay`] as the [`TimeBound::Wall`] time on the day
+    /// (in its zone) that contains the wall-clock instant `start_wall_ns`,
+    /// even when that is earlier than `start_wall_ns`; other bounds as they are.
+    pub fn on_day_of(self, start_wall_ns: i64) -> TimeBound {
         match self {
+            TimeBound::TimeOfDay { nanos, utc_offset_s } => {
+                let offset = i64::from(utc_offset_s) * NANOS_PER_SEC;
+                let local_start = start_wall_ns.saturating_add(offset);
+                let midnight = local_start.saturating_sub(local_start.rem_euclid(NANOS_PER_DAY));
+                TimeBound::Wall(midnight.saturating_add(nanos).saturating_sub(offset))
+            }
+            b => b,
+        }
+    }
+
+    /// The `mono_ns` this bound stands for in a recording with `clock`
+    /// (a time of day: on the day this recording started).
+    pub fn to_mono(self, clock: &ClockAnchor) -> i64 {
+        // on_day_of leaves no TimeOfDay; the arm only keeps the match total.
+        match self.on_day_of(clock.realtime_ns) {
             TimeBound::SinceStart(d) => clock.monotonic_ns.saturating_add(d),
-            TimeBound::Wall(w) => clock.monotonic_ns.saturating_add(w.saturating_sub(clock.realtime_ns)),
+            TimeBound::Wall(w) | TimeBound::TimeOfDay { nanos: w, .. } => {
+                clock.monotonic_ns.saturating_add(w.saturating_sub(clock.realtime_ns))
+            }
         }
     }
 }
@@ -345,7 +350,8 @@ impl Filter {
     }
 
     /// Checks what parsing each option alone cannot: `--until` must be
-    /// later than `--since` when both are of the same form.
+    /// later than `--since` when both are of the same form (times of day:
+    /// in the same zone).
     pub fn validate(&self) -> Result<(), String> {
         match (self.since, self.until) {
             (Some(TimeBound::SinceStart(a)), Some(TimeBound::SinceStart(b)))
@@ -354,7 +360,33 @@ impl Filter {
             {
                 Err("--until must be later than --since".to_owned())
             }
+            (
+                Some(TimeBound::TimeOfDay {
+                    nanos: a,
+                    utc_offset_s: za,
+                }),
+                Some(TimeBound::TimeOfDay {
+                    nanos: b,
+                    utc_offset_s: zb,
+                }),
+            ) if za == zb && b <= a => Err(
+                "--until must be later than --since (times of day are on the recording's first day: \
+                 for a window across midnight give dates)"
+                    .to_owned(),
+            ),
             _ => Ok(()),
+        }
+    }
+
+    /// This filter with its times of day made wall-clock times on the day
+    /// (in their zones) that contains `start_wall_ns`: with several
+    /// recordings, pass the earliest start so that `10:00` is the same
+    /// instant in all of them (see [`TimeBound::on_day_of`]).
+    pub fn with_days_of(&self, start_wall_ns: i64) -> Filter {
+        Filter {
+            since: self.since.map(|b| b.on_day_of(start_wall_ns)),
+            until: self.until.map(|b| b.on_day_of(start_wall_ns)),
+            ..self.clone()
         }
     }
 
@@ -571,10 +603,109 @@ mod tests {
         assert_eq!(parse_offset("+0s"), Ok(0));
         assert_eq!(parse_offset("+0.0000000019s"), Ok(1));
         assert_eq!(parse_offset("+1.000000000000000000000001h"), Ok(3_600_000_000_000));
-        for bad in ["+2", "+s", "+2x", "+1.2.3s", "-2s", "+ 2s", "", "+", "+99999999999h"] {
-            assert!(parse_offset(bad).is_err(), "{bad}");
+        // Same syntax as every other duration: a bare number is seconds (it
+        // used to be refused for want of a unit), compound forms work.
+        assert_eq!(parse_offset("+2"), Ok(2_000_000_000));
+        assert_eq!(parse_offset("2.5"), Ok(2_500_000_000));
+        assert_eq!(parse_offset("+1h30m"), Ok(5_400_000_000_000));
+        assert_eq!(parse_offset("+9223372036.854775807"), Ok(i64::MAX));
+        for bad in ["+s", "+2x", "+1.2.3s", "-2s", "+ 2s", "", "+", "++2s", "+1h30"] {
+            let e = parse_offset(bad).unwrap_err();
+            assert!(e.contains("expected a duration") || e.contains("units"), "{bad}: {e}");
         }
-        assert!(parse_offset("+2").unwrap_err().contains("missing unit"));
+        for big in ["+9223372036.854775808", "+99999999999h", "+18446744073709551616ns"] {
+            assert!(parse_offset(big).unwrap_err().contains("too large"), "{big}");
+        }
+        assert!(parse_offset("+2x").unwrap_err().contains("unknown unit \"x\""));
+    }
+
+    #[test]
+    fn times_of_day() {
+        const H: i64 = 3_600 * NANOS_PER_SEC;
+        // 2026-04-14T10:00:00Z
+        let start = 1_776_160_800_000_000_000;
+        let midnight = start - 10 * H;
+        let tod = |h: i64, z: i32| TimeBound::TimeOfDay {
+            nanos: h * H,
+            utc_offset_s: z,
+        };
+        // On the recording's UTC day, also before its start.
+        assert_eq!(tod(11, 0).on_day_of(start), TimeBound::Wall(midnight + 11 * H));
+        assert_eq!(tod(9, 0).on_day_of(start), TimeBound::Wall(midnight + 9 * H));
+        assert_eq!(tod(0, 0).on_day_of(start), TimeBound::Wall(midnight));
+        assert_eq!(tod(0, 0).on_day_of(midnight), TimeBound::Wall(midnight));
+        assert_eq!(tod(23, 0).on_day_of(midnight - 1), TimeBound::Wall(midnight - H));
+        // With a zone: the day in that zone. 10:00Z is 12:00 at +02:00, the same day...
+        assert_eq!(tod(12, 7_200).on_day_of(start), TimeBound::Wall(start));
+        // ...but 2026-04-15 00:00 at +14:00, the next day there.
+        assert_eq!(
+            tod(1, 14 * 3_600).on_day_of(start),
+            TimeBound::Wall(midnight + 24 * H + H - 14 * H)
+        );
+        // At -10:00 it is midnight of the 14th.
+        assert_eq!(tod(0, -36_000).on_day_of(start), TimeBound::Wall(start));
+        // Before 1970.
+        assert_eq!(tod(1, 0).on_day_of(-1), TimeBound::Wall(-NANOS_PER_DAY + H));
+        // Never overflows.
+        for t in [i64::MIN, i64::MAX] {
+            let _ = tod(23, 50_400).on_day_of(t);
+            let _ = tod(0, -50_400).on_day_of(t);
+        }
+        // Others are left alone.
+        assert_eq!(TimeBound::Wall(5).on_day_of(start), TimeBound::Wall(5));
+        assert_eq!(TimeBound::SinceStart(5).on_day_of(start), TimeBound::SinceStart(5));
+
+        // to_mono: on the day of that recording's own start.
+        let clock = ClockAnchor {
+            realtime_ns: start,
+            monotonic_ns: 1_000,
+        };
+        assert_eq!(tod(10, 0).to_mono(&clock), 1_000);
+        assert_eq!(tod(11, 0).to_mono(&clock), 1_000 + H);
+        let f = Filter {
+            since: Some(tod(10, 0)),
+            until: Some(tod(11, 0)),
+            ..Default::default()
+        };
+        assert!(f.validate().is_ok());
+        assert_eq!(
+            f.mono_window(&clock),
+            MonoWindow {
+                since: 1_000,
+                until: 1_000 + H
+            }
+        );
+        // with_days_of pins the day: a recording that started the next day
+        // still sees the first day's 10:00.
+        let pinned = f.with_days_of(start);
+        assert_eq!(pinned.since, Some(TimeBound::Wall(start)));
+        assert_eq!(pinned.until, Some(TimeBound::Wall(start + H)));
+        let next_day = ClockAnchor {
+            realtime_ns: start + 24 * H,
+            monotonic_ns: 1_000,
+        };
+        assert_eq!(pinned.mono_window(&next_day).since, 1_000 - 24 * H);
+        assert_eq!(f.mono_window(&next_day).since, 1_000);
+
+        let backwards = Filter {
+            since: Some(tod(23, 0)),
+            until: Some(tod(1, 0)),
+            ..Default::default()
+        };
+        assert!(backwards.validate().unwrap_err().contains("give dates"));
+        let equal = Filter {
+            since: Some(tod(1, 0)),
+            until: Some(tod(1, 0)),
+            ..Default::default()
+        };
+        assert!(equal.validate().is_err());
+        // Different zones (or forms) are not compared.
+        let zones = Filter {
+            since: Some(tod(23, 0)),
+            until: Some(tod(1, 3_600)),
+            ..Default::default()
+        };
+        assert!(zones.validate().is_ok());
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! [`RecordingReader`]. It has no aya and no Linux-only code, so it builds and
 //! tests anywhere. Crash safety (checkpoint sidecars, [`repair`],
 //! [`RecordingReader::open_recovering`]) is in [`checkpoint`]; rotated
-//! recordings are listed by [`segments`].
+//! recordings are listed by [`segments`]. Durations typed on either tool's
+//! command line are parsed by [`timearg`].
 
 pub mod checkpoint;
 pub mod error;
@@ -18,6 +19,7 @@ pub mod meta;
 pub mod reader;
 pub mod schema;
 pub mod stacks;
+pub mod timearg;
 pub mod writer;
 
 pub use checkpoint::{checkpoint_path, repair, RepairOutcome, RepairReport};

@@ -6,12 +6,13 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use clap::Parser;
 use deeptcp_format::filter::Cidr;
+use deeptcp_format::timearg;
 use deeptcp_format::{Event, EventKind};
 
 const EXAMPLES: &str = "\
 Examples:
   sudo record -o trace.parquet                 record until Ctrl-C
-  sudo record -o trace.parquet --duration 30   record for 30 seconds
+  sudo record -o trace.parquet --duration 30   record for 30 seconds (also 30s, 1.5m, 2h, 1h30m)
   sudo record -o trace.parquet -p 1234 -K      one process, with kernel stacks
   sudo record -o trace.parquet --port 443      one port, either side (filtered in the kernel)
   sudo record -o trace.parquet --rotate-size 1G --rotate-secs 3600
@@ -33,8 +34,13 @@ Exit status: 0 when the recording was written and closed, 1 on any error.";
 /// one row per event until Ctrl-C/SIGTERM or --duration. Needs root (or
 /// CAP_BPF + CAP_PERFMON). Replay the file with `analyze`.
 #[derive(Debug, Parser)]
-#[command(name = "record", version, after_help = EXAMPLES)]
+#[command(name = "record", version, long_version = crate::version::long_version(), after_help = EXAMPLES)]
 pub struct Cli {
+    /// Print the man page or a shell completion script to stdout and exit
+    /// (for packagers; scripts/install uses it). Needs no root.
+    #[arg(long, value_name = "KIND", value_enum, hide = true, exclusive = true)]
+    pub generate: Option<crate::generate::Generate>,
+
     /// Output file; kernel stacks (-K) go to FILE with `.stacks.parquet` in place of `.parquet`;
     /// a checkpoint to FILE.checkpoint while recording.
     #[arg(
@@ -93,8 +99,9 @@ pub struct Cli {
     #[arg(short = 'K', long = "kstack")]
     pub kstack: bool,
 
-    /// Stop after SECS seconds (fractions allowed); default: until SIGINT/SIGTERM.
-    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    /// Stop after DURATION: 30 (seconds), 30s, 1.5m, 2h, 250ms, 1h30m (units h, m, s, ms, us,
+    /// ns, largest first); more than 0, at most a year. Default: until SIGINT/SIGTERM.
+    #[arg(long, value_name = "DURATION", value_parser = parse_secs)]
     pub duration: Option<Duration>,
 
     /// Size of the kernel→user ring buffer: a power of two, with optional K/M suffix.
@@ -109,13 +116,14 @@ pub struct Cli {
     #[arg(short, long)]
     pub quiet: bool,
 
-    /// Seconds between status lines on stderr when it is not a terminal (events/s, lost, size).
-    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
+    /// Time between status lines on stderr when it is not a terminal (events/s, lost, size);
+    /// a duration like --duration's.
+    #[arg(long, value_name = "DURATION", default_value = "10", value_parser = parse_secs)]
     pub status_interval: Duration,
 
-    /// Under load, end a row group and write a checkpoint every SECS seconds (5× that when
-    /// quiet): at most this much is lost if record is killed.
-    #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_flush_secs)]
+    /// Under load, end a row group and write a checkpoint every DURATION (5× that when
+    /// quiet): at most this much is lost if record is killed. 10ms to 1h (1, 0.25, 250ms, 2m).
+    #[arg(long, value_name = "DURATION", default_value = "1", value_parser = parse_flush_secs)]
     pub flush_interval: Duration,
 
     /// Rotate: write FILE as numbered segments (trace-000001.parquet, ...), each a complete
@@ -123,23 +131,28 @@ pub struct Cli {
     #[arg(long, value_name = "BYTES", value_parser = parse_rotate_size)]
     pub rotate_size: Option<u64>,
 
-    /// Rotate (see --rotate-size) every SECS seconds.
-    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    /// Rotate (see --rotate-size) every DURATION (3600, 1h, 30m; a duration like --duration's).
+    #[arg(long, value_name = "DURATION", value_parser = parse_secs)]
     pub rotate_secs: Option<Duration>,
 }
 
+/// The longest `--duration`, `--status-interval` or `--rotate-secs`: a (leap) year.
+const MAX_SECS: Duration = Duration::from_secs(366 * 86_400);
+
+/// A duration in the syntax both tools share ([`timearg`]): more than 0, at
+/// most [`MAX_SECS`].
 fn parse_secs(s: &str) -> Result<Duration, String> {
-    let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number of seconds"))?;
-    if !(v > 0.0 && v <= 366.0 * 86400.0) {
-        return Err(format!("`{s}` must be more than 0 and at most a year"));
+    let d = timearg::parse_duration(s).map_err(|e| e.to_string())?;
+    if d.is_zero() || d > MAX_SECS {
+        return Err("must be more than 0 and at most a year (8784h)".to_owned());
     }
-    Ok(Duration::from_secs_f64(v))
+    Ok(d)
 }
 
 fn parse_flush_secs(s: &str) -> Result<Duration, String> {
-    let d = parse_secs(s)?;
+    let d = timearg::parse_duration(s).map_err(|e| e.to_string())?;
     if d < Duration::from_millis(10) || d > Duration::from_secs(3600) {
-        return Err(format!("`{s}` must be between 0.01 and 3600 seconds"));
+        return Err("must be between 10ms and 1h (0.01 to 3600 seconds)".to_owned());
     }
     Ok(d)
 }
@@ -415,6 +428,98 @@ mod tests {
         assert!(parse(&["-o", "t", "--rotate-size", "99999999999G"]).is_err());
         assert!(parse(&["-o", "t", "--rotate-secs", "0"]).is_err());
         assert!(command(&["--list-probes", "--rotate-secs", "5"]).is_err());
+    }
+
+    /// `--duration`, `--status-interval`, `--flush-interval` and
+    /// `--rotate-secs` take the duration syntax `analyze` takes too.
+    #[test]
+    fn durations() {
+        let ms = Duration::from_millis;
+        let secs = Duration::from_secs;
+        for (value, want) in [
+            ("30", secs(30)),
+            ("1.5", ms(1500)),
+            ("30s", secs(30)),
+            ("1.5m", secs(90)),
+            ("2h", secs(7200)),
+            ("250ms", ms(250)),
+            ("1h30m", secs(5400)),
+            ("1ns", Duration::from_nanos(1)),
+            ("8784h", secs(366 * 86_400)),
+            ("31622400", secs(366 * 86_400)),
+        ] {
+            for opt in ["--duration", "--status-interval", "--rotate-secs"] {
+                let c = parse(&["-o", "t", opt, value]).unwrap_or_else(|e| panic!("{opt} {value}: {e}"));
+                let got = match opt {
+                    "--duration" => c.duration,
+                    "--status-interval" => Some(c.status_interval),
+                    _ => c.rotate.and_then(|r| r.secs),
+                };
+                assert_eq!(got, Some(want), "{opt} {value}");
+            }
+        }
+        for (value, want) in [
+            ("0.01", ms(10)),
+            ("10ms", ms(10)),
+            ("250ms", ms(250)),
+            ("2m", secs(120)),
+            ("1h", secs(3600)),
+            ("3600", secs(3600)),
+        ] {
+            assert_eq!(
+                parse(&["-o", "t", "--flush-interval", value]).unwrap().flush_interval,
+                want,
+                "{value}"
+            );
+        }
+        let err = |args: &[&str]| -> String {
+            match Cli::try_parse_from(std::iter::once("record").chain(args.iter().copied())) {
+                Ok(cli) => panic!("{args:?} accepted: {cli:?}"),
+                Err(e) => e.to_string(),
+            }
+        };
+        for (value, needle) in [
+            ("5x", "expected a duration: 30 (seconds), 30s, 1.5m, 2h, 250ms or 1h30m"),
+            ("", "expected a duration"),
+            ("nan", "expected a duration"),
+            ("inf", "expected a duration"),
+            ("1e3", "unknown unit"),
+            ("-3", "negative"),
+            ("-0.5s", "negative"),
+            ("1h30", "missing unit"),
+            ("30m1h", "largest to smallest"),
+            ("0", "more than 0"),
+            ("0s", "more than 0"),
+            ("0.1ns", "more than 0"),
+            ("8784h1ns", "at most a year"),
+            ("31622401", "at most a year"),
+            ("18446744073709551616", "too large"),
+            ("99999999999999999999999999999999999999999999h", "too large"),
+        ] {
+            for opt in ["--duration", "--status-interval", "--rotate-secs"] {
+                // --opt=VALUE: clap would take a separate `-3` for an option.
+                let e = err(&["-o", "t", &format!("{opt}={value}")]);
+                assert!(e.contains(needle), "{opt} {value:?}: {e}");
+                assert!(e.contains("invalid value"), "{opt} {value:?}: {e}");
+            }
+        }
+        assert_eq!(
+            err(&["-o", "t", "--duration", "5x"]).lines().next(),
+            Some(
+                "error: invalid value '5x' for '--duration <DURATION>': unknown unit \"x\" \
+                 (units: h, m, s, ms, us, ns); expected a duration: 30 (seconds), 30s, 1.5m, 2h, 250ms or 1h30m"
+            )
+        );
+        for (value, needle) in [
+            ("9ms", "between 10ms and 1h"),
+            ("0", "between 10ms and 1h"),
+            ("1h1ns", "between 10ms and 1h"),
+            ("3601", "between 10ms and 1h"),
+            ("soon", "expected a duration"),
+        ] {
+            let e = err(&["-o", "t", &format!("--flush-interval={value}")]);
+            assert!(e.contains(needle), "--flush-interval {value:?}: {e}");
+        }
     }
 
     fn ev(pid: u32, netns: u32, sport: u16, dport: u16) -> Event {

@@ -4,6 +4,7 @@
 mod btf;
 mod cli;
 mod convert;
+mod generate;
 mod host;
 mod offsets;
 mod privileges;
@@ -12,15 +13,20 @@ mod session;
 mod signals;
 mod snapshot;
 mod symbolize;
+mod version;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 fn main() {
     let cli = cli::Cli::parse();
-    let result = cli::Command::from_cli(cli).and_then(|cmd| match cmd {
-        cli::Command::Record(cfg) => session::run(*cfg),
-        cli::Command::ListProbes { disabled } => session::list_probes(&disabled),
-    });
+    let result = match cli.generate {
+        // Before any validation: needs no -o, no root.
+        Some(kind) => generate::print(kind, cli::Cli::command()),
+        None => cli::Command::from_cli(cli).and_then(|cmd| match cmd {
+            cli::Command::Record(cfg) => session::run(*cfg),
+            cli::Command::ListProbes { disabled } => session::list_probes(&disabled),
+        }),
+    };
     if let Err(e) = result {
         eprintln!("record: {e:#}");
         std::process::exit(1);

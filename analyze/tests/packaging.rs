@@ -1,0 +1,95 @@
+//! What packagers and `scripts/install` rely on, through the built binary
+//! (no root needed): `analyze --version` and the hidden `--generate KIND`.
+
+use std::process::{Command, Output};
+
+use deeptcp_format::schema::{MIN_SCHEMA_VERSION, SCHEMA_VERSION};
+
+const BIN: &str = env!("CARGO_BIN_EXE_analyze");
+const KINDS: [&str; 4] = ["man", "complete-bash", "complete-zsh", "complete-fish"];
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().unwrap()
+}
+
+fn stdout_of_success(args: &[&str]) -> String {
+    let o = run(args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "analyze {args:?}: {:?} {err}", o.status);
+    assert!(err.is_empty(), "analyze {args:?}: {err}");
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// The `--long` options `--help` lists: lines `  -x, --long ...` and
+/// `      --long ...` (descriptions and possible values are indented deeper).
+fn long_options() -> Vec<String> {
+    let help = stdout_of_success(&["--help"]);
+    let longs: Vec<String> = help
+        .lines()
+        .filter(|l| {
+            let body = l.trim_start();
+            body.starts_with('-') && l.len() - body.len() <= 6
+        })
+        .filter_map(|l| l.split_whitespace().find(|t| t.starts_with("--")))
+        .map(|t| {
+            t[2..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect()
+        })
+        .collect();
+    assert!(longs.len() > 10, "{longs:?} from {help}");
+    assert!(!longs.iter().any(|l| l == "generate"), "--generate is hidden: {help}");
+    longs
+}
+
+/// How each generated output spells `--long`.
+fn spelled(kind: &str, long: &str) -> String {
+    match kind {
+        "man" => format!("\\-\\-{}", long.replace('-', "\\-")),
+        "complete-fish" => format!("-l {long}"),
+        _ => format!("--{long}"),
+    }
+}
+
+#[test]
+fn version_names_commit_and_schemas_read() {
+    let out = stdout_of_success(&["--version"]);
+    let first = out.lines().next().unwrap_or_default();
+    let head = format!("analyze {} (git ", env!("CARGO_PKG_VERSION"));
+    assert!(first.starts_with(&head) && first.ends_with(')'), "{out}");
+    // Every version from the oldest still read (v1 compat) to the newest.
+    let read: Vec<String> = (MIN_SCHEMA_VERSION..=SCHEMA_VERSION).map(|v| v.to_string()).collect();
+    assert!(read.len() >= 2 && read[0] == "1", "{read:?}");
+    let schema = format!("file schema read: {} (", read.join(", "));
+    assert!(out.contains(&schema), "{out}");
+    // -V stays short.
+    assert_eq!(
+        stdout_of_success(&["-V"]),
+        format!("analyze {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn generate_needs_nothing_else_and_covers_every_option() {
+    let longs = long_options();
+    for kind in KINDS {
+        let text = stdout_of_success(&["--generate", kind]);
+        assert!(!text.trim().is_empty(), "{kind}");
+        for long in &longs {
+            let want = spelled(kind, long);
+            assert!(text.contains(&want), "--generate {kind} lacks {want}");
+        }
+    }
+    let man = stdout_of_success(&["--generate", "man"]);
+    assert!(man.contains(".TH analyze 1 "), "{man}");
+}
+
+#[test]
+fn generate_rejects_unknown_kinds_and_other_options() {
+    for args in [&["--generate", "pdf"][..], &["--generate", "man", "x.parquet"]] {
+        let o = run(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(o.stdout.is_empty(), "{args:?}");
+    }
+}
