@@ -7,9 +7,8 @@
 //! any machine) but carries no eBPF object and says so at run time; the
 //! `deeptcp_no_ebpf` cfg marks that build.
 //!
-//! For `record --version` it also sets `DEEPTCP_GIT_COMMIT` (short hash,
-//! `-dirty`, or `unknown` outside a git checkout) and `DEEPTCP_EBPF_STATUS`
-//! (whether the eBPF object is built in, and if not why).
+//! For `record --version` it also sets `DEEPTCP_EBPF_STATUS` (whether the
+//! eBPF object is built in, and if not why).
 
 use std::path::{Path, PathBuf};
 
@@ -35,48 +34,11 @@ fn has_toolchain(name: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// `git -C dir ARGS`'s trimmed stdout, when it succeeds. `--no-optional-locks`:
-/// `git status` must not rewrite the index, which this script watches.
-fn git(dir: &Path, args: &[&str]) -> Option<String> {
-    let out = std::process::Command::new("git")
-        .arg("--no-optional-locks")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .output()
-        .ok()?;
-    let text = String::from_utf8(out.stdout).ok()?;
-    out.status.success().then(|| text.trim().to_owned())
-}
-
-/// Short hash of HEAD, `-dirty` when tracked files changed, `unknown` when
-/// `dir` is not tracked in a git checkout (a source tarball, no git).
-fn git_commit(dir: &Path) -> String {
-    let tracked = git(dir, &["ls-files", "--error-unmatch", "Cargo.toml"]).is_some();
-    let Some(hash) = git(dir, &["rev-parse", "--short", "HEAD"]).filter(|h| tracked && !h.is_empty()) else {
-        return "unknown".to_owned();
-    };
-    // Rerun when HEAD moves (commit, checkout) or the index changes (add, reset).
-    let head_ref = git(dir, &["symbolic-ref", "-q", "HEAD"]);
-    for name in ["HEAD", "index", "packed-refs"].into_iter().chain(head_ref.as_deref()) {
-        if let Some(path) = git(dir, &["rev-parse", "--git-path", name]) {
-            let path = dir.join(path);
-            if path.exists() {
-                println!("cargo:rerun-if-changed={}", path.display());
-            }
-        }
-    }
-    let status = git(dir, &["status", "--porcelain", "--untracked-files=no"]);
-    let dirty = status.is_some_and(|s| !s.is_empty());
-    format!("{hash}{}", if dirty { "-dirty" } else { "" })
-}
-
 fn main() -> anyhow::Result<()> {
     println!("cargo::rustc-check-cfg=cfg(deeptcp_no_ebpf)");
     println!("cargo:rerun-if-env-changed=DEEPTCP_NO_EBPF");
     println!("cargo:rerun-if-env-changed=PATH");
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
-    println!("cargo:rustc-env=DEEPTCP_GIT_COMMIT={}", git_commit(&manifest));
     let root = manifest
         .parent()
         .ok_or_else(|| anyhow::anyhow!("record/ has no parent"))?;

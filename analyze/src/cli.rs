@@ -75,7 +75,7 @@ pub struct Args {
     /// Print the man page or a shell completion script to stdout and exit
     /// (for packagers; scripts/install uses it).
     #[arg(long, value_name = "KIND", value_enum, hide = true, exclusive = true)]
-    pub generate: Option<crate::generate::Generate>,
+    pub generate: Option<deeptcp_cli::generate::Generate>,
 
     /// Recordings to read: .parquet files written by `record`, directories
     /// (their *.parquet files) or quoted globs. Events are merged in time order.
@@ -384,6 +384,12 @@ pub fn recording_of_sidecar(path: &Path) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn man_page_and_completions_mention_every_option() {
+        use clap::CommandFactory;
+        assert_eq!(deeptcp_cli::generate::incomplete_outputs(&Args::command()), vec![]);
+    }
 
     fn parse(argv: &[&str]) -> Result<Args, clap::Error> {
         Args::try_parse_from(std::iter::once("analyze").chain(argv.iter().copied()))

@@ -1,7 +1,7 @@
 //! `analyze`: replays deeptcp recordings offline, without root or eBPF.
 //!
 //! This file only parses the command line and dispatches to [`app::run`]
-//! (or, for the hidden `--generate`, to [`generate::print`]);
+//! (or, for the hidden `--generate`, to [`deeptcp_cli::generate::print`]);
 //! it owns the process-level policy: stdout is locked and buffered, errors
 //! are printed once as `analyze: <message: cause: …>` (anyhow's `{:#}`
 //! chain, see [`app::error_line`]) with exit status 1,
@@ -12,7 +12,6 @@ mod app;
 mod cli;
 mod conn;
 mod errno;
-mod generate;
 mod inputs;
 mod owner;
 mod render;
@@ -32,7 +31,7 @@ fn main() -> ExitCode {
     // arguments are not usable.
     let args = Args::parse();
     if let Some(kind) = args.generate {
-        return match generate::print(kind, Args::command()) {
+        return match deeptcp_cli::generate::print(kind, Args::command()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 let _ = writeln!(io::stderr(), "analyze: {e:#}");

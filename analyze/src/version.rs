@@ -14,7 +14,7 @@ pub fn long_version() -> &'static str {
         format!(
             "{} (git {})\nfile schema read: {} (recordings and stacks sidecars)",
             env!("CARGO_PKG_VERSION"),
-            env!("DEEPTCP_GIT_COMMIT"),
+            deeptcp_cli::GIT_COMMIT,
             read.join(", "),
         )
     });

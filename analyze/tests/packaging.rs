@@ -20,38 +20,6 @@ fn stdout_of_success(args: &[&str]) -> String {
     String::from_utf8(o.stdout).unwrap()
 }
 
-/// The `--long` options `--help` lists: lines `  -x, --long ...` and
-/// `      --long ...` (descriptions and possible values are indented deeper).
-fn long_options() -> Vec<String> {
-    let help = stdout_of_success(&["--help"]);
-    let longs: Vec<String> = help
-        .lines()
-        .filter(|l| {
-            let body = l.trim_start();
-            body.starts_with('-') && l.len() - body.len() <= 6
-        })
-        .filter_map(|l| l.split_whitespace().find(|t| t.starts_with("--")))
-        .map(|t| {
-            t[2..]
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
-                .collect()
-        })
-        .collect();
-    assert!(longs.len() > 10, "{longs:?} from {help}");
-    assert!(!longs.iter().any(|l| l == "generate"), "--generate is hidden: {help}");
-    longs
-}
-
-/// How each generated output spells `--long`.
-fn spelled(kind: &str, long: &str) -> String {
-    match kind {
-        "man" => format!("\\-\\-{}", long.replace('-', "\\-")),
-        "complete-fish" => format!("-l {long}"),
-        _ => format!("--{long}"),
-    }
-}
-
 #[test]
 fn version_names_commit_and_schemas_read() {
     let out = stdout_of_success(&["--version"]);
@@ -70,19 +38,19 @@ fn version_names_commit_and_schemas_read() {
     );
 }
 
+/// Every kind prints through the built binary with no other argument (no
+/// `-o`, no root); that each covers every option is a unit test of the
+/// command definition (cli.rs).
 #[test]
-fn generate_needs_nothing_else_and_covers_every_option() {
-    let longs = long_options();
+fn generate_needs_nothing_else() {
     for kind in KINDS {
         let text = stdout_of_success(&["--generate", kind]);
-        assert!(!text.trim().is_empty(), "{kind}");
-        for long in &longs {
-            let want = spelled(kind, long);
-            assert!(text.contains(&want), "--generate {kind} lacks {want}");
-        }
+        assert!(text.contains("analyze"), "--generate {kind}: {text}");
     }
     let man = stdout_of_success(&["--generate", "man"]);
     assert!(man.contains(".TH analyze 1 "), "{man}");
+    let help = stdout_of_success(&["--help"]);
+    assert!(!help.contains("--generate"), "--generate is hidden: {help}");
 }
 
 #[test]

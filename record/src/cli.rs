@@ -39,7 +39,7 @@ pub struct Cli {
     /// Print the man page or a shell completion script to stdout and exit
     /// (for packagers; scripts/install uses it). Needs no root.
     #[arg(long, value_name = "KIND", value_enum, hide = true, exclusive = true)]
-    pub generate: Option<crate::generate::Generate>,
+    pub generate: Option<deeptcp_cli::generate::Generate>,
 
     /// Output file; kernel stacks (-K) go to FILE with `.stacks.parquet` in place of `.parquet`;
     /// a checkpoint to FILE.checkpoint while recording.
@@ -333,6 +333,12 @@ impl Command {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn man_page_and_completions_mention_every_option() {
+        use clap::CommandFactory;
+        assert_eq!(deeptcp_cli::generate::incomplete_outputs(&Cli::command()), vec![]);
+    }
 
     fn command(args: &[&str]) -> Result<Command> {
         let cli = Cli::try_parse_from(std::iter::once("record").chain(args.iter().copied()))?;

@@ -4,7 +4,6 @@
 mod btf;
 mod cli;
 mod convert;
-mod generate;
 mod host;
 mod offsets;
 mod privileges;
@@ -21,7 +20,7 @@ fn main() {
     let cli = cli::Cli::parse();
     let result = match cli.generate {
         // Before any validation: needs no -o, no root.
-        Some(kind) => generate::print(kind, cli::Cli::command()),
+        Some(kind) => deeptcp_cli::generate::print(kind, cli::Cli::command()),
         None => cli::Command::from_cli(cli).and_then(|cmd| match cmd {
             cli::Command::Record(cfg) => session::run(*cfg),
             cli::Command::ListProbes { disabled } => session::list_probes(&disabled),

@@ -13,7 +13,7 @@ pub fn long_version() -> &'static str {
         format!(
             "{} (git {})\nfile schema written: events {}, stacks {}\neBPF object: {}",
             env!("CARGO_PKG_VERSION"),
-            env!("DEEPTCP_GIT_COMMIT"),
+            deeptcp_cli::GIT_COMMIT,
             SCHEMA_VERSION,
             // The stacks sidecar (StackWriter) carries the same version.
             SCHEMA_VERSION,

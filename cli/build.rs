@@ -1,7 +1,7 @@
-//! Embeds the git commit `analyze --version` prints, as
-//! `DEEPTCP_GIT_COMMIT`: the short hash, `-dirty` when tracked files had
+//! Embeds the git commit `record --version` and `analyze --version` print,
+//! as `DEEPTCP_GIT_COMMIT`: the short hash, `-dirty` when tracked files had
 //! changes, `unknown` outside a git checkout (e.g. a source tarball) or
-//! without git. (record/build.rs does the same for `record`.)
+//! without git.
 
 use std::path::Path;
 use std::process::Command;
