@@ -140,6 +140,9 @@ def main(argv):
     q = path.replace("'", "''")
 
     kv = pq.read_metadata(path).metadata or {}
+    # Page checksums (deeptcp writes one per page; older files have none):
+    # Arrow C++ verifies every page that has one.
+    pq.read_table(path, page_checksum_verification=True)
     raw_version = kv.get(b"deeptcp.schema_version")
     if raw_version not in (b"1", b"2"):
         fail(f"deeptcp.schema_version is {raw_version!r}, expected b'1' or b'2'")

@@ -5,12 +5,15 @@
 //! errors into messages that name the file and what was being done, and it
 //! marks failures to write the output ([`OutputError`]) so that `main` can
 //! tell "the reader of our stdout went away" (exit quietly) from real errors.
-//! Events are streamed ([`crate::source`]): memory does not grow with the
-//! files. The event table and JSON first make one pass to learn socket
-//! owners for back-fill (schema v2 only, memory bounded by the number of
-//! sockets); `--conn` needs no such pass (a connection's owner is known when
-//! it ends) and holds only open connections, unless `--sort` without
-//! `--top` asks for all of them.
+//! Events are streamed ([`crate::source`]) in time order, whatever order
+//! the files store them in ([`crate::order`]): memory does not grow with the
+//! files. That order is planned before any output, so a file too far out
+//! of order to sort in bounded memory is refused before its first line.
+//! The event table and JSON first make one pass to learn socket owners for
+//! back-fill (schema v2 only, memory bounded by the number of sockets);
+//! `--conn` needs no such pass (a connection's owner is known when it ends)
+//! and holds only open connections, unless `--sort` without `--top` asks
+//! for all of them.
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashSet};
@@ -20,14 +23,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use deeptcp_format::{read_stacks, stacks_path, Event, Filter, MonoWindow, RecordingMeta};
+use deeptcp_format::{
+    read_stacks, stacks_path, Event, Filter, MonoWindow, ReadOptions, RecordingMeta, RecordingReader,
+};
 
 use crate::cli::{Config, ConnOptions, Mode, SortKey, TableOptions};
 use crate::conn::{Conn, Match, Tracker};
 use crate::inputs;
+use crate::order::{Limits, Plan};
 use crate::render::conn::ConnTable;
 use crate::render::info::{self, Summary};
 use crate::render::json::{self, ConnJson, EventJson};
+use crate::render::sanitized;
 use crate::render::table::{Stacks, TableRenderer};
 use crate::source::{self, Prep, Source, READING};
 
@@ -64,13 +71,16 @@ fn output(e: io::Error) -> anyhow::Error {
 /// Runs `config`, writing results to `out` and warnings to `warn`.
 pub fn run(config: &Config, out: &mut impl Write, warn: &mut impl Write) -> Result<()> {
     if config.mode == Mode::Repair {
-        return repair(&config.inputs, out);
+        return repair(&config.inputs, out, warn);
     }
     let paths = inputs::expand(&config.inputs)?;
     if config.mode == Mode::Info {
         return info(&paths, out, warn);
     }
-    let (sources, readers) = source::open_all(&paths)?;
+    let read = ReadOptions {
+        skip_corrupt: config.skip_corrupt,
+    };
+    let (sources, readers) = source::open_all(&paths, read)?;
     for (s, r) in sources.iter().zip(&readers) {
         if r.recovered() {
             warn_recovered(warn, &s.path);
@@ -107,11 +117,14 @@ pub fn run(config: &Config, out: &mut impl Write, warn: &mut impl Write) -> Resu
             warning(warn, &interval.describe(&s.meta.clock));
         }
     }
+    // Before any output: a file too far out of time order is refused here.
+    let plans = source::plan_all(&readers, Limits::default())?;
+    let readers: Vec<(RecordingReader, Plan)> = readers.into_iter().zip(plans).collect();
     let layout = Layout::of(&sources);
     match config.mode {
         Mode::Table(opts) => events(config, &sources, readers, &layout, Some(opts), out, warn),
         Mode::Json => events(config, &sources, readers, &layout, None, out, warn),
-        Mode::Conn(opts) => conns(config, &sources, readers, &layout, opts, out),
+        Mode::Conn(opts) => conns(config, &sources, readers, &layout, opts, out, warn),
         Mode::Info | Mode::Repair => Ok(()),
     }
 }
@@ -131,19 +144,46 @@ fn warn_recovered(warn: &mut impl Write, path: &Path) {
     );
 }
 
-/// `--repair`: completes each recording (and its stacks sidecar) at its last checkpoint.
-fn repair(inputs: &[PathBuf], out: &mut impl Write) -> Result<()> {
-    for path in inputs {
-        let report = deeptcp_format::repair(path).with_context(|| format!("cannot repair {}", path.display()))?;
-        writeln!(out, "{report}").map_err(output)?;
-        let stacks = deeptcp_format::stacks_path(path);
-        if deeptcp_format::checkpoint_path(&stacks).exists() {
-            let report =
-                deeptcp_format::repair(&stacks).with_context(|| format!("cannot repair {}", stacks.display()))?;
-            writeln!(out, "{report}").map_err(output)?;
+/// `--repair`: completes each recording (and its stacks sidecar) at its last
+/// checkpoint. It takes the names the other modes take ([`inputs::expand`]:
+/// a rotated recording by its name, directories, globs), so that what
+/// `analyze NAME` reads as one recording is what `analyze --repair NAME`
+/// repairs. With several recordings, one that cannot be repaired is reported
+/// on `warn` and the others are still repaired; the run then fails.
+fn repair(inputs: &[PathBuf], out: &mut impl Write, warn: &mut impl Write) -> Result<()> {
+    let paths = inputs::expand(inputs).context("cannot repair")?;
+    let mut failed = 0usize;
+    for path in &paths {
+        match repair_one(path, out) {
+            Ok(()) => {}
+            Err(e) if paths.len() == 1 || e.chain().any(|c| c.is::<OutputError>()) => return Err(e),
+            Err(e) => {
+                failed += 1;
+                let _ = writeln!(warn, "analyze: {}", error_line(&e));
+            }
         }
     }
-    out.flush().map_err(output)
+    out.flush().map_err(output)?;
+    if failed > 0 {
+        bail!(
+            "{failed} of {} recordings could not be repaired (see above)",
+            paths.len()
+        );
+    }
+    Ok(())
+}
+
+/// Repairs `path` and, when it has a checkpoint, its stacks sidecar.
+fn repair_one(path: &Path, out: &mut impl Write) -> Result<()> {
+    // Reports name the file: escaped like everything else printed.
+    let report = deeptcp_format::repair(path).with_context(|| format!("cannot repair {}", path.display()))?;
+    writeln!(out, "{}", sanitized(&report.to_string())).map_err(output)?;
+    let stacks = deeptcp_format::stacks_path(path);
+    if deeptcp_format::checkpoint_path(&stacks).exists() {
+        let report = deeptcp_format::repair(&stacks).with_context(|| format!("cannot repair {}", stacks.display()))?;
+        writeln!(out, "{}", sanitized(&report.to_string())).map_err(output)?;
+    }
+    Ok(())
 }
 
 /// What the renderers need to know about the set of inputs.
@@ -158,7 +198,8 @@ impl Layout {
     fn of(sources: &[Source]) -> Layout {
         let hosts: HashSet<&str> = sources.iter().map(|s| &*s.host).collect();
         let host_width = (hosts.len() > 1).then(|| {
-            let longest = hosts.iter().map(|h| h.chars().count()).max().unwrap_or(0);
+            // As printed: with control characters escaped.
+            let longest = hosts.iter().map(|h| sanitized(h).chars().count()).max().unwrap_or(0);
             longest.max("HOST".len()) + 2
         });
         let origin_ns = sources.iter().map(|s| s.meta.clock.realtime_ns).min().unwrap_or(0);
@@ -179,7 +220,7 @@ fn windows(filter: &Filter, sources: &[Source]) -> Vec<MonoWindow> {
 fn events(
     config: &Config,
     sources: &[Source],
-    readers: Vec<deeptcp_format::RecordingReader>,
+    readers: Vec<(RecordingReader, Plan)>,
     layout: &Layout,
     table: Option<TableOptions>,
     out: &mut impl Write,
@@ -202,14 +243,14 @@ fn events(
         .into_iter()
         .zip(sources)
         .zip(&windows)
-        .map(|((reader, s), w)| {
+        .map(|(((reader, plan), s), w)| {
             let prep = Prep {
                 owners: owners.clone(),
                 boot: s.boot,
                 filter: filter.clone(),
                 window: config.filter.has_time_bounds().then_some(*w),
             };
-            source::spawn(reader, s.meta.clock, prep, workers)
+            source::spawn(reader, plan, s.meta.clock, prep, workers)
         })
         .collect();
 
@@ -217,14 +258,14 @@ fn events(
         Some(opts) => {
             let mut r = TableRenderer::new(&mut *out, opts.timestamps, layout.origin_ns, layout.host_width);
             r.header().map_err(output)?;
-            source::merge(streams, |i, ts, ev| {
+            source::merge(streams, skipped(warn), |i, ts, ev| {
                 let s = &sources[i as usize];
                 r.event(ev, ts, &s.host, stacks[i as usize].as_ref()).map_err(output)
             })?;
             r.finish().map_err(output)?;
         }
         None => {
-            source::merge(streams, |i, ts, ev| {
+            source::merge(streams, skipped(warn), |i, ts, ev| {
                 json::line(&mut *out, &EventJson::new(ev, ts, &sources[i as usize].host)).map_err(output)
             })?;
             out.flush().map_err(output)?;
@@ -237,10 +278,11 @@ fn events(
 fn conns(
     config: &Config,
     sources: &[Source],
-    readers: Vec<deeptcp_format::RecordingReader>,
+    readers: Vec<(RecordingReader, Plan)>,
     layout: &Layout,
     opts: ConnOptions,
     out: &mut impl Write,
+    warn: &mut impl Write,
 ) -> Result<()> {
     let filter = &config.filter;
     let filtering = !filter.is_empty();
@@ -249,7 +291,7 @@ fn conns(
     let streams: Vec<source::Stream> = readers
         .into_iter()
         .zip(sources)
-        .map(|(reader, s)| source::spawn(reader, s.meta.clock, Prep::default(), workers))
+        .map(|((reader, plan), s)| source::spawn(reader, plan, s.meta.clock, Prep::default(), workers))
         .collect();
 
     let mut sink = ConnSink::new(&mut *out, opts.json, layout);
@@ -260,7 +302,7 @@ fn conns(
     let mut last_ts: Vec<Option<i64>> = vec![None; sources.len()];
     let selected = |c: &Conn| !filtering || c.selected(|pid, comm| filter.matches_owner(pid, comm));
 
-    source::merge(streams, |i, ts, ev| {
+    source::merge(streams, skipped(warn), |i, ts, ev| {
         let idx = i as usize;
         last_ts[idx] = Some(last_ts[idx].map_or(ts, |t: i64| t.max(ts)));
         let m = if filtering {
@@ -422,7 +464,7 @@ impl Collector {
 /// `--info`: one report per recording (headed by its path when there are several).
 fn info(paths: &[PathBuf], out: &mut impl Write, warn: &mut impl Write) -> Result<()> {
     for (i, path) in paths.iter().enumerate() {
-        let reader = source::open(path)?;
+        let reader = source::open(path, ReadOptions::default())?;
         if reader.recovered() {
             warn_recovered(warn, path);
         }
@@ -436,7 +478,8 @@ fn info(paths: &[PathBuf], out: &mut impl Write, warn: &mut impl Write) -> Resul
             if i > 0 {
                 writeln!(out).map_err(output)?;
             }
-            writeln!(out, "file:             {}", path.display()).map_err(output)?;
+            let name = path.display().to_string();
+            writeln!(out, "file:             {}", sanitized(&name)).map_err(output)?;
         }
         info::render(out, &meta, finished, &summary).map_err(output)?;
     }
@@ -478,7 +521,7 @@ fn load_stacks(path: &Path, meta: &RecordingMeta, warn: &mut impl Write) -> Resu
 }
 
 fn any_event_has_stack(path: &Path) -> Result<bool> {
-    let reader = source::open(path)?;
+    let reader = source::open(path, ReadOptions::default())?;
     for ev in reader.events() {
         if ev.context(READING)?.stack_id.is_some() {
             return Ok(true);
@@ -487,9 +530,15 @@ fn any_event_has_stack(path: &Path) -> Result<bool> {
     Ok(false)
 }
 
-/// One warning line on stderr. A failure to write it must not stop the run.
+/// What to do with a warning from the event streams: print it.
+fn skipped(warn: &mut impl Write) -> impl FnMut(deeptcp_format::FormatError) + '_ {
+    |e| warning(warn, &error_line(&anyhow::Error::new(e)))
+}
+
+/// One warning line on stderr (control characters escaped: warnings name
+/// files and quote them). A failure to write it must not stop the run.
 fn warning(warn: &mut impl Write, msg: &str) {
-    let _ = writeln!(warn, "analyze: warning: {msg}");
+    let _ = writeln!(warn, "analyze: warning: {}", sanitized(msg));
 }
 
 /// The one-line message for `err`: its context chain joined by `": "`, as
@@ -508,8 +557,10 @@ pub fn error_line(err: &anyhow::Error) -> String {
         }
         line.push_str(&text);
     }
-    // A message that spans lines would break "one line on stderr".
-    line.replace('\n', " ")
+    // A message that spans lines would break "one line on stderr"; one
+    // that echoes a file name or a value from the file may hold control
+    // characters, which must not reach the terminal.
+    sanitized(&line.replace('\n', " ")).into_owned()
 }
 
 #[cfg(test)]
@@ -538,6 +589,12 @@ mod tests {
         );
         let e = anyhow::Error::new(io::Error::other("two\nlines")).context("ctx");
         assert_eq!(error_line(&e), "ctx: two lines");
+        // Text from a file (names, values) cannot move the cursor.
+        let e = anyhow::anyhow!("x\x1b[2J.parquet: bad value \"\r\u{9b}\"").context("cannot read");
+        assert_eq!(
+            error_line(&e),
+            r#"cannot read: x\u{1b}[2J.parquet: bad value "\r\u{9b}""#
+        );
         assert_eq!(
             format!("{:#}", anyhow::anyhow!("plain")),
             error_line(&anyhow::anyhow!("plain"))

@@ -98,8 +98,16 @@ pub struct Args {
     /// Make recordings whose recorder was killed (or ran out of disk) complete
     /// again: cut them at their last checkpoint (FILE.checkpoint) and write the
     /// footer, losing at most the last flush interval. Stacks sidecars too.
+    /// Takes the same INPUTs as the other modes (a rotated recording by its
+    /// name, directories, globs).
     #[arg(long = "repair", conflicts_with_all = ["timestamp", "kstack", "conn", "json", "info"])]
     pub repair: bool,
+
+    /// Leave out a row group whose pages fail their checksums (or do not
+    /// decode), with a warning on stderr that names it and its row count,
+    /// and go on with the rest. Without it a damaged row group is an error.
+    #[arg(long = "skip-corrupt", conflicts_with = "repair")]
+    pub skip_corrupt: bool,
 
     /// One entry per connection (socket): owner, addresses, start, end,
     /// duration, state path, retransmits/RSTs/zero windows/errors, bytes,
@@ -266,6 +274,8 @@ pub struct Config {
     pub inputs: Vec<PathBuf>,
     pub mode: Mode,
     pub filter: Filter,
+    /// `--skip-corrupt`: damaged row groups are warnings, not errors.
+    pub skip_corrupt: bool,
 }
 
 /// Suffix of the stack sidecar that sits next to a recording.
@@ -363,6 +373,7 @@ impl Config {
             inputs: args.inputs,
             mode,
             filter,
+            skip_corrupt: args.skip_corrupt,
         })
     }
 }

@@ -13,6 +13,7 @@ mod cli;
 mod conn;
 mod errno;
 mod inputs;
+mod order;
 mod owner;
 mod render;
 mod source;

@@ -1,71 +1,66 @@
 //! Reading several recordings at once, as one stream in time order.
 //!
-//! Each recording is decoded by its own thread ([`spawn`]), which also
-//! back-fills owners and applies the event filters when asked ([`Prep`]),
-//! restores time order within the file ([`Reorder`]) and hands events over
-//! in chunks through a bounded channel, so memory stays constant however
-//! large the files are. [`merge`] then interleaves the files by wall-clock
-//! time (`ts`) on the calling thread.
+//! Each recording is read by its own thread ([`spawn`]) as its [`Plan`]
+//! says ([`crate::order`]: row groups in the order of their first event,
+//! each sorted while it streams, merged k ways), and handed over in chunks
+//! through a bounded channel, so memory stays bounded however large the
+//! files are and whatever order their rows are stored in. [`merge`] then
+//! interleaves the files by wall-clock time (`ts`) on the calling thread.
+//! [`plan_all`] makes the plans first, before anything is printed, so that
+//! a file too far out of order to sort in bounded memory is refused up
+//! front rather than after part of the output.
 //!
 //! **Threads within a file.** Turning rows into events is most of the work,
-//! so a file with several row groups is decoded by several workers (as many
-//! as there are CPUs to spare, see [`workers_per_file`]): worker `w` decodes
-//! row groups `w`, `w + N`, `w + 2N`, ... and does the [`Prep`] work, and
-//! the file's thread takes their output back in row-group order
-//! ([`sequence`]), so what enters the reorder window is exactly the file's
-//! row order, as with one decoder. Each worker's channel is bounded
-//! ([`AHEAD_EVENTS`] events in all): a worker that runs ahead waits.
-//! An error in a row group ends the file there, after the rows before it;
-//! the workers still running stop at their next hand-over.
+//! so each row group being merged is decoded by a thread of its own, which
+//! also back-fills owners and applies the event filters when asked
+//! ([`Prep`]) and sorts the row group ([`Reorder`]); as many more as there
+//! are CPUs to spare ([`workers_per_file`]) decode the next row groups
+//! ahead. Each has a bounded channel ([`AHEAD_EVENTS`] events shared by all
+//! of a file's): a thread that runs ahead waits. The file's thread merges
+//! their output. The row group the merge waits for is always being decoded
+//! (its thread waits only for room in its own channel), so the merge cannot
+//! deadlock.
 //!
-//! **Order.** Rows are stored in the order the recorder received them,
-//! which is nearly but not strictly time order (events from different CPUs
-//! race for the ring buffer). Each file is sorted through a window of
-//! [`REORDER_WINDOW_NS`] (at most [`REORDER_MAX_EVENTS`] events held): an
-//! event recorded up to that much later than one that follows it is always
-//! put back in place; one later than that may be printed after events
-//! that happened after it. Events with equal `ts` keep file order, and
-//! across files, command-line order.
+//! **Order.** The output is the stable sort of each file's rows by `ts`:
+//! rows with equal `ts` keep file order, and across files, command-line
+//! order. An error in a row group ends the file where the merge reaches it:
+//! after the events before it in time order (for a file in order, exactly
+//! the rows before the bad one), then the error.
 //!
 //! Events are moved as little as possible (an event is some 250 bytes): the
-//! reorder buffer is the chunk that is handed over, and the merge lends
+//! sorted runs are the chunks that are handed over, and the merge lends
 //! events to its callback instead of moving them out.
 //!
 //! The owner scan ([`scan_owners`]) decodes row groups of all files in
 //! parallel; its result does not depend on the order in which they finish.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread;
 
 use anyhow::{anyhow, Context, Result};
-use deeptcp_format::reader::{Events, RowGroups};
-use deeptcp_format::{ClockAnchor, Event, Filter, FormatError, MonoWindow, RecordingMeta, RecordingReader};
+use deeptcp_format::reader::RowGroups;
+use deeptcp_format::{
+    ClockAnchor, Event, Filter, FormatError, MonoWindow, ReadOptions, RecordingMeta, RecordingReader,
+};
 
+use crate::order::{self, GroupPlan, GroupScan, Limits, Plan, Reorder, CHUNK};
 use crate::owner::OwnerMap;
 
-/// How far back in time the per-file reorder window reaches.
-pub const REORDER_WINDOW_NS: i64 = 100_000_000;
-/// The most events the reorder window holds per file.
-pub const REORDER_MAX_EVENTS: usize = 32_768;
-/// Events per chunk handed from a decoder thread to the merge (at least).
-const CHUNK: usize = 1024;
 /// Chunks in flight per file.
 const CHANNEL_CHUNKS: usize = 8;
-/// Events per part handed from a row-group worker to its file's thread.
-const PART: usize = 4096;
-/// Decoded events all row-group workers of one file may hold ahead of
-/// their file's thread (with 2 workers: one 131 072-row row group each,
-/// some 60 MB).
+/// Decoded events the row groups of one file being decoded at once may hold
+/// in their channels, ahead of their file's thread (some 60 MB).
 pub const AHEAD_EVENTS: usize = 1 << 18;
-/// Most row-group workers per file.
+/// Most row groups decoded ahead per file, plus one.
 const MAX_WORKERS: usize = 8;
 
-/// Row-group workers per file when `files` files are read at once: the
-/// CPUs shared out among the files, at least one.
+/// Row groups decoding at once per file when `files` files are read at
+/// once: the CPUs shared out among the files, at least one.
 pub fn workers_per_file(files: usize) -> usize {
     let cpus = thread::available_parallelism().map_or(1, |n| n.get());
     (cpus / files.max(1)).clamp(1, MAX_WORKERS)
@@ -78,6 +73,8 @@ pub const READING: &str = "cannot read the recording's events";
 #[derive(Debug, Clone)]
 pub struct Source {
     pub path: PathBuf,
+    /// How its readers are opened (`--skip-corrupt`), each time.
+    pub read: ReadOptions,
     pub meta: RecordingMeta,
     /// `meta.host`, or `unknown`.
     pub host: Arc<str>,
@@ -87,23 +84,23 @@ pub struct Source {
 }
 
 /// Opens a recording with a message that names it.
-pub fn open(path: &Path) -> Result<RecordingReader> {
+pub fn open(path: &Path, read: ReadOptions) -> Result<RecordingReader> {
     let md = std::fs::metadata(path).with_context(|| format!("cannot open {}", path.display()))?;
     if md.is_dir() {
         anyhow::bail!("{} is a directory, not a recording", path.display());
     }
     // Format errors name the file themselves. An unfinished recording (its
     // recorder killed, or still running) is read up to its last checkpoint.
-    RecordingReader::open_recovering(path).context("cannot read the recording")
+    RecordingReader::open_recovering_with(path, read).context("cannot read the recording")
 }
 
 /// Opens every recording (checking all of them before any event is read).
-pub fn open_all(paths: &[PathBuf]) -> Result<(Vec<Source>, Vec<RecordingReader>)> {
+pub fn open_all(paths: &[PathBuf], read: ReadOptions) -> Result<(Vec<Source>, Vec<RecordingReader>)> {
     let mut sources = Vec::with_capacity(paths.len());
     let mut readers = Vec::with_capacity(paths.len());
     let mut boots: HashMap<(String, String), u32> = HashMap::new();
     for (i, path) in paths.iter().enumerate() {
-        let reader = open(path)?;
+        let reader = open(path, read)?;
         let meta = reader.meta().clone();
         let host: Arc<str> = if meta.host.is_empty() {
             Arc::from("unknown")
@@ -121,6 +118,7 @@ pub fn open_all(paths: &[PathBuf]) -> Result<(Vec<Source>, Vec<RecordingReader>)
         };
         sources.push(Source {
             path: path.clone(),
+            read,
             meta,
             host,
             boot,
@@ -156,80 +154,96 @@ impl Prep {
     }
 }
 
-/// Restores time order within a bounded window (see the module docs).
-///
-/// The buffer is kept sorted; its prefix older than the window is *sealed*
-/// (nothing can overtake it any more) and handed out in chunks of at least
-/// [`CHUNK`] events, each time at least as large as what stays behind, so
-/// an event is moved about once on its way through.
-pub struct Reorder {
-    buf: Vec<(i64, Event)>,
-    max_seen: i64,
-    window: i64,
-    cap: usize,
-    next_check: usize,
+/// Plans the time-ordered read of every recording (see [`crate::order`]),
+/// before anything is printed: a file too far out of order to sort within
+/// `limits` is an error here.
+pub fn plan_all(readers: &[RecordingReader], limits: Limits) -> Result<Vec<Plan>> {
+    readers.iter().map(|r| plan(r, limits)).collect()
 }
 
-impl Reorder {
-    pub fn new(window: i64, cap: usize) -> Self {
-        Reorder {
-            buf: Vec::with_capacity(2 * CHUNK),
-            max_seen: i64::MIN,
-            window,
-            cap: cap.max(1),
-            next_check: 2 * CHUNK,
+/// Plans the time-ordered read of one recording: a first look at each row
+/// group's `mono_ns` column ([`GroupScan`]), on as many threads as there
+/// are CPUs.
+pub fn plan(reader: &RecordingReader, limits: Limits) -> Result<Plan> {
+    let groups = reader.row_groups();
+    let clock = reader.meta().clock;
+    let n = groups.len();
+    let next = AtomicUsize::new(0);
+    let scan_some = || {
+        let mut found = Vec::new();
+        loop {
+            let rg = next.fetch_add(1, Ordering::Relaxed);
+            if rg >= n {
+                return found;
+            }
+            found.push((rg, scan_group(&groups, rg, clock, limits.max_events)));
         }
-    }
+    };
+    let mut scans: Vec<Option<GroupScan>> = vec![None; n];
+    let helpers = thread::available_parallelism()
+        .map_or(1, |c| c.get())
+        .min(n)
+        .saturating_sub(1);
+    thread::scope(|scope| {
+        // The calling thread scans too, so whatever helpers fail to start
+        // (or fail), every row group is scanned or left unknown, never lost.
+        let handles: Vec<_> = (0..helpers)
+            .filter_map(|_| {
+                thread::Builder::new()
+                    .name("plan-rg".into())
+                    .spawn_scoped(scope, scan_some)
+                    .ok()
+            })
+            .collect();
+        let mine = scan_some();
+        for (rg, scan) in handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .chain(mine)
+        {
+            if let Some(slot) = scans.get_mut(rg) {
+                *slot = scan;
+            }
+        }
+    });
+    let groups: Vec<(usize, u64, Option<GroupScan>)> = scans
+        .into_iter()
+        .enumerate()
+        .map(|(rg, scan)| (rg, groups.rows(rg), scan))
+        .collect();
+    order::plan(reader.path(), groups, limits)
+}
 
-    /// Adds an event; returns a chunk of sealed events when one is ready.
-    pub fn push(&mut self, ts: i64, ev: Event) -> Option<Vec<(i64, Event)>> {
-        if self.buf.last().is_none_or(|b| b.0 <= ts) {
-            self.buf.push((ts, ev));
-        } else {
-            let i = self.buf.partition_point(|x| x.0 <= ts);
-            self.buf.insert(i, (ts, ev));
-        }
-        self.max_seen = self.max_seen.max(ts);
-        if self.buf.len() < self.next_check {
-            return None;
-        }
-        let horizon = self.max_seen.saturating_sub(self.window);
-        let mut sealed = self.buf.partition_point(|x| x.0 <= horizon);
-        // What is held is bounded: beyond `cap`, the oldest are sealed anyway.
-        sealed = sealed.max(self.buf.len().saturating_sub(self.cap));
-        if sealed >= CHUNK && 2 * sealed >= self.buf.len() {
-            let rest = self.buf.split_off(sealed);
-            self.next_check = rest.len() + 2 * CHUNK;
-            Some(std::mem::replace(&mut self.buf, rest))
-        } else {
-            self.next_check = self.buf.len() + CHUNK;
-            None
-        }
+/// The first look at row group `rg`; `None` when its `mono_ns` column
+/// cannot be read (reading its rows will say why, when it gets there).
+fn scan_group(groups: &RowGroups, rg: usize, clock: ClockAnchor, cap: usize) -> Option<GroupScan> {
+    let mut scan = GroupScan::new(clock, cap);
+    groups.scan_mono_ns(rg, |v| scan.range(v)).ok()?;
+    if scan.needs_window() {
+        groups.scan_mono_ns(rg, |v| scan.window(v)).ok()?;
     }
-
-    /// Everything still held, in order.
-    pub fn finish(&mut self) -> Vec<(i64, Event)> {
-        self.next_check = 2 * CHUNK;
-        std::mem::take(&mut self.buf)
-    }
+    Some(scan.finish())
 }
 
 enum Msg {
     Events(Vec<(i64, Event)>),
+    /// Not an error: a row group left out ([`FormatError::SkippedRowGroup`]).
+    Warning(FormatError),
     Error(FormatError),
     /// A worker thread failed (the message says which file).
     Failed(String),
     End,
 }
 
-/// Decodes `reader` on a new thread (with up to `workers` row-group
-/// workers); events come out in chunks, in time order.
-pub fn spawn(reader: RecordingReader, clock: ClockAnchor, prep: Prep, workers: usize) -> Stream {
+/// Decodes `reader` on a new thread, as `plan` says (with up to `workers`
+/// row groups decoding at once ahead of those being merged); events come
+/// out in chunks, in time order.
+pub fn spawn(reader: RecordingReader, plan: Plan, clock: ClockAnchor, prep: Prep, workers: usize) -> Stream {
     let (tx, rx) = sync_channel(CHANNEL_CHUNKS);
     let path = reader.path().to_path_buf();
     let spawned = thread::Builder::new()
         .name("decode".into())
-        .spawn(move || decode(reader, clock, prep, workers, tx));
+        .spawn(move || decode(reader, plan, clock, prep, workers, tx));
     if let Err(e) = spawned {
         return Stream::failed(anyhow!(e).context(format!("cannot start a thread to read {}", path.display())));
     }
@@ -242,215 +256,286 @@ pub fn spawn(reader: RecordingReader, clock: ClockAnchor, prep: Prep, workers: u
     }
 }
 
-fn decode(reader: RecordingReader, clock: ClockAnchor, prep: Prep, workers: usize, tx: SyncSender<Msg>) {
-    let mut reorder = Reorder::new(REORDER_WINDOW_NS, REORDER_MAX_EVENTS);
-    let groups = reader.row_groups();
-    let workers = workers.min(groups.len());
-    let result = if workers > 1 {
-        let path = reader.path().to_path_buf();
-        let parallel = sequence(
-            &groups,
-            workers,
-            &prep,
-            clock,
-            AHEAD_EVENTS,
-            &path,
-            |ts, ev| match reorder.push(ts, ev) {
-                Some(chunk) => tx.send(Msg::Events(chunk)).is_ok(),
-                None => true,
-            },
-        );
-        match parallel {
-            // A bad row group: the rows before it are out; what comes next,
-            // and the error, are what one decoder reading the whole file
-            // finds (its batches span row groups, so on a corrupt file it
-            // may fail elsewhere, or with another message).
-            Err(Failure::Format(_, done)) => sequential(reader, &prep, clock, done, &mut reorder, &tx),
-            r => r,
-        }
-    } else {
-        sequential(reader, &prep, clock, 0, &mut reorder, &tx)
-    };
-    match result {
-        Ok(false) => {} // the reader went away (e.g. broken pipe)
-        Ok(true) => {
-            let rest = reorder.finish();
-            if !rest.is_empty() && tx.send(Msg::Events(rest)).is_err() {
-                return;
-            }
-            let _ = tx.send(Msg::End);
-        }
-        Err(e) => {
-            let _ = tx.send(Msg::Events(reorder.finish()));
-            let _ = tx.send(match e {
-                Failure::Format(e, _) => Msg::Error(e),
-                Failure::Worker(m) => Msg::Failed(m),
-            });
-        }
-    }
-}
-
-/// Decodes `reader` on this thread into `reorder`, after skipping its first
-/// `skip` rows (already handed over).
-fn sequential(
-    reader: RecordingReader,
-    prep: &Prep,
-    clock: ClockAnchor,
-    skip: u64,
-    reorder: &mut Reorder,
-    tx: &SyncSender<Msg>,
-) -> Result<bool, Failure> {
-    {
-        let mut result = Ok(true);
-        let mut row = 0u64;
-        for ev in reader.events() {
-            row += 1;
-            if row <= skip && ev.is_ok() {
-                continue;
-            }
-            let mut ev = match ev {
-                Ok(ev) => ev,
-                Err(e) => {
-                    result = Err(Failure::Format(e, row - 1));
-                    break;
-                }
-            };
-            if !prep.apply(&mut ev) {
-                continue;
-            }
-            let ts = clock.wall_ns(ev.mono_ns);
-            if let Some(chunk) = reorder.push(ts, ev) {
-                if tx.send(Msg::Events(chunk)).is_err() {
-                    result = Ok(false);
-                    break;
-                }
-            }
-        }
-        result
-    }
-}
-
 /// Why a file's events ended early.
 #[derive(Debug)]
-enum Failure {
-    /// A bad row or row group (reported after the rows before it, which
-    /// are counted).
-    Format(FormatError, u64),
+enum Stop {
+    /// The receiver went away (e.g. broken pipe): nothing to report.
+    Receiver,
+    /// A bad row or row group, after the events before it.
+    Format(FormatError),
     /// A worker thread could not start or died.
-    Worker(String),
+    Failed(String),
 }
 
-/// What a row-group worker hands over.
+fn decode(reader: RecordingReader, plan: Plan, clock: ClockAnchor, prep: Prep, workers: usize, tx: SyncSender<Msg>) {
+    let groups = reader.row_groups();
+    let path = reader.path().to_path_buf();
+    drop(reader);
+    let stop = AtomicBool::new(false);
+    let mut merge = GroupMerge {
+        groups: &groups,
+        stop: &stop,
+        plan: &plan,
+        clock,
+        prep: &prep,
+        path: &path,
+        tx: &tx,
+        out: Vec::with_capacity(CHUNK),
+        ahead: workers.saturating_sub(1),
+        // Read-ahead shared by the row groups decoding at once.
+        share: AHEAD_EVENTS / workers.saturating_add(plan.max_open).max(1),
+    };
+    // Returning drops the receivers and sets `stop`, which ends the
+    // row-group threads still running; the scope joins them.
+    let result = thread::scope(|scope| {
+        let result = merge.run(scope);
+        stop.store(true, Ordering::Relaxed);
+        result
+    });
+    let _ = tx.send(match result {
+        Ok(()) => Msg::End,
+        Err(Stop::Receiver) => return,
+        Err(Stop::Format(e)) => Msg::Error(e),
+        Err(Stop::Failed(m)) => Msg::Failed(m),
+    });
+}
+
+/// What a row-group thread hands over.
 enum Part {
+    /// The next events of the row group, in order.
     Events(Vec<(i64, Event)>),
+    /// The row group was left out ([`FormatError::SkippedRowGroup`]).
+    Skipped(FormatError),
+    /// After the row group's events before the bad row, sorted.
+    Error(FormatError),
     /// The row group is done.
     End,
-    /// After the row group's rows before it (counted).
-    Error(FormatError, u64),
 }
 
-/// Decodes the row groups of `groups` on `workers` threads and calls
-/// `f(ts, event)` for every event that `prep` keeps, in file order (see the
-/// module docs). Workers hold at most about `ahead` events not yet passed to
-/// `f`. Returns `Ok(false)` when `f` asked to stop, an error after the
-/// events before it.
-fn sequence(
-    groups: &RowGroups,
-    workers: usize,
-    prep: &Prep,
+/// One row group being merged.
+struct OpenGroup {
+    rx: Receiver<Part>,
+    part: std::vec::IntoIter<(i64, Event)>,
+}
+
+/// The k-way merge of a file's row groups (see [`crate::order`]).
+struct GroupMerge<'a> {
+    groups: &'a RowGroups,
+    /// Set when the merge is over: row-group threads stop decoding.
+    stop: &'a AtomicBool,
+    plan: &'a Plan,
     clock: ClockAnchor,
+    prep: &'a Prep,
+    path: &'a Path,
+    tx: &'a SyncSender<Msg>,
+    /// The chunk being filled.
+    out: Vec<(i64, Event)>,
+    /// Row groups decoding ahead of the open ones.
     ahead: usize,
-    path: &Path,
-    mut f: impl FnMut(i64, Event) -> bool,
-) -> Result<bool, Failure> {
-    let workers = workers.max(1);
-    let part = PART.min(ahead.div_ceil(2 * workers)).max(1);
-    let parts_each = (ahead / (part * workers)).max(1);
-    thread::scope(|scope| {
-        let mut rxs = Vec::with_capacity(workers);
-        for w in 0..workers {
-            let (tx, rx) = sync_channel::<Part>(parts_each);
-            let spawned = thread::Builder::new()
-                .name("decode-rg".into())
-                .spawn_scoped(scope, move || {
-                    for rg in (w..groups.len()).step_by(workers) {
-                        let ok = match groups.events(rg) {
-                            Ok(events) => decode_part(events, prep, clock, part, &tx),
-                            Err(e) => {
-                                let _ = tx.send(Part::Error(e, 0));
-                                false
-                            }
-                        };
-                        if !ok || tx.send(Part::End).is_err() {
-                            return;
-                        }
+    /// Events each row group's channel holds.
+    share: usize,
+}
+
+impl<'a> GroupMerge<'a> {
+    fn run<'s>(&mut self, scope: &'s thread::Scope<'s, 'a>) -> Result<(), Stop> {
+        let plan = self.plan;
+        // Spawned, not yet opened, in plan order.
+        let mut pending: VecDeque<Receiver<Part>> = VecDeque::new();
+        let (mut spawned, mut opened) = (0usize, 0usize);
+        let mut open: Vec<Option<OpenGroup>> = Vec::new();
+        let mut free: Vec<usize> = Vec::new();
+        // (next event's ts, row group, slot in `open`): ties in row group
+        // order, which is file order.
+        let mut heap: BinaryHeap<Reverse<(i64, usize, usize)>> = BinaryHeap::new();
+        loop {
+            // Open every row group whose events may come before the next
+            // event: its first event is earlier (or as early, and it is
+            // stored before).
+            while let Some(g) = plan.groups.get(opened) {
+                let due = heap
+                    .peek()
+                    .is_none_or(|Reverse((ts, rg, _))| (g.first, g.rg) < (*ts, *rg));
+                if !due {
+                    break;
+                }
+                while spawned <= opened {
+                    pending.push_back(self.start(scope, spawned)?);
+                    spawned += 1;
+                }
+                let Some(rx) = pending.pop_front() else {
+                    return Err(self.died());
+                };
+                opened += 1;
+                let mut group = OpenGroup {
+                    rx,
+                    part: Vec::new().into_iter(),
+                };
+                if let Some(ts) = self.head(&mut group)? {
+                    let slot = free.pop().unwrap_or(open.len());
+                    heap.push(Reverse((ts, g.rg, slot)));
+                    match open.get_mut(slot) {
+                        Some(s) => *s = Some(group),
+                        None => open.push(Some(group)),
                     }
-                });
-            if let Err(e) = spawned {
-                return Err(Failure::Worker(format!(
-                    "cannot start a thread to read {}: {e}",
-                    path.display()
-                )));
+                }
             }
-            rxs.push(rx);
-        }
-        // Dropping `rxs` on any return unblocks the workers, which then
-        // stop; the scope joins them.
-        for rg in 0..groups.len() {
-            let Some(rx) = rxs.get(rg % workers) else {
+            // Keep row groups decoding ahead.
+            while spawned < plan.groups.len() && spawned < opened + self.ahead {
+                pending.push_back(self.start(scope, spawned)?);
+                spawned += 1;
+            }
+            let Some(Reverse((_, rg, slot))) = heap.pop() else {
                 break;
             };
+            let Some(Some(group)) = open.get_mut(slot) else {
+                return Err(self.died());
+            };
+            // This row group's events go out up to the next one's turn: the
+            // next event of another open row group, or the first of the
+            // next row group to open (all at once, without the heap, for
+            // the common case of row groups that follow each other).
+            let bound = [
+                heap.peek().map(|Reverse((ts, rg, _))| (*ts, *rg)),
+                plan.groups.get(opened).map(|g| (g.first, g.rg)),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             loop {
-                match rx.recv() {
-                    Ok(Part::Events(v)) => {
-                        for (ts, ev) in v {
-                            if !f(ts, ev) {
-                                return Ok(false);
-                            }
-                        }
-                    }
-                    Ok(Part::End) => break,
-                    Ok(Part::Error(e, n)) => return Err(Failure::Format(e, groups.first_row(rg).saturating_add(n))),
-                    Err(_) => {
-                        return Err(Failure::Worker(format!(
-                            "reading {} stopped unexpectedly (decoder thread failed)",
-                            path.display()
-                        )))
+                let part = group.part.as_slice();
+                let n = match bound {
+                    None => part.len(),
+                    // At least the event popped, which comes before both.
+                    Some(b) => part.partition_point(|(ts, _)| (*ts, rg) < b).max(1),
+                };
+                self.out.extend(group.part.by_ref().take(n));
+                if self.out.len() >= CHUNK {
+                    self.flush()?;
+                }
+                match self.head(group)? {
+                    Some(ts) if bound.is_none_or(|b| (ts, rg) < b) => continue,
+                    Some(ts) => heap.push(Reverse((ts, rg, slot))),
+                    None => {
+                        open[slot] = None;
+                        free.push(slot);
                     }
                 }
+                break;
             }
         }
-        Ok(true)
-    })
-}
+        self.flush()
+    }
 
-/// Sends the events of one row group that `prep` keeps, in parts of `part`;
-/// `false` after an error (sent) or when the receiver went away.
-fn decode_part(events: Events, prep: &Prep, clock: ClockAnchor, part: usize, tx: &SyncSender<Part>) -> bool {
-    let mut buf = Vec::with_capacity(part);
-    for (n, ev) in events.enumerate() {
-        let mut ev = match ev {
-            Ok(ev) => ev,
-            Err(e) => {
-                if !buf.is_empty() && tx.send(Part::Events(buf)).is_err() {
-                    return false;
-                }
-                let _ = tx.send(Part::Error(e, n as u64));
-                return false;
-            }
+    /// Starts the thread of the `i`th row group of the plan.
+    fn start<'s>(&self, scope: &'s thread::Scope<'s, 'a>, i: usize) -> Result<Receiver<Part>, Stop> {
+        let Some(&g) = self.plan.groups.get(i) else {
+            return Err(self.died());
         };
-        if !prep.apply(&mut ev) {
-            continue;
-        }
-        buf.push((clock.wall_ns(ev.mono_ns), ev));
-        if buf.len() >= part {
-            let full = std::mem::replace(&mut buf, Vec::with_capacity(part));
-            if tx.send(Part::Events(full)).is_err() {
-                return false;
+        // Parts are at most what the window holds (usually a chunk).
+        let parts = (self.share / g.cost()).max(1);
+        let (tx, rx) = sync_channel(parts);
+        let (groups, prep, clock, stop) = (self.groups, self.prep, self.clock, self.stop);
+        thread::Builder::new()
+            .name("decode-rg".into())
+            .spawn_scoped(scope, move || read_group(groups, g, clock, prep, stop, &tx))
+            .map_err(|e| Stop::Failed(format!("cannot start a thread to read {}: {e}", self.path.display())))?;
+        Ok(rx)
+    }
+
+    /// The `ts` of `group`'s next event, receiving its next part when the
+    /// current one is used up; `None` at its end.
+    fn head(&mut self, group: &mut OpenGroup) -> Result<Option<i64>, Stop> {
+        loop {
+            if let Some((ts, _)) = group.part.as_slice().first() {
+                return Ok(Some(*ts));
+            }
+            match group.rx.recv() {
+                Ok(Part::Events(v)) => group.part = v.into_iter(),
+                Ok(Part::Skipped(e)) => self.tx.send(Msg::Warning(e)).map_err(|_| Stop::Receiver)?,
+                Ok(Part::End) => return Ok(None),
+                Ok(Part::Error(e)) => {
+                    // What came before it goes out first.
+                    self.flush()?;
+                    return Err(Stop::Format(e));
+                }
+                Err(_) => return Err(self.died()),
             }
         }
     }
-    buf.is_empty() || tx.send(Part::Events(buf)).is_ok()
+
+    fn flush(&mut self) -> Result<(), Stop> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.out, Vec::with_capacity(CHUNK));
+        self.tx.send(Msg::Events(chunk)).map_err(|_| Stop::Receiver)
+    }
+
+    fn died(&self) -> Stop {
+        Stop::Failed(format!(
+            "reading {} stopped unexpectedly (decoder thread failed)",
+            self.path.display()
+        ))
+    }
+}
+
+/// Decodes row group `g`, keeps what `prep` keeps and sends it on in time
+/// order ([`Reorder`] with the row group's lag), until `stop`.
+fn read_group(
+    groups: &RowGroups,
+    g: GroupPlan,
+    clock: ClockAnchor,
+    prep: &Prep,
+    stop: &AtomicBool,
+    tx: &SyncSender<Part>,
+) {
+    let mut reorder = Reorder::new(g.lag);
+    let send_rest = |reorder: &mut Reorder| {
+        let rest = reorder.finish();
+        rest.is_empty() || tx.send(Part::Events(rest)).is_ok()
+    };
+    let events = match groups.events(g.rg) {
+        Ok(events) => events,
+        Err(e) => {
+            let _ = tx.send(Part::Error(e));
+            return;
+        }
+    };
+    for item in events {
+        // A row group held whole sends nothing until its end: without
+        // this, it would be decoded to the end after the output is closed.
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        match item {
+            Ok(mut ev) => {
+                let ts = clock.wall_ns(ev.mono_ns);
+                if !prep.apply(&mut ev) {
+                    reorder.see(ts);
+                    continue;
+                }
+                if let Some(sealed) = reorder.push(ts, ev) {
+                    if tx.send(Part::Events(sealed)).is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(e @ FormatError::SkippedRowGroup { .. }) => {
+                if tx.send(Part::Skipped(e)).is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                if send_rest(&mut reorder) {
+                    let _ = tx.send(Part::Error(e));
+                }
+                return;
+            }
+        }
+    }
+    if send_rest(&mut reorder) {
+        let _ = tx.send(Part::End);
+    }
 }
 
 /// The receiving end of one decoder thread.
@@ -474,8 +559,8 @@ impl Stream {
     }
 
     /// The current event, `None` at the end (receiving the next chunk when
-    /// the current one is used up).
-    fn peek(&mut self) -> Result<Option<&(i64, Event)>> {
+    /// the current one is used up; warnings received on the way go to `warn`).
+    fn peek(&mut self, warn: &mut dyn FnMut(FormatError)) -> Result<Option<&(i64, Event)>> {
         while self.pos >= self.buf.len() {
             if let Some(e) = self.failed.take() {
                 return Err(e);
@@ -488,6 +573,7 @@ impl Stream {
                     self.buf = v;
                     self.pos = 0;
                 }
+                Ok(Msg::Warning(e)) => warn(e),
                 Ok(Msg::Error(e)) => {
                     self.rx = None;
                     return Err(anyhow::Error::new(e).context(READING));
@@ -518,11 +604,17 @@ impl Stream {
 }
 
 /// Calls `f(source index, ts, event)` for every event of `streams`, in `ts`
-/// order across streams (ties: lower index first).
-pub fn merge(mut streams: Vec<Stream>, mut f: impl FnMut(u32, i64, &Event) -> Result<()>) -> Result<()> {
+/// order across streams (ties: lower index first), and `warn` with each
+/// warning a stream reports (a row group left out, with `--skip-corrupt`).
+pub fn merge(
+    mut streams: Vec<Stream>,
+    mut warn: impl FnMut(FormatError),
+    mut f: impl FnMut(u32, i64, &Event) -> Result<()>,
+) -> Result<()> {
+    let warn: &mut dyn FnMut(FormatError) = &mut warn;
     if streams.len() == 1 {
         let s = &mut streams[0];
-        while let Some((ts, ev)) = s.peek()? {
+        while let Some((ts, ev)) = s.peek(warn)? {
             f(0, *ts, ev)?;
             s.advance();
         }
@@ -530,17 +622,17 @@ pub fn merge(mut streams: Vec<Stream>, mut f: impl FnMut(u32, i64, &Event) -> Re
     }
     let mut heap = BinaryHeap::with_capacity(streams.len());
     for (i, s) in streams.iter_mut().enumerate() {
-        if let Some((ts, _)) = s.peek()? {
+        if let Some((ts, _)) = s.peek(warn)? {
             heap.push(Reverse((*ts, i as u32)));
         }
     }
     while let Some(Reverse((_, i))) = heap.pop() {
         let s = &mut streams[i as usize];
-        if let Some((ts, ev)) = s.peek()? {
+        if let Some((ts, ev)) = s.peek(warn)? {
             f(i, *ts, ev)?;
         }
         s.advance();
-        if let Some((ts, _)) = s.peek()? {
+        if let Some((ts, _)) = s.peek(warn)? {
             heap.push(Reverse((*ts, i)));
         }
     }
@@ -565,7 +657,7 @@ pub fn scan_owners(sources: &[Source]) -> Result<OwnerMap> {
             groups.push(None);
             continue;
         }
-        let g = open(&src.path)?.row_groups();
+        let g = open(&src.path, src.read)?.row_groups();
         units.extend((0..g.len()).map(|rg| (i, rg)));
         groups.push(Some(g));
     }
@@ -573,7 +665,7 @@ pub fn scan_owners(sources: &[Source]) -> Result<OwnerMap> {
         return Ok(OwnerMap::default());
     }
     let workers = thread::available_parallelism().map_or(1, |n| n.get()).min(units.len());
-    let next = std::sync::atomic::AtomicUsize::new(0);
+    let next = AtomicUsize::new(0);
     let (units, groups, next) = (&units, &groups, &next);
     // Per worker: its map and the files in which it met a bad row.
     let results: Vec<Result<(OwnerMap, Vec<usize>)>> = thread::scope(|scope| {
@@ -583,7 +675,7 @@ pub fn scan_owners(sources: &[Source]) -> Result<OwnerMap> {
                     let mut map = OwnerMap::default();
                     let mut bad = Vec::new();
                     loop {
-                        let u = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let u = next.fetch_add(1, Ordering::Relaxed);
                         let Some(&(i, rg)) = units.get(u) else { break };
                         let Some(Some(g)) = groups.get(i) else { continue };
                         let src = &sources[i];
@@ -636,8 +728,13 @@ pub fn scan_owners(sources: &[Source]) -> Result<OwnerMap> {
         .collect();
     for i in rescan {
         let src = &sources[i];
-        for (n, ev) in open(&src.path)?.events().enumerate() {
-            let Ok(ev) = ev else { break };
+        for (n, ev) in open(&src.path, src.read)?.events().enumerate() {
+            let ev = match ev {
+                Ok(ev) => ev,
+                // --skip-corrupt: a left-out row group; the main pass warns.
+                Err(FormatError::SkippedRowGroup { .. }) => continue,
+                Err(_) => break,
+            };
             map.observe(
                 src.boot,
                 src.meta.clock.wall_ns(ev.mono_ns),
@@ -666,61 +763,6 @@ mod tests {
         e
     }
 
-    fn reorder(ts: &[i64], window: i64, cap: usize) -> Vec<i64> {
-        let mut r = Reorder::new(window, cap);
-        let mut out = Vec::new();
-        for &t in ts {
-            if let Some(c) = r.push(t, ev_at(t)) {
-                out.extend(c);
-            }
-        }
-        out.extend(r.finish());
-        out.iter().map(|x| x.0).collect()
-    }
-
-    #[test]
-    fn reorder_window() {
-        assert_eq!(reorder(&[1, 2, 3], 10, 100), [1, 2, 3]);
-        assert_eq!(reorder(&[3, 1, 2], 10, 100), [1, 2, 3]);
-        // Small inputs are sorted whole.
-        assert_eq!(reorder(&[10, 20, 30, 5, 31], 10, 100), [5, 10, 20, 30, 31]);
-        // Equal times keep their order.
-        let mut r = Reorder::new(10, 100);
-        for (i, t) in [5, 3, 5, 3].into_iter().enumerate() {
-            let mut e = ev_at(t);
-            e.pid = i as u32;
-            assert!(r.push(t, e).is_none());
-        }
-        let pids: Vec<u32> = r.finish().iter().map(|x| x.1.pid).collect();
-        assert_eq!(pids, [1, 3, 0, 2]);
-    }
-
-    #[test]
-    fn reorder_window_on_long_inputs() {
-        // Every event 1 late by one position, window 2: fully repaired.
-        let n = 10 * CHUNK as i64;
-        let mut ts: Vec<i64> = (0..n).collect();
-        for i in (0..ts.len() - 1).step_by(2) {
-            ts.swap(i, i + 1);
-        }
-        let out = reorder(&ts, 2, REORDER_MAX_EVENTS);
-        assert_eq!(out, (0..n).collect::<Vec<_>>());
-        // An event far beyond the window comes out early, not sorted.
-        let mut ts: Vec<i64> = (0..n).collect();
-        ts.push(5);
-        let out = reorder(&ts, 10, REORDER_MAX_EVENTS);
-        assert_eq!(out.len(), ts.len());
-        assert_eq!(*out.last().unwrap(), n - 1);
-        // The cap bounds what is held, whatever the window.
-        let mut r = Reorder::new(i64::MAX, 100);
-        let mut most = 0;
-        for t in 0..n {
-            r.push(t, ev_at(t));
-            most = most.max(r.buf.len());
-        }
-        assert!(most <= 2 * CHUNK + 100, "{most}");
-    }
-
     fn stream(ts: &[i64]) -> Stream {
         let (tx, rx) = sync_channel(100);
         let chunk: Vec<(i64, Event)> = ts.iter().map(|&t| (t, ev_at(t))).collect();
@@ -737,11 +779,16 @@ mod tests {
         }
     }
 
+    fn no_warnings(e: FormatError) {
+        panic!("unexpected warning: {e}");
+    }
+
     #[test]
     fn merge_by_time_then_input_order() {
         let mut got = Vec::new();
         merge(
             vec![stream(&[1, 5, 9]), stream(&[2, 5, 6, 10]), stream(&[])],
+            no_warnings,
             |i, ts, _| {
                 got.push((ts, i));
                 Ok(())
@@ -750,7 +797,7 @@ mod tests {
         .unwrap();
         assert_eq!(got, [(1, 0), (2, 1), (5, 0), (5, 1), (6, 1), (9, 0), (10, 1)]);
         let mut n = 0;
-        merge(vec![stream(&[3, 1])], |_, _, _| {
+        merge(vec![stream(&[3, 1])], no_warnings, |_, _, _| {
             n += 1;
             Ok(())
         })
@@ -780,9 +827,10 @@ mod tests {
         }
     }
 
-    /// `n` events, slightly out of time order, in row groups of `rg` rows.
-    fn recording(dir: &Path, n: u64, rg: usize) -> PathBuf {
-        let path = dir.join("r.parquet");
+    /// A recording of events at `mono` times, in that order, in row groups of
+    /// `rg` rows; each event's `cookie` is its row number.
+    fn recording_of(dir: &Path, name: &str, mono: &[i64], rg: usize) -> PathBuf {
+        let path = dir.join(name);
         let file = std::fs::File::create(&path).unwrap();
         let opts = WriterOptions {
             row_group_rows: rg,
@@ -790,9 +838,9 @@ mod tests {
             zstd_level: 1,
         };
         let mut w = EventWriter::new(file, &test_meta(), opts).unwrap();
-        for i in 0..n {
-            let mut e = mk(EventKind::Retransmit, (i % 7) as u32, Attribution::Task, i % 13 + 1);
-            e.mono_ns = (i as i64) * 10 - if i % 5 == 0 { 25 } else { 0 };
+        for (i, &m) in mono.iter().enumerate() {
+            let mut e = mk(EventKind::Retransmit, (i % 7) as u32, Attribution::Task, i as u64);
+            e.mono_ns = m;
             e.sport = i as u16;
             w.push(&e).unwrap();
         }
@@ -800,8 +848,17 @@ mod tests {
         path
     }
 
+    /// `n` events, slightly out of time order, in row groups of `rg` rows.
+    fn recording(dir: &Path, n: u64, rg: usize) -> PathBuf {
+        let mono: Vec<i64> = (0..n as i64)
+            .map(|i| i * 10 - if i % 5 == 0 { 25 } else { 0 })
+            .collect();
+        recording_of(dir, "r.parquet", &mono, rg)
+    }
+
+    /// The file's rows in file order.
     fn sequential(path: &Path) -> Vec<(i64, Event)> {
-        let r = open(path).unwrap();
+        let r = open(path, ReadOptions::default()).unwrap();
         let clock = r.meta().clock;
         r.events()
             .map(|e| e.unwrap())
@@ -809,81 +866,164 @@ mod tests {
             .collect()
     }
 
-    fn parallel(path: &Path, workers: usize, ahead: usize) -> (Vec<(i64, Event)>, Result<bool, Failure>) {
-        let r = open(path).unwrap();
+    /// (ts, row) of the file's rows sorted stably by `ts`: what must come out.
+    fn sorted(path: &Path, keep: impl Fn(&Event) -> bool) -> Vec<(i64, u64)> {
+        let mut v: Vec<(i64, u64)> = sequential(path)
+            .into_iter()
+            .filter(|(_, e)| keep(e))
+            .map(|(ts, e)| (ts, e.cookie))
+            .collect();
+        v.sort_by_key(|x| x.0);
+        v
+    }
+
+    /// (ts, row) as the renderers get them, and the error that ended the file.
+    fn read(path: &Path, workers: usize, prep: Prep, limits: Limits) -> (Vec<(i64, u64)>, Result<()>) {
+        let r = open(path, ReadOptions::default()).unwrap();
         let clock = r.meta().clock;
+        let plan = match plan(&r, limits) {
+            Ok(p) => p,
+            Err(e) => return (Vec::new(), Err(e)),
+        };
         let mut got = Vec::new();
-        let res = sequence(
-            &r.row_groups(),
-            workers,
-            &Prep::default(),
-            clock,
-            ahead,
-            path,
-            |ts, ev| {
-                got.push((ts, ev));
-                true
-            },
-        );
+        let res = merge(vec![spawn(r, plan, clock, prep, workers)], no_warnings, |_, ts, ev| {
+            got.push((ts, ev.cookie));
+            Ok(())
+        });
         (got, res)
     }
 
+    /// SplitMix64.
+    fn rng(seed: &mut u64) -> u64 {
+        *seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = *seed;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Files in every order the issue met (issue 13, item 5), as other tools
+    /// write them: each comes out as the stable sort of its rows by time,
+    /// with any number of threads.
     #[test]
-    fn parallel_row_groups_come_back_in_file_order() {
+    fn files_in_any_order_come_out_sorted() {
         let dir = tempfile::tempdir().unwrap();
-        let path = recording(dir.path(), 2000, 170);
-        let want = sequential(&path);
-        assert_eq!(want.len(), 2000);
-        assert!(open(&path).unwrap().row_groups().len() >= 10);
-        for (workers, ahead) in [(1, 1000), (2, 1), (3, 64), (4, AHEAD_EVENTS), (16, 10)] {
-            let (got, res) = parallel(&path, workers, ahead);
-            assert!(matches!(res, Ok(true)), "{workers} workers: {res:?}");
-            assert!(got == want, "{workers} workers, ahead {ahead}: order differs");
+        let n = 3000i64;
+        let mut seed = 1;
+        // In order but for CPU races: each event up to 30 rows late. One
+        // every 100 µs: the file spans 300 ms, more than the 100 ms the
+        // old reorder window reached back.
+        let mut recorder: Vec<i64> = (0..n).map(|i| 1_000_000 + i * 100_000).collect();
+        for i in 0..recorder.len() {
+            let j = (i + (rng(&mut seed) % 30) as usize).min(recorder.len() - 1);
+            recorder.swap(i, j);
         }
-        // Stopping early stops cleanly (the workers are joined).
-        let r = open(&path).unwrap();
-        let mut n = 0;
-        let res = sequence(
-            &r.row_groups(),
-            3,
-            &Prep::default(),
-            r.meta().clock,
-            64,
-            &path,
-            |_, _| {
-                n += 1;
-                n < 500
-            },
-        );
-        assert!(matches!(res, Ok(false)));
-        assert_eq!(n, 500);
-        // Through spawn and the reorder window, as the renderers see it.
-        let mut via_spawn = Vec::new();
-        let s = spawn(open(&path).unwrap(), r.meta().clock, Prep::default(), 3);
-        merge(vec![s], |_, ts, ev| {
-            via_spawn.push((ts, ev.sport));
-            Ok(())
-        })
-        .unwrap();
-        let mut one = Vec::new();
-        let s = spawn(open(&path).unwrap(), r.meta().clock, Prep::default(), 1);
-        merge(vec![s], |_, ts, ev| {
-            one.push((ts, ev.sport));
-            Ok(())
-        })
-        .unwrap();
-        assert_eq!(via_spawn, one);
-        assert!(via_spawn.windows(2).all(|w| w[0].0 <= w[1].0), "time order restored");
+        let rg = 250;
+        let mut reversed = Vec::new();
+        for c in recorder.chunks(rg).rev() {
+            reversed.extend_from_slice(c);
+        }
+        let doubled = [recorder.clone(), recorder.clone()].concat();
+        let mut descending = recorder.clone();
+        descending.sort_unstable_by(|a, b| b.cmp(a));
+        let mut shuffled = recorder.clone();
+        for i in (1..shuffled.len()).rev() {
+            shuffled.swap(i, (rng(&mut seed) % (i as u64 + 1)) as usize);
+        }
+        // Few distinct times: ties everywhere, across row groups too.
+        let ties: Vec<i64> = (0..n).map(|i| 1_000_000 + (i * 7919) % 13 % 5 * 100_000_000).collect();
+        // One event far later than its neighbours, then far earlier ones.
+        let mut strays = recorder.clone();
+        strays[100] += 2_000_000_000;
+        strays[2900] = 0;
+        for (name, mono) in [
+            ("recorder", recorder),
+            ("row groups reversed", reversed),
+            ("appended to itself", doubled),
+            ("descending", descending),
+            ("shuffled", shuffled),
+            ("ties", ties),
+            ("strays", strays),
+        ] {
+            let path = recording_of(dir.path(), &format!("{name}.parquet"), &mono, rg);
+            let want = sorted(&path, |_| true);
+            assert_eq!(want.len(), mono.len());
+            for workers in [1, 3] {
+                let (got, res) = read(&path, workers, Prep::default(), Limits::default());
+                res.unwrap();
+                assert!(got == want, "{name}, {workers} workers: not the stable sort");
+            }
+            // Filtered: the sort of what is kept (left-out rows still move
+            // the windows along).
+            let filter = Filter {
+                pids: vec![2, 5],
+                ..Filter::default()
+            };
+            let prep = Prep {
+                window: Some(MonoWindow {
+                    since: 50_000_000,
+                    until: 250_000_000,
+                }),
+                filter: Some(Arc::new(filter)),
+                ..Prep::default()
+            };
+            let (got, res) = read(&path, 2, prep, Limits::default());
+            res.unwrap();
+            let want = sorted(&path, |e| {
+                (50_000_000..250_000_000).contains(&e.mono_ns) && (e.pid == 2 || e.pid == 5)
+            });
+            assert!(!want.is_empty(), "{name}");
+            assert!(got == want, "{name}, filtered");
+        }
     }
 
     #[test]
-    fn part_sizes_bound_what_workers_hold() {
-        // What `sequence` lets workers hold: channel capacity times part size.
-        for (workers, ahead) in [(1, 1), (2, AHEAD_EVENTS), (3, 1000), (8, 100)] {
-            let part = PART.min(ahead.div_ceil(2 * workers)).max(1);
-            let parts_each = (ahead / (part * workers)).max(1);
-            assert!(workers * parts_each * part <= ahead.max(workers), "{workers} {ahead}");
-        }
+    fn too_far_out_of_order_is_refused_before_any_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut seed = 3;
+        let mono: Vec<i64> = (0..2000).map(|_| (rng(&mut seed) % 1_000_000) as i64).collect();
+        let path = recording_of(dir.path(), "shuffled.parquet", &mono, 200);
+        let limits = Limits {
+            max_events: 1000,
+            max_groups: 64,
+        };
+        let (got, res) = read(&path, 2, Prep::default(), limits);
+        let e = res.unwrap_err();
+        assert!(got.is_empty());
+        assert!(
+            e.to_string().contains("shuffled.parquet is too far out of time order"),
+            "{e}"
+        );
+        // The same file in order is fine within the same limits.
+        let mut mono = mono;
+        mono.sort_unstable();
+        let path = recording_of(dir.path(), "sorted.parquet", &mono, 200);
+        let (got, res) = read(&path, 2, Prep::default(), limits);
+        res.unwrap();
+        assert_eq!(got.len(), 2000);
+    }
+
+    #[test]
+    fn stopping_early_stops_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = recording(dir.path(), 5000, 170);
+        let r = open(&path, ReadOptions::default()).unwrap();
+        let clock = r.meta().clock;
+        let plan = plan(&r, Limits::default()).unwrap();
+        let mut n = 0;
+        let e = merge(
+            vec![spawn(r, plan, clock, Prep::default(), 3)],
+            no_warnings,
+            |_, _, _| {
+                n += 1;
+                if n == 500 {
+                    anyhow::bail!("enough");
+                }
+                Ok(())
+            },
+        )
+        .unwrap_err();
+        assert_eq!((n, e.to_string().as_str()), (500, "enough"));
     }
 
     /// `path` rewritten with row `bad`'s `saddr` replaced by text that is no address.
@@ -938,42 +1078,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let good = recording(dir.path(), 1000, 1000);
         let bad = corrupt(&good, 537);
-        assert!(open(&bad).unwrap().row_groups().len() >= 10);
-        let want = sequential(&good);
+        assert!(open(&bad, ReadOptions::default()).unwrap().row_groups().len() >= 10);
+        let mut want: Vec<(i64, u64)> = sequential(&good)[..537].iter().map(|(t, e)| (*t, e.cookie)).collect();
+        want.sort_by_key(|x| x.0);
         for workers in [1, 2, 3] {
-            let (got, res) = parallel(&bad, workers, 64);
-            assert!(got[..] == want[..537], "{workers} workers: rows before the bad one");
-            match res {
-                Err(Failure::Format(FormatError::InvalidValue { row, column, .. }, done)) => {
-                    assert_eq!(done, 537);
-                    assert_eq!((row, column.as_str()), (537, "saddr"));
-                }
-                other => panic!("{workers} workers: {other:?}"),
-            }
+            let (got, res) = read(&bad, workers, Prep::default(), Limits::default());
+            assert!(got == want, "{workers} workers: the rows before the bad one, in order");
+            let e = res.unwrap_err();
+            assert!(format!("{e:#}").contains("row 537"), "{e:#}");
         }
-        // The same through spawn and merge: the rows, then the error.
-        let r = open(&bad).unwrap();
-        let clock = r.meta().clock;
-        let mut n = 0;
-        let e = merge(vec![spawn(r, clock, Prep::default(), 2)], |_, _, _| {
-            n += 1;
-            Ok(())
-        })
-        .unwrap_err();
-        assert_eq!(n, 537);
-        assert!(format!("{e:#}").contains("row 537"), "{e:#}");
         // The owner scan stops at the bad row too: same owners as the rows before it.
         let src = |p: &Path| {
-            let (s, _) = open_all(&[p.to_path_buf()]).unwrap();
+            let (s, _) = open_all(&[p.to_path_buf()], ReadOptions::default()).unwrap();
             s
         };
         let owners = scan_owners(&src(&bad)).unwrap();
         let mut prefix = OwnerMap::default();
-        for (i, (ts, ev)) in want[..537].iter().enumerate() {
+        for (i, (ts, ev)) in sequential(&good)[..537].iter().enumerate() {
             prefix.observe(0, *ts, row_order(0, i as u64), ev);
         }
         assert_eq!(owners.len(), prefix.len());
-        for c in 1..=13 {
+        for c in 0..1000 {
             assert_eq!(owners.get(0, c), prefix.get(0, c), "cookie {c}");
         }
     }
@@ -989,7 +1114,7 @@ mod tests {
             path: PathBuf::from("x.parquet"),
             failed: None,
         };
-        let e = merge(vec![s], |_, _, _| Ok(())).unwrap_err();
+        let e = merge(vec![s], no_warnings, |_, _, _| Ok(())).unwrap_err();
         assert!(e.to_string().contains("stopped unexpectedly"), "{e}");
     }
 }

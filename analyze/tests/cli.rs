@@ -998,9 +998,14 @@ fn conn_output_stops_quietly_on_a_closed_pipe() {
 /// file and its checkpoint sidecar taken while the writer still had rows
 /// pending (the writer itself is then finished normally, elsewhere).
 fn killed_recording(dir: &Path) -> (PathBuf, usize) {
+    killed_recording_named(dir, "killed.parquet")
+}
+
+/// [`killed_recording`] as `dir/name`.
+fn killed_recording_named(dir: &Path, name: &str) -> (PathBuf, usize) {
     let live_dir = dir.join("live");
-    std::fs::create_dir(&live_dir).unwrap();
-    let live = live_dir.join("killed.parquet");
+    std::fs::create_dir_all(&live_dir).unwrap();
+    let live = live_dir.join(name);
     let file = File::create(&live).unwrap();
     let mut w =
         deeptcp_format::EventWriter::with_checkpoints(file, &live, &meta(false), WriterOptions::default()).unwrap();
@@ -1011,7 +1016,7 @@ fn killed_recording(dir: &Path) -> (PathBuf, usize) {
     }
     w.flush().unwrap();
     w.push(&events[flushed]).unwrap();
-    let crashed = dir.join("killed.parquet");
+    let crashed = dir.join(name);
     std::fs::copy(&live, &crashed).unwrap();
     std::fs::copy(
         deeptcp_format::checkpoint_path(&live),
@@ -1064,6 +1069,196 @@ fn killed_recordings_are_read_to_their_checkpoint_and_repaired() {
     assert_clean_error(&o, "cannot repair");
 }
 
+/// Fails when `bytes` hold a control character other than newline and tab
+/// (which the table's stack lines start with).
+#[track_caller]
+fn assert_no_control_chars(what: &str, bytes: &[u8]) {
+    let text = String::from_utf8_lossy(bytes);
+    if let Some(c) = text.chars().find(|&c| c.is_control() && c != '\n' && c != '\t') {
+        panic!(
+            "{what}: control character {c:?} reached the output:\n{}",
+            text.escape_debug()
+        );
+    }
+}
+
+/// Control characters (C0, DEL, C1) in a recording's metadata, rows,
+/// stacks sidecar or file name are escaped in every mode and in warnings
+/// and errors, never written to the terminal as they are (issue 13, item 3).
+#[test]
+fn control_characters_from_the_file_never_reach_the_terminal() {
+    const NASTY: &str = "\x1b[2J\x1b]0;pwned\x07\r\u{9b}31m\x7f\x00";
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = meta_for(&format!("evil{NASTY}"), T0);
+    m.kernel_release = format!("6.8{NASTY}");
+    m.boot_id = format!("boot{NASTY}");
+    m.recorder_version = format!("rec{NASTY}");
+    m.kstack = true;
+    m.probes[0].kind = format!("kind{NASTY}");
+    m.probes[0].probe = format!("tp_btf:x{NASTY}");
+    m.probes[1].detail = format!("failed{NASTY}");
+    let mut events = v2_conn(1, 10, 42, &format!("comm{NASTY}"), 443);
+    for e in &mut events {
+        e.probe = format!("probe{NASTY}").into();
+        e.stack_id = Some(1);
+    }
+    let file_name = format!("x{}.parquet", NASTY.trim_end_matches('\x00'));
+    let rec = write_recording(dir.path(), &file_name, &m, &events, 3);
+    write_stacks(&rec, &[(1, &[&format!("sym{NASTY}+0x1")])]);
+    // A second host (a HOST column) whose file has no stacks (a warning naming the first).
+    write_recording(
+        dir.path(),
+        "b.parquet",
+        &meta_for("beta", T0 + 1),
+        &v2_conn(2, 0, 7, "java", 80),
+        0,
+    );
+    for args in [
+        &[][..],
+        &["-t"],
+        &["-K"],
+        &["--json"],
+        &["--conn"],
+        &["--conn", "--json"],
+        &["--info"],
+        &["--repair"],
+    ] {
+        let o = analyze(args, dir.path());
+        assert_ok(&o);
+        assert_no_control_chars(&format!("{args:?} stdout"), &o.stdout);
+        assert_no_control_chars(&format!("{args:?} stderr"), &o.stderr);
+    }
+    // Escaped, not dropped: what was there can still be seen.
+    let o = analyze(&["--info"], &rec);
+    assert!(
+        stdout(&o).contains(r"host:             evil\u{1b}[2J\u{1b}]0;pwned\u{7}\r\u{9b}31m\u{7f}\u{0}"),
+        "{}",
+        stdout(&o)
+    );
+    // JSON escapes them its own way, and they round-trip.
+    let o = analyze(&["--json"], &rec);
+    let rows: Vec<serde_json::Value> = lines(&o);
+    assert_eq!(rows[0]["comm"], format!("comm{NASTY}"));
+    assert_eq!(rows[0]["host"], format!("evil{NASTY}"));
+    assert!(stdout(&o).contains(r"\u009b31m\u007f"), "{}", stdout(&o));
+    // Errors that echo a file name.
+    let junk = dir
+        .path()
+        .join(format!("junk{}.parquet", NASTY.trim_end_matches('\x00')));
+    std::fs::write(&junk, b"not parquet").unwrap();
+    let o = analyze(&[], &junk);
+    assert_eq!(o.status.code(), Some(1));
+    assert_no_control_chars("error", &o.stderr);
+    assert!(stderr(&o).contains(r"junk\u{1b}[2J"), "{}", stderr(&o));
+}
+
+/// Files rewritten by other tools or merged come in any order: their events
+/// come out in time order (the stable sort: equal times keep file order),
+/// however far apart (issue 13, item 5; the old reorder window reached back
+/// 100 ms).
+#[test]
+fn recordings_in_any_row_order_come_out_in_time_order() {
+    let dir = tempfile::tempdir().unwrap();
+    // 4000 events 1 ms apart (4 s), stored in row groups of 500.
+    let n = 4000i64;
+    let base: Vec<i64> = (0..n).map(|i| i * 1_000_000).collect();
+    let mut reversed = Vec::new();
+    for c in base.chunks(500).rev() {
+        reversed.extend_from_slice(c);
+    }
+    let doubled = [base.clone(), base.clone()].concat();
+    let descending: Vec<i64> = base.iter().rev().copied().collect();
+    for (name, times) in [("reversed", reversed), ("doubled", doubled), ("descending", descending)] {
+        let events: Vec<Event> = times
+            .iter()
+            .enumerate()
+            .map(|(row, &t)| {
+                let mut e = ev(EventKind::Retransmit, t);
+                e.sport = row as u16;
+                e
+            })
+            .collect();
+        let path = dir.path().join(format!("{name}.parquet"));
+        let opts = WriterOptions {
+            row_group_rows: 500,
+            ..WriterOptions::default()
+        };
+        let mut w = EventWriter::new(File::create(&path).unwrap(), &meta(false), opts).unwrap();
+        for e in &events {
+            w.push(e).unwrap();
+        }
+        w.finish(0).unwrap();
+        let o = analyze(&["--json"], &path);
+        assert_ok(&o);
+        let got: Vec<(i64, u16)> = lines::<serde_json::Value>(&o)
+            .iter()
+            .map(|v| (v["mono_ns"].as_i64().unwrap(), v["sport"].as_u64().unwrap() as u16))
+            .collect();
+        let mut want: Vec<(i64, u16)> = events.iter().map(|e| (e.mono_ns, e.sport)).collect();
+        want.sort_by_key(|x| x.0);
+        assert!(got == want, "{name}: not in time order (ties in file order)");
+    }
+}
+
+/// `--repair` takes the names the other modes take: a rotated recording
+/// by its name, a directory, a glob (issue 13, item 10).
+#[test]
+fn repair_takes_rotated_recordings_directories_and_globs() {
+    for how in ["rotated", "directory", "glob"] {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("rec");
+        std::fs::create_dir(&d).unwrap();
+        write_recording(&d, "r-000001.parquet", &meta(false), &sample_events(), 0);
+        let (killed, flushed) = killed_recording_named(&d, "r-000002.parquet");
+        let _ = std::fs::remove_dir_all(d.join("live"));
+        let name = match how {
+            "rotated" => d.join("r.parquet"),
+            "directory" => d.clone(),
+            _ => d.join("r-*.parquet"),
+        };
+        // Read as one recording, with the warning about the unfinished segment.
+        let o = analyze(&[], &name);
+        assert_ok(&o);
+        assert_eq!(stdout(&o).lines().count(), 1 + sample_events().len() + flushed, "{how}");
+        assert!(stderr(&o).contains("was not closed cleanly"), "{how}: {}", stderr(&o));
+
+        let o = analyze(&["--repair"], &name);
+        assert_ok(&o);
+        let out = stdout(&o);
+        assert_eq!(out.lines().count(), 2, "{how}: one report per segment:\n{out}");
+        assert!(
+            out.contains("r-000001.parquet") && out.contains("r-000002.parquet"),
+            "{how}: {out}"
+        );
+        assert!(!deeptcp_format::checkpoint_path(&killed).exists(), "{how}: repaired");
+        let o = analyze(&[], &name);
+        assert_ok(&o);
+        assert_eq!(stderr(&o), "", "{how}");
+        assert_eq!(stdout(&o).lines().count(), 1 + sample_events().len() + flushed, "{how}");
+    }
+    // One recording that cannot be repaired does not stop the others.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a-broken.parquet"), b"not parquet").unwrap();
+    let (killed, _) = killed_recording_named(dir.path(), "b-killed.parquet");
+    let _ = std::fs::remove_dir_all(dir.path().join("live"));
+    let o = analyze(&["--repair"], dir.path());
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        !deeptcp_format::checkpoint_path(&killed).exists(),
+        "the other one is repaired"
+    );
+    assert!(stdout(&o).contains("b-killed.parquet: repaired"), "{}", stdout(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("cannot repair") && err.contains("a-broken.parquet"),
+        "{err}"
+    );
+    assert!(err.contains("1 of 2 recordings could not be repaired"), "{err}");
+    // A name that matches nothing is still a clean error that says what failed.
+    let o = analyze(&["--repair"], &dir.path().join("none-*.parquet"));
+    assert_clean_error(&o, "cannot repair");
+}
+
 #[test]
 fn lost_intervals_are_listed() {
     let dir = tempfile::tempdir().unwrap();
@@ -1106,4 +1301,69 @@ fn decoder_panics_in_the_parquet_library_are_one_clean_error_line() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.starts_with("analyze: ") && err.contains("corrupt data"), "{err}");
     assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
+}
+
+/// A recording of 1,500 rows in three row groups whose second row group has
+/// one flipped bit in its `mono_ns` pages.
+fn recording_with_a_damaged_row_group(dir: &Path) -> PathBuf {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let events: Vec<Event> = (0..1500)
+        .map(|i| {
+            let mut e = ev(EventKind::Retransmit, i * 1_000);
+            e.sport = (i % 60_000) as u16;
+            e
+        })
+        .collect();
+    let path = dir.join("damaged.parquet");
+    let opts = WriterOptions {
+        row_group_rows: 500,
+        ..WriterOptions::default()
+    };
+    let mut w = EventWriter::new(File::create(&path).unwrap(), &meta(false), opts).unwrap();
+    for e in &events {
+        w.push(e).unwrap();
+    }
+    w.finish(0).unwrap();
+    let footer = SerializedFileReader::new(File::open(&path).unwrap()).unwrap();
+    let rg = footer.metadata().row_group(1);
+    let chunk = rg
+        .columns()
+        .iter()
+        .find(|c| c.column_path().string() == "mono_ns")
+        .unwrap();
+    let start = chunk
+        .dictionary_page_offset()
+        .unwrap_or_else(|| chunk.data_page_offset()) as usize;
+    let end = start + chunk.compressed_size() as usize;
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[end - 3] ^= 0x10;
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+#[test]
+fn a_damaged_row_group_is_an_error_unless_skip_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = recording_with_a_damaged_row_group(dir.path());
+
+    // Streaming: the rows before the damage, then one error line.
+    let o = analyze(&["--json"], &path);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("row group 1") && err.contains("checksum"), "{err}");
+    assert_eq!(stdout(&o).lines().count(), 500, "row group 0 only");
+
+    let o = analyze(&["--json", "--skip-corrupt"], &path);
+    assert_ok(&o);
+    let rows = stdout(&o).lines().count();
+    assert_eq!(rows, 1000, "the two good row groups, whole");
+    let warn = stderr(&o);
+    assert!(
+        warn.contains("warning") && warn.contains("skipped row group 1 (500 rows)"),
+        "{warn}"
+    );
+    // --conn reads through the owner scan too.
+    let o = analyze(&["--conn", "--skip-corrupt"], &path);
+    assert_ok(&o);
 }

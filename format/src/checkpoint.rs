@@ -5,10 +5,13 @@
 //! that a killed recorder, a power loss or a full disk cost at most the last
 //! flush interval, the writers keep a **checkpoint** of the footer:
 //!
-//! - In memory, always: the metadata of every row group flushed so far and
-//!   the file length at the last flush. When a write fails (disk full, I/O
-//!   error), [`Output::close_at_checkpoint`] truncates the file to that
-//!   length and appends the footer, so the file stays a readable recording.
+//! - In memory, always: how many row groups were flushed so far (their
+//!   metadata is the parquet writer's, which keeps it for the footer
+//!   anyway: no second copy, as that doubled the ~25 KiB a row group costs
+//!   until the file is closed) and the file length at the last flush. When
+//!   a write fails (disk full, I/O error), [`Output::close_at_checkpoint`]
+//!   truncates the file to that length and appends the footer, so the file
+//!   stays a readable recording.
 //! - On disk, for recordings that ask for it (`EventWriter::with_checkpoints`,
 //!   `StackWriter::with_checkpoints`): a sidecar `FILE.checkpoint`
 //!   ([`checkpoint_path`]) that survives the recorder. After every flush the
@@ -26,7 +29,12 @@
 //! flush, because a footer grows by a few KiB per row group: rewriting it
 //! every second would cost O(row groups) per flush, hours into a busy
 //! recording megabytes per second. Each record is length-prefixed and
-//! checksummed, so a record torn by a crash is detected and ignored.
+//! checksummed, so a record torn by a crash is detected and ignored; and the
+//! records must add up (row counts, data lengths, where their row groups
+//! lie: see `check_records`), so that a whole record appended twice or a
+//! changed count is refused rather than read as rows that are not there.
+//! [`repair`] also checks every page of the row groups it keeps before it
+//! writes anything.
 //!
 //! Each record also stores hashes of the first and last 4 KiB of the data
 //! it covers: a sidecar is only ever applied to the file it was written
@@ -52,7 +60,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_schema::SchemaRef;
-use parquet::arrow::{add_encoded_arrow_schema_to_metadata, ArrowSchemaConverter, ArrowWriter};
+use parquet::arrow::{add_encoded_arrow_schema_to_metadata, ArrowSchemaConverter};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{
     FileMetaData, KeyValue, ParquetMetaData, ParquetMetaDataReader, ParquetMetaDataWriter, RowGroupMetaData,
@@ -60,6 +68,7 @@ use parquet::file::metadata::{
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::SchemaDescPtr;
 
+use crate::pagecrc::ChecksummedWriter;
 use crate::reader::{check_layout, guarded};
 use crate::writer::WriteSummary;
 use crate::FormatError;
@@ -320,7 +329,10 @@ fn lock(_file: &File, _try_only: bool) -> bool {
 /// The last checkpoint, in memory.
 #[derive(Default)]
 struct Checkpoint {
-    groups: Vec<RowGroupMetaData>,
+    /// Row groups it covers: the first `groups` of the writer's flushed row
+    /// groups. A count, not a copy: the metadata of a row group is tens of
+    /// KiB in memory, and the writer keeps it anyway for the footer.
+    groups: usize,
     data_len: u64,
     rows: u64,
     /// The metadata updates it carries.
@@ -335,13 +347,18 @@ pub(crate) type Salvaged = WriteSummary;
 /// writer and the stacks writer share.
 pub(crate) struct Output {
     /// `None` once closed or after closing at the checkpoint.
-    writer: Option<ArrowWriter<Sink>>,
+    writer: Option<ChecksummedWriter<Sink>>,
     path: Option<PathBuf>,
     /// A second handle on the data file, to close it at the checkpoint
     /// after the writer failed.
     salvage: File,
     base: FooterBase,
     last: Checkpoint,
+    /// The checkpointed row groups, copied out of the writer when it is
+    /// about to give them up (it moves them into the footer it writes at
+    /// finish, and a dropped writer takes them along), so that closing at
+    /// the checkpoint still has them.
+    saved_groups: Option<Vec<RowGroupMetaData>>,
     log: Option<Log>,
     /// Metadata that changes while recording (lost intervals), carried by
     /// the next checkpoint; the last value of a key wins.
@@ -377,7 +394,7 @@ impl Output {
             version: props.writer_version().as_num(),
         };
         let writer =
-            ArrowWriter::try_new(Sink::new(file), schema, Some(props)).map_err(|e| FormatError::parquet(path, e))?;
+            ChecksummedWriter::try_new(Sink::new(file), schema, props).map_err(|e| FormatError::parquet(path, e))?;
         let log = match (log, path) {
             (true, Some(p)) => Some(Log::create(p)?),
             _ => None,
@@ -388,6 +405,7 @@ impl Output {
             salvage,
             base,
             last: Checkpoint::default(),
+            saved_groups: None,
             log,
             updates: Vec::new(),
             updates_dirty: false,
@@ -409,7 +427,7 @@ impl Output {
     }
 
     /// The writer, unless closed or failed.
-    fn live(&mut self) -> Result<&mut ArrowWriter<Sink>, FormatError> {
+    fn live(&mut self) -> Result<&mut ChecksummedWriter<Sink>, FormatError> {
         let path = self.path.as_deref();
         match self.writer.as_mut() {
             Some(w) if !self.failed => Ok(w),
@@ -458,6 +476,13 @@ impl Output {
             .map_or(self.last.data_len, |w| w.bytes_written() as u64)
     }
 
+    /// Row groups written so far (the footer will list them all).
+    pub(crate) fn row_groups(&self) -> usize {
+        self.writer
+            .as_ref()
+            .map_or(self.last.groups, |w| w.flushed_row_groups().len())
+    }
+
     /// Rows in the last checkpoint.
     pub(crate) fn checkpointed_rows(&self) -> u64 {
         self.last.rows
@@ -484,8 +509,11 @@ impl Output {
         let r = w.sync();
         r.map_err(|e| self.fail_io("write", e))?;
         let w = self.writer.as_mut().expect("live above");
-        let known = self.last.groups.len();
-        let new_groups: Vec<RowGroupMetaData> = w.flushed_row_groups()[known..].to_vec();
+        let new_groups: Vec<RowGroupMetaData> = w
+            .flushed_row_groups()
+            .get(self.last.groups..)
+            .unwrap_or_default()
+            .to_vec();
         if self.last.taken && new_groups.is_empty() && !self.updates_dirty {
             return Ok(());
         }
@@ -526,7 +554,7 @@ impl Output {
                 return Err(e);
             }
         }
-        self.last.groups.extend(new_groups);
+        self.last.groups += new_groups.len();
         self.last.data_len = data_len;
         self.last.rows = rows;
         self.last.updates.clone_from(&self.updates);
@@ -538,7 +566,13 @@ impl Output {
     /// Writes the footer with `extra` metadata appended, fsyncs, removes the
     /// sidecar. On error the output is left for [`close_at_checkpoint`](Self::close_at_checkpoint).
     pub(crate) fn finish(&mut self, extra: Vec<KeyValue>, rows: u64) -> Result<WriteSummary, FormatError> {
+        let n = self.last.groups;
         let w = self.live()?;
+        // Transient: the writer moves its row groups into the footer, and a
+        // footer that fails to write must not take the checkpoint along.
+        let saved = w.flushed_row_groups().get(..n).unwrap_or_default().to_vec();
+        self.saved_groups = Some(saved);
+        let w = self.writer.as_mut().expect("live above");
         for kv in extra {
             w.append_key_value_metadata(kv);
         }
@@ -555,6 +589,7 @@ impl Output {
             w.inner_mut().discard = true;
         }
         self.remove_log();
+        self.saved_groups = None;
         let summary = WriteSummary { rows, bytes };
         self.done = Some(summary);
         Ok(summary)
@@ -578,16 +613,28 @@ impl Output {
             return Ok(done);
         }
         if let Some(mut w) = self.writer.take() {
+            if self.saved_groups.is_none() {
+                let n = self.last.groups;
+                self.saved_groups = Some(w.flushed_row_groups().get(..n).unwrap_or_default().to_vec());
+            }
             w.inner_mut().discard = true;
             drop(w);
         }
         let path = self.path.clone();
         let path = path.as_deref();
         let kv = self.base.kv.iter().chain(&self.last.updates).cloned().collect();
-        let footer = self
-            .base
-            .bytes(&self.last.groups, kv)
-            .map_err(|e| FormatError::parquet(path, e))?;
+        let groups = self.saved_groups.as_deref().unwrap_or_default();
+        if groups.len() != self.last.groups {
+            return Err(FormatError::parquet(
+                path,
+                ParquetError::General(format!(
+                    "the metadata of {} checkpointed row groups is gone (the writer has {})",
+                    self.last.groups,
+                    groups.len()
+                )),
+            ));
+        }
+        let footer = self.base.bytes(groups, kv).map_err(|e| FormatError::parquet(path, e))?;
         let len = self.last.data_len;
         let put = |f: &mut File| -> io::Result<()> {
             f.set_len(len)?;
@@ -611,6 +658,7 @@ impl Output {
             rows: self.last.rows,
             bytes: len + footer.len() as u64,
         };
+        self.saved_groups = None;
         self.done = Some(summary);
         Ok(summary)
     }
@@ -676,7 +724,108 @@ fn parse_log(recording: &Path, bytes: &[u8]) -> Result<Vec<Record>, FormatError>
     if out.is_empty() {
         return Err(bad(format!("{} holds no complete checkpoint", ck.display())));
     }
+    check_records(recording, &out)?;
     Ok(out)
+}
+
+/// Checks that the records of a sidecar follow each other as a recorder
+/// writes them, so that no row group is counted twice or read from bytes
+/// another one holds: each record's row count is the previous one's plus
+/// its row groups' rows; a record with row groups covers more data than
+/// the previous one, and its column chunks lie in the data it adds, apart
+/// from each other; a record without row groups (one that only carries
+/// metadata updates) covers the same data. Record checksums only catch
+/// torn records; this catches records that are whole but do not add up (a
+/// record appended twice, a count changed).
+fn check_records(recording: &Path, records: &[Record]) -> Result<(), FormatError> {
+    let ck = checkpoint_path(recording);
+    let refuse = |i: usize, why: String| {
+        let what = match i {
+            0 => "checkpoint record 0 is inconsistent".to_owned(),
+            i => format!("checkpoint record {i} does not follow record {}", i - 1),
+        };
+        FormatError::Checkpoint {
+            path: recording.to_path_buf(),
+            detail: format!("{}: {what}: {why}; refusing to use it", ck.display()),
+        }
+    };
+    // Before the first record: the 4-byte magic, no rows.
+    let (mut prev_len, mut prev_rows) = (PAR1.len() as u64, 0u64);
+    for (i, r) in records.iter().enumerate() {
+        let groups = r.md.row_groups();
+        let mut added = 0u64;
+        let mut chunks = Vec::new();
+        for (g, group) in groups.iter().enumerate() {
+            let n = u64::try_from(group.num_rows())
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| refuse(i, format!("its row group {g} holds {} rows", group.num_rows())))?;
+            added = added.saturating_add(n);
+            for c in group.columns() {
+                let start = c.dictionary_page_offset().unwrap_or_else(|| c.data_page_offset());
+                let range = u64::try_from(start)
+                    .ok()
+                    .zip(u64::try_from(c.compressed_size()).ok())
+                    .and_then(|(s, l)| Some((s, s.checked_add(l)?)))
+                    .ok_or_else(|| refuse(i, format!("its row group {g} has a column chunk at a bad place")))?;
+                chunks.push(range);
+            }
+        }
+        let expected = prev_rows.saturating_add(added);
+        if r.rows != expected {
+            return Err(refuse(
+                i,
+                format!(
+                    "it counts {} rows, but the rows before it and its {} row groups make {expected}",
+                    r.rows,
+                    groups.len()
+                ),
+            ));
+        }
+        if groups.is_empty() {
+            if i > 0 && r.data_len != prev_len {
+                return Err(refuse(
+                    i,
+                    format!(
+                        "it adds no row group but covers {} bytes instead of {prev_len}",
+                        r.data_len
+                    ),
+                ));
+            }
+        } else {
+            if r.data_len <= prev_len {
+                return Err(refuse(
+                    i,
+                    format!(
+                        "it adds row groups but covers {} bytes, not more than the {prev_len} before it",
+                        r.data_len
+                    ),
+                ));
+            }
+            chunks.sort_unstable();
+            let mut end = prev_len;
+            for (s, e) in chunks {
+                if s < end || e > r.data_len {
+                    return Err(refuse(
+                        i,
+                        format!(
+                            "its row groups do not lie apart in the bytes it adds ({prev_len}..{})",
+                            r.data_len
+                        ),
+                    ));
+                }
+                end = e;
+            }
+        }
+        if i == 0 && r.data_len < prev_len {
+            return Err(refuse(
+                i,
+                format!("it covers {} bytes, less than the magic", r.data_len),
+            ));
+        }
+        (prev_len, prev_rows) = (r.data_len, r.rows);
+    }
+    Ok(())
 }
 
 /// A recording's state as its checkpoint describes it.
@@ -831,7 +980,60 @@ pub(crate) fn has_checkpoint(path: &Path) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepairReport {
     pub path: PathBuf,
+    /// What the file's rows are (the report counts them by name).
+    pub content: Content,
     pub outcome: RepairOutcome,
+}
+
+/// What the rows of a repaired file are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Content {
+    /// A recording: one event per row.
+    Events,
+    /// A kernel-stack sidecar (`*.stacks.parquet`): one stack per row.
+    Stacks,
+}
+
+impl Content {
+    /// Stacks when the file has the stacks sidecar's `frames` column.
+    fn of(md: &ParquetMetaData) -> Content {
+        let schema = md.file_metadata().schema_descr();
+        let frames = schema
+            .columns()
+            .iter()
+            .any(|c| c.path().parts().first().map(String::as_str) == Some(crate::schema::col::stacks::FRAMES));
+        if frames {
+            Content::Stacks
+        } else {
+            Content::Events
+        }
+    }
+
+    fn plural(self) -> &'static str {
+        match self {
+            Content::Events => "events",
+            Content::Stacks => "stacks",
+        }
+    }
+}
+
+/// Checks the pages of every column chunk of every row group in `md`
+/// against the file ([`crate::pagecrc::verify_chunk`]), so that a repair
+/// never makes damaged data permanent: the first damaged row group is an
+/// error that names it.
+fn verify_row_groups(path: &Path, file: &File, md: &ParquetMetaData) -> Result<(), FormatError> {
+    for (rg, group) in md.row_groups().iter().enumerate() {
+        for c in group.columns() {
+            crate::reader::check_chunk(file, c).map_err(|(detail, source)| FormatError::CorruptRowGroup {
+                path: path.to_path_buf(),
+                row_group: rg,
+                column: Some(c.column_path().string()),
+                detail: format!("{detail}; not repaired"),
+                source,
+            })?;
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -870,12 +1072,23 @@ impl fmt::Display for RepairReport {
                 row_groups,
                 bytes,
                 dropped_bytes,
-            } => write!(
-                f,
-                "{p}: repaired: {rows} events in {row_groups} row groups up to the last checkpoint \
-                 ({bytes} bytes); {dropped_bytes} bytes written after it were dropped. \
-                 Events after the last checkpoint are lost and the loss count is unknown"
-            ),
+            } => {
+                let what = self.content.plural();
+                write!(
+                    f,
+                    "{p}: repaired: {rows} {what} in {row_groups} row groups up to the last checkpoint \
+                     ({bytes} bytes); {dropped_bytes} bytes written after it were dropped"
+                )?;
+                match self.content {
+                    Content::Events => {
+                        write!(
+                            f,
+                            ". Events after the last checkpoint are lost and the loss count is unknown"
+                        )
+                    }
+                    Content::Stacks => write!(f, ". Stacks written after the last checkpoint are lost"),
+                }
+            }
         }
     }
 }
@@ -922,6 +1135,7 @@ pub fn repair(path: &Path) -> Result<RepairReport, FormatError> {
         let removed = sidecar.is_some() && std::fs::remove_file(checkpoint_path(path)).is_ok();
         return Ok(RepairReport {
             path: path.to_path_buf(),
+            content: Content::Events,
             outcome: RepairOutcome::AlreadyComplete {
                 removed_stale_checkpoint: removed,
             },
@@ -938,6 +1152,7 @@ pub fn repair(path: &Path) -> Result<RepairReport, FormatError> {
     };
     let len = md.len();
     let rec = recover(path, &mut file, len, &bytes)?;
+    verify_row_groups(path, &file, &rec.metadata)?;
     let write = |f: &mut File| -> io::Result<()> {
         f.set_len(rec.data_len)?;
         f.seek(SeekFrom::Start(rec.data_len))?;
@@ -948,6 +1163,7 @@ pub fn repair(path: &Path) -> Result<RepairReport, FormatError> {
     let _ = std::fs::remove_file(checkpoint_path(path));
     Ok(RepairReport {
         path: path.to_path_buf(),
+        content: Content::of(&rec.metadata),
         outcome: RepairOutcome::Repaired {
             rows: rec.rows,
             row_groups: rec.metadata.num_row_groups(),

@@ -82,6 +82,36 @@ pub enum FormatError {
         detail: String,
     },
 
+    /// A row group that cannot be read: a page that does not match its
+    /// checksum (the file changed after it was written: a bad disk, a bad
+    /// copy), pages that do not add up, or data that does not decode.
+    /// `column` names the damaged column chunk when it is known; `detail`
+    /// says what is wrong (for a damaged page, where it is in the file).
+    #[error("{}: row group {row_group}{}: {detail}", path.display(), in_column(column))]
+    CorruptRowGroup {
+        path: PathBuf,
+        row_group: usize,
+        column: Option<String>,
+        detail: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+
+    /// Not an error but a warning, only with
+    /// [`crate::reader::ReadOptions::skip_corrupt`]: row group `row_group`
+    /// (of `rows` rows) could not be read (`source` says why) and its last
+    /// `skipped` rows were left out (all of them, unless the damage showed
+    /// only part-way through); reading goes on with the next row group.
+    #[error("{}: skipped row group {row_group} ({skipped} rows{})", path.display(), of_rows(*skipped, *rows))]
+    SkippedRowGroup {
+        path: PathBuf,
+        row_group: usize,
+        rows: u64,
+        skipped: u64,
+        #[source]
+        source: Box<FormatError>,
+    },
+
     /// A recording without its footer (the recorder was killed, or is still
     /// recording) next to a checkpoint sidecar that can recover it:
     /// [`crate::repair`] it, or read it through
@@ -133,6 +163,20 @@ impl fmt::Display for PathPrefix<'_> {
             Some(p) => write!(f, "{}: ", p.display()),
             None => Ok(()),
         }
+    }
+}
+
+/// `", column `c`"` when the column is known.
+fn in_column(column: &Option<String>) -> String {
+    column.as_deref().map(|c| format!(", column `{c}`")).unwrap_or_default()
+}
+
+/// `" of 4096"` when only part of a row group was skipped.
+fn of_rows(skipped: u64, rows: u64) -> String {
+    if skipped == rows {
+        String::new()
+    } else {
+        format!(" of {rows}")
     }
 }
 

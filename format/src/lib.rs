@@ -6,8 +6,11 @@
 //! anchors, probes). This crate is the only place that knows that layout:
 //! `record` writes through [`EventWriter`], `analyze` reads through
 //! [`RecordingReader`]. It has no aya and no Linux-only code, so it builds and
-//! tests anywhere. Crash safety (checkpoint sidecars, [`repair`],
-//! [`RecordingReader::open_recovering`]) is in [`checkpoint`]; rotated
+//! tests anywhere. Every page it writes carries a CRC32 checksum, and the
+//! reader checks each row group's pages before it hands out any of its rows
+//! (`pagecrc`; [`ReadOptions::skip_corrupt`] skips a damaged row group with
+//! a warning instead of ending there). Crash safety (checkpoint sidecars,
+//! [`repair`], [`RecordingReader::open_recovering`]) is in [`checkpoint`]; rotated
 //! recordings are listed by [`segments`]. Durations typed on either tool's
 //! command line are parsed by [`timearg`].
 
@@ -16,6 +19,7 @@ pub mod error;
 pub mod event;
 pub mod filter;
 pub mod meta;
+mod pagecrc;
 pub mod reader;
 pub mod schema;
 pub mod stacks;
@@ -27,7 +31,7 @@ pub use error::FormatError;
 pub use event::{Attribution, Event, EventKind, Family, TcpInfo, TcpState};
 pub use filter::{Cidr, Filter, MonoWindow, TimeBound};
 pub use meta::{ClockAnchor, LostInterval, ProbeStatus, RecordingMeta};
-pub use reader::RecordingReader;
+pub use reader::{ReadOptions, RecordingReader};
 pub use schema::SCHEMA_VERSION;
 pub use stacks::{read_stacks, stacks_path, StackWriter};
 pub use writer::{segment_path, segments, EventWriter, WriteSummary, WriterOptions};

@@ -8,6 +8,16 @@
 //! bad value as [`FormatError::InvalidValue`] with its absolute row index
 //! instead of panicking.
 //!
+//! Bytes change after they are written (disks, copies) and files get
+//! crafted, so nothing from the file is trusted blindly: metadata values are
+//! bounded ([`crate::schema::value_limit`]), row counts must agree, and rows
+//! are read row group by row group, each one's column chunks checked page
+//! by page (structure, value counts, CRC32 checksums; a piece at a time, so
+//! memory stays bounded) before any of its rows is decoded. A
+//! damaged row group is a [`FormatError::CorruptRowGroup`] naming it (and
+//! the column and byte), or with [`ReadOptions::skip_corrupt`] a
+//! [`FormatError::SkippedRowGroup`] warning after which reading goes on.
+//!
 //! Schema versions 1 and 2 are read: a v1 file lacks the v2 columns, and its
 //! events get their defaults (empty `probe`, `cookie`/`cgroup_id` 0,
 //! [`Attribution::Unknown`], all-`None` [`TcpInfo`]).
@@ -40,7 +50,7 @@ use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 
 use crate::event::{canonical_ip, Attribution, Event, EventKind, Family, TcpInfo, TcpState};
 use crate::meta::RecordingMeta;
-use crate::schema::{self, col};
+use crate::schema::{self, col, shown};
 use crate::FormatError;
 
 /// Rows decoded per step of [`Events`].
@@ -158,6 +168,34 @@ pub(crate) fn open_parquet_recovering(path: &Path) -> Result<(OpenedParquet, boo
 /// writes zstd; pyarrow, DuckDB and Spark default to snappy), so that
 /// neither surfaces in the middle of the event stream.
 pub(crate) fn check_layout(path: &Path, md: &ParquetMetaData, file_len: u64) -> Result<(), FormatError> {
+    // Row counts are not covered by page checksums: they must agree, or
+    // rows would go missing (or be invented) without a word.
+    let corrupt =
+        |detail: String| FormatError::parquet(Some(path), ParquetError::General(format!("corrupt footer: {detail}")));
+    let mut rows: i64 = 0;
+    for (rg_idx, rg) in md.row_groups().iter().enumerate() {
+        if rg.num_rows() < 0 {
+            return Err(corrupt(format!("row group {rg_idx} holds {} rows", rg.num_rows())));
+        }
+        rows = rows.saturating_add(rg.num_rows());
+        for c in rg.columns() {
+            // A flat column (no lists) has one value per row.
+            if c.column_descr().max_rep_level() == 0 && c.num_values() != rg.num_rows() {
+                return Err(corrupt(format!(
+                    "row group {rg_idx} holds {} rows but its column chunk `{}` {} values",
+                    rg.num_rows(),
+                    c.column_path().string(),
+                    c.num_values()
+                )));
+            }
+        }
+    }
+    if rows != md.file_metadata().num_rows() {
+        return Err(corrupt(format!(
+            "its row groups hold {rows} rows, it says {}",
+            md.file_metadata().num_rows()
+        )));
+    }
     for (rg_idx, rg) in md.row_groups().iter().enumerate() {
         for c in rg.columns() {
             let start = c.dictionary_page_offset().unwrap_or_else(|| c.data_page_offset());
@@ -405,19 +443,6 @@ impl SharedText {
     }
 }
 
-/// A hostile value, shortened for an error message.
-fn shown(s: &str) -> String {
-    const MAX: usize = 64;
-    if s.len() <= MAX {
-        return format!("{s:?}");
-    }
-    let mut end = MAX;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{:?}...", &s[..end])
-}
-
 /// The file's Arrow schema with every top-level dictionary column keyed by
 /// `Int32`. The parquet reader decodes a column chunk's dictionary, and
 /// re-deduplicates a batch that spans row groups, into the requested key
@@ -520,6 +545,22 @@ fn required_columns(version: u32) -> Vec<(&'static str, Want)> {
     cols
 }
 
+/// How a [`RecordingReader`] reads rows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// Read on past a row group that cannot be read (a page that does not
+    /// match its checksum, or data that does not decode) instead of ending
+    /// there. Each such row group is reported once, as a
+    /// [`FormatError::SkippedRowGroup`] item in the event stream, and
+    /// reading goes on with the next row group: the caller prints it as a
+    /// warning and carries on. A row group is checked before any of its
+    /// rows is handed out, so a damaged one is left out whole; only damage
+    /// that shows while decoding (in a file without page checksums) can
+    /// leave out just the rest of a row group. Default: off (the first
+    /// damaged row group ends the stream with an error).
+    pub skip_corrupt: bool,
+}
+
 /// An open recording: metadata checked, rows not yet read.
 pub struct RecordingReader {
     path: PathBuf,
@@ -528,7 +569,6 @@ pub struct RecordingReader {
     num_row_groups: usize,
     finished: bool,
     recovered: bool,
-    batches: ParquetRecordBatchReader,
     /// What [`row_groups`](Self::row_groups) hands out.
     groups: RowGroups,
 }
@@ -553,6 +593,11 @@ impl RecordingReader {
     /// [`FormatError::Unfinished`]: [`crate::repair`] it, or read it with
     /// [`open_recovering`](Self::open_recovering).
     pub fn open(path: &Path) -> Result<Self, FormatError> {
+        Self::open_with(path, ReadOptions::default())
+    }
+
+    /// [`open`](Self::open) with `options`.
+    pub fn open_with(path: &Path, options: ReadOptions) -> Result<Self, FormatError> {
         let opened = match open_parquet(path) {
             Err(FormatError::NotParquet { .. }) if crate::checkpoint::has_checkpoint(path) => {
                 return Err(FormatError::Unfinished {
@@ -561,7 +606,7 @@ impl RecordingReader {
             }
             r => r?,
         };
-        Self::from_opened(path, opened, false)
+        Self::from_opened(path, opened, false, options)
     }
 
     /// Like [`open`](Self::open), but reads an unfinished recording through
@@ -571,13 +616,23 @@ impl RecordingReader {
     /// up to its last flush. [`recovered`](Self::recovered) tells which;
     /// such a reader is never [`finished`](Self::finished).
     pub fn open_recovering(path: &Path) -> Result<Self, FormatError> {
-        let (opened, recovered) = open_parquet_recovering(path)?;
-        Self::from_opened(path, opened, recovered)
+        Self::open_recovering_with(path, ReadOptions::default())
     }
 
-    fn from_opened(path: &Path, opened: OpenedParquet, recovered: bool) -> Result<Self, FormatError> {
+    /// [`open_recovering`](Self::open_recovering) with `options`.
+    pub fn open_recovering_with(path: &Path, options: ReadOptions) -> Result<Self, FormatError> {
+        let (opened, recovered) = open_parquet_recovering(path)?;
+        Self::from_opened(path, opened, recovered, options)
+    }
+
+    fn from_opened(
+        path: &Path,
+        opened: OpenedParquet,
+        recovered: bool,
+        options: ReadOptions,
+    ) -> Result<Self, FormatError> {
         let pq = Arc::clone(opened.metadata.metadata());
-        let kv = schema::kv_map(pq.file_metadata().key_value_metadata());
+        let kv = schema::kv_map(path, pq.file_metadata().key_value_metadata())?;
         let version = schema::check_version(path, &kv)?;
 
         // Columns before the remaining metadata, so handing over a stacks
@@ -625,17 +680,21 @@ impl RecordingReader {
         })?;
         let mask = ProjectionMask::roots(metadata.parquet_schema(), roots);
         let file = SharedFile(Arc::new(opened.file));
-        let batches = ParquetRecordBatchReaderBuilder::new_with_metadata(file.clone(), metadata.clone())
+        // Builds a reader once, so that what would make every row group
+        // fail (the projection, the schema) is an error at open.
+        ParquetRecordBatchReaderBuilder::new_with_metadata(file.clone(), metadata.clone())
             .with_batch_size(READ_BATCH)
             .with_projection(mask.clone())
+            .with_row_groups(Vec::new())
             .build()
             .map_err(|e| FormatError::parquet(Some(path), e))?;
-        let mut first_rows = Vec::with_capacity(pq.num_row_groups());
+        let mut first_rows = Vec::with_capacity(pq.num_row_groups() + 1);
         let mut row = 0u64;
         for rg in pq.row_groups() {
             first_rows.push(row);
             row = row.saturating_add(u64::try_from(rg.num_rows()).unwrap_or(0));
         }
+        first_rows.push(row);
         let groups = RowGroups {
             path: Arc::from(path),
             file,
@@ -643,6 +702,7 @@ impl RecordingReader {
             mask,
             first_rows: Arc::from(first_rows),
             v2: version >= 2,
+            options,
         };
 
         Ok(RecordingReader {
@@ -652,15 +712,20 @@ impl RecordingReader {
             num_row_groups: pq.num_row_groups(),
             finished: decoded.events.is_some() && !recovered,
             recovered,
-            batches,
             groups,
         })
     }
 
     /// A handle that decodes row groups independently of each other and of
-    /// this reader, for decoding one file on several threads.
+    /// this reader, for decoding one file on several threads. It reads with
+    /// this reader's [`ReadOptions`].
     pub fn row_groups(&self) -> RowGroups {
         self.groups.clone()
+    }
+
+    /// The options this reader was opened with.
+    pub fn options(&self) -> ReadOptions {
+        self.groups.options
     }
 
     /// Recording metadata; `schema_version` is the file's, `lost_events` is 0
@@ -697,9 +762,13 @@ impl RecordingReader {
         &self.path
     }
 
-    /// Streams the rows in file order. After the first error the iterator ends.
+    /// Streams the rows in file order, row group by row group. After the
+    /// first error the iterator ends, except that with
+    /// [`ReadOptions::skip_corrupt`] a [`FormatError::SkippedRowGroup`] is a
+    /// warning and the rows of the next row group follow it.
     pub fn events(self) -> Events {
-        Events::new(self.batches, self.path, 0, self.meta.schema_version >= 2)
+        let n = self.groups.len();
+        Events::new(self.groups, 0..n)
     }
 }
 
@@ -712,16 +781,17 @@ pub struct RowGroups {
     file: SharedFile,
     metadata: ArrowReaderMetadata,
     mask: ProjectionMask,
-    /// Absolute index of the first row of each row group.
+    /// Absolute index of the first row of each row group, then the row count.
     first_rows: Arc<[u64]>,
     v2: bool,
+    options: ReadOptions,
 }
 
 impl std::fmt::Debug for RowGroups {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RowGroups")
             .field("path", &self.path)
-            .field("len", &self.first_rows.len())
+            .field("len", &self.len())
             .finish_non_exhaustive()
     }
 }
@@ -729,39 +799,175 @@ impl std::fmt::Debug for RowGroups {
 impl RowGroups {
     /// Number of row groups.
     pub fn len(&self) -> usize {
-        self.first_rows.len()
+        self.first_rows.len().saturating_sub(1)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.first_rows.is_empty()
+        self.len() == 0
     }
 
     /// Absolute index of the first row of row group `rg` (0 past the end).
     pub fn first_row(&self, rg: usize) -> u64 {
-        self.first_rows.get(rg).copied().unwrap_or(0)
+        if rg < self.len() {
+            self.first_rows.get(rg).copied().unwrap_or(0)
+        } else {
+            0
+        }
+    }
+
+    /// Rows in row group `rg` (0 past the end).
+    pub fn rows(&self, rg: usize) -> u64 {
+        match (self.first_rows.get(rg), self.first_rows.get(rg + 1)) {
+            (Some(a), Some(b)) => b.saturating_sub(*a),
+            _ => 0,
+        }
     }
 
     /// The rows of row group `rg` (`< len()`), in file order. Errors name
     /// rows by their absolute index in the file, as [`RecordingReader::events`]
-    /// does.
+    /// does; a row group that cannot be read is a
+    /// [`FormatError::CorruptRowGroup`], or with
+    /// [`ReadOptions::skip_corrupt`] a [`FormatError::SkippedRowGroup`]
+    /// (then the stream's last item).
     pub fn events(&self, rg: usize) -> Result<Events, FormatError> {
-        let path: &Path = &self.path;
-        let Some(&row0) = self.first_rows.get(rg) else {
+        if rg >= self.len() {
             return Err(FormatError::parquet(
-                Some(path),
+                Some(&self.path),
                 ParquetError::General(format!("no row group {rg}")),
             ));
-        };
-        let batches = guarded(path, "opening a row group", || {
+        }
+        Ok(Events::new(self.clone(), rg..rg + 1))
+    }
+
+    /// Checks row group `rg`'s pages (of the columns the reader decodes:
+    /// [`check_chunk`]) and returns a reader of its batches.
+    fn start(&self, rg: usize) -> Result<ParquetRecordBatchReader, FormatError> {
+        let path: &Path = &self.path;
+        let md = self.metadata.metadata().row_group(rg);
+        for (i, c) in md.columns().iter().enumerate() {
+            if !self.mask.leaf_included(i) {
+                continue;
+            }
+            check_chunk(&self.file.0, c).map_err(|(detail, source)| FormatError::CorruptRowGroup {
+                path: path.to_path_buf(),
+                row_group: rg,
+                column: Some(c.column_path().string()),
+                detail,
+                source,
+            })?;
+        }
+        guarded(path, "opening a row group", || {
             ParquetRecordBatchReaderBuilder::new_with_metadata(self.file.clone(), self.metadata.clone())
                 .with_batch_size(READ_BATCH)
                 .with_projection(self.mask.clone())
                 .with_row_groups(vec![rg])
                 .build()
                 .map_err(|e| FormatError::parquet(Some(path), e))
-        })?;
-        Ok(Events::new(batches, path.to_path_buf(), row0, self.v2))
+        })
+        .map_err(|e| self.corrupt(rg, e))
     }
+
+    /// Calls `f` with the `mono_ns` values of row group `rg` (`< len()`),
+    /// batch by batch in row order, reading and checking that column alone:
+    /// a cheap look at a row group's time range and order before decoding
+    /// it (`analyze` plans its time-ordered read with it). Nulls, which
+    /// [`events`](Self::events) reports as bad values, are left out.
+    pub fn scan_mono_ns(&self, rg: usize, mut f: impl FnMut(&[i64])) -> Result<(), FormatError> {
+        let path: &Path = &self.path;
+        if rg >= self.len() {
+            return Err(FormatError::parquet(
+                Some(path),
+                ParquetError::General(format!("no row group {rg}")),
+            ));
+        }
+        let idx = (self.metadata.schema())
+            .index_of(col::MONO_NS)
+            .map_err(|e| FormatError::arrow(Some(path), e))?;
+        let only = RowGroups {
+            mask: ProjectionMask::roots(self.metadata.parquet_schema(), [idx]),
+            ..self.clone()
+        };
+        let mut batches = only.start(rg)?;
+        let mut values = Vec::new();
+        loop {
+            let next = guarded(path, "decoding a record batch", || {
+                batches
+                    .next()
+                    .transpose()
+                    .map_err(|e| FormatError::arrow(Some(path), e))
+            })
+            .map_err(|e| self.corrupt(rg, e))?;
+            let Some(batch) = next else { return Ok(()) };
+            let Some(mono) = batch.column(0).as_primitive_opt::<Int64Type>() else {
+                return Err(FormatError::BadColumn {
+                    path: path.to_path_buf(),
+                    column: col::MONO_NS.to_owned(),
+                    detail: format!("has type {}, expected Int64", batch.column(0).data_type()),
+                });
+            };
+            if mono.null_count() == 0 {
+                f(mono.values());
+            } else {
+                values.clear();
+                values.extend(mono.iter().flatten());
+                f(&values);
+            }
+        }
+    }
+
+    /// `e`, met while decoding row group `rg`, as an error that names it.
+    fn corrupt(&self, rg: usize, e: FormatError) -> FormatError {
+        let source: Box<dyn std::error::Error + Send + Sync> = match e {
+            FormatError::Parquet { source, .. } => Box::new(source),
+            FormatError::Arrow { source, .. } => Box::new(source),
+            other => return other,
+        };
+        FormatError::CorruptRowGroup {
+            path: self.path.to_path_buf(),
+            row_group: rg,
+            column: None,
+            detail: "decoding failed".into(),
+            source: Some(source),
+        }
+    }
+}
+
+/// What is wrong with a column chunk, for [`FormatError::CorruptRowGroup`].
+pub(crate) type ChunkError = (String, Option<Box<dyn std::error::Error + Send + Sync>>);
+
+/// Checks the pages of column chunk `c` as stored in `file`
+/// ([`crate::pagecrc::verify_chunk`]).
+pub(crate) fn check_chunk(file: &File, c: &parquet::file::metadata::ColumnChunkMetaData) -> Result<(), ChunkError> {
+    let start = c.dictionary_page_offset().unwrap_or_else(|| c.data_page_offset());
+    let (Ok(start), Ok(len)) = (u64::try_from(start), u64::try_from(c.compressed_size())) else {
+        return Err(("corrupt data: the footer places it outside the file".into(), None));
+    };
+    let mut read = |at: u64, buf: &mut [u8]| read_exact_at(file, buf, start.saturating_add(at));
+    match crate::pagecrc::verify_chunk(&mut read, len, c.num_values()) {
+        Ok(_) => Ok(()),
+        Err(crate::pagecrc::ChunkFault::Corrupt { page: Some(at), detail }) => Err((
+            format!("corrupt data: the page at byte {} {detail}", start.saturating_add(at)),
+            None,
+        )),
+        Err(crate::pagecrc::ChunkFault::Corrupt { page: None, detail }) => {
+            Err((format!("corrupt data: {detail}"), None))
+        }
+        Err(crate::pagecrc::ChunkFault::Io(e)) => Err(("cannot read it".into(), Some(Box::new(e)))),
+    }
+}
+
+/// Fills `buf` from `file` at `pos`.
+fn read_exact_at(file: &File, mut buf: &mut [u8], mut pos: u64) -> std::io::Result<()> {
+    while !buf.is_empty() {
+        match read_at(file, buf, pos)? {
+            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            n => {
+                buf = &mut buf[n..];
+                pos = pos.saturating_add(n as u64);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The recording's open file, shared by every reader of it. Reads are
@@ -841,18 +1047,21 @@ fn read_at(file: &File, buf: &mut [u8], pos: u64) -> std::io::Result<usize> {
     }
 }
 
-/// Iterator over the events of a recording, decoding one record batch at a time.
+/// Iterator over the events of a recording, decoding one row group at a
+/// time, one record batch at a time.
 pub struct Events {
-    /// `None` once exhausted or after an error.
-    batches: Option<ParquetRecordBatchReader>,
-    path: PathBuf,
+    groups: RowGroups,
+    /// Row groups not started yet.
+    todo: std::ops::Range<usize>,
+    /// The row group being read and its batches.
+    current: Option<(usize, ParquetRecordBatchReader)>,
     /// Absolute index of the first row of the next batch.
     next_row: u64,
     buf: VecDeque<Event>,
     /// An error found part-way through a batch, yielded after the rows before it.
     pending_err: Option<FormatError>,
-    /// Whether the file has the v2 columns.
-    v2: bool,
+    /// No more items after `buf` and `pending_err`.
+    done: bool,
     text: TextState,
 }
 
@@ -870,23 +1079,44 @@ struct TextState {
 }
 
 impl Events {
-    fn new(batches: ParquetRecordBatchReader, path: PathBuf, next_row: u64, v2: bool) -> Events {
+    fn new(groups: RowGroups, todo: std::ops::Range<usize>) -> Events {
         Events {
-            batches: Some(batches),
-            path,
-            next_row,
+            next_row: groups.first_row(todo.start),
+            groups,
+            todo,
+            current: None,
             buf: VecDeque::with_capacity(READ_BATCH),
             pending_err: None,
-            v2,
+            done: false,
             text: TextState::default(),
         }
+    }
+
+    /// Row group `rg` failed with `e`, its rows from `first_lost` on not
+    /// handed out: the stream ends with `e`, or with `skip_corrupt` goes on
+    /// after a [`FormatError::SkippedRowGroup`].
+    fn fail(&mut self, rg: usize, first_lost: u64, e: FormatError) {
+        self.current = None;
+        if !self.groups.options.skip_corrupt {
+            self.pending_err = Some(e);
+            self.done = true;
+            return;
+        }
+        let end = self.groups.first_row(rg).saturating_add(self.groups.rows(rg));
+        self.pending_err = Some(FormatError::SkippedRowGroup {
+            path: self.groups.path.to_path_buf(),
+            row_group: rg,
+            rows: self.groups.rows(rg),
+            skipped: end.saturating_sub(first_lost),
+            source: Box::new(e),
+        });
     }
 }
 
 impl std::fmt::Debug for Events {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Events")
-            .field("path", &self.path)
+            .field("path", &self.groups.path)
             .field("next_row", &self.next_row)
             .finish_non_exhaustive()
     }
@@ -903,8 +1133,24 @@ impl Iterator for Events {
             if let Some(e) = self.pending_err.take() {
                 return Some(Err(e));
             }
-            let batches = self.batches.as_mut()?;
-            let path = &self.path;
+            if self.done {
+                return None;
+            }
+            let Some((rg, batches)) = self.current.as_mut() else {
+                let Some(rg) = self.todo.next() else {
+                    self.done = true;
+                    return None;
+                };
+                let first = self.groups.first_row(rg);
+                self.next_row = first;
+                match self.groups.start(rg) {
+                    Ok(batches) => self.current = Some((rg, batches)),
+                    Err(e) => self.fail(rg, first, e),
+                }
+                continue;
+            };
+            let rg = *rg;
+            let path: &Path = &self.groups.path;
             let next = guarded(path, "decoding a record batch", || {
                 batches
                     .next()
@@ -912,20 +1158,19 @@ impl Iterator for Events {
                     .map_err(|e| FormatError::arrow(Some(path), e))
             });
             match next {
-                Ok(None) => {
-                    self.batches = None;
-                    return None;
-                }
+                Ok(None) => self.current = None,
                 Err(e) => {
-                    self.batches = None;
-                    return Some(Err(e));
+                    let e = self.groups.corrupt(rg, e);
+                    self.fail(rg, self.next_row, e);
                 }
                 Ok(Some(batch)) => {
                     let row0 = self.next_row;
                     self.next_row += batch.num_rows() as u64;
-                    if let Err(e) = decode_batch(&self.path, &batch, row0, self.v2, &mut self.text, &mut self.buf) {
-                        self.batches = None;
-                        self.pending_err = Some(e);
+                    let before = self.buf.len();
+                    let v2 = self.groups.v2;
+                    if let Err(e) = decode_batch(path, &batch, row0, v2, &mut self.text, &mut self.buf) {
+                        let first_lost = row0 + (self.buf.len() - before) as u64;
+                        self.fail(rg, first_lost, e);
                     }
                 }
             }

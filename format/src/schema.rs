@@ -294,12 +294,31 @@ pub(crate) fn state_values() -> ArrayRef {
 /// [`key::LOST_EVENTS`], [`key::EVENTS`] and [`key::LOST_INTERVALS`], which
 /// are appended at finish). `meta.schema_version`, `meta.lost_events` and
 /// `meta.lost_intervals` are ignored.
+///
+/// Refuses what the reader would refuse: a value longer than its
+/// [`value_limit`] or a clock anchor outside `0..=`[`MAX_CLOCK_NS`]. Probe
+/// details longer than [`MAX_PROBE_DETAIL_BYTES`] are cut.
 pub fn metadata_key_values(meta: &RecordingMeta) -> Result<Vec<(String, String)>, FormatError> {
-    let probes = serde_json::to_string(&meta.probes).map_err(|e| FormatError::BadMetadata {
+    let bad = |k: &str, detail: String| FormatError::BadMetadata {
         path: None,
-        key: key::PROBES.to_owned(),
-        detail: e.to_string(),
-    })?;
+        key: k.to_owned(),
+        detail,
+    };
+    let probes: Vec<ProbeStatus> = meta
+        .probes
+        .iter()
+        .map(|p| ProbeStatus {
+            detail: cut(&p.detail, MAX_PROBE_DETAIL_BYTES),
+            ..p.clone()
+        })
+        .collect();
+    let probes = serde_json::to_string(&probes).map_err(|e| bad(key::PROBES, e.to_string()))?;
+    for (k, v) in [
+        (key::CLOCK_REALTIME_NS, meta.clock.realtime_ns),
+        (key::CLOCK_MONOTONIC_NS, meta.clock.monotonic_ns),
+    ] {
+        check_clock(v).map_err(|detail| bad(k, detail))?;
+    }
     let mut kvs = vec![
         (key::SCHEMA_VERSION.to_owned(), SCHEMA_VERSION.to_string()),
         (key::HOST.to_owned(), meta.host.clone()),
@@ -315,7 +334,37 @@ pub fn metadata_key_values(meta: &RecordingMeta) -> Result<Vec<(String, String)>
     if let Some(segment) = meta.segment {
         kvs.push((key::SEGMENT.to_owned(), segment.to_string()));
     }
+    for (k, v) in &kvs {
+        let limit = value_limit(k);
+        if v.len() > limit {
+            return Err(bad(
+                k,
+                format!("the value is {} bytes, at most {limit} are allowed", v.len()),
+            ));
+        }
+    }
     Ok(kvs)
+}
+
+/// `s`, cut to at most `max` bytes (at a character boundary, then `...`).
+fn cut(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max.saturating_sub(3);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
+}
+
+/// A clock anchor's range check (see [`MAX_CLOCK_NS`]).
+fn check_clock(v: i64) -> Result<i64, String> {
+    if (0..=MAX_CLOCK_NS).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is out of range (0 to {MAX_CLOCK_NS} ns)"))
+    }
 }
 
 /// `deeptcp.lost_intervals` as stored.
@@ -327,12 +376,75 @@ pub(crate) fn lost_intervals_json(intervals: &[crate::LostInterval]) -> Result<S
     })
 }
 
-/// Parquet key-value metadata as a map; a duplicated key keeps its LAST value
-/// (values appended at finish override those set at open). Keys without a
-/// value are dropped.
-pub(crate) fn kv_map(kvs: Option<&Vec<parquet::file::metadata::KeyValue>>) -> HashMap<String, String> {
+/// Longest value of a `deeptcp.*` metadata key the reader accepts (and the
+/// writer writes), in bytes, except for the two keys below: host names,
+/// kernel releases, boot ids, versions and numbers are far shorter.
+pub const MAX_VALUE_BYTES: usize = 1 << 10;
+/// Longest `deeptcp.probes` value (JSON of some 40 probes, each detail cut
+/// to [`MAX_PROBE_DETAIL_BYTES`] when writing).
+pub const MAX_PROBES_BYTES: usize = 64 << 10;
+/// Longest `deeptcp.lost_intervals` value (JSON of at most
+/// [`crate::writer::MAX_LOST_INTERVALS`] intervals).
+pub const MAX_LOST_INTERVALS_BYTES: usize = 256 << 10;
+/// Most bytes of `deeptcp.*` keys and values in one file, all together.
+pub const MAX_METADATA_BYTES: usize = 1 << 20;
+/// Longest probe `detail` the writer stores; longer ones are cut (at a
+/// character boundary, marked with `...`).
+pub const MAX_PROBE_DETAIL_BYTES: usize = 1 << 10;
+
+/// Largest clock anchor accepted, in nanoseconds (2^62: 146 years of
+/// uptime for `monotonic_ns`, the year 2116 for `realtime_ns`); anchors are
+/// never negative. Real clocks are far inside this range, and a crafted
+/// anchor outside it (`monotonic_ns` = `i64::MIN`) would push every `ts`
+/// to the limit of the type.
+pub const MAX_CLOCK_NS: i64 = 1 << 62;
+
+/// The longest value accepted for metadata key `key` (see [`MAX_VALUE_BYTES`]).
+pub fn value_limit(key: &str) -> usize {
+    match key {
+        key::PROBES => MAX_PROBES_BYTES,
+        key::LOST_INTERVALS => MAX_LOST_INTERVALS_BYTES,
+        _ => MAX_VALUE_BYTES,
+    }
+}
+
+/// The `deeptcp.*` key-value metadata as a map; a duplicated key keeps its
+/// LAST value (values appended at finish override those set at open). Keys
+/// without a value are dropped; other tools' keys are ignored. A value
+/// longer than its [`value_limit`], or more than [`MAX_METADATA_BYTES`] in
+/// all, is an error: such values would be printed on every line of
+/// `analyze --json`, and no recorder writes them.
+pub(crate) fn kv_map(
+    path: &Path,
+    kvs: Option<&Vec<parquet::file::metadata::KeyValue>>,
+) -> Result<HashMap<String, String>, FormatError> {
     let mut map = HashMap::new();
+    let mut total = 0usize;
     for kv in kvs.into_iter().flatten() {
+        if !kv.key.starts_with("deeptcp.") {
+            continue;
+        }
+        let len = kv.value.as_ref().map_or(0, String::len);
+        let limit = value_limit(&kv.key);
+        if len > limit {
+            return Err(FormatError::BadMetadata {
+                path: Some(path.to_path_buf()),
+                key: key_name(&kv.key),
+                detail: format!(
+                    "the value is {len} bytes, at most {limit} are allowed (see SCHEMA.md); the file is damaged or was crafted"
+                ),
+            });
+        }
+        total = total.saturating_add(kv.key.len()).saturating_add(len);
+        if total > MAX_METADATA_BYTES {
+            return Err(FormatError::BadMetadata {
+                path: Some(path.to_path_buf()),
+                key: key_name(&kv.key),
+                detail: format!(
+                    "more than {MAX_METADATA_BYTES} bytes of deeptcp metadata in all (see SCHEMA.md); the file is damaged or was crafted"
+                ),
+            });
+        }
         match &kv.value {
             Some(v) => {
                 map.insert(kv.key.clone(), v.clone());
@@ -342,7 +454,30 @@ pub(crate) fn kv_map(kvs: Option<&Vec<parquet::file::metadata::KeyValue>>) -> Ha
             }
         }
     }
-    map
+    Ok(map)
+}
+
+/// A metadata key from a file as an error message names it: as it is, or
+/// quoted and cut short when it is long or holds control characters.
+fn key_name(k: &str) -> String {
+    if k.len() <= 64 && !k.chars().any(char::is_control) {
+        k.to_owned()
+    } else {
+        shown(k)
+    }
+}
+
+/// A value from a file, quoted and cut short for an error message.
+pub(crate) fn shown(s: &str) -> String {
+    const MAX: usize = 64;
+    if s.len() <= MAX {
+        return format!("{s:?}");
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{:?}...", &s[..end])
 }
 
 /// Checks `deeptcp.schema_version`: absent → not a recording; outside
@@ -356,7 +491,7 @@ pub(crate) fn check_version(path: &Path, kv: &HashMap<String, String>) -> Result
     let found: u32 = raw.trim().parse().map_err(|_| FormatError::BadMetadata {
         path: Some(path.to_path_buf()),
         key: key::SCHEMA_VERSION.to_owned(),
-        detail: format!("expected an unsigned integer, found {raw:?}"),
+        detail: format!("expected an unsigned integer, found {}", shown(raw)),
     })?;
     if !(MIN_SCHEMA_VERSION..=SCHEMA_VERSION).contains(&found) {
         return Err(FormatError::UnsupportedVersion {
@@ -392,18 +527,20 @@ pub(crate) fn decode_metadata(
         key: k.to_owned(),
         detail,
     };
-    let int = |k: &str| -> Result<i64, FormatError> {
+    let clock = |k: &str| -> Result<i64, FormatError> {
         let raw = required(k)?;
-        raw.trim()
+        let v = raw
+            .trim()
             .parse::<i64>()
-            .map_err(|_| bad(k, format!("expected an integer, found {raw:?}")))
+            .map_err(|_| bad(k, format!("expected an integer, found {}", shown(raw))))?;
+        check_clock(v).map_err(|detail| bad(k, detail))
     };
     let opt_u64 = |k: &str| -> Result<Option<u64>, FormatError> {
         kv.get(k)
             .map(|raw| {
                 raw.trim()
                     .parse::<u64>()
-                    .map_err(|_| bad(k, format!("expected an unsigned integer, found {raw:?}")))
+                    .map_err(|_| bad(k, format!("expected an unsigned integer, found {}", shown(raw))))
             })
             .transpose()
     };
@@ -415,7 +552,7 @@ pub(crate) fn decode_metadata(
         other => {
             return Err(bad(
                 key::KSTACK,
-                format!("expected \"true\" or \"false\", found {other:?}"),
+                format!("expected \"true\" or \"false\", found {}", shown(other)),
             ))
         }
     };
@@ -427,11 +564,12 @@ pub(crate) fn decode_metadata(
         None => Vec::new(),
     };
     let segment = match kv.get(key::SEGMENT) {
-        Some(raw) => Some(
-            raw.trim()
-                .parse::<u32>()
-                .map_err(|_| bad(key::SEGMENT, format!("expected an unsigned integer, found {raw:?}")))?,
-        ),
+        Some(raw) => Some(raw.trim().parse::<u32>().map_err(|_| {
+            bad(
+                key::SEGMENT,
+                format!("expected an unsigned integer, found {}", shown(raw)),
+            )
+        })?),
         None => None,
     };
 
@@ -441,8 +579,8 @@ pub(crate) fn decode_metadata(
         kernel_release: required(key::KERNEL_RELEASE)?.clone(),
         boot_id: required(key::BOOT_ID)?.clone(),
         clock: ClockAnchor {
-            realtime_ns: int(key::CLOCK_REALTIME_NS)?,
-            monotonic_ns: int(key::CLOCK_MONOTONIC_NS)?,
+            realtime_ns: clock(key::CLOCK_REALTIME_NS)?,
+            monotonic_ns: clock(key::CLOCK_MONOTONIC_NS)?,
         },
         recorder_version: required(key::RECORDER_VERSION)?.clone(),
         probes,
@@ -474,6 +612,37 @@ mod tests {
             assert_eq!(attribution_index(*a) as usize, i);
         }
         assert_eq!(family_index(Family::Inet6), 1);
+    }
+
+    #[test]
+    fn what_the_writer_writes_fits_the_limits() {
+        // The most lost intervals a writer keeps, with the longest numbers.
+        let worst = crate::LostInterval {
+            from_mono_ns: i64::MIN,
+            to_mono_ns: i64::MIN,
+            lost: u64::MAX,
+        };
+        let json = lost_intervals_json(&vec![worst; crate::writer::MAX_LOST_INTERVALS]).unwrap();
+        assert!(json.len() <= MAX_LOST_INTERVALS_BYTES, "{}", json.len());
+        // Long probe details are cut, on a character boundary.
+        let meta = RecordingMeta {
+            probes: vec![
+                ProbeStatus {
+                    detail: "é".repeat(5000),
+                    ..Default::default()
+                };
+                40
+            ],
+            ..Default::default()
+        };
+        let kvs = metadata_key_values(&meta).unwrap();
+        let (_, probes) = kvs.iter().find(|(k, _)| k == key::PROBES).unwrap();
+        assert!(probes.len() <= MAX_PROBES_BYTES, "{}", probes.len());
+        let back: Vec<ProbeStatus> = serde_json::from_str(probes).unwrap();
+        assert!(back[0].detail.len() <= MAX_PROBE_DETAIL_BYTES && back[0].detail.ends_with("é..."));
+        // Everything at its limit stays under the total.
+        let total = MAX_PROBES_BYTES + MAX_LOST_INTERVALS_BYTES + 16 * (MAX_VALUE_BYTES + 64);
+        assert!(total <= MAX_METADATA_BYTES);
     }
 
     #[test]

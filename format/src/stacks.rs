@@ -164,7 +164,7 @@ impl StackWriter {
 /// through its checkpoint (as [`crate::repair`] would keep it), unchanged.
 pub fn read_stacks(path: &Path) -> Result<HashMap<i64, Vec<String>>, FormatError> {
     let (opened, _) = open_parquet_recovering(path)?;
-    let kv = schema::kv_map(opened.metadata.metadata().file_metadata().key_value_metadata());
+    let kv = schema::kv_map(path, opened.metadata.metadata().file_metadata().key_value_metadata())?;
     schema::check_version(path, &kv)?;
 
     let arrow_schema = opened.metadata.schema();

@@ -4,7 +4,9 @@
 //! so push only appends to typed Arrow builders (no per-event record batch,
 //! no per-event allocation; enum columns are dictionary keys into fixed value
 //! lists). Every `batch_rows` events the builders become one `RecordBatch`
-//! for parquet's `ArrowWriter`, which cuts row groups of `row_group_rows`.
+//! for the Parquet writer (parquet's Arrow column writers, with a CRC32 in
+//! every page header: see `pagecrc`), which cuts row groups of
+//! `row_group_rows`.
 //! [`EventWriter::flush`] ends the current row group so a live file's data
 //! sits in complete row groups, and takes a checkpoint (see
 //! [`crate::checkpoint`]); only [`EventWriter::finish`] writes the footer
@@ -532,6 +534,8 @@ pub struct EventWriter {
     pending: usize,
     rows: u64,
     lost: Vec<LostInterval>,
+    /// `deeptcp.segment` to write at finish (see [`set_segment`](Self::set_segment)).
+    segment: Option<u32>,
 }
 
 impl EventWriter {
@@ -580,6 +584,7 @@ impl EventWriter {
             pending: 0,
             rows: 0,
             lost: Vec::new(),
+            segment: None,
         })
     }
 
@@ -716,6 +721,20 @@ impl EventWriter {
         self.rows
     }
 
+    /// Row groups written so far. The writer keeps the metadata of each
+    /// (tens of KiB) in memory until the footer is written, so a recorder
+    /// that runs for days bounds this and starts a new file past it.
+    pub fn row_groups(&self) -> usize {
+        self.out.row_groups()
+    }
+
+    /// Makes the file segment `index` of a rotated recording at finish
+    /// (`deeptcp.segment`), for a file opened without
+    /// [`RecordingMeta::segment`] that became the first segment of one.
+    pub fn set_segment(&mut self, index: u32) {
+        self.segment = Some(index);
+    }
+
     /// Rows up to the last checkpoint (the last [`flush`](Self::flush)):
     /// what [`close_at_checkpoint`](Self::close_at_checkpoint) or a repair keeps.
     pub fn checkpointed_rows(&self) -> u64 {
@@ -791,6 +810,9 @@ impl EventWriter {
             key::LOST_INTERVALS.to_owned(),
             schema::lost_intervals_json(&self.lost)?,
         ));
+        if let Some(index) = self.segment {
+            extra.push(KeyValue::new(key::SEGMENT.to_owned(), index.to_string()));
+        }
         self.out.finish(extra, self.rows)
     }
 

@@ -8,6 +8,9 @@
 use std::fs::File;
 use std::sync::Arc;
 
+mod support;
+use support::set_fsize_limit;
+
 use deeptcp_format::{
     checkpoint_path, ClockAnchor, Event, EventKind, EventWriter, Family, FormatError, RecordingMeta, RecordingReader,
     WriterOptions,
@@ -35,18 +38,6 @@ fn event(i: u64, probe: &Arc<str>) -> Event {
         cgroup_id: 0,
         attribution: deeptcp_format::Attribution::Task,
         tcp: Default::default(),
-    }
-}
-
-fn set_fsize_limit(bytes: u64) {
-    let lim = libc::rlimit {
-        rlim_cur: bytes,
-        rlim_max: libc::RLIM_INFINITY,
-    };
-    // SAFETY: plain setrlimit/signal calls with valid arguments.
-    unsafe {
-        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-        assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &lim), 0);
     }
 }
 

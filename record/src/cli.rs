@@ -21,9 +21,14 @@ Examples:
   analyze trace.parquet -t                     replay it (no root needed)
 
 Crash safety: after every flush a checkpoint goes to FILE.checkpoint (removed
-when FILE is closed). If record is killed, `analyze --repair FILE` makes FILE
-readable up to the last flush. On a full disk or an I/O error record stops,
-closes FILE at its last flush (readable) and exits 1.
+when FILE is closed); the first one with traced rows 100 ms after start. If
+record is killed, `analyze --repair FILE` makes FILE readable up to the last
+flush. On a full disk or an I/O error record stops, closes FILE at its last
+flush (readable) and exits 1.
+
+Files: FILE must be absent, or with --force a regular file, which is replaced
+by a new one (mode 0600, owned by the recording user). Long runs continue in
+segments past --max-row-groups, which keeps memory flat.
 
 Exit status: 0 when the recording was written and closed, 1 on any error.";
 
@@ -134,7 +139,21 @@ pub struct Cli {
     /// Rotate (see --rotate-size) every DURATION (3600, 1h, 30m; a duration like --duration's).
     #[arg(long, value_name = "DURATION", value_parser = parse_secs)]
     pub rotate_secs: Option<Duration>,
+
+    /// Start a new file when one reaches N row groups. The writer keeps every row group's
+    /// metadata (about 30 KiB) in memory until the file is closed, so this bounds record's
+    /// memory however long it runs. Without --rotate-*, the recording then continues as
+    /// segments: FILE is renamed trace-000001.parquet and record goes on in
+    /// trace-000002.parquet, ... (record says so; `analyze FILE` reads them together).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_ROW_GROUPS,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_row_groups: u32,
 }
+
+/// `--max-row-groups` by default: about 30 MiB of row-group metadata. A row
+/// group is cut at each flush under load (every second by default) or at
+/// 131072 rows, so a file lasts from minutes (heavy churn) to hours.
+pub const DEFAULT_MAX_ROW_GROUPS: u32 = 1024;
 
 /// The longest `--duration`, `--status-interval` or `--rotate-secs`: a (leap) year.
 const MAX_SECS: Duration = Duration::from_secs(366 * 86_400);
@@ -274,8 +293,11 @@ pub struct Config {
     /// often (5× this when quiet), so a live file is readable, and a killed
     /// recorder's file repairable, up to a recent point.
     pub flush_interval: Duration,
-    /// `None`: one file.
+    /// `None`: one file (until it reaches `max_row_groups`).
     pub rotate: Option<Rotation>,
+    /// A file that reaches this many row groups is closed and the recording
+    /// continues in the next segment.
+    pub max_row_groups: usize,
 }
 
 impl Command {
@@ -326,6 +348,7 @@ impl Command {
                 size: cli.rotate_size,
                 secs: cli.rotate_secs,
             }),
+            max_row_groups: cli.max_row_groups as usize,
         })))
     }
 }
@@ -360,6 +383,9 @@ mod tests {
         assert_eq!(c.stacks_output, None);
         assert_eq!(c.flush_interval, Duration::from_secs(1));
         assert_eq!(c.rotate, None);
+        assert_eq!(c.max_row_groups, 1024);
+        assert_eq!(parse(&["-o", "t", "--max-row-groups", "8"]).unwrap().max_row_groups, 8);
+        assert!(parse(&["-o", "t", "--max-row-groups", "0"]).is_err());
         let c = parse(&[
             "-o",
             "t.parquet",

@@ -11,6 +11,7 @@ mod probes;
 mod session;
 mod signals;
 mod snapshot;
+mod startup;
 mod symbolize;
 mod version;
 

@@ -29,6 +29,7 @@ use deeptcp_format::{
 };
 
 use crate::cli::{Config, Rotation};
+use crate::startup::Startup;
 use crate::symbolize::Symbolizer;
 use crate::{btf, convert, host, offsets, probes, signals, snapshot};
 
@@ -45,23 +46,124 @@ enum Msg {
     Lost(LostInterval),
 }
 
-/// Opens an output file: never follows a symlink, never clobbers unless `force`, mode 0600.
-fn create_output(path: &Path, force: bool) -> Result<File> {
-    let mut opts = File::options();
-    opts.write(true).mode(0o600).custom_flags(libc::O_NOFOLLOW);
-    if force {
-        opts.create(true).truncate(true);
+/// What is at an output path before record writes there: `Ok(false)`
+/// when nothing, `Ok(true)` for a regular file that `--force` replaces;
+/// an error for a symlink (never followed), anything that is not a regular
+/// file (a FIFO would block the open until a reader came, a device is not
+/// a recording), or an existing file without `force`.
+fn check_output(path: &Path, force: bool) -> Result<bool> {
+    let m = match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("checking {}", path.display()))),
+        Ok(m) => m,
+    };
+    use std::os::unix::fs::FileTypeExt;
+    let t = m.file_type();
+    let what = if t.is_symlink() {
+        bail!("{} is a symbolic link; refusing to write through it", path.display());
+    } else if t.is_file() {
+        None
+    } else if t.is_dir() {
+        Some("a directory")
+    } else if t.is_fifo() {
+        Some("a FIFO")
+    } else if t.is_socket() {
+        Some("a socket")
+    } else if t.is_char_device() {
+        Some("a character device")
+    } else if t.is_block_device() {
+        Some("a block device")
     } else {
-        opts.create_new(true);
+        Some("of an unknown type")
+    };
+    if let Some(what) = what {
+        bail!(
+            "{} is not a regular file ({what}); refusing to write to it",
+            path.display()
+        );
     }
-    let symlink = || std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
-    opts.open(path).map_err(|e| match e.kind() {
-        _ if e.raw_os_error() == Some(libc::ELOOP) || symlink() => {
-            anyhow!("{} is a symbolic link; refusing to write through it", path.display())
+    if !force {
+        bail!("{} already exists (use --force to replace it)", path.display());
+    }
+    Ok(true)
+}
+
+/// Creates a new file at `path` (never an existing one, never through a
+/// symlink), mode 0600. Opened non-blocking so that nothing at the path can
+/// make the open wait; the flag is cleared again for the writes.
+fn create_new(path: &Path) -> std::io::Result<File> {
+    let f = File::options()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    let fd = f.as_raw_fd();
+    // SAFETY: fcntl on a descriptor we own; F_GETFL/F_SETFL take and return plain ints.
+    let rc = unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags < 0 {
+            flags
+        } else {
+            libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK)
         }
-        std::io::ErrorKind::AlreadyExists => anyhow!("{} already exists (use --force to replace it)", path.display()),
-        _ => anyhow::Error::new(e).context(format!("creating {}", path.display())),
-    })
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(f)
+}
+
+/// `--force` onto an existing file: a new private file is created beside it
+/// and renamed over it, so the recording never lands in the old inode
+/// (whose owner, mode and other links would otherwise stay).
+fn replace_output(path: &Path) -> Result<File> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    for attempt in 0..100 {
+        let tmp = dir.join(format!(".record-{}-{attempt}.tmp", std::process::id()));
+        match create_new(&tmp) {
+            Ok(f) => {
+                if let Err(e) = std::fs::rename(&tmp, path) {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(anyhow::Error::new(e).context(format!("replacing {}", path.display())));
+                }
+                return Ok(f);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "creating a new file in {} to replace {}",
+                    dir.display(),
+                    path.display()
+                )))
+            }
+        }
+    }
+    bail!(
+        "could not create a temporary file in {} to replace {}",
+        dir.display(),
+        path.display()
+    )
+}
+
+/// Creates an output file, mode 0600: a new file, or with `force` a new
+/// file replacing a regular one (see [`check_output`], [`replace_output`]).
+fn create_output(path: &Path, force: bool) -> Result<File> {
+    if check_output(path, force)? {
+        return replace_output(path);
+    }
+    match create_new(path) {
+        Ok(f) => Ok(f),
+        // Something appeared since the check: judge it the same way.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists || e.raw_os_error() == Some(libc::ELOOP) => {
+            check_output(path, force)?;
+            replace_output(path)
+        }
+        Err(e) => Err(anyhow::Error::new(e).context(format!("creating {}", path.display()))),
+    }
 }
 
 /// A checkpoint sidecar left by an earlier recording of the same name
@@ -108,6 +210,10 @@ impl Drop for Cleanup {
 /// When the writer closes a row group. Each row group costs a few KiB of
 /// footer metadata, so a quiet recorder must not close one every second;
 /// a busy one must, so that a live file is readable up to a recent point.
+/// Until the first rows after the snapshot are checkpointed, it flushes as
+/// soon as `first_every` has passed with anything pending: a recorder
+/// killed (or a disk filled) in its first second keeps what it traced
+/// after `first_every`, not only the snapshot.
 #[derive(Debug, Clone, Copy)]
 struct FlushPolicy {
     /// Under load (at least `busy_rows` pending): close a row group this often.
@@ -115,12 +221,37 @@ struct FlushPolicy {
     busy_rows: u64,
     /// Otherwise, with anything pending: this often.
     idle_every: Duration,
+    /// Before the first flush of traced rows, with anything pending: this often.
+    first_every: Duration,
 }
 
 impl FlushPolicy {
-    fn due(&self, since_flush: Duration, pending_rows: u64) -> bool {
+    /// The first flush of traced rows: after 100 ms (or the flush interval, if shorter).
+    const FIRST: Duration = Duration::from_millis(100);
+
+    fn new(every: Duration) -> Self {
+        FlushPolicy {
+            every,
+            busy_rows: 4096,
+            idle_every: every * 5,
+            first_every: every.min(Self::FIRST),
+        }
+    }
+
+    /// `first`: no traced rows have been flushed yet.
+    fn due(&self, since_flush: Duration, pending_rows: u64, first: bool) -> bool {
         (pending_rows >= self.busy_rows && since_flush >= self.every)
             || (pending_rows > 0 && since_flush >= self.idle_every)
+            || (first && pending_rows > 0 && since_flush >= self.first_every)
+    }
+
+    /// How long the writer may wait for the next batch before checking again.
+    fn wait(&self, first: bool) -> Duration {
+        if first {
+            self.first_every
+        } else {
+            self.every
+        }
     }
 }
 
@@ -140,13 +271,25 @@ struct Plan {
     kstack: bool,
     force: bool,
     rotate: Option<Rotation>,
+    /// A file that reaches this many row groups is closed and the recording
+    /// continues in the next segment (`--max-row-groups`): the writer keeps
+    /// every row group's metadata in memory for the footer, so this bounds
+    /// record's memory however long it runs.
+    max_row_groups: usize,
+    quiet: bool,
     meta: RecordingMeta,
 }
 
 impl Plan {
-    /// The data file of segment `index` (0 = not rotating).
+    /// The index of the first file: 1 when rotating, else 0 (the file named
+    /// `-o`, until the row-group bound turns the recording into segments).
+    fn first_index(&self) -> u32 {
+        u32::from(self.rotate.is_some())
+    }
+
+    /// The data file of segment `index` (0 = the file named `-o`).
     fn data_path(&self, index: u32) -> PathBuf {
-        if self.rotate.is_some() {
+        if index > 0 {
             segment_path(&self.output, index)
         } else {
             self.output.clone()
@@ -162,32 +305,32 @@ impl Plan {
         v
     }
 
-    /// With rotation, checks the name of the recording before anything is
-    /// created: existing segments (or a file of that name) are refused, or
-    /// removed with `--force`.
+    /// Checks the name of the recording before anything is created:
+    /// existing segments of that name (and, with rotation, a file of that
+    /// name) are refused, or removed with `--force`. Segments are checked
+    /// without rotation too: a recording that reaches the row-group bound
+    /// continues in them, and `analyze FILE` must not mix in older ones.
     fn prepare(&self) -> Result<()> {
-        if self.rotate.is_some() {
-            let mut existing = segment_files(&self.output);
-            if std::fs::symlink_metadata(&self.output).is_ok() {
-                existing.insert(0, self.output.clone());
+        let mut existing = segment_files(&self.output);
+        if self.rotate.is_some() && std::fs::symlink_metadata(&self.output).is_ok() {
+            existing.insert(0, self.output.clone());
+        }
+        if let Some(first) = existing.first() {
+            if !self.force {
+                bail!(
+                    "{} already exists (use --force to replace the recording {})",
+                    first.display(),
+                    self.output.display()
+                );
             }
-            if let Some(first) = existing.first() {
-                if !self.force {
-                    bail!(
-                        "{} already exists (use --force to replace the recording {})",
-                        first.display(),
-                        self.output.display()
-                    );
-                }
-                for p in existing {
-                    for q in [stacks_path(&p), p.clone()] {
-                        for f in [checkpoint_path(&q), q] {
-                            match std::fs::remove_file(&f) {
-                                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                                    return Err(anyhow::Error::new(e).context(format!("removing {}", f.display())))
-                                }
-                                _ => {}
+            for p in existing {
+                for q in [stacks_path(&p), p.clone()] {
+                    for f in [checkpoint_path(&q), q] {
+                        match std::fs::remove_file(&f) {
+                            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                                return Err(anyhow::Error::new(e).context(format!("removing {}", f.display())))
                             }
+                            _ => {}
                         }
                     }
                 }
@@ -197,10 +340,14 @@ impl Plan {
     }
 
     /// Creates the files of segment `index` (data, then stacks), refusing
+    /// what is in the way (see [`check_output`]) before creating any, and
     /// stale checkpoints; they are removed again when the returned
     /// [`Cleanup`] is dropped without [`Cleanup::keep`].
     fn create(&self, index: u32) -> Result<(Vec<File>, Cleanup)> {
         let paths = self.paths(index);
+        for p in &paths {
+            check_output(p, self.force)?;
+        }
         for p in &paths {
             clear_stale_checkpoint(p, self.force)?;
         }
@@ -217,7 +364,7 @@ impl Plan {
     fn start(&self, index: u32, files: Vec<File>) -> Result<Segment> {
         let data = self.data_path(index);
         let mut meta = self.meta.clone();
-        if self.rotate.is_some() {
+        if index > 0 {
             meta.segment = Some(index);
             if index > 1 {
                 // Snapshot rows are in the first segment only.
@@ -260,8 +407,41 @@ struct Closed {
     bytes: u64,
 }
 
+/// Counters the writer thread publishes for the status line.
+#[derive(Default)]
+struct Progress {
+    /// Bytes written (closed segments + the open one).
+    bytes: AtomicU64,
+    /// Rows handed to the writer (snapshot rows included).
+    rows: AtomicU64,
+    /// Records received that gave no row (`--kind` left them out).
+    filtered: AtomicU64,
+    /// Records received that could not be converted (dropped).
+    rejected: AtomicU64,
+}
+
+/// Hands the heap's free pages back to the system after a file was closed:
+/// the metadata its writer kept for the footer (tens of KiB per row group)
+/// is freed then, but lies between long-lived allocations, so without this
+/// glibc keeps it and record's RSS stays at its highest point.
+fn give_back_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim has no preconditions; it only releases free heap pages.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Renames `from` to `to` unless `to` exists (link, then unlink: never
+/// replaces a file at `to`).
+fn rename_noreplace(from: &Path, to: &Path) -> Result<()> {
+    std::fs::hard_link(from, to).with_context(|| format!("renaming {} to {}", from.display(), to.display()))?;
+    std::fs::remove_file(from)
+        .with_context(|| format!("removing {} after linking it as {}", from.display(), to.display()))
+}
+
 /// The recording as the writer thread sees it: the open segment, the ones
-/// already closed, and the stacks (kept when rotating, so that each
+/// already closed, and the stacks (kept when in segments, so that each
 /// segment's stacks file has every stack its events refer to).
 struct Recording {
     plan: Plan,
@@ -270,10 +450,10 @@ struct Recording {
     closed: Vec<Closed>,
     converter: convert::Converter,
     rejected: u64,
+    filtered: u64,
     rows: u64,
     all_stacks: HashMap<i64, Vec<String>>,
-    /// Bytes written (closed segments + the open one), for the status line.
-    bytes: Arc<AtomicU64>,
+    progress: Arc<Progress>,
 }
 
 impl Recording {
@@ -283,16 +463,25 @@ impl Recording {
             .ok_or_else(|| anyhow!("no file is open (an earlier error closed it)"))
     }
 
+    /// Whether the recording is written as segments (rotating, or since it reached the row-group bound).
+    fn in_segments(&self) -> bool {
+        self.index > 0
+    }
+
     fn push_events(&mut self, batch: &[WireEvent]) -> Result<()> {
-        let rotating = self.plan.rotate.is_some();
+        let segmented = self.in_segments();
         let seg = self.current.as_mut().ok_or_else(|| anyhow!("no file is open"))?;
         for wire in batch {
             let Ok(rows) = self.converter.rows(wire) else {
                 self.rejected += 1;
                 continue;
             };
+            if rows.iter().all(Option::is_none) {
+                self.filtered += 1;
+                continue;
+            }
             for ev in rows.iter().flatten() {
-                if let (true, Some(id), Some((_, s))) = (rotating, ev.stack_id, seg.stacks.as_mut()) {
+                if let (true, Some(id), Some((_, s))) = (segmented, ev.stack_id, seg.stacks.as_mut()) {
                     if seg.stacks_written.insert(id) {
                         if let Some(frames) = self.all_stacks.get(&id) {
                             s.push(id, frames)?;
@@ -303,11 +492,19 @@ impl Recording {
                 self.rows += 1;
             }
         }
+        self.publish();
         Ok(())
     }
 
+    fn publish(&self) {
+        let p = &self.progress;
+        p.rows.store(self.rows, Ordering::Relaxed);
+        p.filtered.store(self.filtered, Ordering::Relaxed);
+        p.rejected.store(self.rejected, Ordering::Relaxed);
+    }
+
     fn add_stack(&mut self, id: i64, frames: Vec<String>) -> Result<()> {
-        if self.plan.rotate.is_some() {
+        if self.in_segments() {
             self.all_stacks.insert(id, frames);
         } else if let Some((_, s)) = self.segment()?.stacks.as_mut() {
             s.push(id, &frames)?;
@@ -333,22 +530,83 @@ impl Recording {
             s.flush()?;
         }
         let now = seg.events.bytes_written();
-        self.bytes.store(self.done_bytes() + now, Ordering::Relaxed);
+        self.progress.bytes.store(self.done_bytes() + now, Ordering::Relaxed);
         Ok(())
     }
 
+    /// Whether the open file reached the row-group bound.
+    fn bound_reached(&self) -> bool {
+        self.current
+            .as_ref()
+            .is_some_and(|seg| seg.events.row_groups() >= self.plan.max_row_groups)
+    }
+
     fn rotation_due(&self) -> bool {
+        if self.bound_reached() {
+            return true;
+        }
         let (Some(r), Some(seg)) = (&self.plan.rotate, &self.current) else {
             return false;
         };
         r.secs.is_some_and(|s| seg.started.elapsed() >= s) || r.size.is_some_and(|b| seg.events.bytes_written() >= b)
     }
 
-    /// Closes the open segment cleanly and opens the next.
+    /// Closes the open segment cleanly and opens the next. A recording
+    /// that is not rotating reaches this only at the row-group bound: its
+    /// file becomes segment 1 and the recording continues in segments.
     fn rotate(&mut self) -> Result<()> {
+        let bound = self.bound_reached().then_some(self.plan.max_row_groups);
+        let before = self.current.as_ref().map(|s| s.path.clone());
+        if let (0, Some(seg)) = (self.index, self.current.as_mut()) {
+            seg.events.set_segment(1);
+        }
         self.close_current()?;
+        give_back_memory();
+        if self.index == 0 {
+            self.become_segments()?;
+            self.index = 1;
+        }
         self.index += 1;
         self.current = Some(self.plan.open(self.index)?);
+        if let (Some(n), Some(before)) = (bound, before) {
+            let next = self.plan.data_path(self.index);
+            if self.index == 2 && self.plan.rotate.is_none() {
+                // Always said, even with --quiet: the file named -o is gone.
+                eprintln!(
+                    "record: {} reached {n} row groups (--max-row-groups, which bounds record's memory); \
+                     the recording continues in segments: {} is now {}, then {} ... \
+                     (read them together as {})",
+                    self.plan.output.display(),
+                    self.plan.output.display(),
+                    self.plan.data_path(1).display(),
+                    next.display(),
+                    self.plan.output.display()
+                );
+            } else if !self.plan.quiet {
+                eprintln!(
+                    "record: {} reached {n} row groups (--max-row-groups); continuing in {}",
+                    before.display(),
+                    next.display()
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The single file (index 0, closed) becomes segment 1: renamed, with
+    /// its stacks file; the stacks it holds are kept for the segments to come.
+    fn become_segments(&mut self) -> Result<()> {
+        let to = self.plan.data_path(1);
+        rename_noreplace(&self.plan.output, &to)?;
+        if self.plan.kstack {
+            let (from_s, to_s) = (stacks_path(&self.plan.output), stacks_path(&to));
+            rename_noreplace(&from_s, &to_s)?;
+            self.all_stacks = deeptcp_format::read_stacks(&to_s)
+                .with_context(|| format!("reading back the stacks of {}", to_s.display()))?;
+        }
+        if let Some(c) = self.closed.last_mut() {
+            c.path = to;
+        }
         Ok(())
     }
 
@@ -380,7 +638,7 @@ impl Recording {
             rows: summary.rows,
             bytes: summary.bytes,
         });
-        self.bytes.store(self.done_bytes(), Ordering::Relaxed);
+        self.progress.bytes.store(self.done_bytes(), Ordering::Relaxed);
         Ok(())
     }
 
@@ -419,18 +677,22 @@ fn writer_thread(rx: mpsc::Receiver<Msg>, mut rec: Recording, policy: FlushPolic
 fn drive(rx: &mpsc::Receiver<Msg>, rec: &mut Recording, policy: FlushPolicy) -> Result<()> {
     let mut last_flush = Instant::now();
     let mut rows_at_flush = rec.rows;
+    // No traced row flushed yet (the snapshot rows were, at start).
+    let mut first = true;
     loop {
-        match rx.recv_timeout(policy.every) {
+        match rx.recv_timeout(policy.wait(first)) {
             Ok(Msg::Events(batch)) => rec.push_events(&batch)?,
             Ok(Msg::Stack(id, frames)) => rec.add_stack(id, frames)?,
             Ok(Msg::Lost(interval)) => rec.add_lost(interval),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return Ok(()),
         }
-        if policy.due(last_flush.elapsed(), rec.rows - rows_at_flush) {
+        let pending = rec.rows - rows_at_flush;
+        if policy.due(last_flush.elapsed(), pending, first) {
             rec.flush()?;
             last_flush = Instant::now();
             rows_at_flush = rec.rows;
+            first = false;
         }
         if rec.rotation_due() {
             rec.rotate()?;
@@ -478,17 +740,21 @@ impl LostTracker {
     }
 }
 
-/// The periodic status line on stderr (events/s, lost, file size): one
-/// line every `every` (10 s by default), or an in-place line each second on
-/// a terminal. Lost events are never silent: a change in the lost count is
+/// The periodic status line on stderr: rows written (and their rate),
+/// then records received from the kernel, those `--kind` filtered out,
+/// those lost, and the size on disk — one line every `every` (10 s by
+/// default), or an in-place line each second on a terminal. Rows and
+/// records differ: a record may give two rows (an inferred kind) or none
+/// (filtered). Lost events are never silent: a change in the lost count is
 /// printed at the next status tick even with `--quiet`.
 struct Status {
     quiet: bool,
     tty: bool,
     every: Duration,
     last: Instant,
-    drained: u64,
-    drained_at_last: u64,
+    /// Records taken from the ring buffer.
+    received: u64,
+    rows_at_last: u64,
     lost_at_last: u64,
     printed_inline: bool,
 }
@@ -502,35 +768,23 @@ impl Status {
             tty,
             every: if tty { Duration::from_secs(1) } else { every },
             last: Instant::now(),
-            drained: 0,
-            drained_at_last: 0,
+            received: 0,
+            rows_at_last: 0,
             lost_at_last: 0,
             printed_inline: false,
         }
     }
 
-    fn maybe_print(&mut self, lost: impl FnOnce() -> u64, on_disk: u64) {
+    fn maybe_print(&mut self, lost: impl FnOnce() -> u64, progress: &Progress) {
         let elapsed = self.last.elapsed();
         if elapsed < self.every {
             return;
         }
         let lost = lost();
+        let rows = progress.rows.load(Ordering::Relaxed);
         let new_lost = lost.saturating_sub(self.lost_at_last);
         if !self.quiet || new_lost > 0 {
-            let rate = (self.drained - self.drained_at_last) as f64 / elapsed.as_secs_f64();
-            let line = format!(
-                "record: {} events ({rate:.0}/s), {lost} lost{}, {} on disk",
-                self.drained,
-                if new_lost > 0 {
-                    format!(
-                        " (+{new_lost} in the last {:.0} s: ring buffer full, try a larger --ring-size)",
-                        elapsed.as_secs_f64()
-                    )
-                } else {
-                    String::new()
-                },
-                human_bytes(on_disk)
-            );
+            let line = self.line(rows, elapsed, lost, new_lost, progress);
             if self.tty && new_lost == 0 {
                 eprint!("\r{line}\x1b[K");
                 self.printed_inline = true;
@@ -540,8 +794,32 @@ impl Status {
             }
         }
         self.last = Instant::now();
-        self.drained_at_last = self.drained;
+        self.rows_at_last = rows;
         self.lost_at_last = lost;
+    }
+
+    fn line(&self, rows: u64, elapsed: Duration, lost: u64, new_lost: u64, progress: &Progress) -> String {
+        let rate = rows.saturating_sub(self.rows_at_last) as f64 / elapsed.as_secs_f64();
+        let rejected = progress.rejected.load(Ordering::Relaxed);
+        format!(
+            "record: {rows} rows written ({rate:.0}/s), {} records received, {} filtered, {lost} lost{}{}, {} on disk",
+            self.received,
+            progress.filtered.load(Ordering::Relaxed),
+            if new_lost > 0 {
+                format!(
+                    " (+{new_lost} in the last {:.0} s: ring buffer full, try a larger --ring-size)",
+                    elapsed.as_secs_f64()
+                )
+            } else {
+                String::new()
+            },
+            if rejected > 0 {
+                format!(", {rejected} malformed")
+            } else {
+                String::new()
+            },
+            human_bytes(progress.bytes.load(Ordering::Relaxed))
+        )
     }
 
     /// Ends an in-place line so that what follows starts on its own line.
@@ -709,20 +987,28 @@ pub fn run(cfg: Config) -> Result<()> {
     if EBPF_OBJECT.is_none() {
         return Err(no_object());
     }
-    // First: a Ctrl-C during start-up then ends the recording cleanly.
+    // First: a signal during start-up then ends it (see `startup`).
     signals::install()?;
+    let startup = Startup::begin(cfg.duration)?;
     let plan = Plan {
         output: cfg.output.clone(),
         kstack: cfg.stacks_output.is_some(),
         force: cfg.force,
         rotate: cfg.rotate,
+        max_row_groups: cfg.max_row_groups,
+        quiet: cfg.quiet,
         meta: RecordingMeta::default(),
     };
-    plan.prepare()?;
-    let first = if plan.rotate.is_some() { 1 } else { 0 };
+    startup.stage("creating the output files")?;
+    let first = plan.first_index();
     // Create the first files before loading anything: a bad output fails
     // fast. Removed again if the start fails.
-    let (files, mut created) = plan.create(first)?;
+    let (files, mut created) = startup.creating(|| {
+        plan.prepare()?;
+        let (files, created) = plan.create(first)?;
+        let paths = created.paths.clone();
+        Ok(((files, created), paths))
+    })?;
 
     let f = &cfg.filters;
     let bpf_cfg = BpfConfig {
@@ -743,6 +1029,7 @@ pub fn run(cfg: Config) -> Result<()> {
     // Anchor the clocks before anything can fire: every event, snapshot row
     // and lost interval then lies at or after the recording's start.
     let clock = host::clock_anchor();
+    startup.stage("loading the eBPF programs")?;
     let (mut ebpf, statuses) = load_and_attach(&bpf_cfg, &extra_filters(f), cfg.ring_size, &cfg.disabled)?;
     // Events can be lost from now on: the first interval starts here.
     let mut lost_tracker = LostTracker::new();
@@ -758,8 +1045,10 @@ pub fn run(cfg: Config) -> Result<()> {
     if attached == 0 {
         bail!("no probe could be attached; nothing to record");
     }
+    startup.stage("taking the socket snapshot")?;
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
     let sockets = snapshot::take(Path::new("/proc"), probes::cgroup2_mount(&mounts).as_deref());
+    startup.stage("seeding the owner maps")?;
     // Seed owners for every socket (filters apply to events, not attribution), keep rows that pass.
     seed_owners(&mut ebpf, &sockets).context("seeding the owner maps from the snapshot")?;
     let snapshot_probe: std::sync::Arc<str> = std::sync::Arc::from("snapshot:proc");
@@ -801,15 +1090,23 @@ pub fn run(cfg: Config) -> Result<()> {
         },
         ..plan
     };
-    let mut seg = plan.start(first, files)?;
+    startup.stage("writing the snapshot rows")?;
+    // Under the watchdog's lock: the writers create the checkpoint sidecars.
+    let seg = startup.creating(|| {
+        let mut seg = plan.start(first, files)?;
+        for row in &snapshot_rows {
+            seg.events.push(row)?;
+        }
+        // A first checkpoint with the snapshot rows: from now on a killed
+        // recorder leaves a file that repairs to at least these.
+        seg.events.flush()?;
+        Ok((seg, Vec::new()))
+    })?;
+    startup.check()?;
     let data_path = seg.path.clone();
-    for row in &snapshot_rows {
-        seg.events.push(row)?;
-    }
-    // A first checkpoint with the snapshot rows: from now on a killed
-    // recorder leaves a file that repairs to at least these.
-    seg.events.flush()?;
-    let bytes = Arc::new(AtomicU64::new(seg.events.bytes_written()));
+    let progress = Arc::new(Progress::default());
+    progress.bytes.store(seg.events.bytes_written(), Ordering::Relaxed);
+    progress.rows.store(snapshot_rows.len() as u64, Ordering::Relaxed);
     let rec = Recording {
         current: Some(seg),
         plan,
@@ -817,22 +1114,20 @@ pub fn run(cfg: Config) -> Result<()> {
         closed: Vec::new(),
         converter: convert::Converter::new(inference, f.kinds.clone()),
         rejected: 0,
-        rows: sockets.len() as u64,
+        filtered: 0,
+        rows: snapshot_rows.len() as u64,
         all_stacks: HashMap::new(),
-        bytes: Arc::clone(&bytes),
+        progress: Arc::clone(&progress),
     };
     let (tx, rx) = mpsc::sync_channel::<Msg>(256);
-    let policy = FlushPolicy {
-        every: cfg.flush_interval,
-        busy_rows: 4096,
-        idle_every: cfg.flush_interval * 5,
-    };
+    let policy = FlushPolicy::new(cfg.flush_interval);
     let writer = thread::Builder::new()
         .name("writer".into())
         .spawn(move || writer_thread(rx, rec, policy))
         .context("spawning writer thread")?;
     // The files are the recording now (closed cleanly, at a checkpoint, or repairable).
     created.keep();
+    startup.finish();
 
     if !cfg.quiet {
         let into = match cfg.rotate {
@@ -884,8 +1179,8 @@ pub fn run(cfg: Config) -> Result<()> {
             }
         }
         let more = batch.len() >= 8192;
-        status.drained += batch.len() as u64;
-        status.maybe_print(|| lost_events(&lost_map), bytes.load(Ordering::Relaxed));
+        status.received += batch.len() as u64;
+        status.maybe_print(|| lost_events(&lost_map), &progress);
         if !batch.is_empty() {
             msgs.push(Msg::Events(batch));
         }
@@ -991,19 +1286,35 @@ mod tests {
 
     #[test]
     fn flush_policy_is_frequent_under_load_and_sparse_when_quiet() {
-        let p = FlushPolicy {
-            every: Duration::from_secs(1),
-            busy_rows: 4096,
-            idle_every: Duration::from_secs(5),
-        };
-        assert!(p.due(Duration::from_millis(1000), 4096));
-        assert!(!p.due(Duration::from_millis(900), 100_000));
+        let p = FlushPolicy::new(Duration::from_secs(1));
+        assert_eq!((p.busy_rows, p.idle_every), (4096, Duration::from_secs(5)));
+        assert!(p.due(Duration::from_millis(1000), 4096, false));
+        assert!(!p.due(Duration::from_millis(900), 100_000, false));
         assert!(
-            !p.due(Duration::from_secs(2), 10),
+            !p.due(Duration::from_secs(2), 10, false),
             "few rows wait for the idle interval"
         );
-        assert!(p.due(Duration::from_secs(5), 1));
-        assert!(!p.due(Duration::from_secs(60), 0), "nothing pending, nothing to flush");
+        assert!(p.due(Duration::from_secs(5), 1, false));
+        assert!(
+            !p.due(Duration::from_secs(60), 0, false),
+            "nothing pending, nothing to flush"
+        );
+    }
+
+    #[test]
+    fn the_first_traced_rows_are_checkpointed_within_100_ms() {
+        let p = FlushPolicy::new(Duration::from_secs(1));
+        assert!(p.due(Duration::from_millis(100), 1, true), "one row, 100 ms in");
+        assert!(p.due(Duration::from_millis(100), 100_000, true));
+        assert!(!p.due(Duration::from_millis(99), 100_000, true));
+        assert!(!p.due(Duration::from_secs(2), 0, true), "nothing pending");
+        assert_eq!(p.wait(true), Duration::from_millis(100), "the writer wakes up to check");
+        assert_eq!(p.wait(false), Duration::from_secs(1));
+        let fast = FlushPolicy::new(Duration::from_millis(20));
+        assert!(
+            fast.due(Duration::from_millis(20), 1, true),
+            "never later than --flush-interval"
+        );
     }
 
     #[test]
@@ -1057,5 +1368,64 @@ mod tests {
         let f = create_output(&dir.path().join("new.parquet"), false).unwrap();
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(f.metadata().unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn only_regular_files_are_replaced_and_never_reopened() {
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo.parquet");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        for force in [false, true] {
+            // Would block in open(2) until a reader came, were it opened.
+            let e = create_output(&fifo, force).unwrap_err().to_string();
+            assert!(
+                e.ends_with("fifo.parquet is not a regular file (a FIFO); refusing to write to it"),
+                "{e}"
+            );
+            let e = create_output(dir.path(), force).unwrap_err().to_string();
+            assert!(e.contains("is not a regular file (a directory)"), "{e}");
+            let e = create_output(Path::new("/dev/null"), force).unwrap_err().to_string();
+            assert!(
+                e.contains("/dev/null is not a regular file (a character device)"),
+                "{e}"
+            );
+        }
+
+        // --force: a new inode, private, the old one untouched.
+        let path = dir.path().join("old.parquet");
+        std::fs::write(&path, b"old").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let link = dir.path().join("hardlink");
+        std::fs::hard_link(&path, &link).unwrap();
+        let old_ino = std::fs::metadata(&path).unwrap().ino();
+        let f = create_output(&path, true).unwrap();
+        let m = std::fs::metadata(&path).unwrap();
+        assert_ne!(m.ino(), old_ino);
+        assert_eq!(
+            f.metadata().unwrap().ino(),
+            m.ino(),
+            "the file returned is the one at the path"
+        );
+        assert_eq!(m.mode() & 0o7777, 0o600);
+        assert_eq!(m.len(), 0);
+        assert_eq!(
+            std::fs::read(&link).unwrap(),
+            b"old",
+            "another link to the old file keeps it"
+        );
+        let mut names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            ["fifo.parquet", "hardlink", "old.parquet"],
+            "no temporary file left"
+        );
     }
 }

@@ -1,15 +1,17 @@
-//! SIGINT/SIGTERM set a flag the drain loop polls, so that a stopped
+//! SIGINT/SIGTERM/SIGHUP set a flag the drain loop polls, so that a stopped
 //! recording still drains the ring buffer and writes the Parquet footer.
+//! Start-up polls the same flag between its stages (see `startup`).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use anyhow::{bail, Result};
 
-static STOP: AtomicBool = AtomicBool::new(false);
+/// The first stop signal received (0: none yet).
+static STOP: AtomicI32 = AtomicI32::new(0);
 
-extern "C" fn on_signal(_sig: libc::c_int) {
-    // Only an atomic store: async-signal-safe.
-    STOP.store(true, Ordering::SeqCst);
+extern "C" fn on_signal(sig: libc::c_int) {
+    // Only an atomic compare-exchange: async-signal-safe. The first signal wins.
+    let _ = STOP.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
 }
 
 pub fn install() -> Result<()> {
@@ -31,5 +33,16 @@ pub fn install() -> Result<()> {
 }
 
 pub fn stop_requested() -> bool {
-    STOP.load(Ordering::SeqCst)
+    STOP.load(Ordering::SeqCst) != 0
+}
+
+/// The name of the signal that asked to stop, if one did.
+pub fn stop_signal() -> Option<&'static str> {
+    match STOP.load(Ordering::SeqCst) {
+        0 => None,
+        libc::SIGINT => Some("SIGINT"),
+        libc::SIGTERM => Some("SIGTERM"),
+        libc::SIGHUP => Some("SIGHUP"),
+        _ => Some("a signal"),
+    }
 }

@@ -16,8 +16,8 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use crate::conn::Conn;
-use crate::render::table::{push_cell, push_cell_with, push_endpoint, push_sanitized};
-use crate::render::{delta_ns, push_seconds_6, push_u64};
+use crate::render::table::{push_cell, push_cell_with, push_endpoint};
+use crate::render::{delta_ns, push_sanitized, push_seconds_6, push_u64};
 
 const TIME_WIDTH: usize = 12;
 const PID_WIDTH: usize = 7;

@@ -7,12 +7,13 @@
 //! [`Summary`] of the rows (counts per kind, first/last event), which is
 //! accumulated while streaming so memory stays constant.
 
+use std::borrow::Cow;
 use std::io::{self, Write};
 
 use chrono::{DateTime, SecondsFormat};
 use deeptcp_format::{Event, EventKind, RecordingMeta};
 
-use crate::render::{delta_ns, seconds_6};
+use crate::render::{delta_ns, sanitized, seconds_6};
 
 /// Counts gathered in one streaming pass over the events.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -63,11 +64,12 @@ const V1_KINDS: usize = 6;
 /// writer did not close it cleanly (recovered after a crash): its lost-event
 /// total is unknown.
 pub fn render(out: &mut impl Write, meta: &RecordingMeta, finished: bool, summary: &Summary) -> io::Result<()> {
+    // Text from the file is escaped ([`sanitized`]): a recording is data.
     let text = |s: &str| {
         if s.is_empty() {
             "unknown".to_string()
         } else {
-            s.to_string()
+            sanitized(s).into_owned()
         }
     };
     let anchor_known = meta.clock != Default::default();
@@ -166,21 +168,20 @@ pub fn render(out: &mut impl Write, meta: &RecordingMeta, finished: bool, summar
     } else {
         field(out, "probes", &format!("{attached} attached, {failed} failed"))?;
     }
-    let kind_width = meta
+    let probes: Vec<(Cow<str>, Cow<str>)> = meta
         .probes
         .iter()
-        .map(|p| p.kind.chars().count())
-        .max()
-        .unwrap_or(0)
-        .max(15);
-    let probe_width = meta.probes.iter().map(|p| p.probe.chars().count()).max().unwrap_or(0);
-    for p in &meta.probes {
+        .map(|p| (sanitized(&p.kind), sanitized(&p.probe)))
+        .collect();
+    let kind_width = probes.iter().map(|p| p.0.chars().count()).max().unwrap_or(0).max(15);
+    let probe_width = probes.iter().map(|p| p.1.chars().count()).max().unwrap_or(0);
+    for (p, (kind, probe)) in meta.probes.iter().zip(&probes) {
         let status = match (p.attached, p.detail.is_empty()) {
             (true, _) => "attached".to_string(),
             (false, true) => "FAILED".to_string(),
-            (false, false) => format!("FAILED: {}", p.detail),
+            (false, false) => format!("FAILED: {}", sanitized(&p.detail)),
         };
-        let l = format!("  {:<kind_width$} {:<probe_width$} {status}", p.kind, p.probe);
+        let l = format!("  {kind:<kind_width$} {probe:<probe_width$} {status}");
         writeln!(out, "{}", l.trim_end())?;
     }
     Ok(())
@@ -374,6 +375,36 @@ probes:           1 attached, 1 failed
         // v1: six kinds, no snapshot line.
         let out = render_str(&meta(), &s);
         assert!(!out.contains("snapshot"), "{out}");
+    }
+
+    #[test]
+    fn control_characters_from_the_file_are_escaped() {
+        let nasty = "\x1b[2J\x1b]0;title\x07\r\u{9b}1m";
+        let mut m = meta();
+        m.host = format!("box{nasty}");
+        m.kernel_release = format!("6.8{nasty}");
+        m.boot_id = format!("b{nasty}");
+        m.recorder_version = format!("v{nasty}");
+        m.probes[0].kind = format!("k{nasty}");
+        m.probes[0].probe = format!("p{nasty}");
+        m.probes[1].detail = format!("d{nasty}");
+        let out = render_str(&m, &Summary::default());
+        assert!(
+            !out.chars().any(|c| c.is_control() && c != '\n'),
+            "{}",
+            out.escape_debug()
+        );
+        let esc = r"\u{1b}[2J\u{1b}]0;title\u{7}\r\u{9b}1m";
+        for want in [
+            format!("host:             box{esc}\n"),
+            format!("kernel:           6.8{esc}\n"),
+            format!("boot id:          b{esc}\n"),
+            format!("recorder version: v{esc}\n"),
+            format!("  k{esc} p{esc} attached\n"),
+            format!("FAILED: d{esc}\n"),
+        ] {
+            assert!(out.contains(&want), "{want}\n{out}");
+        }
     }
 
     #[test]

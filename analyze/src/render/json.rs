@@ -180,8 +180,30 @@ impl<'a> ConnJson<'a> {
 
 /// Writes `value` as one line.
 pub fn line(out: &mut impl Write, value: &impl Serialize) -> io::Result<()> {
-    serde_json::to_writer(&mut *out, value).map_err(io::Error::from)?;
+    let mut ser = serde_json::Serializer::with_formatter(&mut *out, NoControls);
+    value.serialize(&mut ser).map_err(io::Error::from)?;
     out.write_all(b"\n")
+}
+
+/// serde_json's compact output, with every control character escaped.
+///
+/// JSON requires escaping only C0 (`\u001b`); DEL and the C1 controls
+/// (U+0080..U+009F, which some terminals take as ESC sequences: U+009B is
+/// CSI) would go out as they are, and JSON lines are read on terminals too.
+/// They are written as `\u007f`, `\u009b`: the same string to a parser.
+struct NoControls;
+
+impl serde_json::ser::Formatter for NoControls {
+    fn write_string_fragment<W: ?Sized + Write>(&mut self, w: &mut W, fragment: &str) -> io::Result<()> {
+        let mut rest = fragment;
+        while let Some(i) = rest.find(|c: char| c.is_control()) {
+            w.write_all(&rest.as_bytes()[..i])?;
+            let c = rest[i..].chars().next().unwrap_or_default();
+            write!(w, "\\u{:04x}", u32::from(c))?;
+            rest = &rest[i + c.len_utf8()..];
+        }
+        w.write_all(rest.as_bytes())
+    }
 }
 
 #[cfg(test)]
@@ -271,6 +293,27 @@ mod tests {
         a.sort_unstable();
         b.sort_unstable();
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn del_and_c1_controls_are_escaped_too() {
+        let mut e = ev(EventKind::Retransmit, 1, Attribution::Task, 1);
+        e.comm = "a\x1b[2J\u{9b}1m\x7f\u{85}é\"\\".into();
+        let mut out = Vec::new();
+        line(&mut out, &EventJson::new(&e, 0, "h\u{9b}")).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            !text.trim_end_matches('\n').chars().any(char::is_control),
+            "{}",
+            text.escape_debug()
+        );
+        assert!(
+            text.contains(r#""comm":"a\u001b[2J\u009b1m\u007f\u0085é\"\\""#),
+            "{text}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["comm"], *e.comm);
+        assert_eq!(v["host"], "h\u{9b}");
     }
 
     #[test]

@@ -11,6 +11,40 @@ pub mod info;
 pub mod json;
 pub mod table;
 
+use std::borrow::Cow;
+
+/// Appends `s` with its control characters escaped as Rust writes them
+/// (`\u{1b}`, `\r`, `\n`, `\u{9b}`). Text from a recording (metadata,
+/// task and probe names, stack symbols) and file names are data: written as
+/// they are, an `ESC [2J` would clear the terminal, an OSC sequence set its
+/// title, a CR overwrite the line, a newline forge one. Control characters
+/// are C0, DEL and C1 (`char::is_control`), everything a terminal acts on;
+/// other characters, spaces and non-ASCII text included, stay as they are.
+pub fn push_sanitized(line: &mut String, s: &str) {
+    if s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        line.push_str(s); // printable ASCII: nothing to escape
+        return;
+    }
+    for c in s.chars() {
+        if c.is_control() {
+            line.extend(c.escape_default());
+        } else {
+            line.push(c);
+        }
+    }
+}
+
+/// `s` escaped like [`push_sanitized`] (borrowed when there is nothing to escape).
+pub fn sanitized(s: &str) -> Cow<'_, str> {
+    if s.chars().any(char::is_control) {
+        let mut out = String::with_capacity(s.len() + 8);
+        push_sanitized(&mut out, s);
+        Cow::Owned(out)
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
 /// Formats `delta_ns` nanoseconds as seconds with 6 decimals, rounded to the
 /// nearest microsecond (half away from zero), like printf's `%.6f`.
 ///
@@ -108,6 +142,19 @@ mod tests {
         let mut s = String::new();
         push_seconds_6(&mut s, 1_234_567_890);
         assert_eq!(s, "1.234568");
+    }
+
+    #[test]
+    fn control_characters_are_escaped_and_the_rest_kept() {
+        assert_eq!(sanitized("Web Content"), "Web Content");
+        assert!(matches!(sanitized("été ✓"), Cow::Borrowed(_)));
+        assert_eq!(
+            sanitized("a\x1b[2J\x1b]0;t\x07\r\n\t\u{9b}\x7f\0z"),
+            r"a\u{1b}[2J\u{1b}]0;t\u{7}\r\n\t\u{9b}\u{7f}\u{0}z"
+        );
+        let mut l = String::from(">");
+        push_sanitized(&mut l, "x\u{85}");
+        assert_eq!(l, r">x\u{85}");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use std::net::{IpAddr, SocketAddr};
 use deeptcp_format::{Event, EventKind};
 
 use crate::errno;
-use crate::render::{delta_ns, push_seconds_6, push_u64};
+use crate::render::{delta_ns, push_sanitized, push_seconds_6, push_u64};
 
 /// Width of the optional `TIME(s)` column.
 pub const TIME_WIDTH: usize = 12;
@@ -234,20 +234,6 @@ pub fn push_sk_err(line: &mut String, sk_err: i32) {
 /// control characters are escaped so a line stays a line.
 fn push_comm(line: &mut String, comm: &str) {
     push_sanitized(line, comm);
-}
-
-pub fn push_sanitized(line: &mut String, s: &str) {
-    if s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-        line.push_str(s); // printable ASCII: nothing to escape
-        return;
-    }
-    for c in s.chars() {
-        if c.is_control() {
-            line.extend(c.escape_default());
-        } else {
-            line.push(c);
-        }
-    }
 }
 
 #[cfg(test)]

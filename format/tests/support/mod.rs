@@ -1,5 +1,7 @@
-//! Helpers shared by the integration tests that run the interop checker
-//! (testdata/check_interop.py) under Python.
+//! Helpers shared by the format crate's integration tests: the interop
+//! checker's Python (testdata/check_interop.py) and a file size limit that
+//! makes writes fail as a full disk would. Each test binary uses a part.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 
@@ -19,5 +21,20 @@ pub fn python() -> PathBuf {
         venv
     } else {
         PathBuf::from("python3")
+    }
+}
+
+/// Makes this process's writes past `bytes` fail with EFBIG (RLIMIT_FSIZE,
+/// SIGXFSZ ignored), as a full disk would. Per process: a test binary of
+/// its own.
+pub fn set_fsize_limit(bytes: u64) {
+    let lim = libc::rlimit {
+        rlim_cur: bytes,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: plain setrlimit/signal calls with valid arguments.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+        assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &lim), 0);
     }
 }

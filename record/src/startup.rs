@@ -1,0 +1,172 @@
+//! Start-up that a stop request always ends (issue 13: `record -o FIFO
+//! --force` blocked in open(2) and obeyed only SIGKILL).
+//!
+//! The signal handlers only set a flag, so a stop during start-up has to be
+//! looked for: [`Startup::stage`] checks it between the stages (creating
+//! the files, loading the programs, the socket snapshot, ...) and ends
+//! start-up with an error (the created files are removed by their owner,
+//! nothing stays attached). A stage that does not return at all — blocked
+//! in the kernel, where a flag cannot reach it — is ended by a watchdog
+//! thread: [`GRACE`] after a stop signal, or after the end of `--duration`,
+//! it removes the files start-up created and exits the process (the kernel
+//! detaches the programs with the process's descriptors).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use deeptcp_format::checkpoint_path;
+
+use crate::signals;
+
+/// How long a stage may keep running after a stop request before the watchdog ends the process.
+pub const GRACE: Duration = Duration::from_secs(1);
+
+struct Shared {
+    /// Start-up finished: the files are the recording now.
+    done: AtomicBool,
+    stage: Mutex<&'static str>,
+    /// Files created so far (each with its checkpoint sidecar). Held while
+    /// files are created, and by the watchdog from its decision to exit on,
+    /// so that neither sees the other half done.
+    files: Mutex<Vec<PathBuf>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere cannot leave these values inconsistent.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The start-up of one recording; [`finish`](Self::finish) it once tracing runs.
+pub struct Startup {
+    shared: Arc<Shared>,
+    watchdog: Option<JoinHandle<()>>,
+}
+
+impl Startup {
+    /// Starts the watchdog. `duration` is `--duration`: start-up still
+    /// running [`GRACE`] after it would have ended the recording is ended.
+    pub fn begin(duration: Option<Duration>) -> Result<Self> {
+        let shared = Arc::new(Shared {
+            done: AtomicBool::new(false),
+            stage: Mutex::new("starting"),
+            files: Mutex::new(Vec::new()),
+        });
+        let deadline = duration.and_then(|d| Instant::now().checked_add(d));
+        let s = Arc::clone(&shared);
+        let watchdog = std::thread::Builder::new()
+            .name("start-up watchdog".into())
+            .spawn(move || watch(&s, deadline))
+            .context("spawning the start-up watchdog")?;
+        Ok(Startup {
+            shared,
+            watchdog: Some(watchdog),
+        })
+    }
+
+    /// Enters stage `name` ("loading the eBPF programs"): an error if a stop
+    /// was requested.
+    pub fn stage(&self, name: &'static str) -> Result<()> {
+        *lock(&self.shared.stage) = name;
+        stall_hook(name);
+        self.check()
+    }
+
+    /// An error if a stop signal arrived.
+    pub fn check(&self) -> Result<()> {
+        if let Some(sig) = signals::stop_signal() {
+            let stage = *lock(&self.shared.stage);
+            bail!("stopped by {sig} during start-up ({stage}); nothing was recorded");
+        }
+        Ok(())
+    }
+
+    /// Runs `create`, which creates files and returns (with its result)
+    /// their paths, so that the watchdog removes them if it has to end
+    /// start-up. The watchdog waits while `create` runs.
+    pub fn creating<T>(&self, create: impl FnOnce() -> Result<(T, Vec<PathBuf>)>) -> Result<T> {
+        let mut files = lock(&self.shared.files);
+        let (value, paths) = create()?;
+        files.extend(paths);
+        Ok(value)
+    }
+
+    /// Start-up is over: the files are the recording, the watchdog stops.
+    pub fn finish(mut self) {
+        {
+            let mut files = lock(&self.shared.files);
+            self.shared.done.store(true, Ordering::SeqCst);
+            files.clear();
+        }
+        if let Some(w) = self.watchdog.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+impl Drop for Startup {
+    /// Start-up failed: its owner removes the files; the watchdog stops.
+    fn drop(&mut self) {
+        self.shared.done.store(true, Ordering::SeqCst);
+        if let Some(w) = self.watchdog.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+fn watch(shared: &Shared, deadline: Option<Instant>) {
+    let mut stop: Option<(Instant, &'static str)> = None;
+    loop {
+        if shared.done.load(Ordering::SeqCst) {
+            return;
+        }
+        if stop.is_none() {
+            if let Some(sig) = signals::stop_signal() {
+                stop = Some((Instant::now(), sig));
+            } else if let Some(d) = deadline.filter(|d| Instant::now() >= *d) {
+                stop = Some((d, "the end of --duration"));
+            }
+        }
+        if let Some((at, why)) = stop {
+            if at.elapsed() >= GRACE {
+                let files = lock(&shared.files);
+                if shared.done.load(Ordering::SeqCst) {
+                    return;
+                }
+                for p in files.iter() {
+                    let _ = std::fs::remove_file(p);
+                    let _ = std::fs::remove_file(checkpoint_path(p));
+                }
+                let stage = *lock(&shared.stage);
+                eprintln!(
+                    "record: start-up did not finish within {} s of {why} (stuck {stage}); \
+                     exiting: nothing was recorded",
+                    GRACE.as_secs_f64()
+                );
+                std::process::exit(1);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Test hook (debug builds only): `DEEPTCP_TEST_STALL_START_UP=WORDS` makes
+/// the stage whose name starts with WORDS block like a system call that
+/// signals do not interrupt (`sleep` resumes after EINTR), so that the live
+/// tests can check the watchdog.
+fn stall_hook(stage: &str) {
+    if !cfg!(debug_assertions) {
+        return;
+    }
+    let Some(want) = std::env::var_os("DEEPTCP_TEST_STALL_START_UP") else {
+        return;
+    };
+    if want.to_str().is_some_and(|w| !w.is_empty() && stage.starts_with(w)) {
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
+}
