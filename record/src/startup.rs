@@ -7,9 +7,13 @@
 //! start-up with an error (the created files are removed by their owner,
 //! nothing stays attached). A stage that does not return at all — blocked
 //! in the kernel, where a flag cannot reach it — is ended by a watchdog
-//! thread: [`GRACE`] after a stop signal, or after the end of `--duration`,
-//! it removes the files start-up created and exits the process (the kernel
-//! detaches the programs with the process's descriptors).
+//! thread: [`GRACE`] after a stop signal, or [`STUCK_AFTER_DURATION`] after
+//! `--duration` would have ended had start-up been instant, it removes the
+//! files start-up created and exits the process (the kernel detaches the
+//! programs with the process's descriptors). `--duration` counts recording
+//! time, from the end of start-up: a slow start-up (seconds on an emulated
+//! or loaded machine) still records for the whole duration; only one that
+//! is stuck is ended by it.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,6 +28,26 @@ use crate::signals;
 
 /// How long a stage may keep running after a stop request before the watchdog ends the process.
 pub const GRACE: Duration = Duration::from_secs(1);
+
+/// How long start-up may run past `--duration` before the watchdog takes it
+/// for stuck: far beyond a slow start-up (about 9 s measured under qemu
+/// emulation), far below forever.
+pub const STUCK_AFTER_DURATION: Duration = Duration::from_secs(30);
+
+/// [`STUCK_AFTER_DURATION`], or in debug builds the test override
+/// `DEEPTCP_TEST_STUCK_AFTER_DURATION_MS` (the live test of a stuck stage
+/// must not wait half a minute).
+fn stuck_after_duration() -> Duration {
+    if cfg!(debug_assertions) {
+        if let Some(ms) = std::env::var("DEEPTCP_TEST_STUCK_AFTER_DURATION_MS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            return Duration::from_millis(ms);
+        }
+    }
+    STUCK_AFTER_DURATION
+}
 
 struct Shared {
     /// Start-up finished: the files are the recording now.
@@ -48,14 +72,15 @@ pub struct Startup {
 
 impl Startup {
     /// Starts the watchdog. `duration` is `--duration`: start-up still
-    /// running [`GRACE`] after it would have ended the recording is ended.
+    /// running [`STUCK_AFTER_DURATION`] after it would have ended an
+    /// instantly started recording is taken for stuck and ended.
     pub fn begin(duration: Option<Duration>) -> Result<Self> {
         let shared = Arc::new(Shared {
             done: AtomicBool::new(false),
             stage: Mutex::new("starting"),
             files: Mutex::new(Vec::new()),
         });
-        let deadline = duration.and_then(|d| Instant::now().checked_add(d));
+        let deadline = duration.and_then(|d| Instant::now().checked_add(d)?.checked_add(stuck_after_duration()));
         let s = Arc::clone(&shared);
         let watchdog = std::thread::Builder::new()
             .name("start-up watchdog".into())
@@ -118,19 +143,21 @@ impl Drop for Startup {
 }
 
 fn watch(shared: &Shared, deadline: Option<Instant>) {
-    let mut stop: Option<(Instant, &'static str)> = None;
+    // When the stop came, why, and how long start-up had been given past it.
+    let mut stop: Option<(Instant, &'static str, Duration)> = None;
     loop {
         if shared.done.load(Ordering::SeqCst) {
             return;
         }
         if stop.is_none() {
             if let Some(sig) = signals::stop_signal() {
-                stop = Some((Instant::now(), sig));
-            } else if let Some(d) = deadline.filter(|d| Instant::now() >= *d) {
-                stop = Some((d, "the end of --duration"));
+                stop = Some((Instant::now(), sig, GRACE));
+            } else if deadline.is_some_and(|d| Instant::now() >= d) {
+                // Already stuck for longer than the grace: end it now.
+                stop = Some((Instant::now() - GRACE, "the end of --duration", stuck_after_duration()));
             }
         }
-        if let Some((at, why)) = stop {
+        if let Some((at, why, given)) = stop {
             if at.elapsed() >= GRACE {
                 let files = lock(&shared.files);
                 if shared.done.load(Ordering::SeqCst) {
@@ -144,7 +171,7 @@ fn watch(shared: &Shared, deadline: Option<Instant>) {
                 eprintln!(
                     "record: start-up did not finish within {} s of {why} (stuck {stage}); \
                      exiting: nothing was recorded",
-                    GRACE.as_secs_f64()
+                    given.as_secs_f64()
                 );
                 std::process::exit(1);
             }

@@ -572,7 +572,7 @@ fn a_full_disk_ends_the_recording_with_one_error_line_and_a_readable_file() {
     let errors: Vec<&str> = stderr
         .lines()
         .filter(|l| l.starts_with("record: ") && !l.starts_with("record: warning:"))
-        .filter(|l| !l.contains("Ctrl-C to end") && !l.contains(" events ("))
+        .filter(|l| !l.contains("Ctrl-C to end") && !l.contains(" rows written ("))
         .collect();
     assert_eq!(errors.len(), 1, "one error line: {stderr}");
     let line = errors[0];
