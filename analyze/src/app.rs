@@ -23,9 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use deeptcp_format::{
-    read_stacks, stacks_path, Event, Filter, MonoWindow, ReadOptions, RecordingMeta, RecordingReader,
-};
+use deeptcp_format::{read_stacks, stacks_path, Event, Filter, MonoWindow, ReadOptions, RecordingReader};
 
 use crate::cli::{Config, ConnOptions, Mode, SortKey, TableOptions};
 use crate::conn::{Conn, Match, Tracker};
@@ -229,7 +227,7 @@ fn events(
     let mut stacks: Vec<Option<Stacks>> = Vec::with_capacity(sources.len());
     for s in sources {
         stacks.push(match table {
-            Some(o) if o.kstack => load_stacks(&s.path, &s.meta, warn)?,
+            Some(o) if o.kstack => load_stacks(s, warn)?,
             _ => None,
         });
     }
@@ -491,8 +489,9 @@ fn info(paths: &[PathBuf], out: &mut impl Write, warn: &mut impl Write) -> Resul
 /// The sidecar is read whole (it holds each distinct stack once). When it
 /// cannot be read, that is an error only if some event refers to a stack,
 /// which costs a second pass over the recording, in that case only.
-fn load_stacks(path: &Path, meta: &RecordingMeta, warn: &mut impl Write) -> Result<Option<Stacks>> {
-    if !meta.kstack {
+fn load_stacks(src: &Source, warn: &mut impl Write) -> Result<Option<Stacks>> {
+    let path = src.path.as_path();
+    if !src.meta.kstack {
         warning(
             warn,
             &format!(
@@ -507,7 +506,7 @@ fn load_stacks(path: &Path, meta: &RecordingMeta, warn: &mut impl Write) -> Resu
         Ok(stacks) => return Ok(Some(stacks)),
         Err(e) => e,
     };
-    if !any_event_has_stack(path)? {
+    if !any_event_has_stack(src)? {
         return Ok(None);
     }
     if !sidecar.exists() {
@@ -520,10 +519,16 @@ fn load_stacks(path: &Path, meta: &RecordingMeta, warn: &mut impl Write) -> Resu
     Err(anyhow::Error::new(err).context("-K: cannot read the kernel stack sidecar"))
 }
 
-fn any_event_has_stack(path: &Path) -> Result<bool> {
-    let reader = source::open(path, ReadOptions::default())?;
+/// Read as the main pass reads it (`--skip-corrupt` included, whose left-out
+/// row groups that pass reports).
+fn any_event_has_stack(src: &Source) -> Result<bool> {
+    let reader = source::open(&src.path, src.read)?;
     for ev in reader.events() {
-        if ev.context(READING)?.stack_id.is_some() {
+        let ev = match ev {
+            Err(deeptcp_format::FormatError::SkippedRowGroup { .. }) => continue,
+            ev => ev.context(READING)?,
+        };
+        if ev.stack_id.is_some() {
             return Ok(true);
         }
     }

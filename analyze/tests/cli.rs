@@ -1305,7 +1305,7 @@ fn decoder_panics_in_the_parquet_library_are_one_clean_error_line() {
 
 /// A recording of 1,500 rows in three row groups whose second row group has
 /// one flipped bit in its `mono_ns` pages.
-fn recording_with_a_damaged_row_group(dir: &Path) -> PathBuf {
+fn recording_with_a_damaged_row_group(dir: &Path, kstack: bool) -> PathBuf {
     use parquet::file::reader::{FileReader, SerializedFileReader};
     let events: Vec<Event> = (0..1500)
         .map(|i| {
@@ -1319,7 +1319,7 @@ fn recording_with_a_damaged_row_group(dir: &Path) -> PathBuf {
         row_group_rows: 500,
         ..WriterOptions::default()
     };
-    let mut w = EventWriter::new(File::create(&path).unwrap(), &meta(false), opts).unwrap();
+    let mut w = EventWriter::new(File::create(&path).unwrap(), &meta(kstack), opts).unwrap();
     for e in &events {
         w.push(e).unwrap();
     }
@@ -1344,7 +1344,7 @@ fn recording_with_a_damaged_row_group(dir: &Path) -> PathBuf {
 #[test]
 fn a_damaged_row_group_is_an_error_unless_skip_corrupt() {
     let dir = tempfile::tempdir().unwrap();
-    let path = recording_with_a_damaged_row_group(dir.path());
+    let path = recording_with_a_damaged_row_group(dir.path(), false);
 
     // Streaming: the rows before the damage, then one error line.
     let o = analyze(&["--json"], &path);
@@ -1366,4 +1366,16 @@ fn a_damaged_row_group_is_an_error_unless_skip_corrupt() {
     // --conn reads through the owner scan too.
     let o = analyze(&["--conn", "--skip-corrupt"], &path);
     assert_ok(&o);
+}
+
+/// -K without a sidecar looks for events that refer to a stack: that pass
+/// reads with --skip-corrupt too, so the damaged row group is no error.
+#[test]
+fn skip_corrupt_also_covers_the_kstack_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = recording_with_a_damaged_row_group(dir.path(), true);
+    let o = analyze(&["-K", "--skip-corrupt"], &path);
+    assert_ok(&o);
+    assert_eq!(stdout(&o).lines().count(), 1 + 1000, "header and the good rows");
+    assert!(stderr(&o).contains("skipped row group 1 (500 rows)"), "{}", stderr(&o));
 }
