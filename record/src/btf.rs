@@ -83,7 +83,13 @@ enum Type {
     Alias {
         to: u32,
     },
-    Ptr,
+    Ptr {
+        to: u32,
+    },
+    /// A function prototype with `params` parameters.
+    FuncProto {
+        params: u32,
+    },
     Array {
         elem: u32,
         nelems: u32,
@@ -101,6 +107,7 @@ pub struct Btf {
     /// Index = type id - 1.
     types: Vec<Type>,
     structs_by_name: HashMap<String, u32>,
+    typedefs_by_name: HashMap<String, u32>,
 }
 
 fn u32_at(data: &[u8], off: usize) -> Result<u32, BtfError> {
@@ -157,6 +164,8 @@ impl Btf {
             .to_vec();
 
         let mut types = Vec::new();
+        // (name offset, type id) of every named typedef.
+        let mut typedefs = Vec::new();
         let mut pos = 0usize;
         while pos < type_data.len() {
             let name_off = u32_at(type_data, pos)?;
@@ -173,7 +182,7 @@ impl Btf {
                         size: Some(size_or_type),
                     }
                 }
-                KIND_PTR => Type::Ptr,
+                KIND_PTR => Type::Ptr { to: size_or_type },
                 KIND_ARRAY => {
                     let elem = u32_at(type_data, pos)?;
                     let nelems = u32_at(type_data, pos + 8)?;
@@ -221,12 +230,16 @@ impl Btf {
                 KIND_FLOAT => Type::Other {
                     size: Some(size_or_type),
                 },
-                KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG => {
+                KIND_TYPEDEF => {
+                    if name_off != 0 {
+                        typedefs.push((name_off, types.len() as u32 + 1));
+                    }
                     Type::Alias { to: size_or_type }
                 }
+                KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG => Type::Alias { to: size_or_type },
                 KIND_FUNC_PROTO => {
                     pos += 8 * vlen;
-                    Type::Other { size: None }
+                    Type::FuncProto { params: vlen as u32 }
                 }
                 KIND_VAR => {
                     pos += 4;
@@ -252,7 +265,13 @@ impl Btf {
             strings,
             types,
             structs_by_name: HashMap::new(),
+            typedefs_by_name: HashMap::new(),
         };
+        let typedefs_by_name = typedefs
+            .into_iter()
+            .map(|(name_off, id)| (btf.string(name_off).to_owned(), id))
+            .collect();
+        btf.typedefs_by_name = typedefs_by_name;
         let mut by_name = HashMap::new();
         for (i, ty) in btf.types.iter().enumerate() {
             if let Type::Aggregate { name_off, members, .. } = ty {
@@ -293,7 +312,8 @@ impl Btf {
     fn size_of(&self, id: u32) -> Option<u32> {
         match self.resolve(id)? {
             Type::Other { size } => *size,
-            Type::Ptr => Some(8),
+            Type::Ptr { .. } => Some(8),
+            Type::FuncProto { .. } => None,
             Type::Array { elem, nelems } => self.size_of(*elem)?.checked_mul(*nelems),
             Type::Aggregate { size, .. } => Some(*size),
             Type::Alias { .. } => None,
@@ -320,6 +340,26 @@ impl Btf {
             }
         }
         None
+    }
+
+    /// Whether the kernel defines `struct name` (or a union of that name).
+    pub fn has_struct(&self, name: &str) -> bool {
+        self.structs_by_name.contains_key(name)
+    }
+
+    /// How many arguments tracepoint `name` passes to a tp_btf program on
+    /// this kernel: from `btf_trace_<name>`, a pointer to a prototype whose
+    /// first parameter is the tracepoint's private data. `None` when the
+    /// kernel has no such tracepoint.
+    pub fn tracepoint_args(&self, name: &str) -> Option<u32> {
+        let id = *self.typedefs_by_name.get(&format!("btf_trace_{name}"))?;
+        let Type::Ptr { to } = self.resolve(id)? else {
+            return None;
+        };
+        match self.resolve(*to)? {
+            Type::FuncProto { params } => params.checked_sub(1),
+            _ => None,
+        }
     }
 
     /// Byte offset of `path` (dot separated, e.g. `__sk_common.skc_daddr`)
@@ -372,6 +412,14 @@ impl Btf {
 mod tests {
     use super::*;
 
+    #[test]
+    fn tracepoint_arguments_come_from_the_btf_trace_typedef() {
+        let btf = Btf::parse(&sample()).unwrap();
+        assert_eq!(btf.tracepoint_args("demo"), Some(2));
+        assert_eq!(btf.tracepoint_args("missing"), None);
+        assert!(btf.has_struct("outer") && !btf.has_struct("btf_trace_demo"));
+    }
+
     /// Builds a little BTF blob by hand:
     /// struct inner { u16 a; u16 b; };
     /// struct outer { u32 x; union { u32 y; struct inner in; }; u8 bf:3; u8 arr[6]; void *p; };
@@ -396,6 +444,7 @@ mod tests {
             name("p"),
             name("u16_t"),
         );
+        let n_tp = name("btf_trace_demo");
         let mut t = Vec::new();
         let mut push = |words: &[u32]| {
             for w in words {
@@ -432,6 +481,10 @@ mod tests {
             9,
             128,
         ]); // 10
+            // typedef void (*btf_trace_demo)(void *__data, u32 a, u16 b);
+        push(&[0, info(KIND_FUNC_PROTO, 3, false), 0, 0, 9, 0, 1, 0, 2]); // 11
+        push(&[0, info(KIND_PTR, 0, false), 11]); // 12
+        push(&[n_tp, info(KIND_TYPEDEF, 0, false), 12]); // 13
         let mut out = Vec::new();
         out.extend_from_slice(&BTF_MAGIC.to_le_bytes());
         out.push(1);

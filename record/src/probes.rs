@@ -42,7 +42,25 @@ pub struct Rung {
     pub target: &'static str,
     /// `deeptcp_common::probe` id the rung's records carry.
     pub probe_id: u8,
+    /// When the rung is wanted at all.
+    pub needs: Needs,
 }
+
+/// When a rung is wanted: most always are; a supplement is attached only on
+/// kernels whose first rung misses part of the kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    Always,
+    /// Only when `tracepoint` passes fewer than `args` arguments (an older
+    /// version of it, which misses what this rung adds).
+    TracepointArgsBelow {
+        tracepoint: &'static str,
+        args: u32,
+    },
+}
+
+/// Status detail of a rung that was not needed on this kernel.
+pub const NOT_NEEDED: &str = "not needed";
 
 impl Rung {
     /// Stable text name, as in the `probe` column: `type:target`.
@@ -72,8 +90,27 @@ const fn tp(program: &'static str, probe_id: u8) -> Rung {
         program,
         target: program,
         probe_id,
+        needs: Needs::Always,
     }
 }
+
+const fn hook(hook: Hook, program: &'static str, target: &'static str, probe_id: u8, needs: Needs) -> Rung {
+    Rung {
+        hook,
+        program,
+        target,
+        probe_id,
+        needs,
+    }
+}
+
+/// Before 6.10 `tcp_send_reset` had no reason argument and fired only for
+/// full sockets: RSTs for segments without one (closed port, time-wait)
+/// need the functions that send them.
+const OLD_SEND_RESET: Needs = Needs::TracepointArgsBelow {
+    tracepoint: "tcp_send_reset",
+    args: 3,
+};
 
 /// The inference rung: rows `record` derives from `inet_sock_set_state` records.
 const INFERRED: Rung = Rung {
@@ -81,6 +118,7 @@ const INFERRED: Rung = Rung {
     program: "",
     target: "inet_sock_set_state",
     probe_id: id::INFERRED_SET_STATE,
+    needs: Needs::Always,
 };
 
 /// The ladders, in attach order (`state_change` first: inference rungs need it).
@@ -121,12 +159,14 @@ pub const LADDERS: &[Ladder] = &[
                 program: "fentry_tcp_fin",
                 target: "tcp_fin",
                 probe_id: id::FENTRY_TCP_FIN,
+                needs: Needs::Always,
             },
             Rung {
                 hook: Hook::KProbe,
                 program: "kprobe_tcp_fin",
                 target: "tcp_fin",
                 probe_id: id::KPROBE_TCP_FIN,
+                needs: Needs::Always,
             },
             INFERRED,
         ],
@@ -139,12 +179,14 @@ pub const LADDERS: &[Ladder] = &[
                 program: "fentry_tcp_send_fin",
                 target: "tcp_send_fin",
                 probe_id: id::FENTRY_TCP_SEND_FIN,
+                needs: Needs::Always,
             },
             Rung {
                 hook: Hook::KProbe,
                 program: "kprobe_tcp_send_fin",
                 target: "tcp_send_fin",
                 probe_id: id::KPROBE_TCP_SEND_FIN,
+                needs: Needs::Always,
             },
             INFERRED,
         ],
@@ -158,12 +200,14 @@ pub const LADDERS: &[Ladder] = &[
                 program: "kprobe_tcp_ack",
                 target: "tcp_ack",
                 probe_id: id::KPROBE_TCP_ACK,
+                needs: Needs::Always,
             },
             Rung {
                 hook: Hook::CgroupSkbIngress,
                 program: "cgroup_skb_ingress",
                 target: "ingress",
                 probe_id: id::CGROUP_SKB_INGRESS,
+                needs: Needs::Always,
             },
         ],
     },
@@ -175,12 +219,14 @@ pub const LADDERS: &[Ladder] = &[
                 program: "fexit_tcp_transmit_skb",
                 target: "__tcp_transmit_skb",
                 probe_id: id::FEXIT_TCP_TRANSMIT_SKB,
+                needs: Needs::Always,
             },
             Rung {
                 hook: Hook::CgroupSkbEgress,
                 program: "cgroup_skb_egress",
                 target: "egress",
                 probe_id: id::CGROUP_SKB_EGRESS,
+                needs: Needs::Always,
             },
         ],
     },
@@ -196,6 +242,7 @@ pub const LADDERS: &[Ladder] = &[
                 program: "kretprobe_inet_csk_accept",
                 target: "inet_csk_accept",
                 probe_id: id::KRETPROBE_INET_CSK_ACCEPT,
+                needs: Needs::Always,
             },
             INFERRED,
         ],
@@ -208,25 +255,87 @@ pub const LADDERS: &[Ladder] = &[
                 program: "fentry_tcp_send_loss_probe",
                 target: "tcp_send_loss_probe",
                 probe_id: id::FENTRY_TCP_SEND_LOSS_PROBE,
+                needs: Needs::Always,
             },
             Rung {
                 hook: Hook::KProbe,
                 program: "kprobe_tcp_send_loss_probe",
                 target: "tcp_send_loss_probe",
                 probe_id: id::KPROBE_TCP_SEND_LOSS_PROBE,
+                needs: Needs::Always,
             },
         ],
     },
-    // Not event kinds: process-context hooks that keep the socket → owner map fresh.
+    // Supplements of reset_sent on kernels before 6.10 (see OLD_SEND_RESET).
+    Ladder {
+        kind: "reset_sent",
+        rungs: &[
+            hook(
+                Hook::FEntry,
+                "fentry_tcp_v4_send_reset",
+                "tcp_v4_send_reset",
+                id::FENTRY_TCP_V4_SEND_RESET,
+                OLD_SEND_RESET,
+            ),
+            hook(
+                Hook::KProbe,
+                "kprobe_tcp_v4_send_reset",
+                "tcp_v4_send_reset",
+                id::KPROBE_TCP_V4_SEND_RESET,
+                OLD_SEND_RESET,
+            ),
+        ],
+    },
+    Ladder {
+        kind: "reset_sent",
+        rungs: &[
+            hook(
+                Hook::FEntry,
+                "fentry_tcp_v6_send_reset",
+                "tcp_v6_send_reset",
+                id::FENTRY_TCP_V6_SEND_RESET,
+                OLD_SEND_RESET,
+            ),
+            hook(
+                Hook::KProbe,
+                "kprobe_tcp_v6_send_reset",
+                "tcp_v6_send_reset",
+                id::KPROBE_TCP_V6_SEND_RESET,
+                OLD_SEND_RESET,
+            ),
+        ],
+    },
+    // Not event kinds: hooks in the owner's process context (every send and
+    // receive) that keep the socket → owner map fresh. The tracepoints
+    // exist since 6.5; older kernels hook the functions.
     Ladder {
         kind: "owner",
-        rungs: &[tp("sock_send_length", 0)],
+        rungs: &[
+            tp("sock_send_length", 0),
+            hook(Hook::FEntry, "fentry_tcp_sendmsg", "tcp_sendmsg", 0, Needs::Always),
+            hook(Hook::KProbe, "kprobe_tcp_sendmsg", "tcp_sendmsg", 0, Needs::Always),
+        ],
     },
     Ladder {
         kind: "owner",
-        rungs: &[tp("sock_recv_length", 0)],
+        rungs: &[
+            tp("sock_recv_length", 0),
+            hook(Hook::FEntry, "fentry_tcp_recvmsg", "tcp_recvmsg", 0, Needs::Always),
+            hook(Hook::KProbe, "kprobe_tcp_recvmsg", "tcp_recvmsg", 0, Needs::Always),
+        ],
     },
 ];
+
+/// Why `rung` is not wanted on this kernel, if it is not.
+fn not_needed(kbtf: &crate::btf::Btf, rung: &Rung) -> Option<String> {
+    match rung.needs {
+        Needs::Always => None,
+        Needs::TracepointArgsBelow { tracepoint, args } => {
+            let have = kbtf.tracepoint_args(tracepoint)?;
+            (have >= args).then(|| format!("{NOT_NEEDED}: tp_btf:{tracepoint} has {have} arguments on this kernel"))
+        }
+    }
+}
 
 /// All rung names (for validating `--disable-probe`); the inference rung is
 /// one name shared by several ladders (disabling it disables all of them).
@@ -282,6 +391,8 @@ pub fn cgroup2_mount(mounts: &str) -> Option<PathBuf> {
 /// What attaching needs besides the object.
 pub struct AttachEnv<'a> {
     pub btf: &'a aya::Btf,
+    /// The same BTF, for what aya does not answer (tracepoint arguments).
+    pub kbtf: &'a crate::btf::Btf,
     pub cgroup: Option<&'a Path>,
     /// Rung names the user turned off (`--disable-probe`).
     pub disabled: &'a [String],
@@ -352,6 +463,8 @@ pub fn attach_all(ebpf: &mut Ebpf, env: &AttachEnv<'_>) -> Vec<ProbeStatus> {
             let name = rung.name();
             let result = if env.disabled.contains(&name) {
                 Err(anyhow!("disabled by --disable-probe"))
+            } else if let Some(why) = not_needed(env.kbtf, rung) {
+                Err(anyhow!(why))
             } else {
                 attach_rung(ebpf, env, rung, set_state_attached)
             };
@@ -394,6 +507,8 @@ pub fn render_report(statuses: &[ProbeStatus], out: &mut impl std::io::Write) ->
     for s in statuses {
         let status = if s.used {
             "attached (used)".to_owned()
+        } else if s.detail.starts_with(NOT_NEEDED) {
+            s.detail.clone()
         } else {
             format!("failed: {}", s.detail)
         };
@@ -437,7 +552,7 @@ mod tests {
         unique.dedup();
         assert_eq!(unique.len(), programs.len(), "a program in two ladders: {programs:?}");
         assert!(all_rung_names().contains(&"inferred:inet_sock_set_state".to_owned()));
-        for pid in 1..=20u8 {
+        for pid in 1..=24u8 {
             assert!(probe_name(pid).is_some(), "probe id {pid} has no rung");
         }
         assert_eq!(
@@ -451,7 +566,8 @@ mod tests {
     #[test]
     fn ladders_put_state_change_first_and_every_kind_has_a_no_kprobe_rung() {
         assert_eq!(LADDERS[0].kind, "state_change");
-        for l in LADDERS.iter().filter(|l| l.kind != "loss_probe") {
+        let supplement = |l: &&Ladder| l.rungs.iter().all(|r| r.needs != Needs::Always);
+        for l in LADDERS.iter().filter(|l| l.kind != "loss_probe" && !supplement(l)) {
             assert!(
                 l.rungs
                     .iter()

@@ -31,12 +31,18 @@ use deeptcp_format::{
 use crate::cli::{Config, Rotation};
 use crate::startup::Startup;
 use crate::symbolize::Symbolizer;
-use crate::{btf, convert, host, offsets, probes, signals, snapshot};
+use crate::{btf, convert, host, offsets, probes, requirements, signals, snapshot};
 
 #[cfg(not(deeptcp_no_ebpf))]
 static EBPF_OBJECT: Option<&[u8]> = Some(aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/deeptcp")));
 #[cfg(deeptcp_no_ebpf)]
 static EBPF_OBJECT: Option<&[u8]> = None;
+
+/// The eBPF object built into this binary, if any.
+#[cfg(test)]
+pub(crate) fn ebpf_object() -> Option<&'static [u8]> {
+    EBPF_OBJECT
+}
 
 /// Batch handed from the drain thread to the writer thread.
 enum Msg {
@@ -901,7 +907,13 @@ fn load_and_attach(
 ) -> Result<(Ebpf, Vec<ProbeStatus>)> {
     let object = EBPF_OBJECT.ok_or_else(no_object)?;
     crate::privileges::check()?;
-    let kbtf = btf::Btf::from_sys_fs().context("reading kernel BTF (needs CONFIG_DEBUG_INFO_BTF)")?;
+    let kbtf = btf::Btf::from_sys_fs().with_context(|| {
+        format!(
+            "reading kernel BTF: record needs Linux {} or later built with CONFIG_DEBUG_INFO_BTF",
+            requirements::MIN_KERNEL
+        )
+    })?;
+    requirements::Features::of(&kbtf).check(&host::kernel_release())?;
     let offsets = offsets::resolve(&kbtf)?;
     let aya_btf = aya::Btf::from_sys_fs().context("reading kernel BTF")?;
     let mut ebpf = EbpfLoader::new()
@@ -919,6 +931,7 @@ fn load_and_attach(
     let cgroup = probes::cgroup2_mount(&mounts);
     let env = probes::AttachEnv {
         btf: &aya_btf,
+        kbtf: &kbtf,
         cgroup: cgroup.as_deref(),
         disabled,
     };
@@ -1031,6 +1044,13 @@ pub fn run(cfg: Config) -> Result<()> {
     let clock = host::clock_anchor();
     startup.stage("loading the eBPF programs")?;
     let (mut ebpf, statuses) = load_and_attach(&bpf_cfg, &extra_filters(f), cfg.ring_size, &cfg.disabled)?;
+    // Every inference and most attribution build on state_change: without
+    // it (unless the user turned it off) the kernel is below the minimum.
+    if let Some(s) = statuses.iter().find(|s| s.kind == "state_change" && !s.used) {
+        if !cfg.disabled.contains(&s.probe) {
+            return Err(requirements::state_change_failed(&host::kernel_release(), &s.detail));
+        }
+    }
     // Events can be lost from now on: the first interval starts here.
     let mut lost_tracker = LostTracker::new();
     let attached = statuses.iter().filter(|s| s.used).count();

@@ -3,8 +3,43 @@
 
 use std::collections::BTreeMap;
 
-/// Prefixes of the functions that run a tracepoint's BPF program.
-const TRACING_FRAMES: [&str; 4] = ["bpf_prog_", "bpf_trace_run", "__bpf_trace_", "__traceiter_"];
+/// Prefixes of the functions that run a BPF program on an event: the
+/// program itself, tracepoint glue (tp_btf), fentry/fexit trampolines and
+/// the kprobe/kretprobe/ftrace handlers. They are the top of every captured
+/// stack and say nothing about the event.
+const TRACING_FRAMES: &[&str] = &[
+    "bpf_prog_",
+    "bpf_trace_run",
+    "__bpf_trace_",
+    "__traceiter_",
+    "bpf_trampoline_",
+    "trace_call_bpf",
+    "kprobe_perf_func",
+    "kretprobe_perf_func",
+    "kprobe_dispatcher",
+    "kretprobe_dispatcher",
+    "kprobe_ftrace_handler",
+    "aggr_pre_handler",
+    "pre_handler_kretprobe",
+    "opt_pre_handler",
+    "optimized_callback",
+    "kprobe_int3_handler",
+    "exc_int3",
+    "asm_exc_int3",
+    "__kretprobe_trampoline",
+    "kretprobe_trampoline",
+    "trampoline_handler",
+    "arch_rethook_trampoline",
+    "rethook_trampoline_handler",
+    "ftrace_trampoline",
+    "ftrace_regs_call",
+    "ftrace_call",
+    "fprobe_handler",
+];
+
+fn is_tracing_frame(f: &str) -> bool {
+    TRACING_FRAMES.iter().any(|p| f.starts_with(p))
+}
 
 pub struct Symbolizer {
     /// start address → name; empty when the kernel hides addresses.
@@ -47,10 +82,19 @@ impl Symbolizer {
     /// Symbolizes a captured stack, dropping the leading frames that belong to
     /// the tracing machinery itself (the BPF program, `bpf_trace_run*`), which
     /// say nothing about the event and carry a per-build program tag.
+    ///
+    /// An unnamed frame right below them is dropped too: a dynamically
+    /// allocated ftrace or BPF trampoline that some kernels leave out of
+    /// kallsyms.
     pub fn stack(&self, ips: impl IntoIterator<Item = u64>) -> Vec<String> {
+        let mut after_tracing = false;
         ips.into_iter()
             .map(|ip| self.symbolize(ip))
-            .skip_while(|f| TRACING_FRAMES.iter().any(|p| f.starts_with(p)))
+            .skip_while(|f| {
+                let skip = is_tracing_frame(f) || (after_tracing && f == "[unknown]");
+                after_tracing = is_tracing_frame(f);
+                skip
+            })
             .collect()
     }
 
@@ -88,5 +132,37 @@ mod tests {
             0xffffffff81003000,
         ]);
         assert_eq!(frames, vec!["tcp_set_state+0x4", "bpf_trace_run1+0x0"]);
+    }
+
+    #[test]
+    fn drops_fentry_and_kprobe_machinery() {
+        let s = Symbolizer::from_kallsyms(
+            "ffffffff80000000 T _stext\nffffffff81000000 t bpf_prog_0123456789abcdef_fentry_tcp_fin\nffffffff81001000 t bpf_trampoline_6442512345\nffffffff81002000 T tcp_fin\nffffffff81003000 T trace_call_bpf\nffffffff81003800 T kprobe_perf_func\nffffffff81004000 T kprobe_ftrace_handler\nffffffff81005000 T tcp_data_queue\n",
+        );
+        // fentry: program, trampoline, then the traced function.
+        assert_eq!(
+            s.stack([
+                0xffffffff81000010,
+                0xffffffff81001040,
+                0xffffffff81002005,
+                0xffffffff81005010
+            ]),
+            vec!["tcp_fin+0x5", "tcp_data_queue+0x10"]
+        );
+        // kprobe through ftrace: handlers, an unnamed ftrace trampoline
+        // (below the first symbol: unknown), then the probed function.
+        assert_eq!(
+            s.stack([
+                0xffffffff81000010,
+                0xffffffff81003004,
+                0xffffffff81003810,
+                0xffffffff81004020,
+                0x10,
+                0xffffffff81002001,
+            ]),
+            vec!["tcp_fin+0x1"]
+        );
+        // An unknown frame that does not follow tracing frames stays.
+        assert_eq!(s.stack([0x10, 0xffffffff81002001]), vec!["[unknown]", "tcp_fin+0x1"]);
     }
 }

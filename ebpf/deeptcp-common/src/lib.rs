@@ -51,6 +51,10 @@ pub mod probe {
     pub const KRETPROBE_INET_CSK_ACCEPT: u8 = 18;
     pub const KPROBE_TCP_SEND_LOSS_PROBE: u8 = 19;
     pub const FENTRY_TCP_SEND_LOSS_PROBE: u8 = 20;
+    pub const FENTRY_TCP_V4_SEND_RESET: u8 = 21;
+    pub const FENTRY_TCP_V6_SEND_RESET: u8 = 22;
+    pub const KPROBE_TCP_V4_SEND_RESET: u8 = 23;
+    pub const KPROBE_TCP_V6_SEND_RESET: u8 = 24;
 }
 
 /// How a record's pid/tid/comm were attributed ([`WireEvent::attribution`]).
@@ -355,8 +359,9 @@ impl Config {
     };
 }
 
-/// An address filter: `addr & mask == net` within one family.
-#[repr(C)]
+/// An address filter: `addr & mask == net` within one family. 8-aligned:
+/// the eBPF side compares `net` and `mask` a word at a time.
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AddrMatch {
     /// Network address, IPv4 in the first four bytes (host bits zero).
@@ -367,7 +372,7 @@ pub struct AddrMatch {
     pub _pad: [u8; 6],
 }
 
-const _: () = assert!(core::mem::size_of::<AddrMatch>() == 40);
+const _: () = assert!(core::mem::size_of::<AddrMatch>() == 40 && core::mem::align_of::<AddrMatch>() == 8);
 
 /// Filters beyond [`Config`]'s, in their own read-only global so that the
 /// common case (none) costs one flag test.

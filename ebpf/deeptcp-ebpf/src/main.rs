@@ -51,6 +51,8 @@ use deeptcp_common::{
 
 /// `BPF_RB_AVAIL_DATA` for `bpf_ringbuf_query`.
 const BPF_RB_AVAIL_DATA: u64 = 0;
+/// `BPF_NOEXIST` for map updates: insert only.
+const BPF_NOEXIST: u64 = 1;
 const IPPROTO_TCP: u16 = 6;
 const TCP_FLAG_SYN: u8 = 0x02;
 const TCP_FLAG_RST: u8 = 0x04;
@@ -83,7 +85,7 @@ static FILTER_SADDR: Global<AddrMatch> = Global::new(ExtraFilters::ANY.saddr);
 #[no_mangle]
 static FILTER_DADDR: Global<AddrMatch> = Global::new(ExtraFilters::ANY.daddr);
 #[no_mangle]
-static FILTER_COMM: Global<[u8; 16]> = Global::new([0; 16]);
+static FILTER_COMM: Global<[u64; 2]> = Global::new([0; 2]);
 #[no_mangle]
 static FILTER_HAS_COMM: Global<u32> = Global::new(0);
 #[no_mangle]
@@ -104,6 +106,11 @@ static OWNERS: LruHashMap<u64, Owner> = LruHashMap::with_max_entries(65536, 0);
 /// (netns, port) of a listening socket → its owner, inherited by accepted sockets.
 #[map]
 static LISTENERS: LruHashMap<ListenKey, Owner> = LruHashMap::with_max_entries(8192, 0);
+/// Kernels before 6.15 announce a listener's child (LISTEN -> SYN_RECV)
+/// before giving it its cookie and addresses; that row waits here, keyed by
+/// the child's `sk` pointer, until its next transition fills them in.
+#[map]
+static PENDING_CHILDREN: LruHashMap<u64, WireEvent> = LruHashMap::with_max_entries(8192, 0);
 /// Connections that existed before recording started → owner (start-up snapshot).
 #[map]
 static TUPLE_OWNERS: LruHashMap<TupleKey, Owner> = LruHashMap::with_max_entries(65536, 0);
@@ -399,42 +406,77 @@ fn wanted(cfg: &Config, ev: &WireEvent) -> bool {
         && (cfg.extra_filters == 0 || extra_wanted(ev))
 }
 
+/// The two words of a 16-byte, 8-aligned field at `p`.
+///
+/// Word loads, not byte loads: comparing `[u8; 16]`s bytewise makes LLVM
+/// spill the bytes, and that stack (296 bytes once) added to a caller's
+/// exceeded the 512 bytes kernels before 6.14 allow for a call chain.
 #[inline(always)]
-fn is_v4_mapped(a: &[u8; 16]) -> bool {
-    a[..10].iter().all(|b| *b == 0) && a[10] == 0xff && a[11] == 0xff
+fn words(p: *const [u8; 16]) -> (u64, u64) {
+    let w = p.cast::<u64>();
+    // SAFETY: callers pass 16-byte fields at 8-aligned offsets of 8-aligned
+    // structs (`AddrMatch`, `WireEvent`) or of `.rodata` globals declared as
+    // `[u64; 2]`; both words lie inside the field.
+    unsafe { (core::ptr::read_volatile(w), core::ptr::read_volatile(w.add(1))) }
 }
 
-/// `a` (of a socket of `family`) is in the network `m`; IPv4 networks also
-/// match IPv4-mapped addresses of IPv6 sockets, as in the file.
+/// Bytes 8..12 of an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) as the
+/// low half of the second word.
+const V4_MAPPED_MARK: u32 = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
+
+/// `a` (of a socket of `family`) is in the network `*m` (a `.rodata`
+/// global, read in place); IPv4 networks also match IPv4-mapped addresses
+/// of IPv6 sockets, as in the file.
 #[inline(always)]
-fn addr_ok(m: &AddrMatch, family: u16, a: &[u8; 16]) -> bool {
-    if m.family == 0 {
+fn addr_ok(m: *const AddrMatch, family: u16, a: &[u8; 16]) -> bool {
+    // SAFETY: `m` points at an `AddrMatch` global; its fields are read in
+    // place, volatile like `Global::load`.
+    let (want, (n0, n1), (k0, k1)) = unsafe {
+        (
+            core::ptr::read_volatile(core::ptr::addr_of!((*m).family)),
+            words(core::ptr::addr_of!((*m).net)),
+            words(core::ptr::addr_of!((*m).mask)),
+        )
+    };
+    if want == 0 {
         return true;
     }
-    if m.family == AF_INET {
-        let off = if family == AF_INET {
-            0
-        } else if family == AF_INET6 && is_v4_mapped(a) {
-            12
+    let (a0, a1) = words(a);
+    let mapped = a0 == 0 && a1 as u32 == V4_MAPPED_MARK;
+    if want == AF_INET {
+        let v4 = if family == AF_INET {
+            a0 as u32
+        } else if family == AF_INET6 && mapped {
+            (a1 >> 32) as u32
         } else {
             return false;
         };
-        (0..4).all(|i| a[off + i] & m.mask[i] == m.net[i])
+        v4 & k0 as u32 == n0 as u32
     } else {
-        family == AF_INET6 && !is_v4_mapped(a) && (0..16).all(|i| a[i] & m.mask[i] == m.net[i])
+        family == AF_INET6 && !mapped && a0 & k0 == n0 && a1 & k1 == n1
     }
 }
 
+/// A `.rodata` filter global as a pointer to its value, for in-place reads.
+macro_rules! global_ptr {
+    ($g:ident, $ty:ty) => {
+        (&$g as *const Global<$ty>).cast::<$ty>()
+    };
+}
+
+/// `--kind`, `--comm` and address filters. Reads every global in place,
+/// so this function needs (almost) no stack of its own.
 #[inline(never)]
 fn extra_wanted(ev: &WireEvent) -> bool {
     let kinds = FILTER_KINDS.load();
     if kinds != 0 && kinds & (1u32 << (ev.kind & 31)) == 0 {
         return false;
     }
-    if FILTER_HAS_COMM.load() != 0 && FILTER_COMM.load() != ev.comm {
+    if FILTER_HAS_COMM.load() != 0 && words(global_ptr!(FILTER_COMM, [u64; 2]).cast()) != words(&ev.comm) {
         return false;
     }
-    addr_ok(&FILTER_SADDR.load(), ev.family, &ev.saddr) && addr_ok(&FILTER_DADDR.load(), ev.family, &ev.daddr)
+    addr_ok(global_ptr!(FILTER_SADDR, AddrMatch), ev.family, &ev.saddr)
+        && addr_ok(global_ptr!(FILTER_DADDR, AddrMatch), ev.family, &ev.daddr)
 }
 
 /// Applies the filters, stamps the time and submits a copy of `ev`.
@@ -444,8 +486,10 @@ fn submit(ev: &mut WireEvent, stack_id: i32) -> Result<(), i32> {
     if !wanted(&cfg, ev) {
         return Ok(());
     }
-    // SAFETY: helper without memory arguments.
-    ev.ts_ns = unsafe { bpf_ktime_get_ns() };
+    if ev.ts_ns == 0 {
+        // SAFETY: helper without memory arguments.
+        ev.ts_ns = unsafe { bpf_ktime_get_ns() };
+    }
     ev.stack_id = stack_id;
     let Some(mut entry) = EVENTS.reserve::<WireEvent>(0) else {
         count_lost();
@@ -558,11 +602,28 @@ fn try_set_state(ctx: &BtfTracePointContext) -> Result<(), i32> {
     if old == LISTEN && new == SYN_RECV {
         // A child of a listener: inherit the listener's owner.
         // SAFETY: the map value is copied out at once.
-        if let Some(l) = unsafe { LISTENERS.get(&listen_key) } {
-            let mut inherited = *l;
-            inherited.attribution = attribution::LISTENER;
-            let _ = OWNERS.insert(&ev.cookie, &inherited, 0);
+        let listener = unsafe { LISTENERS.get(&listen_key) }.copied();
+        if ev.dport == 0 {
+            // No peer port: before 6.15 inet_csk_clone_lock() sets SYN_RECV
+            // before it copies the cookie and the 4-tuple into the child, so
+            // the fields read are still the listener's. Hold the row until
+            // the child's next transition (see `flush_pending_child`).
+            if let Some(l) = listener {
+                apply_owner(&mut ev, &l, attribution::LISTENER);
+            }
+            // SAFETY: helper without memory arguments.
+            ev.ts_ns = unsafe { bpf_ktime_get_ns() };
+            ev.stack_id = stack_of(ctx);
+            let _ = PENDING_CHILDREN.insert(&(sk as u64), &ev, 0);
+            return Ok(());
         }
+        if let Some(mut inherited) = listener {
+            inherited.attribution = attribution::LISTENER;
+            // Never replaces an owner the socket already has.
+            let _ = OWNERS.insert(&ev.cookie, &inherited, BPF_NOEXIST);
+        }
+    } else if old == SYN_RECV {
+        flush_pending_child(sk as u64, &ev);
     }
     attribute(&mut ev, in_owner_context(old, new));
     if new == LISTEN {
@@ -576,6 +637,40 @@ fn try_set_state(ctx: &BtfTracePointContext) -> Result<(), i32> {
         ev.flags |= flags::SK_ERR_SET;
     }
     submit(&mut ev, stack_of(ctx))
+}
+
+/// Submits the held LISTEN -> SYN_RECV row of the child socket `sk`, if
+/// any, with the cookie and addresses it has now (`cur`, its next
+/// transition), and makes the listener's owner the child's.
+#[inline(always)]
+fn flush_pending_child(sk: u64, cur: &WireEvent) {
+    let Some(p) = PENDING_CHILDREN.get_ptr_mut(&sk) else {
+        return;
+    };
+    // SAFETY: `p` points at the map's value for `sk`, valid for this run
+    // of the program; it is removed right after use.
+    let held = unsafe { &mut *p };
+    held.cookie = cur.cookie;
+    held.family = cur.family;
+    held.saddr = cur.saddr;
+    held.daddr = cur.daddr;
+    held.sport = cur.sport;
+    held.dport = cur.dport;
+    held.netns = cur.netns;
+    if held.attribution != attribution::UNKNOWN && cur.cookie != 0 {
+        let owner = Owner {
+            netns: held.netns,
+            pid_tgid: held.pid_tgid,
+            cgroup_id: held.cgroup_id,
+            comm: held.comm,
+            attribution: held.attribution,
+            _pad: [0; 3],
+        };
+        let _ = OWNERS.insert(&cur.cookie, &owner, BPF_NOEXIST);
+    }
+    let stack_id = held.stack_id;
+    let _ = submit(held, stack_id);
+    let _ = PENDING_CHILDREN.remove(&sk);
 }
 
 fn try_error_report(ctx: &BtfTracePointContext) -> Result<(), i32> {
@@ -647,14 +742,14 @@ fn zero_window_recv<M: Mem, C: StackIdContext>(ctx: &C, sk: *const u8, skb: *con
 /// send and receive): only a socket whose remembered owner is another
 /// thread costs more than a lookup.
 #[inline(always)]
-fn refresh_owner(sk: *const u8) -> Result<(), i32> {
+fn refresh_owner<M: Mem>(sk: *const u8) -> Result<(), i32> {
     if sk.is_null() {
         return Err(-1);
     }
-    if !is_tcp::<Btf>(sk) {
+    if !is_tcp::<M>(sk) {
         return Ok(());
     }
-    let cookie: u64 = Btf::get(sk, off!(skc_cookie));
+    let cookie: u64 = M::get(sk, off!(skc_cookie));
     if cookie == 0 {
         return Ok(());
     }
@@ -663,8 +758,33 @@ fn refresh_owner(sk: *const u8) -> Result<(), i32> {
     if unsafe { OWNERS.get(&cookie) }.is_some_and(|owner| owner.pid_tgid == me) {
         return Ok(());
     }
-    set_owner(cookie, &current_owner(netns_of::<Btf>(sk)));
+    set_owner(cookie, &current_owner(netns_of::<M>(sk)));
     Ok(())
+}
+
+/// An RST sent by `tcp_v4_send_reset`/`tcp_v6_send_reset` for a segment
+/// without a full socket (none, time-wait or request socket): kernels
+/// before 6.10 fire `tcp_send_reset` only for full sockets, which this
+/// leaves to the tracepoint.
+#[inline(always)]
+fn reset_without_full_sock<M: Mem, C: StackIdContext>(
+    ctx: &C,
+    sk: *const u8,
+    skb: *const u8,
+    probe: u8,
+) -> Result<(), i32> {
+    let mut ev = new_event(kind::RESET_SENT, probe);
+    if sk.is_null() {
+        fill_from_skb(&mut ev, skb)?;
+    } else {
+        let state: u8 = M::get(sk, off!(skc_state));
+        if state != tcp_state::TIME_WAIT && state != tcp_state::NEW_SYN_RECV {
+            return Ok(());
+        }
+        fill_from_sock::<M>(&mut ev, sk);
+    }
+    attribute(&mut ev, false);
+    submit(&mut ev, stack_of(ctx))
 }
 
 // ---- tracepoints (tp_btf): the first rung of every ladder that has one ----
@@ -726,13 +846,13 @@ pub fn tcp_probe(ctx: BtfTracePointContext) -> i32 {
 
 #[btf_tracepoint(function = "sock_send_length")]
 pub fn sock_send_length(ctx: BtfTracePointContext) -> i32 {
-    let _ = refresh_owner(ctx.arg(0));
+    let _ = refresh_owner::<Btf>(ctx.arg(0));
     0
 }
 
 #[btf_tracepoint(function = "sock_recv_length")]
 pub fn sock_recv_length(ctx: BtfTracePointContext) -> i32 {
-    let _ = refresh_owner(ctx.arg(0));
+    let _ = refresh_owner::<Btf>(ctx.arg(0));
     0
 }
 
@@ -759,6 +879,30 @@ pub fn fentry_tcp_send_loss_probe(ctx: FEntryContext) -> i32 {
         probe::FENTRY_TCP_SEND_LOSS_PROBE,
         false,
     );
+    0
+}
+
+#[fentry(function = "tcp_sendmsg")]
+pub fn fentry_tcp_sendmsg(ctx: FEntryContext) -> i32 {
+    let _ = refresh_owner::<Btf>(ctx.arg(0));
+    0
+}
+
+#[fentry(function = "tcp_recvmsg")]
+pub fn fentry_tcp_recvmsg(ctx: FEntryContext) -> i32 {
+    let _ = refresh_owner::<Btf>(ctx.arg(0));
+    0
+}
+
+#[fentry(function = "tcp_v4_send_reset")]
+pub fn fentry_tcp_v4_send_reset(ctx: FEntryContext) -> i32 {
+    let _ = reset_without_full_sock::<Btf, _>(&ctx, ctx.arg(0), ctx.arg(1), probe::FENTRY_TCP_V4_SEND_RESET);
+    0
+}
+
+#[fentry(function = "tcp_v6_send_reset")]
+pub fn fentry_tcp_v6_send_reset(ctx: FEntryContext) -> i32 {
+    let _ = reset_without_full_sock::<Btf, _>(&ctx, ctx.arg(0), ctx.arg(1), probe::FENTRY_TCP_V6_SEND_RESET);
     0
 }
 
@@ -818,6 +962,34 @@ pub fn kprobe_tcp_ack(ctx: ProbeContext) -> u32 {
 pub fn kprobe_tcp_send_loss_probe(ctx: ProbeContext) -> u32 {
     let sk = ctx.arg(0).unwrap_or(core::ptr::null());
     let _ = sock_event::<Probe, _>(&ctx, sk, kind::LOSS_PROBE, probe::KPROBE_TCP_SEND_LOSS_PROBE, false);
+    0
+}
+
+#[kprobe(function = "tcp_sendmsg")]
+pub fn kprobe_tcp_sendmsg(ctx: ProbeContext) -> u32 {
+    let _ = refresh_owner::<Probe>(ctx.arg(0).unwrap_or(core::ptr::null()));
+    0
+}
+
+#[kprobe(function = "tcp_recvmsg")]
+pub fn kprobe_tcp_recvmsg(ctx: ProbeContext) -> u32 {
+    let _ = refresh_owner::<Probe>(ctx.arg(0).unwrap_or(core::ptr::null()));
+    0
+}
+
+#[kprobe(function = "tcp_v4_send_reset")]
+pub fn kprobe_tcp_v4_send_reset(ctx: ProbeContext) -> u32 {
+    let sk = ctx.arg(0).unwrap_or(core::ptr::null());
+    let skb = ctx.arg(1).unwrap_or(core::ptr::null());
+    let _ = reset_without_full_sock::<Probe, _>(&ctx, sk, skb, probe::KPROBE_TCP_V4_SEND_RESET);
+    0
+}
+
+#[kprobe(function = "tcp_v6_send_reset")]
+pub fn kprobe_tcp_v6_send_reset(ctx: ProbeContext) -> u32 {
+    let sk = ctx.arg(0).unwrap_or(core::ptr::null());
+    let skb = ctx.arg(1).unwrap_or(core::ptr::null());
+    let _ = reset_without_full_sock::<Probe, _>(&ctx, sk, skb, probe::KPROBE_TCP_V6_SEND_RESET);
     0
 }
 
