@@ -1,6 +1,6 @@
 //! A static check of the eBPF object, run by `cargo test`: the stack of
 //! every program's deepest chain of BPF-to-BPF calls stays within the 512
-//! bytes that kernels before 6.14 allow (6.14+ give tracing programs a
+//! bytes that kernels before 6.13 allow (6.13+ give x86-64 tracing programs a
 //! private stack per subprogram, so this machine's verifier would not catch
 //! an overflow that fails every program on Debian's 6.1 and 6.12).
 //!
@@ -142,7 +142,7 @@ fn budgets(elf: &[u8]) -> Vec<(String, u32, Vec<String>)> {
 }
 
 #[test]
-fn every_program_fits_the_pre_6_14_stack_limit() {
+fn every_program_fits_the_pre_6_13_stack_limit() {
     let Some(elf) = crate::session::ebpf_object() else {
         eprintln!("skipped: record was built without the eBPF object (no BPF toolchain)");
         return;

@@ -60,6 +60,19 @@ fn fin_connect_accept_and_owner_attribution() {
         "accepted socket belongs to the server (probe {})",
         e.probe
     );
+    // The child's first row (LISTEN -> SYN_RECV) is the child's: its tuple
+    // and cookie, not the listener's (kernels before 6.15 announce it
+    // before copying them; record holds it until they are set).
+    let accepted_cookie = e.cookie;
+    let child = find(&ev, "the child's LISTEN -> SYN_RECV", |e| {
+        transition(e, TcpState::Listen, TcpState::SynRecv) && e.sport == t.port4 && e.dport == cp
+    });
+    assert_eq!(
+        (child.cookie, child.pid),
+        (accepted_cookie, t.server_pid),
+        "{}",
+        dump(std::slice::from_ref(child))
+    );
     // FIN both directions, each on the right socket and owner.
     let e = find(&ev, "client sends FIN", |e| {
         e.kind == EventKind::FinSent && e.sport == cp

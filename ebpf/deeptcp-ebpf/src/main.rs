@@ -410,7 +410,7 @@ fn wanted(cfg: &Config, ev: &WireEvent) -> bool {
 ///
 /// Word loads, not byte loads: comparing `[u8; 16]`s bytewise makes LLVM
 /// spill the bytes, and that stack (296 bytes once) added to a caller's
-/// exceeded the 512 bytes kernels before 6.14 allow for a call chain.
+/// exceeded the 512 bytes kernels before 6.13 allow for a call chain.
 #[inline(always)]
 fn words(p: *const [u8; 16]) -> (u64, u64) {
     let w = p.cast::<u64>();
