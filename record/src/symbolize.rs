@@ -37,6 +37,11 @@ const TRACING_FRAMES: &[&str] = &[
     "fprobe_handler",
 ];
 
+/// The function name of a `symbol+0xoff` frame.
+fn symbol_of(frame: &str) -> &str {
+    frame.split_once("+0x").map_or(frame, |(sym, _)| sym)
+}
+
 fn is_tracing_frame(f: &str) -> bool {
     TRACING_FRAMES.iter().any(|p| f.starts_with(p))
 }
@@ -86,16 +91,31 @@ impl Symbolizer {
     /// An unnamed frame right below them is dropped too: a dynamically
     /// allocated ftrace or BPF trampoline that some kernels leave out of
     /// kallsyms.
+    ///
+    /// Deeper in the stack, a function wrapped by an fentry/fexit program
+    /// shows as `f+0x..`, `bpf_trampoline_N+0x..`, `f+0x5` (the trampoline
+    /// runs the body on its own frame, called from `f`'s patched entry):
+    /// that is one call of `f`, kept as its first frame only.
     pub fn stack(&self, ips: impl IntoIterator<Item = u64>) -> Vec<String> {
         let mut after_tracing = false;
-        ips.into_iter()
-            .map(|ip| self.symbolize(ip))
-            .skip_while(|f| {
-                let skip = is_tracing_frame(f) || (after_tracing && f == "[unknown]");
-                after_tracing = is_tracing_frame(f);
-                skip
-            })
-            .collect()
+        let frames = ips.into_iter().map(|ip| self.symbolize(ip)).skip_while(|f| {
+            let skip = is_tracing_frame(f) || (after_tracing && f == "[unknown]");
+            after_tracing = is_tracing_frame(f);
+            skip
+        });
+        let mut out: Vec<String> = Vec::new();
+        let mut drop_entry_of: Option<String> = None;
+        for f in frames {
+            if f.starts_with("bpf_trampoline_") {
+                drop_entry_of = out.last().map(|prev| symbol_of(prev).to_owned());
+                continue;
+            }
+            if drop_entry_of.take().is_some_and(|wrapped| symbol_of(&f) == wrapped) {
+                continue;
+            }
+            out.push(f);
+        }
+        out
     }
 
     pub fn is_empty(&self) -> bool {
@@ -161,6 +181,19 @@ mod tests {
                 0xffffffff81002001,
             ]),
             vec!["tcp_fin+0x1"]
+        );
+        // Deeper, a function wrapped by a trampoline is one frame.
+        assert_eq!(
+            s.stack([
+                0xffffffff81000010,
+                0xffffffff81001040,
+                0xffffffff81002005,
+                0xffffffff81005ac1,
+                0xffffffff8100104e,
+                0xffffffff81005005,
+                0xffffffff81002100,
+            ]),
+            vec!["tcp_fin+0x5", "tcp_data_queue+0xac1", "tcp_fin+0x100"]
         );
         // An unknown frame that does not follow tracing frames stays.
         assert_eq!(s.stack([0x10, 0xffffffff81002001]), vec!["[unknown]", "tcp_fin+0x1"]);

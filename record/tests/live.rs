@@ -280,7 +280,29 @@ fn kernel_stacks_are_symbolized_into_the_sidecar() {
             );
             assert!(u64::from_str_radix(off, 16).is_ok(), "frame {f:?}");
         }
-        assert!(!frames[0].starts_with("bpf_"), "tracing frames stripped: {frames:?}");
+        let machinery = [
+            "bpf_",
+            "trace_call_bpf",
+            "kprobe_",
+            "kretprobe_",
+            "__traceiter_",
+            "ftrace_",
+            "[unknown]",
+        ];
+        assert!(
+            !frames.iter().any(|f| machinery.iter().any(|m| f.starts_with(m))),
+            "tracing frames stripped ({}): {frames:?}",
+            e.probe
+        );
+        // A function-entry rung's stack starts in the function it hooks
+        // (the trampoline or kprobe handler above it is gone).
+        if let Some(func) = e
+            .probe
+            .strip_prefix("fentry:")
+            .or_else(|| e.probe.strip_prefix("kprobe:"))
+        {
+            assert!(frames[0].starts_with(&format!("{func}+")), "{}: {frames:?}", e.probe);
+        }
     }
     let connect = find(&ev, "connect", |e| transition(e, TcpState::Close, TcpState::SynSent));
     let frames = &stacks[&connect.stack_id.unwrap()];
