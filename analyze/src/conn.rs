@@ -30,8 +30,8 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::net::IpAddr;
 
-use crate::errno;
 use crate::owner::{rank, FastMap, Owner};
+use deeptcp_view::errno;
 
 /// How long a socket that reached CLOSE waits for its `destroy_sock` (ns of
 /// recording time) before it is considered finished anyway.

@@ -11,7 +11,6 @@
 mod app;
 mod cli;
 mod conn;
-mod errno;
 mod inputs;
 mod order;
 mod owner;

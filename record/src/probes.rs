@@ -537,6 +537,12 @@ mod tests {
             "the BPF_PROG_LOAD syscall returned Operation not permitted (os error 1)"
         );
         assert_eq!(summarize_error(""), "unknown error");
+        // 6.1's answer to programs whose call chain needs over 512 bytes.
+        let log = "the BPF_PROG_LOAD syscall returned Permission denied (os error 13). Verifier output: func#0 @0\nfunc#1 @559\n0: R1=ctx() R10=fp0\ncombined stack size of 2 calls is 640. Too large\nverification time 1771 usec\nstack depth 312+296\nprocessed 2389 insns (limit 1000000)\n";
+        assert_eq!(
+            summarize_error(log),
+            "the BPF_PROG_LOAD syscall returned Permission denied (os error 13); verifier: combined stack size of 2 calls is 640. Too large"
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@ use std::net::{IpAddr, SocketAddr};
 use deeptcp_format::{Event, EventKind};
 
 use crate::errno;
-use crate::render::{delta_ns, push_sanitized, push_seconds_6, push_u64};
+use crate::text::{delta_ns, push_sanitized, push_seconds_6, push_u64};
 
 /// Width of the optional `TIME(s)` column.
 pub const TIME_WIDTH: usize = 12;
