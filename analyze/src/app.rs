@@ -25,7 +25,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use deeptcp_format::{read_stacks, stacks_path, Event, Filter, MonoWindow, ReadOptions, RecordingReader};
 
-use crate::cli::{Config, ConnOptions, Mode, SortKey, TableOptions};
+use crate::cli::{Config, ConnOptions, Mode, SortKey, TableOptions, TimeMode};
 use crate::conn::{Conn, Match, Tracker};
 use crate::inputs;
 use crate::order::{Limits, Plan};
@@ -33,7 +33,7 @@ use crate::render::conn::ConnTable;
 use crate::render::info::{self, Summary};
 use crate::render::json::{self, ConnJson, EventJson};
 use crate::render::sanitized;
-use crate::render::table::{Stacks, TableRenderer};
+use crate::render::table::{Stacks, TableOptions as ViewOptions, TableRenderer, TimeColumn};
 use crate::source::{self, Prep, Source, READING};
 
 /// Writing the program's output failed (e.g. `EPIPE` when piped into `head`).
@@ -254,7 +254,19 @@ fn events(
 
     match table {
         Some(opts) => {
-            let mut r = TableRenderer::new(&mut *out, opts.timestamps, layout.origin_ns, layout.host_width);
+            let time = match opts.time {
+                TimeMode::None => TimeColumn::None,
+                TimeMode::Wall => TimeColumn::Wall,
+                TimeMode::Seconds => TimeColumn::Seconds {
+                    origin_ns: layout.origin_ns,
+                },
+            };
+            let view = ViewOptions {
+                time,
+                host_width: layout.host_width,
+                netns: opts.netns,
+            };
+            let mut r = TableRenderer::new(&mut *out, view);
             r.header().map_err(output)?;
             source::merge(streams, skipped(warn), |i, ts, ev| {
                 let s = &sources[i as usize];

@@ -82,17 +82,22 @@ pub struct Args {
     #[arg(value_name = "INPUT", required = true)]
     pub inputs: Vec<PathBuf>,
 
-    /// Print a first column TIME(s): seconds since the recording started
-    /// (the earliest start, with several recordings).
-    #[arg(short = 't', long = "timestamp")]
+    /// Print a first column TIME: the local wall-clock time of each event,
+    /// HH:MM:SS.mmm, as deeptcptracer -t did (TZ selects the zone).
+    #[arg(short = 't', long = "timestamp", conflicts_with = "seconds")]
     pub timestamp: bool,
+
+    /// Print a first column TIME(s): seconds since the recording started
+    /// (the earliest start, with several recordings), as bcc's tools -t.
+    #[arg(long = "seconds")]
+    pub seconds: bool,
 
     /// Print the kernel stack of each event under it (needs a recording made with `record -K`).
     #[arg(short = 'K', long = "kstack")]
     pub kstack: bool,
 
     /// Print the recordings' metadata and per-kind event counts instead of the events.
-    #[arg(long = "info", conflicts_with_all = ["timestamp", "kstack", "conn", "json"])]
+    #[arg(long = "info", conflicts_with_all = ["timestamp", "seconds", "kstack", "conn", "json"])]
     pub info: bool,
 
     /// Make recordings whose recorder was killed (or ran out of disk) complete
@@ -100,7 +105,7 @@ pub struct Args {
     /// footer, losing at most the last flush interval. Stacks sidecars too.
     /// Takes the same INPUTs as the other modes (a rotated recording by its
     /// name, directories, globs).
-    #[arg(long = "repair", conflicts_with_all = ["timestamp", "kstack", "conn", "json", "info"])]
+    #[arg(long = "repair", conflicts_with_all = ["timestamp", "seconds", "kstack", "conn", "json", "info"])]
     pub repair: bool,
 
     /// Leave out a row group whose pages fail their checksums (or do not
@@ -112,12 +117,12 @@ pub struct Args {
     /// One entry per connection (socket): owner, addresses, start, end,
     /// duration, state path, retransmits/RSTs/zero windows/errors, bytes,
     /// smoothed RTT and why it closed.
-    #[arg(long = "conn", conflicts_with_all = ["timestamp", "kstack"])]
+    #[arg(long = "conn", conflicts_with_all = ["timestamp", "seconds", "kstack"])]
     pub conn: bool,
 
     /// JSON lines: one object per event, or per connection with --conn
     /// (field names are the Parquet column names; see analyze/JSON.md).
-    #[arg(long = "json", conflicts_with_all = ["timestamp", "kstack"])]
+    #[arg(long = "json", conflicts_with_all = ["timestamp", "seconds", "kstack"])]
     pub json: bool,
 
     /// Order connections (--conn): longest first, most retransmits first, or by start.
@@ -247,13 +252,25 @@ pub enum Mode {
     Repair,
 }
 
+/// The table's optional time column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TimeMode {
+    #[default]
+    None,
+    /// `-t`: local wall-clock `TIME`, as the seed.
+    Wall,
+    /// `--seconds`: `TIME(s)` since the recording started.
+    Seconds,
+}
+
 /// Options of the classic table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TableOptions {
-    /// Leading `TIME(s)` column.
-    pub timestamps: bool,
+    pub time: TimeMode,
     /// Kernel stacks under each event.
     pub kstack: bool,
+    /// The seed's NETNS column (shown with `-N`, as the seed did).
+    pub netns: bool,
 }
 
 /// Options of `--conn`.
@@ -304,16 +321,18 @@ impl Config {
         }
         // clap's conflicts_with already rejects these; kept so the rules do not
         // depend on the attributes staying in place.
-        if args.info && (args.timestamp || args.kstack || args.conn || args.json) {
+        if args.info && (args.timestamp || args.seconds || args.kstack || args.conn || args.json) {
             return Err(usage_error(
                 ErrorKind::ArgumentConflict,
-                "--info prints metadata only and cannot be combined with -t, -K, --conn or --json".to_string(),
+                "--info prints metadata only and cannot be combined with -t, --seconds, -K, --conn or --json"
+                    .to_string(),
             ));
         }
-        if (args.conn || args.json) && (args.timestamp || args.kstack) {
+        if (args.conn || args.json) && (args.timestamp || args.seconds || args.kstack) {
             return Err(usage_error(
                 ErrorKind::ArgumentConflict,
-                "-t and -K belong to the event table; --conn and --json have their own time fields".to_string(),
+                "-t, --seconds and -K belong to the event table; --conn and --json have their own time fields"
+                    .to_string(),
             ));
         }
         if !args.conn && (args.sort.is_some() || args.top.is_some()) {
@@ -324,7 +343,7 @@ impl Config {
         }
         let filter = Filter {
             pids: args.pids,
-            netns: args.netns,
+            netns: args.netns.clone(),
             sports: args.sports,
             dports: args.dports,
             ports: args.ports,
@@ -364,9 +383,17 @@ impl Config {
         } else if args.json {
             Mode::Json
         } else {
+            let time = if args.timestamp {
+                TimeMode::Wall
+            } else if args.seconds {
+                TimeMode::Seconds
+            } else {
+                TimeMode::None
+            };
             Mode::Table(TableOptions {
-                timestamps: args.timestamp,
+                time,
                 kstack: args.kstack,
+                netns: !args.netns.is_empty(),
             })
         };
         Ok(Config {
@@ -433,8 +460,9 @@ mod tests {
     #[test]
     fn short_and_long_flags() {
         let want = Mode::Table(TableOptions {
-            timestamps: true,
+            time: TimeMode::Wall,
             kstack: true,
+            netns: false,
         });
         assert_eq!(config(&["-t", "-K", "x.parquet"]).unwrap().mode, want);
         assert_eq!(config(&["-tK", "x.parquet"]).unwrap().mode, want);

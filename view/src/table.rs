@@ -1,7 +1,7 @@
 //! The classic table: deeptcptracer's one-line-per-event layout.
 //!
 //! ```text
-//! EVENT_SOURCE            PID    COMM             SOURCE                DESTINATION           TCP_STATE                SK_ERR
+//! EVENT_SOURCE            PID    COMM             SOURCE                DESTINATION           TCP_STATE                SOCK_ERR
 //! tcp_set_state()         16065  wget             10.0.2.15:0           87.250.250.242:443    CLOSE -> SYN_SENT
 //! ```
 //!
@@ -9,10 +9,12 @@
 //! replayed recordings exactly as they read the live tool. Column widths are
 //! the seed's; a value wider than its column is never truncated (an IPv6
 //! address matters more than alignment) but keeps one space before the next
-//! column; lines carry no trailing whitespace. `-t` adds bcc's `TIME(s)`
-//! column and `-K` prints stack frames under their event, tab-indented, as
-//! bcc does. With recordings from several hosts, a first `HOST` column says
-//! where each event happened.
+//! column; lines carry no trailing whitespace. A time column is either the
+//! seed's `TIME` (`-t`: local wall-clock `HH:MM:SS.mmm`) or bcc's `TIME(s)`
+//! (seconds since the recording started); `-N` adds the seed's netns column
+//! after `SOCK_ERR`; `-K` prints stack frames under their event,
+//! tab-indented, as the seed does. With recordings from several hosts, a
+//! first `HOST` column says where each event happened.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -26,6 +28,10 @@ use crate::text::{delta_ns, push_sanitized, push_seconds_6, push_u64};
 
 /// Width of the optional `TIME(s)` column.
 pub const TIME_WIDTH: usize = 12;
+/// Width of the seed's wall-clock `TIME` column (`%-14s`).
+pub const WALL_TIME_WIDTH: usize = 14;
+/// Width of `SOCK_ERR` when the netns column follows it (the seed's `%-6s `).
+pub const SOCK_ERR_WIDTH: usize = 7;
 /// Widths of the fixed columns, as in the seed tool. The last column
 /// (`SK_ERR`) has no width: nothing follows it.
 pub const EVENT_SOURCE_WIDTH: usize = 24;
@@ -53,37 +59,61 @@ pub fn event_source(kind: EventKind) -> &'static str {
         // is what it is, else the kind's own name.
         EventKind::FinRecv => "tcp_fin()",
         EventKind::FinSent => "tcp_send_fin()",
-        EventKind::ZeroWindowRecv => "zero_window_recv",
+        EventKind::ZeroWindowRecv => "tcp_ack()/win==0",
         EventKind::ZeroWindowSent => "zero_window_sent",
         EventKind::Connect => "tcp_connect()",
-        EventKind::Accept => "inet_csk_accept()",
+        EventKind::Accept => "tcp_accept()/return",
         EventKind::LossProbe => "tcp_send_loss_probe()",
         EventKind::RetransmitSynack => "tcp_retransmit_synack()",
         EventKind::Snapshot => "snapshot",
     }
 }
 
+/// The optional time column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeColumn {
+    None,
+    /// The seed's `TIME`: local wall-clock time of day, `HH:MM:SS.mmm`.
+    Wall,
+    /// bcc's `TIME(s)`: seconds since `origin_ns` (wall-clock ns).
+    Seconds {
+        origin_ns: i64,
+    },
+}
+
+/// What the table shows besides the seed's fixed columns.
+#[derive(Debug, Clone, Copy)]
+pub struct TableOptions {
+    pub time: TimeColumn,
+    /// Width of a leading `HOST` column; `None`: no such column.
+    pub host_width: Option<usize>,
+    /// The seed's `-N` column: the network namespace inode, last.
+    pub netns: bool,
+}
+
+impl Default for TableOptions {
+    fn default() -> Self {
+        TableOptions {
+            time: TimeColumn::None,
+            host_width: None,
+            netns: false,
+        }
+    }
+}
+
 /// Streams events as table lines to `out`.
 pub struct TableRenderer<W: Write> {
     out: W,
-    timestamps: bool,
-    /// Wall-clock ns of the recording start, origin of `TIME(s)`.
-    origin_ns: i64,
-    /// Width of the leading `HOST` column; `None`: no such column.
-    host_width: Option<usize>,
+    opts: TableOptions,
     /// Reused line buffer: no allocation per event once it has grown.
     line: String,
 }
 
 impl<W: Write> TableRenderer<W> {
-    /// `origin_ns` is the wall-clock start of the (earliest) recording,
-    /// only used with `timestamps`; `host_width` adds a `HOST` column.
-    pub fn new(out: W, timestamps: bool, origin_ns: i64, host_width: Option<usize>) -> Self {
+    pub fn new(out: W, opts: TableOptions) -> Self {
         TableRenderer {
             out,
-            timestamps,
-            origin_ns,
-            host_width,
+            opts,
             line: String::with_capacity(192),
         }
     }
@@ -91,11 +121,13 @@ impl<W: Write> TableRenderer<W> {
     /// Writes the column headings.
     pub fn header(&mut self) -> io::Result<()> {
         self.line.clear();
-        if let Some(w) = self.host_width {
+        if let Some(w) = self.opts.host_width {
             push_cell(&mut self.line, "HOST", w);
         }
-        if self.timestamps {
-            push_cell(&mut self.line, "TIME(s)", TIME_WIDTH);
+        match self.opts.time {
+            TimeColumn::None => {}
+            TimeColumn::Wall => push_cell(&mut self.line, "TIME", WALL_TIME_WIDTH),
+            TimeColumn::Seconds { .. } => push_cell(&mut self.line, "TIME(s)", TIME_WIDTH),
         }
         push_cell(&mut self.line, "EVENT_SOURCE", EVENT_SOURCE_WIDTH);
         push_cell(&mut self.line, "PID", PID_WIDTH);
@@ -103,7 +135,12 @@ impl<W: Write> TableRenderer<W> {
         push_cell(&mut self.line, "SOURCE", SOURCE_WIDTH);
         push_cell(&mut self.line, "DESTINATION", DESTINATION_WIDTH);
         push_cell(&mut self.line, "TCP_STATE", TCP_STATE_WIDTH);
-        self.line.push_str("SK_ERR");
+        if self.opts.netns {
+            push_cell(&mut self.line, "SOCK_ERR", SOCK_ERR_WIDTH);
+            self.line.push_str("NETNS");
+        } else {
+            self.line.push_str("SOCK_ERR");
+        }
         self.emit_line()
     }
 
@@ -112,11 +149,15 @@ impl<W: Write> TableRenderer<W> {
     pub fn event(&mut self, ev: &Event, ts: i64, host: &str, stacks: Option<&Stacks>) -> io::Result<()> {
         self.line.clear();
         let line = &mut self.line;
-        if let Some(w) = self.host_width {
+        if let Some(w) = self.opts.host_width {
             push_cell_with(line, w, |l| push_sanitized(l, host));
         }
-        if self.timestamps {
-            push_cell_with(line, TIME_WIDTH, |l| push_seconds_6(l, delta_ns(self.origin_ns, ts)));
+        match self.opts.time {
+            TimeColumn::None => {}
+            TimeColumn::Wall => push_cell_with(line, WALL_TIME_WIDTH, |l| push_wall_time(l, ts)),
+            TimeColumn::Seconds { origin_ns } => {
+                push_cell_with(line, TIME_WIDTH, |l| push_seconds_6(l, delta_ns(origin_ns, ts)))
+            }
         }
         push_cell(line, event_source(ev.kind), EVENT_SOURCE_WIDTH);
         if ev.pid == 0 {
@@ -129,7 +170,12 @@ impl<W: Write> TableRenderer<W> {
         push_cell_with(line, SOURCE_WIDTH, |l| push_endpoint(l, ev.saddr, ev.sport));
         push_cell_with(line, DESTINATION_WIDTH, |l| push_endpoint(l, ev.daddr, ev.dport));
         push_cell_with(line, TCP_STATE_WIDTH, |l| push_tcp_state(l, ev));
-        push_sk_err(line, ev.sk_err);
+        if self.opts.netns {
+            push_cell_with(line, SOCK_ERR_WIDTH, |l| push_sk_err(l, ev.sk_err));
+            push_u64(line, u64::from(ev.netns));
+        } else {
+            push_sk_err(line, ev.sk_err);
+        }
         self.emit_line()?;
 
         if let (Some(stacks), Some(id)) = (stacks, ev.stack_id) {
@@ -183,6 +229,27 @@ pub fn push_cell_with(line: &mut String, width: usize, f: impl FnOnce(&mut Strin
         line.push_str(&SPACES[..n]);
         pad -= n;
     }
+}
+
+/// Local time of day of wall-clock `unix_ns`, `HH:MM:SS.mmm` (the seed's
+/// `-t`; milliseconds truncated, as the seed's `int(us / 1000)`).
+pub fn push_wall_time(line: &mut String, unix_ns: i64) {
+    use chrono::{Local, TimeZone, Timelike};
+    let t = Local.timestamp_nanos(unix_ns);
+    for (i, v) in [t.hour(), t.minute(), t.second()].into_iter().enumerate() {
+        if i > 0 {
+            line.push(':');
+        }
+        if v < 10 {
+            line.push('0');
+        }
+        push_u64(line, u64::from(v));
+    }
+    let ms = t.nanosecond() / 1_000_000 % 1000;
+    line.push('.');
+    line.push(char::from(b'0' + (ms / 100) as u8));
+    line.push(char::from(b'0' + (ms / 10 % 10) as u8));
+    line.push(char::from(b'0' + (ms % 10) as u8));
 }
 
 /// `addr:port`, IPv6 as `[addr]:port`.
@@ -242,7 +309,7 @@ mod tests {
     use deeptcp_format::{Family, TcpState};
     use std::net::{Ipv4Addr, Ipv6Addr};
 
-    const HEADER: &str = "EVENT_SOURCE            PID    COMM             SOURCE                DESTINATION           TCP_STATE                SK_ERR";
+    const HEADER: &str = "EVENT_SOURCE            PID    COMM             SOURCE                DESTINATION           TCP_STATE                SOCK_ERR";
 
     fn ev(kind: EventKind) -> Event {
         Event {
@@ -279,7 +346,16 @@ mod tests {
 
     /// Renders with `ts` = `mono_ns` (a clock anchor of 0/0).
     fn render_with(events: &[Event], timestamps: bool, start: i64, stacks: Option<&Stacks>) -> String {
-        let mut r = TableRenderer::new(Vec::new(), timestamps, start, None);
+        let time = if timestamps {
+            TimeColumn::Seconds { origin_ns: start }
+        } else {
+            TimeColumn::None
+        };
+        let opts = TableOptions {
+            time,
+            ..TableOptions::default()
+        };
+        let mut r = TableRenderer::new(Vec::new(), opts);
         r.header().unwrap();
         for e in events {
             r.event(e, e.mono_ns, "h", stacks).unwrap();
@@ -344,10 +420,10 @@ tcp_set_state()         16065  wget             10.0.2.15:60590       87.250.250
             (EventKind::DestroySock, "tcp_destroy_sock()"),
             (EventKind::FinRecv, "tcp_fin()"),
             (EventKind::FinSent, "tcp_send_fin()"),
-            (EventKind::ZeroWindowRecv, "zero_window_recv"),
+            (EventKind::ZeroWindowRecv, "tcp_ack()/win==0"),
             (EventKind::ZeroWindowSent, "zero_window_sent"),
             (EventKind::Connect, "tcp_connect()"),
-            (EventKind::Accept, "inet_csk_accept()"),
+            (EventKind::Accept, "tcp_accept()/return"),
             (EventKind::LossProbe, "tcp_send_loss_probe()"),
             (EventKind::RetransmitSynack, "tcp_retransmit_synack()"),
             (EventKind::Snapshot, "snapshot"),
@@ -362,7 +438,12 @@ tcp_set_state()         16065  wget             10.0.2.15:60590       87.250.250
 
     #[test]
     fn host_column() {
-        let mut r = TableRenderer::new(Vec::new(), true, 0, Some(7));
+        let opts = TableOptions {
+            time: TimeColumn::Seconds { origin_ns: 0 },
+            host_width: Some(7),
+            netns: false,
+        };
+        let mut r = TableRenderer::new(Vec::new(), opts);
         r.header().unwrap();
         r.event(&ev(EventKind::Retransmit), 2_000_000_000, "web1", None)
             .unwrap();
@@ -511,6 +592,51 @@ tcp_set_state()         16065  wget             10.0.2.15:60590       87.250.250
         let out = render_with(&[e], true, i64::MIN, None);
         let l = out.lines().nth(1).unwrap();
         assert!(l.starts_with("18446744073.709552 tcp_retransmit_skb()"), "{l}");
+    }
+
+    #[test]
+    fn seed_time_and_netns_columns() {
+        let opts = TableOptions {
+            time: TimeColumn::Wall,
+            host_width: None,
+            netns: true,
+        };
+        let mut r = TableRenderer::new(Vec::new(), opts);
+        r.header().unwrap();
+        let mut e = ev(EventKind::SockError);
+        e.sk_err = 111;
+        // 12:34:56.007 past some midnight UTC, in whatever zone the test runs.
+        let ts = 1_700_000_000_000_000_000 + 7_999_999;
+        r.event(&e, ts, "h", None).unwrap();
+        r.event(&ev(EventKind::Retransmit), ts, "h", None).unwrap();
+        let out = String::from_utf8(r.finish().unwrap()).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines[0],
+            "TIME          EVENT_SOURCE            PID    COMM             SOURCE                DESTINATION           TCP_STATE                SOCK_ERR NETNS"
+        );
+        // HH:MM:SS.mmm (milliseconds truncated), padded to the seed's 14.
+        let time = &lines[1][..14];
+        let b = time.as_bytes();
+        assert!(
+            b[..12].iter().enumerate().all(|(i, c)| match i {
+                2 | 5 => *c == b':',
+                8 => *c == b'.',
+                _ => c.is_ascii_digit(),
+            }) && time.ends_with("  "),
+            "{time:?}"
+        );
+        assert_eq!(&time[6..12], "20.007", "{time:?}");
+        assert!(
+            lines[1].ends_with("ESTABLISHED              ECONNREFUSED 4026531840"),
+            "{}",
+            lines[1]
+        );
+        assert!(
+            lines[2].ends_with("ESTABLISHED                     4026531840"),
+            "{}",
+            lines[2]
+        );
     }
 
     #[test]
