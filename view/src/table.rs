@@ -82,7 +82,7 @@ pub enum TimeColumn {
 }
 
 /// What the table shows besides the seed's fixed columns.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TableOptions {
     pub time: TimeColumn,
     /// Width of a leading `HOST` column; `None`: no such column.
