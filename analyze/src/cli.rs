@@ -17,7 +17,9 @@ use deeptcp_format::EventKind;
 const AFTER_HELP: &str = "\
 Examples:
   analyze capture.parquet              classic table, one line per event
-  analyze -t capture.parquet           add TIME(s): seconds since the recording started
+  analyze -t capture.parquet           add TIME: local wall-clock time HH:MM:SS.mmm, as the
+                                       seed printed it (TZ=UTC analyze -t ... for UTC)
+  analyze --seconds capture.parquet    add TIME(s): seconds since the recording started
   analyze -K capture.parquet           print each event's kernel stack under it
                                        (recorded with `record -K`; frames come from
                                        capture.stacks.parquet next to the recording)
@@ -67,7 +69,7 @@ Reading a recording needs no root and no eBPF: copy the .parquet (and its
 /// Replays deeptcp recordings offline: prints the TCP events they hold.
 ///
 /// The default output is the classic deeptcptracer table (EVENT_SOURCE, PID,
-/// COMM, SOURCE, DESTINATION, TCP_STATE, SK_ERR); --conn lists connections,
+/// COMM, SOURCE, DESTINATION, TCP_STATE, SOCK_ERR); --conn lists connections,
 /// --json writes JSON lines, --info describes the recordings.
 #[derive(Debug, Clone, PartialEq, Eq, Parser)]
 #[command(name = "analyze", version, long_version = crate::version::long_version(), after_help = AFTER_HELP)]
@@ -470,6 +472,22 @@ mod tests {
     }
 
     #[test]
+    fn time_columns_and_netns() {
+        let table = |argv: &[&str]| match config(argv).unwrap().mode {
+            Mode::Table(o) => o,
+            m => panic!("{m:?}"),
+        };
+        assert_eq!(table(&["--seconds", "x.parquet"]).time, TimeMode::Seconds);
+        assert_eq!(table(&["-t", "x.parquet"]).time, TimeMode::Wall);
+        assert_eq!(table(&["x.parquet"]).time, TimeMode::None);
+        // -N filters and, as in the seed, adds the NETNS column.
+        assert!(table(&["-N", "4026531840", "x.parquet"]).netns);
+        assert!(!table(&["-p", "1", "x.parquet"]).netns);
+        assert_eq!(err(&["-t", "--seconds"]).kind(), ErrorKind::ArgumentConflict);
+        assert_eq!(err(&["--conn", "--seconds"]).kind(), ErrorKind::ArgumentConflict);
+    }
+
+    #[test]
     fn modes() {
         assert_eq!(config(&["--info", "x.parquet"]).unwrap().mode, Mode::Info);
         assert_eq!(config(&["--json", "x.parquet"]).unwrap().mode, Mode::Json);
@@ -699,6 +717,7 @@ mod tests {
         for needle in [
             "Examples:",
             "--timestamp",
+            "--seconds",
             "--kstack",
             "--info",
             "--conn",

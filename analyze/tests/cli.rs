@@ -12,7 +12,7 @@ use deeptcp_format::{
     StackWriter, TcpInfo, TcpState, WriterOptions,
 };
 
-const HEADER: &str = "EVENT_SOURCE            PID    COMM             SOURCE                DESTINATION           TCP_STATE                SK_ERR";
+const HEADER: &str = "EVENT_SOURCE            PID    COMM             SOURCE                DESTINATION           TCP_STATE                SOCK_ERR";
 const START_MONO: i64 = 10_000_000_000;
 
 fn meta(kstack: bool) -> RecordingMeta {
@@ -182,9 +182,9 @@ fn table() {
 }
 
 #[test]
-fn timestamps() {
+fn seconds_since_start() {
     let dir = tempfile::tempdir().unwrap();
-    let o = analyze(&["-t"], &sample(dir.path(), false));
+    let o = analyze(&["--seconds"], &sample(dir.path(), false));
     assert_ok(&o);
     let out = stdout(&o);
     let lines: Vec<&str> = out.lines().collect();
@@ -203,6 +203,71 @@ fn timestamps() {
     // The rest of each line is the plain table.
     let rest: String = lines[1..].iter().map(|l| format!("{}\n", &l[12..])).collect();
     assert_eq!(rest, TABLE_BODY);
+}
+
+/// `-t` is the seed's wall-clock `TIME`: local time of day, in the zone TZ names.
+#[test]
+fn timestamps_are_local_wall_clock_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = sample(dir.path(), false);
+    let run = |tz: &str| {
+        let o = Command::new(env!("CARGO_BIN_EXE_analyze"))
+            .env("TZ", tz)
+            .arg("-t")
+            .arg(&rec)
+            .output()
+            .unwrap();
+        assert_ok(&o);
+        stdout(&o)
+    };
+    // The recording starts at 2026-04-14T10:00:00Z.
+    let out = run("UTC");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], format!("TIME          {HEADER}"));
+    let times: Vec<&str> = lines[1..].iter().map(|l| &l[..14]).collect();
+    assert_eq!(
+        times,
+        [
+            "09:59:59.998  ",
+            "10:00:00.500  ",
+            "10:00:00.750  ",
+            "10:00:01.000  ",
+            "10:00:01.250  "
+        ]
+    );
+    let rest: String = lines[1..].iter().map(|l| format!("{}\n", &l[14..])).collect();
+    assert_eq!(rest, TABLE_BODY);
+    // Another zone: the same instants, its local times.
+    let out = run("Asia/Kolkata");
+    assert!(
+        out.lines().nth(2).unwrap().starts_with("15:30:00.500  tcp_set_state()"),
+        "{out}"
+    );
+}
+
+/// `-N` filters and, as in the seed, adds the NETNS column after SOCK_ERR.
+#[test]
+fn netns_filter_adds_the_netns_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = analyze(&["-N", "4026531840"], &sample(dir.path(), false));
+    assert_ok(&o);
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], format!("{HEADER} NETNS"));
+    assert_eq!(lines.len(), 6);
+    assert!(
+        lines[5].ends_with("SYN_SENT                 ECONNREFUSED 4026531840"),
+        "{}",
+        lines[5]
+    );
+    assert!(
+        lines[1].ends_with(&format!("ESTABLISHED{}4026531840", " ".repeat(25 - 11 + 7))),
+        "{}",
+        lines[1]
+    );
+    let o = analyze(&["-N", "4026531841"], &sample(dir.path(), false));
+    assert_ok(&o);
+    assert_eq!(stdout(&o), format!("{HEADER} NETNS\n"));
 }
 
 #[test]
@@ -235,8 +300,8 @@ fn kstack_prints_frames_from_the_sidecar() {
     assert!(lines[12].starts_with("sock_def_error_report()"));
     assert_eq!(lines.len(), 13);
 
-    // -t and -K together.
-    let o = analyze(&["-t", "-K"], &rec);
+    // --seconds and -K together.
+    let o = analyze(&["--seconds", "-K"], &rec);
     assert_ok(&o);
     let out = stdout(&o);
     assert!(out.starts_with(&format!("TIME(s)     {HEADER}\n-0.002000   tcp_retransmit_skb()")));
@@ -759,7 +824,7 @@ fn several_hosts_merge_in_time_order() {
     assert_eq!(who, [("alpha", 1, "curl"), ("beta", 1, "java"), ("alpha", 2, "wget")]);
 
     // The table gets a HOST column and times from the earliest start.
-    let o = analyze_many(&["-t"], &[&b, &a]);
+    let o = analyze_many(&["--seconds"], &[&b, &a]);
     assert_ok(&o);
     let out = stdout(&o);
     let l: Vec<&str> = out.lines().collect();
