@@ -117,8 +117,13 @@ pub fn run(config: &Config, out: &mut impl Write, warn: &mut impl Write) -> Resu
     }
     // Before any output: a file too far out of time order is refused here.
     let plans = source::plan_all(&readers, Limits::default())?;
+    let mut layout = Layout::of(&sources);
+    layout.wide = match config.mode {
+        Mode::Table(o) => o.wide || source::any_wide_address(&readers),
+        Mode::Conn(o) if !o.json => o.wide || source::any_wide_address(&readers),
+        _ => false,
+    };
     let readers: Vec<(RecordingReader, Plan)> = readers.into_iter().zip(plans).collect();
-    let layout = Layout::of(&sources);
     match config.mode {
         Mode::Table(opts) => events(config, &sources, readers, &layout, Some(opts), out, warn),
         Mode::Json => events(config, &sources, readers, &layout, None, out, warn),
@@ -190,6 +195,9 @@ struct Layout {
     host_width: Option<usize>,
     /// Wall-clock start of the earliest recording: origin of relative times.
     origin_ns: i64,
+    /// Address columns wide enough for any endpoint (`-w`, or an endpoint
+    /// in the recordings that the seed's width would not fit).
+    wide: bool,
 }
 
 impl Layout {
@@ -201,7 +209,11 @@ impl Layout {
             longest.max("HOST".len()) + 2
         });
         let origin_ns = sources.iter().map(|s| s.meta.clock.realtime_ns).min().unwrap_or(0);
-        Layout { host_width, origin_ns }
+        Layout {
+            host_width,
+            origin_ns,
+            wide: false,
+        }
     }
 }
 
@@ -265,6 +277,7 @@ fn events(
                 time,
                 host_width: layout.host_width,
                 netns: opts.netns,
+                wide: layout.wide,
             };
             let mut r = TableRenderer::new(&mut *out, view);
             r.header().map_err(output)?;
@@ -364,7 +377,7 @@ impl<'w, W: Write> ConnSink<'w, W> {
         if json {
             ConnSink::Json(out)
         } else {
-            ConnSink::Table(ConnTable::new(out, layout.origin_ns, layout.host_width))
+            ConnSink::Table(ConnTable::new(out, layout.origin_ns, layout.host_width, layout.wide))
         }
     }
 

@@ -23,6 +23,8 @@ Examples:
   analyze -K capture.parquet           print each event's kernel stack under it
                                        (recorded with `record -K`; frames come from
                                        capture.stacks.parquet next to the recording)
+  analyze -w capture.parquet           SOURCE/DESTINATION wide enough for any IPv6 endpoint
+                                       (automatic when the recording holds a long one)
   analyze --info capture.parquet       what, where and how the recording was made
   analyze --json capture.parquet       one JSON object per event (see analyze/JSON.md)
   analyze --conn capture.parquet       one line per connection: owner, duration, state
@@ -94,12 +96,18 @@ pub struct Args {
     #[arg(long = "seconds")]
     pub seconds: bool,
 
+    /// SOURCE/DESTINATION (--conn: LOCAL/REMOTE) 48 characters wide, room
+    /// for the longest IPv6 endpoint. Without it they are the seed's 22,
+    /// unless the recordings hold an IPv6 endpoint too long for that.
+    #[arg(short = 'w', long = "wide")]
+    pub wide: bool,
+
     /// Print the kernel stack of each event under it (needs a recording made with `record -K`).
     #[arg(short = 'K', long = "kstack")]
     pub kstack: bool,
 
     /// Print the recordings' metadata and per-kind event counts instead of the events.
-    #[arg(long = "info", conflicts_with_all = ["timestamp", "seconds", "kstack", "conn", "json"])]
+    #[arg(long = "info", conflicts_with_all = ["timestamp", "seconds", "kstack", "conn", "json", "wide"])]
     pub info: bool,
 
     /// Make recordings whose recorder was killed (or ran out of disk) complete
@@ -107,7 +115,7 @@ pub struct Args {
     /// footer, losing at most the last flush interval. Stacks sidecars too.
     /// Takes the same INPUTs as the other modes (a rotated recording by its
     /// name, directories, globs).
-    #[arg(long = "repair", conflicts_with_all = ["timestamp", "seconds", "kstack", "conn", "json", "info"])]
+    #[arg(long = "repair", conflicts_with_all = ["timestamp", "seconds", "kstack", "conn", "json", "info", "wide"])]
     pub repair: bool,
 
     /// Leave out a row group whose pages fail their checksums (or do not
@@ -273,6 +281,8 @@ pub struct TableOptions {
     pub kstack: bool,
     /// The seed's NETNS column (shown with `-N`, as the seed did).
     pub netns: bool,
+    /// `-w`: wide address columns whatever the recordings hold.
+    pub wide: bool,
 }
 
 /// Options of `--conn`.
@@ -284,6 +294,8 @@ pub struct ConnOptions {
     pub sort: Option<SortKey>,
     /// Keep only the first N in `sort` order.
     pub top: Option<usize>,
+    /// `-w`: wide address columns whatever the recordings hold.
+    pub wide: bool,
 }
 
 /// A validated run configuration.
@@ -381,6 +393,7 @@ impl Config {
                 json: args.json,
                 sort: args.sort.or(top.map(|_| SortKey::Duration)),
                 top,
+                wide: args.wide,
             })
         } else if args.json {
             Mode::Json
@@ -396,6 +409,7 @@ impl Config {
                 time,
                 kstack: args.kstack,
                 netns: !args.netns.is_empty(),
+                wide: args.wide,
             })
         };
         Ok(Config {
@@ -465,6 +479,7 @@ mod tests {
             time: TimeMode::Wall,
             kstack: true,
             netns: false,
+            wide: false,
         });
         assert_eq!(config(&["-t", "-K", "x.parquet"]).unwrap().mode, want);
         assert_eq!(config(&["-tK", "x.parquet"]).unwrap().mode, want);
@@ -483,6 +498,8 @@ mod tests {
         // -N filters and, as in the seed, adds the NETNS column.
         assert!(table(&["-N", "4026531840", "x.parquet"]).netns);
         assert!(!table(&["-p", "1", "x.parquet"]).netns);
+        assert!(table(&["-w", "x.parquet"]).wide);
+        assert!(table(&["--wide", "x.parquet"]).wide);
         assert_eq!(err(&["-t", "--seconds"]).kind(), ErrorKind::ArgumentConflict);
         assert_eq!(err(&["--conn", "--seconds"]).kind(), ErrorKind::ArgumentConflict);
     }
@@ -502,7 +519,8 @@ mod tests {
             Mode::Conn(ConnOptions {
                 json: true,
                 sort: Some(SortKey::Retrans),
-                top: None
+                top: None,
+                wide: false
             })
         );
         // --top alone sorts by duration.
@@ -511,7 +529,8 @@ mod tests {
             Mode::Conn(ConnOptions {
                 json: false,
                 sort: Some(SortKey::Duration),
-                top: Some(3)
+                top: Some(3),
+                wide: false
             })
         );
         assert_eq!(
@@ -521,7 +540,8 @@ mod tests {
             Mode::Conn(ConnOptions {
                 json: false,
                 sort: Some(SortKey::Start),
-                top: Some(3)
+                top: Some(3),
+                wide: false
             })
         );
     }

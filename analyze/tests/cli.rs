@@ -13,6 +13,8 @@ use deeptcp_format::{
 };
 
 const HEADER: &str = "EVENT_SOURCE            PID    COMM             SOURCE                DESTINATION           TCP_STATE                SOCK_ERR";
+/// [`HEADER`] with SOURCE and DESTINATION 48 wide, for any IPv6 endpoint.
+const WIDE_HEADER: &str = "EVENT_SOURCE            PID    COMM             SOURCE                                          DESTINATION                                     TCP_STATE                SOCK_ERR";
 const START_MONO: i64 = 10_000_000_000;
 
 fn meta(kstack: bool) -> RecordingMeta {
@@ -163,13 +165,14 @@ fn sample(dir: &Path, kstack: bool) -> PathBuf {
 }
 
 /// The sample in time order: the retransmit stored last happened first (a
-/// recording this small fits in the reorder buffer whole).
+/// recording this small fits in the reorder buffer whole). Its long IPv6
+/// endpoint makes the address columns wide ([`WIDE_HEADER`]).
 const TABLE_BODY: &str = "\
-tcp_retransmit_skb()    16065  wget             10.0.2.15:60590       87.250.250.242:443    ESTABLISHED
-tcp_set_state()         16065  wget             10.0.2.15:0           87.250.250.242:443    CLOSE -> SYN_SENT
-tcp_set_state()         N/A    N/A              10.0.2.15:60590       87.250.250.242:443    SYN_SENT -> ESTABLISHED
-tcp_set_state()         16065  wget             [2001:db8::1]:40000   [2001:db8:ffff:ffff:ffff:ffff:ffff:1]:8443 CLOSE -> SYN_SENT
-sock_def_error_report() 16065  wget             10.0.2.15:60590       87.250.250.242:443    SYN_SENT                 ECONNREFUSED
+tcp_retransmit_skb()    16065  wget             10.0.2.15:60590                                 87.250.250.242:443                              ESTABLISHED
+tcp_set_state()         16065  wget             10.0.2.15:0                                     87.250.250.242:443                              CLOSE -> SYN_SENT
+tcp_set_state()         N/A    N/A              10.0.2.15:60590                                 87.250.250.242:443                              SYN_SENT -> ESTABLISHED
+tcp_set_state()         16065  wget             [2001:db8::1]:40000                             [2001:db8:ffff:ffff:ffff:ffff:ffff:1]:8443      CLOSE -> SYN_SENT
+sock_def_error_report() 16065  wget             10.0.2.15:60590                                 87.250.250.242:443                              SYN_SENT                 ECONNREFUSED
 ";
 
 #[test]
@@ -177,7 +180,7 @@ fn table() {
     let dir = tempfile::tempdir().unwrap();
     let o = analyze(&[], &sample(dir.path(), false));
     assert_ok(&o);
-    assert_eq!(stdout(&o), format!("{HEADER}\n{TABLE_BODY}"));
+    assert_eq!(stdout(&o), format!("{WIDE_HEADER}\n{TABLE_BODY}"));
     assert_eq!(stderr(&o), "");
 }
 
@@ -188,7 +191,7 @@ fn seconds_since_start() {
     assert_ok(&o);
     let out = stdout(&o);
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines[0], format!("TIME(s)     {HEADER}"));
+    assert_eq!(lines[0], format!("TIME(s)     {WIDE_HEADER}"));
     let times: Vec<&str> = lines[1..].iter().map(|l| &l[..12]).collect();
     assert_eq!(
         times,
@@ -223,7 +226,7 @@ fn timestamps_are_local_wall_clock_time() {
     // The recording starts at 2026-04-14T10:00:00Z.
     let out = run("UTC");
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines[0], format!("TIME          {HEADER}"));
+    assert_eq!(lines[0], format!("TIME          {WIDE_HEADER}"));
     let times: Vec<&str> = lines[1..].iter().map(|l| &l[..14]).collect();
     assert_eq!(
         times,
@@ -253,21 +256,26 @@ fn netns_filter_adds_the_netns_column() {
     assert_ok(&o);
     let out = stdout(&o);
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines[0], format!("{HEADER} NETNS"));
+    assert_eq!(lines[0], format!("{WIDE_HEADER}        NETNS"));
     assert_eq!(lines.len(), 6);
     assert!(
-        lines[5].ends_with("SYN_SENT                 ECONNREFUSED 4026531840"),
+        lines[5].ends_with("SYN_SENT                 ECONNREFUSED    4026531840"),
         "{}",
         lines[5]
     );
     assert!(
-        lines[1].ends_with(&format!("ESTABLISHED{}4026531840", " ".repeat(25 - 11 + 7))),
+        lines[1].ends_with(&format!("ESTABLISHED{}4026531840", " ".repeat(25 - 11 + 16))),
         "{}",
         lines[1]
     );
+    // NETNS under its heading on every line, whatever SOCK_ERR holds.
+    let netns = lines[0].find("NETNS").unwrap();
+    for l in &lines[1..] {
+        assert_eq!(l.find("4026531840"), Some(netns), "{l}");
+    }
     let o = analyze(&["-N", "4026531841"], &sample(dir.path(), false));
     assert_ok(&o);
-    assert_eq!(stdout(&o), format!("{HEADER} NETNS\n"));
+    assert_eq!(stdout(&o), format!("{WIDE_HEADER}        NETNS\n"));
 }
 
 #[test]
@@ -286,7 +294,7 @@ fn kstack_prints_frames_from_the_sidecar() {
     assert_eq!(stderr(&o), "");
     let out = stdout(&o);
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines[0], HEADER);
+    assert_eq!(lines[0], WIDE_HEADER);
     assert!(lines[1].starts_with("tcp_retransmit_skb()"));
     assert_eq!(lines[2], "\ttcp_set_state+0x5");
     assert!(lines[5].starts_with("tcp_set_state()         16065"));
@@ -304,7 +312,7 @@ fn kstack_prints_frames_from_the_sidecar() {
     let o = analyze(&["--seconds", "-K"], &rec);
     assert_ok(&o);
     let out = stdout(&o);
-    assert!(out.starts_with(&format!("TIME(s)     {HEADER}\n-0.002000   tcp_retransmit_skb()")));
+    assert!(out.starts_with(&format!("TIME(s)     {WIDE_HEADER}\n-0.002000   tcp_retransmit_skb()")));
     assert!(out.contains("CLOSE -> SYN_SENT\n\ttcp_set_state+0x5\n"));
 }
 
@@ -419,7 +427,7 @@ fn lost_events_are_reported_on_stderr() {
     let rec = write_recording(dir.path(), "lossy.parquet", &meta(false), &sample_events(), 3);
     let o = analyze(&[], &rec);
     assert_ok(&o);
-    assert_eq!(stdout(&o), format!("{HEADER}\n{TABLE_BODY}"));
+    assert_eq!(stdout(&o), format!("{WIDE_HEADER}\n{TABLE_BODY}"));
     let err = stderr(&o);
     assert!(err.starts_with("analyze: warning: the recorder lost 3 events"), "{err}");
 }
@@ -729,7 +737,11 @@ fn conn_table_and_json() {
         "{}",
         l[0]
     );
-    assert!(l[0].ends_with("REASON                          STATE_PATH"), "{}", l[0]);
+    assert!(
+        l[0].ends_with(&format!("REASON{}STATE_PATH", " ".repeat(50))),
+        "{}",
+        l[0]
+    );
     assert!(
         l[1].starts_with("0.010000    0.015000    0.005000    42     curl             10.0.2.15:60590       87.250.250.242:443    4026531840  1       0   0    0   100        2000       1.500    local close"),
         "{}",
@@ -1443,4 +1455,94 @@ fn skip_corrupt_also_covers_the_kstack_check() {
     assert_ok(&o);
     assert_eq!(stdout(&o).lines().count(), 1 + 1000, "header and the good rows");
     assert!(stderr(&o).contains("skipped row group 1 (500 rows)"), "{}", stderr(&o));
+}
+
+/// Where `needle` starts in `line`, in characters.
+fn column_of(line: &str, needle: &str) -> usize {
+    let at = line
+        .find(needle)
+        .unwrap_or_else(|| panic!("{needle:?} not in {line:?}"));
+    line[..at].chars().count()
+}
+
+/// Issue 14, item 6: a long IPv6 endpoint does not shift the rest of its
+/// row. A recording holding one gets wide address columns before the first
+/// line; one whose endpoints all fit keeps the seed's layout (`-w` widens
+/// it anyway); `--conn` keeps LOCAL/REMOTE and REASON aligned too.
+#[test]
+fn long_ipv6_endpoints_and_close_reasons_keep_rows_aligned() {
+    let dir = tempfile::tempdir().unwrap();
+    // The sample's [2001:db8:ffff:ffff:ffff:ffff:ffff:1]:8443: TCP_STATE,
+    // SOCK_ERR at the same column on every line.
+    let o = analyze(&[], &sample(dir.path(), false));
+    assert_ok(&o);
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    let state = column_of(lines[0], "TCP_STATE");
+    assert_eq!(state, 24 + 7 + 17 + 48 + 48);
+    for (l, s) in lines[1..].iter().zip([
+        "ESTABLISHED",
+        "CLOSE -> SYN_SENT",
+        "SYN_SENT -> ESTABLISHED",
+        "CLOSE -> SYN_SENT",
+        "SYN_SENT",
+    ]) {
+        assert_eq!(column_of(l, s), state, "{l}");
+    }
+    assert_eq!(column_of(lines[5], "ECONNREFUSED"), column_of(lines[0], "SOCK_ERR"));
+
+    // Only endpoints that fit 22 columns: the seed's layout, unless -w.
+    let mut short = sample_events();
+    short[2].daddr = "2001:db8::2".parse().unwrap();
+    let rec = write_recording(dir.path(), "short.parquet", &meta(false), &short, 0);
+    let o = analyze(&[], &rec);
+    assert_ok(&o);
+    assert!(stdout(&o).starts_with(&format!("{HEADER}\n")), "{}", stdout(&o));
+    assert!(stdout(&o).contains(" [2001:db8::1]:40000   [2001:db8::2]:8443    CLOSE -> SYN_SENT\n"));
+    let o = analyze(&["-w"], &rec);
+    assert_ok(&o);
+    assert!(stdout(&o).starts_with(&format!("{WIDE_HEADER}\n")), "{}", stdout(&o));
+
+    // --conn: the longest endpoints and the longest reason.
+    let mut events = v2_conn(7, 10, 42, "curl", 443);
+    let mut open = v2_conn(8, 20, 43, "wget", 8443);
+    for e in &mut open {
+        e.family = deeptcp_format::Family::Inet6;
+        e.saddr = "2001:db8:ffff:ffff:ffff:ffff:ffff:1".parse().unwrap();
+        e.daddr = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap();
+        e.sport = 65535;
+        e.dport = 65535;
+    }
+    // Known from the start-up snapshot, still open at the end.
+    open.truncate(3);
+    open[0].kind = EventKind::Snapshot;
+    open[0].oldstate = None;
+    open[0].newstate = Some(TcpState::Established);
+    open.remove(1);
+    events.extend(open);
+    let rec = write_recording(dir.path(), "conn.parquet", &meta_for("alpha", T0), &events, 0);
+    let o = analyze(&["--conn"], &rec);
+    assert_ok(&o);
+    let out = stdout(&o);
+    let l: Vec<&str> = out.lines().collect();
+    assert_eq!(l.len(), 3, "{out}");
+    assert!(
+        l[2].contains(&format!(
+            "{:<48}{:<48}4026531840",
+            "[2001:db8:ffff:ffff:ffff:ffff:ffff:1]:65535", "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535"
+        )),
+        "{}",
+        l[2]
+    );
+    assert!(
+        l[2].ends_with("still open at end of recording, opened before recording ESTABLISHED"),
+        "{}",
+        l[2]
+    );
+    let netns = column_of(l[0], "NETNS");
+    let path = column_of(l[0], "STATE_PATH");
+    assert_eq!(column_of(l[1], "4026531840"), netns, "{}", l[1]);
+    assert_eq!(column_of(l[2], "4026531840"), netns, "{}", l[2]);
+    assert_eq!(column_of(l[1], "CLOSE -> SYN_SENT"), path, "{}", l[1]);
+    assert_eq!(column_of(l[2], "ESTABLISHED"), path, "{}", l[2]);
 }

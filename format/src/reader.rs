@@ -915,6 +915,76 @@ impl RowGroups {
         }
     }
 
+    /// Calls `f` with the addresses of row group `rg` (`< len()`), source
+    /// and destination, reading those two columns alone: a cheap look at
+    /// what a recording holds before decoding it (`analyze` sizes its
+    /// address columns with it). Each distinct address comes at least once;
+    /// repeats may be left out (a dictionary's values are passed once per
+    /// batch, and may include values no row uses). Nulls and text that is
+    /// no address, which [`events`](Self::events) reports, are left out.
+    pub fn scan_addresses(&self, rg: usize, mut f: impl FnMut(IpAddr)) -> Result<(), FormatError> {
+        let path: &Path = &self.path;
+        if rg >= self.len() {
+            return Err(FormatError::parquet(
+                Some(path),
+                ParquetError::General(format!("no row group {rg}")),
+            ));
+        }
+        let schema = self.metadata.schema();
+        let mut idx = Vec::with_capacity(2);
+        for name in [col::SADDR, col::DADDR] {
+            idx.push(schema.index_of(name).map_err(|e| FormatError::arrow(Some(path), e))?);
+        }
+        let only = RowGroups {
+            mask: ProjectionMask::roots(self.metadata.parquet_schema(), idx),
+            ..self.clone()
+        };
+        let mut batches = only.start(rg)?;
+        let mut last = String::new();
+        loop {
+            let next = guarded(path, "decoding a record batch", || {
+                batches
+                    .next()
+                    .transpose()
+                    .map_err(|e| FormatError::arrow(Some(path), e))
+            })
+            .map_err(|e| self.corrupt(rg, e))?;
+            let Some(batch) = next else { return Ok(()) };
+            for (c, column) in batch.columns().iter().enumerate() {
+                let name = if c == 0 { col::SADDR } else { col::DADDR };
+                let bad = || FormatError::BadColumn {
+                    path: path.to_path_buf(),
+                    column: name.to_owned(),
+                    detail: format!("has type {}, expected text", column.data_type()),
+                };
+                let text = TextColumn::new(column.as_ref()).ok_or_else(bad)?;
+                let mut visit = |s: &str| {
+                    // Rows of one socket repeat their address: parse it once.
+                    if s != last {
+                        last.clear();
+                        last.push_str(s);
+                        if let Some(a) = parse_addr(s) {
+                            f(a);
+                        }
+                    }
+                };
+                if text.keys.is_some() {
+                    for i in 0..text.values.len() {
+                        if let Some(s) = text.values.get(i) {
+                            visit(s);
+                        }
+                    }
+                } else {
+                    for i in 0..text.len() {
+                        if let Ok(Some(s)) = text.get(i) {
+                            visit(s);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// `e`, met while decoding row group `rg`, as an error that names it.
     fn corrupt(&self, rg: usize, e: FormatError) -> FormatError {
         let source: Box<dyn std::error::Error + Send + Sync> = match e {
