@@ -62,12 +62,15 @@ impl OutputError {
     }
 }
 
-fn output(e: io::Error) -> anyhow::Error {
+pub(crate) fn output(e: io::Error) -> anyhow::Error {
     anyhow::Error::new(OutputError(e))
 }
 
 /// Runs `config`, writing results to `out` and warnings to `warn`.
 pub fn run(config: &Config, out: &mut impl Write, warn: &mut impl Write) -> Result<()> {
+    if config.follow {
+        return crate::follow::run(config, out, warn);
+    }
     if config.mode == Mode::Repair {
         return repair(&config.inputs, out, warn);
     }
@@ -567,7 +570,7 @@ fn skipped(warn: &mut impl Write) -> impl FnMut(deeptcp_format::FormatError) + '
 
 /// One warning line on stderr (control characters escaped: warnings name
 /// files and quote them). A failure to write it must not stop the run.
-fn warning(warn: &mut impl Write, msg: &str) {
+pub(crate) fn warning(warn: &mut impl Write, msg: &str) {
     let _ = writeln!(warn, "analyze: warning: {}", sanitized(msg));
 }
 

@@ -25,6 +25,8 @@ Examples:
                                        capture.stacks.parquet next to the recording)
   analyze -w capture.parquet           SOURCE/DESTINATION wide enough for any IPv6 endpoint
                                        (automatic when the recording holds a long one)
+  analyze --follow capture.parquet     print a recording as `record` writes it (like tail -f),
+                                       until the recorder closes it or Ctrl-C
   analyze --info capture.parquet       what, where and how the recording was made
   analyze --json capture.parquet       one JSON object per event (see analyze/JSON.md)
   analyze --conn capture.parquet       one line per connection: owner, duration, state
@@ -101,6 +103,14 @@ pub struct Args {
     /// unless the recordings hold an IPv6 endpoint too long for that.
     #[arg(short = 'w', long = "wide")]
     pub wide: bool,
+
+    /// Print a recording that `record` is still writing as it grows, like
+    /// `tail -f`: the events checkpointed so far (record flushes and
+    /// checkpoints at least every second), then new ones as they are
+    /// checkpointed, until the recorder closes the file or Ctrl-C (exit 0).
+    /// One recording; the table (-t, --seconds, -N, -w, filters) or --json.
+    #[arg(short = 'f', long = "follow", conflicts_with_all = ["conn", "info", "repair", "kstack"])]
+    pub follow: bool,
 
     /// Print the kernel stack of each event under it (needs a recording made with `record -K`).
     #[arg(short = 'K', long = "kstack")]
@@ -307,6 +317,8 @@ pub struct Config {
     pub filter: Filter,
     /// `--skip-corrupt`: damaged row groups are warnings, not errors.
     pub skip_corrupt: bool,
+    /// `--follow`: one recording, printed as it grows (table or JSON).
+    pub follow: bool,
 }
 
 /// Suffix of the stack sidecar that sits next to a recording.
@@ -347,6 +359,22 @@ impl Config {
                 ErrorKind::ArgumentConflict,
                 "-t, --seconds and -K belong to the event table; --conn and --json have their own time fields"
                     .to_string(),
+            ));
+        }
+        if args.follow && (args.conn || args.info || args.repair || args.kstack) {
+            return Err(usage_error(
+                ErrorKind::ArgumentConflict,
+                "--follow prints events as they are recorded: the table or --json, without --conn, --info, --repair or -K"
+                    .to_string(),
+            ));
+        }
+        if args.follow && args.inputs.len() != 1 {
+            return Err(usage_error(
+                ErrorKind::TooManyValues,
+                format!(
+                    "--follow follows one recording, not {} (run one analyze --follow per file)",
+                    args.inputs.len()
+                ),
             ));
         }
         if !args.conn && (args.sort.is_some() || args.top.is_some()) {
@@ -417,6 +445,7 @@ impl Config {
             mode,
             filter,
             skip_corrupt: args.skip_corrupt,
+            follow: args.follow,
         })
     }
 }
@@ -502,6 +531,30 @@ mod tests {
         assert!(table(&["--wide", "x.parquet"]).wide);
         assert_eq!(err(&["-t", "--seconds"]).kind(), ErrorKind::ArgumentConflict);
         assert_eq!(err(&["--conn", "--seconds"]).kind(), ErrorKind::ArgumentConflict);
+    }
+
+    #[test]
+    fn follow_takes_one_recording_and_events() {
+        let c = config(&["--follow", "-t", "x.parquet"]).unwrap();
+        assert!(c.follow);
+        assert!(matches!(
+            c.mode,
+            Mode::Table(TableOptions {
+                time: TimeMode::Wall,
+                ..
+            })
+        ));
+        assert_eq!(config(&["-f", "--json", "x.parquet"]).unwrap().mode, Mode::Json);
+        let e = config(&["--follow", "a.parquet", "b.parquet"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("one recording"), "{e}");
+        for argv in [
+            &["--follow", "--conn"][..],
+            &["--follow", "--info"],
+            &["--follow", "-K"],
+        ] {
+            assert_eq!(err(argv).kind(), ErrorKind::ArgumentConflict, "{argv:?}");
+        }
     }
 
     #[test]
@@ -740,6 +793,7 @@ mod tests {
             "--seconds",
             "--kstack",
             "--info",
+            "--follow",
             "--conn",
             "--json",
             "--sort",

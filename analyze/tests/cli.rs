@@ -1546,3 +1546,165 @@ fn long_ipv6_endpoints_and_close_reasons_keep_rows_aligned() {
     assert_eq!(column_of(l[1], "CLOSE -> SYN_SENT"), path, "{}", l[1]);
     assert_eq!(column_of(l[2], "ESTABLISHED"), path, "{}", l[2]);
 }
+
+/// Lines of a child's stdout, read on a thread so that the test can wait
+/// for them with a deadline.
+fn line_reader(stdout: std::process::ChildStdout) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// The next `n` lines, or a failure naming what did come.
+#[track_caller]
+fn next_lines(rx: &std::sync::mpsc::Receiver<String>, n: usize) -> Vec<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut got = Vec::new();
+    while got.len() < n {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) => got.push(l),
+            Err(e) => panic!("waited for {n} lines ({e}), got {got:?}"),
+        }
+    }
+    got
+}
+
+/// `analyze --follow` (issue 14, item 2) on a recording written here as
+/// `record` writes it: a row group flushed and checkpointed at a time. The
+/// events checkpointed before it starts come first, each new row group's
+/// events as soon as it is checkpointed, and it exits 0 with everything
+/// printed once the writer closes the file.
+#[test]
+fn follow_prints_a_recording_as_it_is_written_until_it_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("live.parquet");
+    let opts = WriterOptions {
+        row_group_rows: 1000,
+        batch_rows: 10,
+        zstd_level: 1,
+    };
+    let mut w = EventWriter::with_checkpoints(File::create(&path).unwrap(), &path, &meta(false), opts).unwrap();
+    let conn = |cookie: u64, t: i64, port: u16| v2_conn(cookie, t, 42, "curl", port);
+    for e in conn(1, 10, 443) {
+        w.push(&e).unwrap();
+    }
+    w.flush().unwrap();
+    assert!(deeptcp_format::checkpoint_path(&path).exists());
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_analyze"))
+        .env("TZ", "UTC")
+        .args(["--follow", "-t"])
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rx = line_reader(child.stdout.take().unwrap());
+    // The header and the first connection (7 events), back-filled.
+    let first = next_lines(&rx, 8);
+    assert!(first[0].starts_with("TIME          EVENT_SOURCE"), "{first:?}");
+    assert!(
+        first[1].starts_with("10:00:00.010  tcp_set_state()         42     curl"),
+        "{first:?}"
+    );
+    assert!(first[1..].iter().all(|l| !l.contains("N/A")), "{first:?}");
+
+    // Pushed but not flushed: nothing; flushed: printed.
+    for e in conn(2, 100, 8443) {
+        w.push(&e).unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    assert!(rx.try_recv().is_err(), "printed before its checkpoint");
+    w.flush().unwrap();
+    let second = next_lines(&rx, 7);
+    assert!(second.iter().all(|l| l.contains(":8443")), "{second:?}");
+    assert!(second[0].starts_with("10:00:00.100  tcp_set_state()"), "{second:?}");
+
+    // Closing adds the rows not yet flushed, and ends the run.
+    for e in conn(3, 200, 9000) {
+        w.push(&e).unwrap();
+    }
+    w.finish(0).unwrap();
+    let third = next_lines(&rx, 7);
+    assert!(third.iter().all(|l| l.contains(":9000")), "{third:?}");
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(status.success(), "{status:?}: {err}");
+    assert!(rx.recv().is_err(), "nothing after the end");
+    assert!(err.contains("while it is recorded"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+
+    // A complete recording: everything, then exit (as without --follow).
+    let o = analyze(&["--follow", "-t"], &path);
+    assert_ok(&o);
+    assert_eq!(stdout(&o), stdout(&analyze(&["-t"], &path)));
+    assert_eq!(stderr(&o), "");
+    let o = analyze(&["--follow", "--json"], &path);
+    assert_ok(&o);
+    assert_eq!(stdout(&o), stdout(&analyze(&["--json"], &path)));
+}
+
+/// Ctrl-C ends `--follow` with status 0; a recorder that died without
+/// closing the file is an error after what it checkpointed; two files are
+/// a usage error.
+#[test]
+fn follow_stops_on_ctrl_c_and_reports_a_dead_recorder() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("live.parquet");
+    let mut w = EventWriter::with_checkpoints(
+        File::create(&path).unwrap(),
+        &path,
+        &meta(false),
+        WriterOptions::default(),
+    )
+    .unwrap();
+    for e in v2_conn(1, 10, 42, "curl", 443) {
+        w.push(&e).unwrap();
+    }
+    w.flush().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_analyze"))
+        .args(["--follow", "--json"])
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let rx = line_reader(child.stdout.take().unwrap());
+    assert_eq!(next_lines(&rx, 7).len(), 7);
+    // SAFETY: a signal to our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+
+    // The writer goes away without closing the file (its lock with it).
+    std::mem::forget(w);
+    // Forgetting keeps the descriptor (and the lock) open: drop the lock by
+    // copying the files as a killed recorder leaves them.
+    let dead = dir.path().join("dead.parquet");
+    std::fs::copy(&path, &dead).unwrap();
+    std::fs::copy(
+        deeptcp_format::checkpoint_path(&path),
+        deeptcp_format::checkpoint_path(&dead),
+    )
+    .unwrap();
+    let o = analyze(&["--follow"], &dead);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(stdout(&o).lines().count(), 8, "{}", stdout(&o));
+    assert!(stderr(&o).contains("analyze --repair"), "{}", stderr(&o));
+
+    let o = Command::new(env!("CARGO_BIN_EXE_analyze"))
+        .args(["--follow", "a.parquet", "b.parquet"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("one recording"), "{}", stderr(&o));
+}

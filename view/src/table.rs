@@ -240,6 +240,11 @@ impl<W: Write> TableRenderer<W> {
         Ok(())
     }
 
+    /// Flushes the writer (a live view: what was written reaches its reader now).
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+
     /// Flushes and hands the writer back.
     pub fn finish(mut self) -> io::Result<W> {
         self.out.flush()?;
