@@ -7,9 +7,18 @@
 //!
 //! It exists so that users of the seed tool (and of bcc's tcptracer) read
 //! replayed recordings exactly as they read the live tool. Column widths are
-//! the seed's; a value wider than its column is never truncated (an IPv6
-//! address matters more than alignment) but keeps one space before the next
-//! column; lines carry no trailing whitespace. A time column is either the
+//! the seed's; a value wider than its column is never truncated but keeps
+//! one space before the next column; lines carry no trailing whitespace.
+//!
+//! **Wide addresses.** The seed's 22-character SOURCE and DESTINATION fit
+//! every IPv4 endpoint (`255.255.255.255:65535`) but not a long IPv6 one,
+//! which then pushes the rest of its row right. [`TableOptions::wide`]
+//! sizes both columns for the longest endpoint there is
+//! (`[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535`, 47 characters), so
+//! that no row shifts; [`needs_wide`] tells, address by address, whether
+//! the seed's width would overflow, so that a caller who knows the
+//! addresses to come (a recording) uses the seed's layout whenever it
+//! fits. A time column is either the
 //! seed's `TIME` (`-t`: local wall-clock `HH:MM:SS.mmm`) or bcc's `TIME(s)`
 //! (seconds since the recording started); `-N` adds the seed's netns column
 //! after `SOCK_ERR`; `-K` prints stack frames under their event,
@@ -30,8 +39,10 @@ use crate::text::{delta_ns, push_sanitized, push_seconds_6, push_u64};
 pub const TIME_WIDTH: usize = 12;
 /// Width of the seed's wall-clock `TIME` column (`%-14s`).
 pub const WALL_TIME_WIDTH: usize = 14;
-/// Width of `SOCK_ERR` when the netns column follows it (the seed's `%-6s `).
-pub const SOCK_ERR_WIDTH: usize = 7;
+/// Width of `SOCK_ERR` when the netns column follows it: the longest errno
+/// name and a space, so that NETNS starts at the same column on every line
+/// (the seed's `%-6s ` let longer names push it right, under no heading).
+pub const SOCK_ERR_WIDTH: usize = errno::LONGEST + 1;
 /// Widths of the fixed columns, as in the seed tool. The last column
 /// (`SK_ERR`) has no width: nothing follows it.
 pub const EVENT_SOURCE_WIDTH: usize = 24;
@@ -39,6 +50,10 @@ pub const PID_WIDTH: usize = 7;
 pub const COMM_WIDTH: usize = 17;
 pub const SOURCE_WIDTH: usize = 22;
 pub const DESTINATION_WIDTH: usize = 22;
+/// Width of SOURCE and DESTINATION in the wide layout: the longest
+/// endpoint (an IPv6 address of eight 4-digit groups, in brackets, and a
+/// 5-digit port: 47 characters) and a space.
+pub const WIDE_ADDRESS_WIDTH: usize = 48;
 pub const TCP_STATE_WIDTH: usize = 25;
 
 /// Kernel stacks by id, as read from the `.stacks.parquet` sidecar.
@@ -89,6 +104,9 @@ pub struct TableOptions {
     pub host_width: Option<usize>,
     /// The seed's `-N` column: the network namespace inode, last.
     pub netns: bool,
+    /// SOURCE and DESTINATION [`WIDE_ADDRESS_WIDTH`] wide instead of the
+    /// seed's 22: no endpoint overflows its column.
+    pub wide: bool,
 }
 
 impl Default for TableOptions {
@@ -97,6 +115,32 @@ impl Default for TableOptions {
             time: TimeColumn::None,
             host_width: None,
             netns: false,
+            wide: false,
+        }
+    }
+}
+
+/// Whether an endpoint of `addr` (with any port) would overflow the seed's
+/// SOURCE/DESTINATION column, which a [`TableOptions::wide`] table avoids.
+/// Never for IPv4.
+pub fn needs_wide(addr: IpAddr) -> bool {
+    endpoint_len(addr, u16::MAX) >= SOURCE_WIDTH.min(DESTINATION_WIDTH)
+}
+
+/// Characters [`push_endpoint`] writes for `addr` and `port`.
+pub fn endpoint_len(addr: IpAddr, port: u16) -> usize {
+    let mut s = String::with_capacity(48);
+    push_endpoint(&mut s, addr, port);
+    s.len()
+}
+
+impl TableOptions {
+    /// Widths of SOURCE and DESTINATION.
+    pub fn address_widths(&self) -> (usize, usize) {
+        if self.wide {
+            (WIDE_ADDRESS_WIDTH, WIDE_ADDRESS_WIDTH)
+        } else {
+            (SOURCE_WIDTH, DESTINATION_WIDTH)
         }
     }
 }
@@ -132,8 +176,9 @@ impl<W: Write> TableRenderer<W> {
         push_cell(&mut self.line, "EVENT_SOURCE", EVENT_SOURCE_WIDTH);
         push_cell(&mut self.line, "PID", PID_WIDTH);
         push_cell(&mut self.line, "COMM", COMM_WIDTH);
-        push_cell(&mut self.line, "SOURCE", SOURCE_WIDTH);
-        push_cell(&mut self.line, "DESTINATION", DESTINATION_WIDTH);
+        let (src_w, dst_w) = self.opts.address_widths();
+        push_cell(&mut self.line, "SOURCE", src_w);
+        push_cell(&mut self.line, "DESTINATION", dst_w);
         push_cell(&mut self.line, "TCP_STATE", TCP_STATE_WIDTH);
         if self.opts.netns {
             push_cell(&mut self.line, "SOCK_ERR", SOCK_ERR_WIDTH);
@@ -167,8 +212,9 @@ impl<W: Write> TableRenderer<W> {
             push_cell_with(line, PID_WIDTH, |l| push_u64(l, u64::from(ev.pid)));
             push_cell_with(line, COMM_WIDTH, |l| push_comm(l, &ev.comm));
         }
-        push_cell_with(line, SOURCE_WIDTH, |l| push_endpoint(l, ev.saddr, ev.sport));
-        push_cell_with(line, DESTINATION_WIDTH, |l| push_endpoint(l, ev.daddr, ev.dport));
+        let (src_w, dst_w) = self.opts.address_widths();
+        push_cell_with(line, src_w, |l| push_endpoint(l, ev.saddr, ev.sport));
+        push_cell_with(line, dst_w, |l| push_endpoint(l, ev.daddr, ev.dport));
         push_cell_with(line, TCP_STATE_WIDTH, |l| push_tcp_state(l, ev));
         if self.opts.netns {
             push_cell_with(line, SOCK_ERR_WIDTH, |l| push_sk_err(l, ev.sk_err));
@@ -192,6 +238,11 @@ impl<W: Write> TableRenderer<W> {
             }
         }
         Ok(())
+    }
+
+    /// Flushes the writer (a live view: what was written reaches its reader now).
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
     }
 
     /// Flushes and hands the writer back.
@@ -442,6 +493,7 @@ tcp_set_state()         16065  wget             10.0.2.15:60590       87.250.250
             time: TimeColumn::Seconds { origin_ns: 0 },
             host_width: Some(7),
             netns: false,
+            wide: false,
         };
         let mut r = TableRenderer::new(Vec::new(), opts);
         r.header().unwrap();
@@ -498,6 +550,47 @@ tcp_set_state()         16065  wget             10.0.2.15:60590       87.250.250
             l,
             "tcp_set_state()         16065  wget             [2001:db8:1234:5678:9abc:def0:1234:5678]:65535 [::1]:8080            SYN_SENT -> ESTABLISHED"
         );
+    }
+
+    #[test]
+    fn wide_layout_keeps_long_ipv6_rows_aligned() {
+        let longest: IpAddr = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap();
+        assert_eq!(endpoint_len(longest, 65535), WIDE_ADDRESS_WIDTH - 1);
+        let mut v6 = ev(EventKind::Retransmit);
+        v6.family = Family::Inet6;
+        v6.saddr = "2001:db8::1".parse().unwrap();
+        v6.daddr = "2001:db8:ffff:ffff:ffff:ffff:ffff:1".parse().unwrap();
+        v6.sport = 40000;
+        v6.dport = 8443;
+        let mut max = v6.clone();
+        max.saddr = longest;
+        max.daddr = longest;
+        max.sport = 65535;
+        max.dport = 65535;
+        let opts = TableOptions {
+            wide: true,
+            ..TableOptions::default()
+        };
+        let mut r = TableRenderer::new(Vec::new(), opts);
+        r.header().unwrap();
+        for e in [ev(EventKind::Retransmit), v6, max] {
+            r.event(&e, 0, "h", None).unwrap();
+        }
+        let out = String::from_utf8(r.finish().unwrap()).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        // TCP_STATE starts at the same column on every line.
+        let at = 24 + 7 + 17 + 2 * WIDE_ADDRESS_WIDTH;
+        assert_eq!(&lines[0][at..], "TCP_STATE                SOCK_ERR");
+        for l in &lines[1..] {
+            assert_eq!(&l[at..], "ESTABLISHED", "{l}");
+        }
+        assert!(lines[2].contains(" [2001:db8::1]:40000 "), "{}", lines[2]);
+        // Which addresses need it: no IPv4, short IPv6 neither.
+        assert!(!needs_wide("255.255.255.255".parse().unwrap()));
+        assert!(!needs_wide("2001:db8::1".parse().unwrap()));
+        assert!(!needs_wide("2001:db8:1::1".parse().unwrap())); // [..]:65535 is 21
+        assert!(needs_wide("2001:db8:1::10".parse().unwrap()));
+        assert!(needs_wide(longest));
     }
 
     #[test]
@@ -600,6 +693,7 @@ tcp_set_state()         16065  wget             10.0.2.15:60590       87.250.250
             time: TimeColumn::Wall,
             host_width: None,
             netns: true,
+            wide: false,
         };
         let mut r = TableRenderer::new(Vec::new(), opts);
         r.header().unwrap();
@@ -613,7 +707,7 @@ tcp_set_state()         16065  wget             10.0.2.15:60590       87.250.250
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(
             lines[0],
-            "TIME          EVENT_SOURCE            PID    COMM             SOURCE                DESTINATION           TCP_STATE                SOCK_ERR NETNS"
+            "TIME          EVENT_SOURCE            PID    COMM             SOURCE                DESTINATION           TCP_STATE                SOCK_ERR        NETNS"
         );
         // HH:MM:SS.mmm (milliseconds truncated), padded to the seed's 14.
         let time = &lines[1][..14];
@@ -628,12 +722,12 @@ tcp_set_state()         16065  wget             10.0.2.15:60590       87.250.250
         );
         assert_eq!(&time[6..12], "20.007", "{time:?}");
         assert!(
-            lines[1].ends_with("ESTABLISHED              ECONNREFUSED 4026531840"),
+            lines[1].ends_with("ESTABLISHED              ECONNREFUSED    4026531840"),
             "{}",
             lines[1]
         );
         assert!(
-            lines[2].ends_with("ESTABLISHED                     4026531840"),
+            lines[2].ends_with("ESTABLISHED                              4026531840"),
             "{}",
             lines[2]
         );
