@@ -671,11 +671,7 @@ fn follower_hands_out_new_row_groups_until_the_file_is_closed() {
     let mut w = write_flushed(&path, 2, 30, 5, opts);
     let mut f = Follower::new(&path, ReadOptions::default());
     let new = |f: &mut Follower| match f.poll().unwrap() {
-        Step::New {
-            reader,
-            from,
-            complete,
-        } => (from, reader.num_row_groups(), complete, reader.recovered()),
+        Step::New { reader, from, complete } => (from, reader.num_row_groups(), complete, reader.recovered()),
         other => panic!("{other:?}"),
     };
     assert_eq!(new(&mut f), (0, 2, false, true));

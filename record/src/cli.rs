@@ -79,8 +79,14 @@ pub struct Cli {
     #[arg(short = 't', long = "timestamp")]
     pub timestamp: bool,
 
+    /// Live table: SOURCE/DESTINATION 48 characters wide, room for the
+    /// longest IPv6 endpoint (the seed's 22 otherwise: a longer endpoint
+    /// pushes the rest of its line right).
+    #[arg(short = 'w', long = "wide", conflicts_with = "json")]
+    pub wide: bool,
+
     /// Print, for this kernel, which probe of each event kind's ladder attaches (or why none does), then exit.
-    #[arg(long, conflicts_with_all = ["output", "duration", "kstack", "rotate_size", "rotate_secs", "print", "json", "timestamp"])]
+    #[arg(long, conflicts_with_all = ["output", "duration", "kstack", "rotate_size", "rotate_secs", "print", "json", "timestamp", "wide"])]
     pub list_probes: bool,
 
     /// Do not use this probe (e.g. `tp_btf:tcp_probe`); the kind falls to the next rung of its ladder.
@@ -364,6 +370,9 @@ impl Command {
         if cli.timestamp && !printing {
             bail!("-t formats the printed table: add --print (or replay the file with `analyze -t`)");
         }
+        if cli.wide && !printing {
+            bail!("-w formats the printed table: add --print (or replay the file with `analyze -w`)");
+        }
         let live = printing.then(|| {
             if cli.json {
                 LiveFormat::Json
@@ -376,6 +385,7 @@ impl Command {
                     },
                     host_width: None,
                     netns: cli.netns.is_some(),
+                    wide: cli.wide,
                 };
                 LiveFormat::Table {
                     view,
