@@ -25,7 +25,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use deeptcp_format::{read_stacks, stacks_path, Event, Filter, MonoWindow, ReadOptions, RecordingReader};
 
-use crate::cli::{Config, ConnOptions, Mode, SortKey, TableOptions};
+use crate::cli::{Config, ConnOptions, Mode, SortKey, TableOptions, TimeMode};
 use crate::conn::{Conn, Match, Tracker};
 use crate::inputs;
 use crate::order::{Limits, Plan};
@@ -33,7 +33,7 @@ use crate::render::conn::ConnTable;
 use crate::render::info::{self, Summary};
 use crate::render::json::{self, ConnJson, EventJson};
 use crate::render::sanitized;
-use crate::render::table::{Stacks, TableRenderer};
+use crate::render::table::{Stacks, TableOptions as ViewOptions, TableRenderer, TimeColumn};
 use crate::source::{self, Prep, Source, READING};
 
 /// Writing the program's output failed (e.g. `EPIPE` when piped into `head`).
@@ -62,12 +62,15 @@ impl OutputError {
     }
 }
 
-fn output(e: io::Error) -> anyhow::Error {
+pub(crate) fn output(e: io::Error) -> anyhow::Error {
     anyhow::Error::new(OutputError(e))
 }
 
 /// Runs `config`, writing results to `out` and warnings to `warn`.
 pub fn run(config: &Config, out: &mut impl Write, warn: &mut impl Write) -> Result<()> {
+    if config.follow {
+        return crate::follow::run(config, out, warn);
+    }
     if config.mode == Mode::Repair {
         return repair(&config.inputs, out, warn);
     }
@@ -117,8 +120,13 @@ pub fn run(config: &Config, out: &mut impl Write, warn: &mut impl Write) -> Resu
     }
     // Before any output: a file too far out of time order is refused here.
     let plans = source::plan_all(&readers, Limits::default())?;
+    let mut layout = Layout::of(&sources);
+    layout.wide = match config.mode {
+        Mode::Table(o) => o.wide || source::any_wide_address(&readers),
+        Mode::Conn(o) if !o.json => o.wide || source::any_wide_address(&readers),
+        _ => false,
+    };
     let readers: Vec<(RecordingReader, Plan)> = readers.into_iter().zip(plans).collect();
-    let layout = Layout::of(&sources);
     match config.mode {
         Mode::Table(opts) => events(config, &sources, readers, &layout, Some(opts), out, warn),
         Mode::Json => events(config, &sources, readers, &layout, None, out, warn),
@@ -190,6 +198,9 @@ struct Layout {
     host_width: Option<usize>,
     /// Wall-clock start of the earliest recording: origin of relative times.
     origin_ns: i64,
+    /// Address columns wide enough for any endpoint (`-w`, or an endpoint
+    /// in the recordings that the seed's width would not fit).
+    wide: bool,
 }
 
 impl Layout {
@@ -201,7 +212,11 @@ impl Layout {
             longest.max("HOST".len()) + 2
         });
         let origin_ns = sources.iter().map(|s| s.meta.clock.realtime_ns).min().unwrap_or(0);
-        Layout { host_width, origin_ns }
+        Layout {
+            host_width,
+            origin_ns,
+            wide: false,
+        }
     }
 }
 
@@ -254,7 +269,20 @@ fn events(
 
     match table {
         Some(opts) => {
-            let mut r = TableRenderer::new(&mut *out, opts.timestamps, layout.origin_ns, layout.host_width);
+            let time = match opts.time {
+                TimeMode::None => TimeColumn::None,
+                TimeMode::Wall => TimeColumn::Wall,
+                TimeMode::Seconds => TimeColumn::Seconds {
+                    origin_ns: layout.origin_ns,
+                },
+            };
+            let view = ViewOptions {
+                time,
+                host_width: layout.host_width,
+                netns: opts.netns,
+                wide: layout.wide,
+            };
+            let mut r = TableRenderer::new(&mut *out, view);
             r.header().map_err(output)?;
             source::merge(streams, skipped(warn), |i, ts, ev| {
                 let s = &sources[i as usize];
@@ -352,7 +380,7 @@ impl<'w, W: Write> ConnSink<'w, W> {
         if json {
             ConnSink::Json(out)
         } else {
-            ConnSink::Table(ConnTable::new(out, layout.origin_ns, layout.host_width))
+            ConnSink::Table(ConnTable::new(out, layout.origin_ns, layout.host_width, layout.wide))
         }
     }
 
@@ -542,7 +570,7 @@ fn skipped(warn: &mut impl Write) -> impl FnMut(deeptcp_format::FormatError) + '
 
 /// One warning line on stderr (control characters escaped: warnings name
 /// files and quote them). A failure to write it must not stop the run.
-fn warning(warn: &mut impl Write, msg: &str) {
+pub(crate) fn warning(warn: &mut impl Write, msg: &str) {
     let _ = writeln!(warn, "analyze: warning: {}", sanitized(msg));
 }
 

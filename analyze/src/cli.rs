@@ -17,10 +17,16 @@ use deeptcp_format::EventKind;
 const AFTER_HELP: &str = "\
 Examples:
   analyze capture.parquet              classic table, one line per event
-  analyze -t capture.parquet           add TIME(s): seconds since the recording started
+  analyze -t capture.parquet           add TIME: local wall-clock time HH:MM:SS.mmm, as the
+                                       seed printed it (TZ=UTC analyze -t ... for UTC)
+  analyze --seconds capture.parquet    add TIME(s): seconds since the recording started
   analyze -K capture.parquet           print each event's kernel stack under it
                                        (recorded with `record -K`; frames come from
                                        capture.stacks.parquet next to the recording)
+  analyze -w capture.parquet           SOURCE/DESTINATION wide enough for any IPv6 endpoint
+                                       (automatic when the recording holds a long one)
+  analyze --follow capture.parquet     print a recording as `record` writes it (like tail -f),
+                                       until the recorder closes it or Ctrl-C
   analyze --info capture.parquet       what, where and how the recording was made
   analyze --json capture.parquet       one JSON object per event (see analyze/JSON.md)
   analyze --conn capture.parquet       one line per connection: owner, duration, state
@@ -67,7 +73,7 @@ Reading a recording needs no root and no eBPF: copy the .parquet (and its
 /// Replays deeptcp recordings offline: prints the TCP events they hold.
 ///
 /// The default output is the classic deeptcptracer table (EVENT_SOURCE, PID,
-/// COMM, SOURCE, DESTINATION, TCP_STATE, SK_ERR); --conn lists connections,
+/// COMM, SOURCE, DESTINATION, TCP_STATE, SOCK_ERR); --conn lists connections,
 /// --json writes JSON lines, --info describes the recordings.
 #[derive(Debug, Clone, PartialEq, Eq, Parser)]
 #[command(name = "analyze", version, long_version = crate::version::long_version(), after_help = AFTER_HELP)]
@@ -82,17 +88,36 @@ pub struct Args {
     #[arg(value_name = "INPUT", required = true)]
     pub inputs: Vec<PathBuf>,
 
-    /// Print a first column TIME(s): seconds since the recording started
-    /// (the earliest start, with several recordings).
-    #[arg(short = 't', long = "timestamp")]
+    /// Print a first column TIME: the local wall-clock time of each event,
+    /// HH:MM:SS.mmm, as deeptcptracer -t did (TZ selects the zone).
+    #[arg(short = 't', long = "timestamp", conflicts_with = "seconds")]
     pub timestamp: bool,
+
+    /// Print a first column TIME(s): seconds since the recording started
+    /// (the earliest start, with several recordings), as bcc's tools -t.
+    #[arg(long = "seconds")]
+    pub seconds: bool,
+
+    /// SOURCE/DESTINATION (--conn: LOCAL/REMOTE) 48 characters wide, room
+    /// for the longest IPv6 endpoint. Without it they are the seed's 22,
+    /// unless the recordings hold an IPv6 endpoint too long for that.
+    #[arg(short = 'w', long = "wide")]
+    pub wide: bool,
+
+    /// Print a recording that `record` is still writing as it grows, like
+    /// `tail -f`: the events checkpointed so far (record flushes and
+    /// checkpoints at least every second), then new ones as they are
+    /// checkpointed, until the recorder closes the file or Ctrl-C (exit 0).
+    /// One recording; the table (-t, --seconds, -N, -w, filters) or --json.
+    #[arg(short = 'f', long = "follow", conflicts_with_all = ["conn", "info", "repair", "kstack"])]
+    pub follow: bool,
 
     /// Print the kernel stack of each event under it (needs a recording made with `record -K`).
     #[arg(short = 'K', long = "kstack")]
     pub kstack: bool,
 
     /// Print the recordings' metadata and per-kind event counts instead of the events.
-    #[arg(long = "info", conflicts_with_all = ["timestamp", "kstack", "conn", "json"])]
+    #[arg(long = "info", conflicts_with_all = ["timestamp", "seconds", "kstack", "conn", "json", "wide"])]
     pub info: bool,
 
     /// Make recordings whose recorder was killed (or ran out of disk) complete
@@ -100,7 +125,7 @@ pub struct Args {
     /// footer, losing at most the last flush interval. Stacks sidecars too.
     /// Takes the same INPUTs as the other modes (a rotated recording by its
     /// name, directories, globs).
-    #[arg(long = "repair", conflicts_with_all = ["timestamp", "kstack", "conn", "json", "info"])]
+    #[arg(long = "repair", conflicts_with_all = ["timestamp", "seconds", "kstack", "conn", "json", "info", "wide"])]
     pub repair: bool,
 
     /// Leave out a row group whose pages fail their checksums (or do not
@@ -112,12 +137,12 @@ pub struct Args {
     /// One entry per connection (socket): owner, addresses, start, end,
     /// duration, state path, retransmits/RSTs/zero windows/errors, bytes,
     /// smoothed RTT and why it closed.
-    #[arg(long = "conn", conflicts_with_all = ["timestamp", "kstack"])]
+    #[arg(long = "conn", conflicts_with_all = ["timestamp", "seconds", "kstack"])]
     pub conn: bool,
 
     /// JSON lines: one object per event, or per connection with --conn
     /// (field names are the Parquet column names; see analyze/JSON.md).
-    #[arg(long = "json", conflicts_with_all = ["timestamp", "kstack"])]
+    #[arg(long = "json", conflicts_with_all = ["timestamp", "seconds", "kstack"])]
     pub json: bool,
 
     /// Order connections (--conn): longest first, most retransmits first, or by start.
@@ -247,13 +272,27 @@ pub enum Mode {
     Repair,
 }
 
+/// The table's optional time column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TimeMode {
+    #[default]
+    None,
+    /// `-t`: local wall-clock `TIME`, as the seed.
+    Wall,
+    /// `--seconds`: `TIME(s)` since the recording started.
+    Seconds,
+}
+
 /// Options of the classic table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TableOptions {
-    /// Leading `TIME(s)` column.
-    pub timestamps: bool,
+    pub time: TimeMode,
     /// Kernel stacks under each event.
     pub kstack: bool,
+    /// The seed's NETNS column (shown with `-N`, as the seed did).
+    pub netns: bool,
+    /// `-w`: wide address columns whatever the recordings hold.
+    pub wide: bool,
 }
 
 /// Options of `--conn`.
@@ -265,6 +304,8 @@ pub struct ConnOptions {
     pub sort: Option<SortKey>,
     /// Keep only the first N in `sort` order.
     pub top: Option<usize>,
+    /// `-w`: wide address columns whatever the recordings hold.
+    pub wide: bool,
 }
 
 /// A validated run configuration.
@@ -276,6 +317,8 @@ pub struct Config {
     pub filter: Filter,
     /// `--skip-corrupt`: damaged row groups are warnings, not errors.
     pub skip_corrupt: bool,
+    /// `--follow`: one recording, printed as it grows (table or JSON).
+    pub follow: bool,
 }
 
 /// Suffix of the stack sidecar that sits next to a recording.
@@ -304,16 +347,34 @@ impl Config {
         }
         // clap's conflicts_with already rejects these; kept so the rules do not
         // depend on the attributes staying in place.
-        if args.info && (args.timestamp || args.kstack || args.conn || args.json) {
+        if args.info && (args.timestamp || args.seconds || args.kstack || args.conn || args.json) {
             return Err(usage_error(
                 ErrorKind::ArgumentConflict,
-                "--info prints metadata only and cannot be combined with -t, -K, --conn or --json".to_string(),
+                "--info prints metadata only and cannot be combined with -t, --seconds, -K, --conn or --json"
+                    .to_string(),
             ));
         }
-        if (args.conn || args.json) && (args.timestamp || args.kstack) {
+        if (args.conn || args.json) && (args.timestamp || args.seconds || args.kstack) {
             return Err(usage_error(
                 ErrorKind::ArgumentConflict,
-                "-t and -K belong to the event table; --conn and --json have their own time fields".to_string(),
+                "-t, --seconds and -K belong to the event table; --conn and --json have their own time fields"
+                    .to_string(),
+            ));
+        }
+        if args.follow && (args.conn || args.info || args.repair || args.kstack) {
+            return Err(usage_error(
+                ErrorKind::ArgumentConflict,
+                "--follow prints events as they are recorded: the table or --json, without --conn, --info, --repair or -K"
+                    .to_string(),
+            ));
+        }
+        if args.follow && args.inputs.len() != 1 {
+            return Err(usage_error(
+                ErrorKind::TooManyValues,
+                format!(
+                    "--follow follows one recording, not {} (run one analyze --follow per file)",
+                    args.inputs.len()
+                ),
             ));
         }
         if !args.conn && (args.sort.is_some() || args.top.is_some()) {
@@ -324,7 +385,7 @@ impl Config {
         }
         let filter = Filter {
             pids: args.pids,
-            netns: args.netns,
+            netns: args.netns.clone(),
             sports: args.sports,
             dports: args.dports,
             ports: args.ports,
@@ -360,13 +421,23 @@ impl Config {
                 json: args.json,
                 sort: args.sort.or(top.map(|_| SortKey::Duration)),
                 top,
+                wide: args.wide,
             })
         } else if args.json {
             Mode::Json
         } else {
+            let time = if args.timestamp {
+                TimeMode::Wall
+            } else if args.seconds {
+                TimeMode::Seconds
+            } else {
+                TimeMode::None
+            };
             Mode::Table(TableOptions {
-                timestamps: args.timestamp,
+                time,
                 kstack: args.kstack,
+                netns: !args.netns.is_empty(),
+                wide: args.wide,
             })
         };
         Ok(Config {
@@ -374,6 +445,7 @@ impl Config {
             mode,
             filter,
             skip_corrupt: args.skip_corrupt,
+            follow: args.follow,
         })
     }
 }
@@ -433,12 +505,56 @@ mod tests {
     #[test]
     fn short_and_long_flags() {
         let want = Mode::Table(TableOptions {
-            timestamps: true,
+            time: TimeMode::Wall,
             kstack: true,
+            netns: false,
+            wide: false,
         });
         assert_eq!(config(&["-t", "-K", "x.parquet"]).unwrap().mode, want);
         assert_eq!(config(&["-tK", "x.parquet"]).unwrap().mode, want);
         assert_eq!(config(&["x.parquet", "--timestamp", "--kstack"]).unwrap().mode, want);
+    }
+
+    #[test]
+    fn time_columns_and_netns() {
+        let table = |argv: &[&str]| match config(argv).unwrap().mode {
+            Mode::Table(o) => o,
+            m => panic!("{m:?}"),
+        };
+        assert_eq!(table(&["--seconds", "x.parquet"]).time, TimeMode::Seconds);
+        assert_eq!(table(&["-t", "x.parquet"]).time, TimeMode::Wall);
+        assert_eq!(table(&["x.parquet"]).time, TimeMode::None);
+        // -N filters and, as in the seed, adds the NETNS column.
+        assert!(table(&["-N", "4026531840", "x.parquet"]).netns);
+        assert!(!table(&["-p", "1", "x.parquet"]).netns);
+        assert!(table(&["-w", "x.parquet"]).wide);
+        assert!(table(&["--wide", "x.parquet"]).wide);
+        assert_eq!(err(&["-t", "--seconds"]).kind(), ErrorKind::ArgumentConflict);
+        assert_eq!(err(&["--conn", "--seconds"]).kind(), ErrorKind::ArgumentConflict);
+    }
+
+    #[test]
+    fn follow_takes_one_recording_and_events() {
+        let c = config(&["--follow", "-t", "x.parquet"]).unwrap();
+        assert!(c.follow);
+        assert!(matches!(
+            c.mode,
+            Mode::Table(TableOptions {
+                time: TimeMode::Wall,
+                ..
+            })
+        ));
+        assert_eq!(config(&["-f", "--json", "x.parquet"]).unwrap().mode, Mode::Json);
+        let e = config(&["--follow", "a.parquet", "b.parquet"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("one recording"), "{e}");
+        for argv in [
+            &["--follow", "--conn"][..],
+            &["--follow", "--info"],
+            &["--follow", "-K"],
+        ] {
+            assert_eq!(err(argv).kind(), ErrorKind::ArgumentConflict, "{argv:?}");
+        }
     }
 
     #[test]
@@ -456,7 +572,8 @@ mod tests {
             Mode::Conn(ConnOptions {
                 json: true,
                 sort: Some(SortKey::Retrans),
-                top: None
+                top: None,
+                wide: false
             })
         );
         // --top alone sorts by duration.
@@ -465,7 +582,8 @@ mod tests {
             Mode::Conn(ConnOptions {
                 json: false,
                 sort: Some(SortKey::Duration),
-                top: Some(3)
+                top: Some(3),
+                wide: false
             })
         );
         assert_eq!(
@@ -475,7 +593,8 @@ mod tests {
             Mode::Conn(ConnOptions {
                 json: false,
                 sort: Some(SortKey::Start),
-                top: Some(3)
+                top: Some(3),
+                wide: false
             })
         );
     }
@@ -671,8 +790,10 @@ mod tests {
         for needle in [
             "Examples:",
             "--timestamp",
+            "--seconds",
             "--kstack",
             "--info",
+            "--follow",
             "--conn",
             "--json",
             "--sort",

@@ -11,6 +11,7 @@
 mod app;
 mod cli;
 mod conn;
+mod follow;
 mod inputs;
 mod order;
 mod owner;

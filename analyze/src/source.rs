@@ -639,6 +639,24 @@ pub fn merge(
     Ok(())
 }
 
+/// Whether any recording holds an address whose endpoint would overflow
+/// the table's seed-width address columns ([`deeptcp_view::table::needs_wide`]),
+/// decided before the first line from the address columns alone, so that
+/// the table streams with columns that fit every row. Stops at the first
+/// such address. A row group that cannot be read counts as holding none:
+/// reading its rows reports it (or skips it, with `--skip-corrupt`).
+pub fn any_wide_address(readers: &[RecordingReader]) -> bool {
+    readers.iter().any(|r| {
+        let groups = r.row_groups();
+        (0..groups.len()).any(|rg| {
+            let mut wide = false;
+            // Results are only ever "found one": an error leaves `wide` as it was.
+            let _ = groups.scan_addresses(rg, |a| wide |= deeptcp_view::table::needs_wide(a));
+            wide
+        })
+    })
+}
+
 /// First pass for back-fill: the best owner of every socket cookie in the
 /// schema-v2 recordings among `sources`, decoded on up to as many threads
 /// as there are CPUs, row group by row group. Memory: one 48-byte entry

@@ -12,7 +12,9 @@ use deeptcp_format::{
     StackWriter, TcpInfo, TcpState, WriterOptions,
 };
 
-const HEADER: &str = "EVENT_SOURCE            PID    COMM             SOURCE                DESTINATION           TCP_STATE                SK_ERR";
+const HEADER: &str = "EVENT_SOURCE            PID    COMM             SOURCE                DESTINATION           TCP_STATE                SOCK_ERR";
+/// [`HEADER`] with SOURCE and DESTINATION 48 wide, for any IPv6 endpoint.
+const WIDE_HEADER: &str = "EVENT_SOURCE            PID    COMM             SOURCE                                          DESTINATION                                     TCP_STATE                SOCK_ERR";
 const START_MONO: i64 = 10_000_000_000;
 
 fn meta(kstack: bool) -> RecordingMeta {
@@ -163,13 +165,14 @@ fn sample(dir: &Path, kstack: bool) -> PathBuf {
 }
 
 /// The sample in time order: the retransmit stored last happened first (a
-/// recording this small fits in the reorder buffer whole).
+/// recording this small fits in the reorder buffer whole). Its long IPv6
+/// endpoint makes the address columns wide ([`WIDE_HEADER`]).
 const TABLE_BODY: &str = "\
-tcp_retransmit_skb()    16065  wget             10.0.2.15:60590       87.250.250.242:443    ESTABLISHED
-tcp_set_state()         16065  wget             10.0.2.15:0           87.250.250.242:443    CLOSE -> SYN_SENT
-tcp_set_state()         N/A    N/A              10.0.2.15:60590       87.250.250.242:443    SYN_SENT -> ESTABLISHED
-tcp_set_state()         16065  wget             [2001:db8::1]:40000   [2001:db8:ffff:ffff:ffff:ffff:ffff:1]:8443 CLOSE -> SYN_SENT
-sock_def_error_report() 16065  wget             10.0.2.15:60590       87.250.250.242:443    SYN_SENT                 ECONNREFUSED
+tcp_retransmit_skb()    16065  wget             10.0.2.15:60590                                 87.250.250.242:443                              ESTABLISHED
+tcp_set_state()         16065  wget             10.0.2.15:0                                     87.250.250.242:443                              CLOSE -> SYN_SENT
+tcp_set_state()         N/A    N/A              10.0.2.15:60590                                 87.250.250.242:443                              SYN_SENT -> ESTABLISHED
+tcp_set_state()         16065  wget             [2001:db8::1]:40000                             [2001:db8:ffff:ffff:ffff:ffff:ffff:1]:8443      CLOSE -> SYN_SENT
+sock_def_error_report() 16065  wget             10.0.2.15:60590                                 87.250.250.242:443                              SYN_SENT                 ECONNREFUSED
 ";
 
 #[test]
@@ -177,18 +180,18 @@ fn table() {
     let dir = tempfile::tempdir().unwrap();
     let o = analyze(&[], &sample(dir.path(), false));
     assert_ok(&o);
-    assert_eq!(stdout(&o), format!("{HEADER}\n{TABLE_BODY}"));
+    assert_eq!(stdout(&o), format!("{WIDE_HEADER}\n{TABLE_BODY}"));
     assert_eq!(stderr(&o), "");
 }
 
 #[test]
-fn timestamps() {
+fn seconds_since_start() {
     let dir = tempfile::tempdir().unwrap();
-    let o = analyze(&["-t"], &sample(dir.path(), false));
+    let o = analyze(&["--seconds"], &sample(dir.path(), false));
     assert_ok(&o);
     let out = stdout(&o);
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines[0], format!("TIME(s)     {HEADER}"));
+    assert_eq!(lines[0], format!("TIME(s)     {WIDE_HEADER}"));
     let times: Vec<&str> = lines[1..].iter().map(|l| &l[..12]).collect();
     assert_eq!(
         times,
@@ -203,6 +206,76 @@ fn timestamps() {
     // The rest of each line is the plain table.
     let rest: String = lines[1..].iter().map(|l| format!("{}\n", &l[12..])).collect();
     assert_eq!(rest, TABLE_BODY);
+}
+
+/// `-t` is the seed's wall-clock `TIME`: local time of day, in the zone TZ names.
+#[test]
+fn timestamps_are_local_wall_clock_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = sample(dir.path(), false);
+    let run = |tz: &str| {
+        let o = Command::new(env!("CARGO_BIN_EXE_analyze"))
+            .env("TZ", tz)
+            .arg("-t")
+            .arg(&rec)
+            .output()
+            .unwrap();
+        assert_ok(&o);
+        stdout(&o)
+    };
+    // The recording starts at 2026-04-14T10:00:00Z.
+    let out = run("UTC");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], format!("TIME          {WIDE_HEADER}"));
+    let times: Vec<&str> = lines[1..].iter().map(|l| &l[..14]).collect();
+    assert_eq!(
+        times,
+        [
+            "09:59:59.998  ",
+            "10:00:00.500  ",
+            "10:00:00.750  ",
+            "10:00:01.000  ",
+            "10:00:01.250  "
+        ]
+    );
+    let rest: String = lines[1..].iter().map(|l| format!("{}\n", &l[14..])).collect();
+    assert_eq!(rest, TABLE_BODY);
+    // Another zone: the same instants, its local times.
+    let out = run("Asia/Kolkata");
+    assert!(
+        out.lines().nth(2).unwrap().starts_with("15:30:00.500  tcp_set_state()"),
+        "{out}"
+    );
+}
+
+/// `-N` filters and, as in the seed, adds the NETNS column after SOCK_ERR.
+#[test]
+fn netns_filter_adds_the_netns_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = analyze(&["-N", "4026531840"], &sample(dir.path(), false));
+    assert_ok(&o);
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], format!("{WIDE_HEADER}        NETNS"));
+    assert_eq!(lines.len(), 6);
+    assert!(
+        lines[5].ends_with("SYN_SENT                 ECONNREFUSED    4026531840"),
+        "{}",
+        lines[5]
+    );
+    assert!(
+        lines[1].ends_with(&format!("ESTABLISHED{}4026531840", " ".repeat(25 - 11 + 16))),
+        "{}",
+        lines[1]
+    );
+    // NETNS under its heading on every line, whatever SOCK_ERR holds.
+    let netns = lines[0].find("NETNS").unwrap();
+    for l in &lines[1..] {
+        assert_eq!(l.find("4026531840"), Some(netns), "{l}");
+    }
+    let o = analyze(&["-N", "4026531841"], &sample(dir.path(), false));
+    assert_ok(&o);
+    assert_eq!(stdout(&o), format!("{WIDE_HEADER}        NETNS\n"));
 }
 
 #[test]
@@ -221,7 +294,7 @@ fn kstack_prints_frames_from_the_sidecar() {
     assert_eq!(stderr(&o), "");
     let out = stdout(&o);
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines[0], HEADER);
+    assert_eq!(lines[0], WIDE_HEADER);
     assert!(lines[1].starts_with("tcp_retransmit_skb()"));
     assert_eq!(lines[2], "\ttcp_set_state+0x5");
     assert!(lines[5].starts_with("tcp_set_state()         16065"));
@@ -235,11 +308,11 @@ fn kstack_prints_frames_from_the_sidecar() {
     assert!(lines[12].starts_with("sock_def_error_report()"));
     assert_eq!(lines.len(), 13);
 
-    // -t and -K together.
-    let o = analyze(&["-t", "-K"], &rec);
+    // --seconds and -K together.
+    let o = analyze(&["--seconds", "-K"], &rec);
     assert_ok(&o);
     let out = stdout(&o);
-    assert!(out.starts_with(&format!("TIME(s)     {HEADER}\n-0.002000   tcp_retransmit_skb()")));
+    assert!(out.starts_with(&format!("TIME(s)     {WIDE_HEADER}\n-0.002000   tcp_retransmit_skb()")));
     assert!(out.contains("CLOSE -> SYN_SENT\n\ttcp_set_state+0x5\n"));
 }
 
@@ -354,7 +427,7 @@ fn lost_events_are_reported_on_stderr() {
     let rec = write_recording(dir.path(), "lossy.parquet", &meta(false), &sample_events(), 3);
     let o = analyze(&[], &rec);
     assert_ok(&o);
-    assert_eq!(stdout(&o), format!("{HEADER}\n{TABLE_BODY}"));
+    assert_eq!(stdout(&o), format!("{WIDE_HEADER}\n{TABLE_BODY}"));
     let err = stderr(&o);
     assert!(err.starts_with("analyze: warning: the recorder lost 3 events"), "{err}");
 }
@@ -664,7 +737,11 @@ fn conn_table_and_json() {
         "{}",
         l[0]
     );
-    assert!(l[0].ends_with("REASON                          STATE_PATH"), "{}", l[0]);
+    assert!(
+        l[0].ends_with(&format!("REASON{}STATE_PATH", " ".repeat(50))),
+        "{}",
+        l[0]
+    );
     assert!(
         l[1].starts_with("0.010000    0.015000    0.005000    42     curl             10.0.2.15:60590       87.250.250.242:443    4026531840  1       0   0    0   100        2000       1.500    local close"),
         "{}",
@@ -759,7 +836,7 @@ fn several_hosts_merge_in_time_order() {
     assert_eq!(who, [("alpha", 1, "curl"), ("beta", 1, "java"), ("alpha", 2, "wget")]);
 
     // The table gets a HOST column and times from the earliest start.
-    let o = analyze_many(&["-t"], &[&b, &a]);
+    let o = analyze_many(&["--seconds"], &[&b, &a]);
     assert_ok(&o);
     let out = stdout(&o);
     let l: Vec<&str> = out.lines().collect();
@@ -1378,4 +1455,256 @@ fn skip_corrupt_also_covers_the_kstack_check() {
     assert_ok(&o);
     assert_eq!(stdout(&o).lines().count(), 1 + 1000, "header and the good rows");
     assert!(stderr(&o).contains("skipped row group 1 (500 rows)"), "{}", stderr(&o));
+}
+
+/// Where `needle` starts in `line`, in characters.
+fn column_of(line: &str, needle: &str) -> usize {
+    let at = line
+        .find(needle)
+        .unwrap_or_else(|| panic!("{needle:?} not in {line:?}"));
+    line[..at].chars().count()
+}
+
+/// Issue 14, item 6: a long IPv6 endpoint does not shift the rest of its
+/// row. A recording holding one gets wide address columns before the first
+/// line; one whose endpoints all fit keeps the seed's layout (`-w` widens
+/// it anyway); `--conn` keeps LOCAL/REMOTE and REASON aligned too.
+#[test]
+fn long_ipv6_endpoints_and_close_reasons_keep_rows_aligned() {
+    let dir = tempfile::tempdir().unwrap();
+    // The sample's [2001:db8:ffff:ffff:ffff:ffff:ffff:1]:8443: TCP_STATE,
+    // SOCK_ERR at the same column on every line.
+    let o = analyze(&[], &sample(dir.path(), false));
+    assert_ok(&o);
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    let state = column_of(lines[0], "TCP_STATE");
+    assert_eq!(state, 24 + 7 + 17 + 48 + 48);
+    for (l, s) in lines[1..].iter().zip([
+        "ESTABLISHED",
+        "CLOSE -> SYN_SENT",
+        "SYN_SENT -> ESTABLISHED",
+        "CLOSE -> SYN_SENT",
+        "SYN_SENT",
+    ]) {
+        assert_eq!(column_of(l, s), state, "{l}");
+    }
+    assert_eq!(column_of(lines[5], "ECONNREFUSED"), column_of(lines[0], "SOCK_ERR"));
+
+    // Only endpoints that fit 22 columns: the seed's layout, unless -w.
+    let mut short = sample_events();
+    short[2].daddr = "2001:db8::2".parse().unwrap();
+    let rec = write_recording(dir.path(), "short.parquet", &meta(false), &short, 0);
+    let o = analyze(&[], &rec);
+    assert_ok(&o);
+    assert!(stdout(&o).starts_with(&format!("{HEADER}\n")), "{}", stdout(&o));
+    assert!(stdout(&o).contains(" [2001:db8::1]:40000   [2001:db8::2]:8443    CLOSE -> SYN_SENT\n"));
+    let o = analyze(&["-w"], &rec);
+    assert_ok(&o);
+    assert!(stdout(&o).starts_with(&format!("{WIDE_HEADER}\n")), "{}", stdout(&o));
+
+    // --conn: the longest endpoints and the longest reason.
+    let mut events = v2_conn(7, 10, 42, "curl", 443);
+    let mut open = v2_conn(8, 20, 43, "wget", 8443);
+    for e in &mut open {
+        e.family = deeptcp_format::Family::Inet6;
+        e.saddr = "2001:db8:ffff:ffff:ffff:ffff:ffff:1".parse().unwrap();
+        e.daddr = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap();
+        e.sport = 65535;
+        e.dport = 65535;
+    }
+    // Known from the start-up snapshot, still open at the end.
+    open.truncate(3);
+    open[0].kind = EventKind::Snapshot;
+    open[0].oldstate = None;
+    open[0].newstate = Some(TcpState::Established);
+    open.remove(1);
+    events.extend(open);
+    let rec = write_recording(dir.path(), "conn.parquet", &meta_for("alpha", T0), &events, 0);
+    let o = analyze(&["--conn"], &rec);
+    assert_ok(&o);
+    let out = stdout(&o);
+    let l: Vec<&str> = out.lines().collect();
+    assert_eq!(l.len(), 3, "{out}");
+    assert!(
+        l[2].contains(&format!(
+            "{:<48}{:<48}4026531840",
+            "[2001:db8:ffff:ffff:ffff:ffff:ffff:1]:65535", "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535"
+        )),
+        "{}",
+        l[2]
+    );
+    assert!(
+        l[2].ends_with("still open at end of recording, opened before recording ESTABLISHED"),
+        "{}",
+        l[2]
+    );
+    let netns = column_of(l[0], "NETNS");
+    let path = column_of(l[0], "STATE_PATH");
+    assert_eq!(column_of(l[1], "4026531840"), netns, "{}", l[1]);
+    assert_eq!(column_of(l[2], "4026531840"), netns, "{}", l[2]);
+    assert_eq!(column_of(l[1], "CLOSE -> SYN_SENT"), path, "{}", l[1]);
+    assert_eq!(column_of(l[2], "ESTABLISHED"), path, "{}", l[2]);
+}
+
+/// Lines of a child's stdout, read on a thread so that the test can wait
+/// for them with a deadline.
+fn line_reader(stdout: std::process::ChildStdout) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// The next `n` lines, or a failure naming what did come.
+#[track_caller]
+fn next_lines(rx: &std::sync::mpsc::Receiver<String>, n: usize) -> Vec<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut got = Vec::new();
+    while got.len() < n {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) => got.push(l),
+            Err(e) => panic!("waited for {n} lines ({e}), got {got:?}"),
+        }
+    }
+    got
+}
+
+/// `analyze --follow` (issue 14, item 2) on a recording written here as
+/// `record` writes it: a row group flushed and checkpointed at a time. The
+/// events checkpointed before it starts come first, each new row group's
+/// events as soon as it is checkpointed, and it exits 0 with everything
+/// printed once the writer closes the file.
+#[test]
+fn follow_prints_a_recording_as_it_is_written_until_it_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("live.parquet");
+    let opts = WriterOptions {
+        row_group_rows: 1000,
+        batch_rows: 10,
+        zstd_level: 1,
+    };
+    let mut w = EventWriter::with_checkpoints(File::create(&path).unwrap(), &path, &meta(false), opts).unwrap();
+    let conn = |cookie: u64, t: i64, port: u16| v2_conn(cookie, t, 42, "curl", port);
+    for e in conn(1, 10, 443) {
+        w.push(&e).unwrap();
+    }
+    w.flush().unwrap();
+    assert!(deeptcp_format::checkpoint_path(&path).exists());
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_analyze"))
+        .env("TZ", "UTC")
+        .args(["--follow", "-t"])
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rx = line_reader(child.stdout.take().unwrap());
+    // The header and the first connection (7 events), back-filled.
+    let first = next_lines(&rx, 8);
+    assert!(first[0].starts_with("TIME          EVENT_SOURCE"), "{first:?}");
+    assert!(
+        first[1].starts_with("10:00:00.010  tcp_set_state()         42     curl"),
+        "{first:?}"
+    );
+    assert!(first[1..].iter().all(|l| !l.contains("N/A")), "{first:?}");
+
+    // Pushed but not flushed: nothing; flushed: printed.
+    for e in conn(2, 100, 8443) {
+        w.push(&e).unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    assert!(rx.try_recv().is_err(), "printed before its checkpoint");
+    w.flush().unwrap();
+    let second = next_lines(&rx, 7);
+    assert!(second.iter().all(|l| l.contains(":8443")), "{second:?}");
+    assert!(second[0].starts_with("10:00:00.100  tcp_set_state()"), "{second:?}");
+
+    // Closing adds the rows not yet flushed, and ends the run.
+    for e in conn(3, 200, 9000) {
+        w.push(&e).unwrap();
+    }
+    w.finish(0).unwrap();
+    let third = next_lines(&rx, 7);
+    assert!(third.iter().all(|l| l.contains(":9000")), "{third:?}");
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(status.success(), "{status:?}: {err}");
+    assert!(rx.recv().is_err(), "nothing after the end");
+    assert!(err.contains("while it is recorded"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+
+    // A complete recording: everything, then exit (as without --follow).
+    let o = analyze(&["--follow", "-t"], &path);
+    assert_ok(&o);
+    assert_eq!(stdout(&o), stdout(&analyze(&["-t"], &path)));
+    assert_eq!(stderr(&o), "");
+    let o = analyze(&["--follow", "--json"], &path);
+    assert_ok(&o);
+    assert_eq!(stdout(&o), stdout(&analyze(&["--json"], &path)));
+}
+
+/// Ctrl-C ends `--follow` with status 0; a recorder that died without
+/// closing the file is an error after what it checkpointed; two files are
+/// a usage error.
+#[test]
+fn follow_stops_on_ctrl_c_and_reports_a_dead_recorder() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("live.parquet");
+    let mut w = EventWriter::with_checkpoints(
+        File::create(&path).unwrap(),
+        &path,
+        &meta(false),
+        WriterOptions::default(),
+    )
+    .unwrap();
+    for e in v2_conn(1, 10, 42, "curl", 443) {
+        w.push(&e).unwrap();
+    }
+    w.flush().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_analyze"))
+        .args(["--follow", "--json"])
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let rx = line_reader(child.stdout.take().unwrap());
+    assert_eq!(next_lines(&rx, 7).len(), 7);
+    // SAFETY: a signal to our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+
+    // The writer goes away without closing the file (its lock with it).
+    std::mem::forget(w);
+    // Forgetting keeps the descriptor (and the lock) open: drop the lock by
+    // copying the files as a killed recorder leaves them.
+    let dead = dir.path().join("dead.parquet");
+    std::fs::copy(&path, &dead).unwrap();
+    std::fs::copy(
+        deeptcp_format::checkpoint_path(&path),
+        deeptcp_format::checkpoint_path(&dead),
+    )
+    .unwrap();
+    let o = analyze(&["--follow"], &dead);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(stdout(&o).lines().count(), 8, "{}", stdout(&o));
+    assert!(stderr(&o).contains("analyze --repair"), "{}", stderr(&o));
+
+    let o = Command::new(env!("CARGO_BIN_EXE_analyze"))
+        .args(["--follow", "a.parquet", "b.parquet"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("one recording"), "{}", stderr(&o));
 }

@@ -14,6 +14,9 @@
 //!   `testdata/` (several inputs, sorting, each filter), compared with
 //!   `testdata/expected/<name>.txt`.
 //!
+//! Every run of `analyze` gets `TZ=UTC`: `-t` prints local wall-clock
+//! times, which must not depend on the machine's zone.
+//!
 //! `DEEPTCP_BLESS=1 cargo test -p deeptcp-analyze --test golden` (re)writes
 //! the expected files from the current output instead of comparing; review
 //! the diff before committing it. Without it, a per-fixture mode whose
@@ -29,6 +32,7 @@ use std::process::Command;
 const MODES: &[(&str, &[&str])] = &[
     ("table", &[]),
     ("t", &["-t"]),
+    ("seconds", &["--seconds"]),
     ("K", &["-K"]),
     ("info", &["--info"]),
     ("conn", &["--conn"]),
@@ -47,6 +51,7 @@ const FIXTURE_DIRS: &[(&str, &str)] = &[("", ""), ("synthetic", "synthetic")];
 const CASES: &[(&str, &[&str])] = &[
     // several inputs: a directory, two hosts, merged by time
     ("two-hosts.table", &["-t", "synthetic"]),
+    ("two-hosts.seconds", &["--seconds", "synthetic"]),
     ("two-hosts.conn", &["--conn", "synthetic"]),
     (
         "two-hosts.json",
@@ -167,10 +172,12 @@ fn fixtures(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Stdout of `analyze <args>` run in `dir`, so that nothing machine-specific
-/// (absolute paths) can reach the output.
+/// (absolute paths, the local time zone of `-t`'s wall-clock `TIME`) can
+/// reach the output: the child runs with `TZ=UTC`.
 fn run_in(dir: &Path, args: &[&str]) -> Result<String, String> {
     let o = Command::new(env!("CARGO_BIN_EXE_analyze"))
         .current_dir(dir)
+        .env("TZ", "UTC")
         .args(args)
         .output()
         .map_err(|e| format!("cannot run analyze: {e}"))?;

@@ -971,6 +971,16 @@ pub(crate) fn recover_readonly(path: &Path) -> Result<Option<(File, Recovered)>,
     Ok(Some((file, rec)))
 }
 
+/// Whether a running recorder holds `path`'s checkpoint sidecar (its
+/// `flock`); false when there is no sidecar. Where locks are not
+/// available (not Unix), any sidecar counts as held.
+pub(crate) fn recorder_holds(path: &Path) -> bool {
+    match open_nofollow(&checkpoint_path(path), false) {
+        Ok(f) => !lock(&f, true),
+        Err(_) => false,
+    }
+}
+
 /// Whether `path` has a checkpoint sidecar.
 pub(crate) fn has_checkpoint(path: &Path) -> bool {
     std::fs::symlink_metadata(checkpoint_path(path)).is_ok_and(|m| m.is_file())

@@ -10,7 +10,8 @@
 //! reader checks each row group's pages before it hands out any of its rows
 //! (`pagecrc`; [`ReadOptions::skip_corrupt`] skips a damaged row group with
 //! a warning instead of ending there). Crash safety (checkpoint sidecars,
-//! [`repair`], [`RecordingReader::open_recovering`]) is in [`checkpoint`]; rotated
+//! [`repair`], [`RecordingReader::open_recovering`]) is in [`checkpoint`], following a
+//! recording still being written in [`follow`]; rotated
 //! recordings are listed by [`segments`]. Durations typed on either tool's
 //! command line are parsed by [`timearg`].
 
@@ -18,6 +19,7 @@ pub mod checkpoint;
 pub mod error;
 pub mod event;
 pub mod filter;
+pub mod follow;
 pub mod meta;
 mod pagecrc;
 pub mod reader;
@@ -30,6 +32,7 @@ pub use checkpoint::{checkpoint_path, repair, RepairOutcome, RepairReport};
 pub use error::FormatError;
 pub use event::{Attribution, Event, EventKind, Family, TcpInfo, TcpState};
 pub use filter::{Cidr, Filter, MonoWindow, TimeBound};
+pub use follow::{Follower, Step};
 pub use meta::{ClockAnchor, LostInterval, ProbeStatus, RecordingMeta};
 pub use reader::{ReadOptions, RecordingReader};
 pub use schema::SCHEMA_VERSION;

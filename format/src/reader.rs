@@ -874,30 +874,8 @@ impl RowGroups {
     /// [`events`](Self::events) reports as bad values, are left out.
     pub fn scan_mono_ns(&self, rg: usize, mut f: impl FnMut(&[i64])) -> Result<(), FormatError> {
         let path: &Path = &self.path;
-        if rg >= self.len() {
-            return Err(FormatError::parquet(
-                Some(path),
-                ParquetError::General(format!("no row group {rg}")),
-            ));
-        }
-        let idx = (self.metadata.schema())
-            .index_of(col::MONO_NS)
-            .map_err(|e| FormatError::arrow(Some(path), e))?;
-        let only = RowGroups {
-            mask: ProjectionMask::roots(self.metadata.parquet_schema(), [idx]),
-            ..self.clone()
-        };
-        let mut batches = only.start(rg)?;
         let mut values = Vec::new();
-        loop {
-            let next = guarded(path, "decoding a record batch", || {
-                batches
-                    .next()
-                    .transpose()
-                    .map_err(|e| FormatError::arrow(Some(path), e))
-            })
-            .map_err(|e| self.corrupt(rg, e))?;
-            let Some(batch) = next else { return Ok(()) };
+        self.scan_columns(rg, &[col::MONO_NS], |batch| {
             let Some(mono) = batch.column(0).as_primitive_opt::<Int64Type>() else {
                 return Err(FormatError::BadColumn {
                     path: path.to_path_buf(),
@@ -912,6 +890,87 @@ impl RowGroups {
                 values.extend(mono.iter().flatten());
                 f(&values);
             }
+            Ok(())
+        })
+    }
+
+    /// Calls `f` with the addresses of row group `rg` (`< len()`), source
+    /// and destination, reading those two columns alone: a cheap look at
+    /// what a recording holds before decoding it (`analyze` sizes its
+    /// address columns with it). Each distinct address comes at least once;
+    /// repeats may be left out (a dictionary's values are passed once per
+    /// batch, and may include values no row uses). Nulls and text that is
+    /// no address, which [`events`](Self::events) reports, are left out.
+    pub fn scan_addresses(&self, rg: usize, mut f: impl FnMut(IpAddr)) -> Result<(), FormatError> {
+        let path: &Path = &self.path;
+        let mut last = String::new();
+        self.scan_columns(rg, &[col::SADDR, col::DADDR], |batch| {
+            for (column, field) in batch.columns().iter().zip(batch.schema_ref().fields()) {
+                let text = TextColumn::new(column.as_ref()).ok_or_else(|| FormatError::BadColumn {
+                    path: path.to_path_buf(),
+                    column: field.name().clone(),
+                    detail: format!("has type {}, expected text", column.data_type()),
+                })?;
+                let mut visit = |s: &str| {
+                    // Rows of one socket repeat their address: parse it once.
+                    if s != last {
+                        last.clear();
+                        last.push_str(s);
+                        if let Some(a) = parse_addr(s) {
+                            f(a);
+                        }
+                    }
+                };
+                if text.keys.is_some() {
+                    (0..text.values.len())
+                        .filter_map(|i| text.values.get(i))
+                        .for_each(&mut visit);
+                } else {
+                    (0..text.len())
+                        .filter_map(|i| text.get(i).ok().flatten())
+                        .for_each(&mut visit);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Calls `f` with each record batch of row group `rg` (`< len()`),
+    /// reading and checking the columns `names` alone (in the file's order
+    /// of columns, which may not be that of `names`).
+    fn scan_columns(
+        &self,
+        rg: usize,
+        names: &[&str],
+        mut f: impl FnMut(&RecordBatch) -> Result<(), FormatError>,
+    ) -> Result<(), FormatError> {
+        let path: &Path = &self.path;
+        if rg >= self.len() {
+            return Err(FormatError::parquet(
+                Some(path),
+                ParquetError::General(format!("no row group {rg}")),
+            ));
+        }
+        let schema = self.metadata.schema();
+        let mut idx = Vec::with_capacity(names.len());
+        for name in names {
+            idx.push(schema.index_of(name).map_err(|e| FormatError::arrow(Some(path), e))?);
+        }
+        let only = RowGroups {
+            mask: ProjectionMask::roots(self.metadata.parquet_schema(), idx),
+            ..self.clone()
+        };
+        let mut batches = only.start(rg)?;
+        loop {
+            let next = guarded(path, "decoding a record batch", || {
+                batches
+                    .next()
+                    .transpose()
+                    .map_err(|e| FormatError::arrow(Some(path), e))
+            })
+            .map_err(|e| self.corrupt(rg, e))?;
+            let Some(batch) = next else { return Ok(()) };
+            f(&batch)?;
         }
     }
 

@@ -654,3 +654,40 @@ fn skip(why: &str) {
     }
     eprintln!("SKIPPED interop check of a repaired file: {why} (run scripts/bootstrap)");
 }
+
+/// `Follower` hands out each checkpointed row group once, waits while
+/// nothing new is checkpointed, hands out the rest at close; a sidecar no
+/// recorder holds is `Abandoned`.
+#[test]
+fn follower_hands_out_new_row_groups_until_the_file_is_closed() {
+    use deeptcp_format::{Follower, ReadOptions, Step};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("live.parquet");
+    let opts = WriterOptions {
+        row_group_rows: 1000,
+        batch_rows: 10,
+        zstd_level: 1,
+    };
+    let mut w = write_flushed(&path, 2, 30, 5, opts);
+    let mut f = Follower::new(&path, ReadOptions::default());
+    let new = |f: &mut Follower| match f.poll().unwrap() {
+        Step::New { reader, from, complete } => (from, reader.num_row_groups(), complete, reader.recovered()),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(new(&mut f), (0, 2, false, true));
+    assert!(matches!(f.poll().unwrap(), Step::Waiting));
+    // A copy as a killed recorder leaves it: nobody holds its sidecar.
+    let dead = dir.path().join("dead.parquet");
+    copy_pair(&path, &dead);
+    w.flush().unwrap();
+    assert_eq!(new(&mut f), (2, 3, false, true));
+    assert!(matches!(f.poll().unwrap(), Step::Waiting));
+    w.push(&event(1000, &probes())).unwrap();
+    w.finish(0).unwrap();
+    assert_eq!(new(&mut f), (3, 4, true, false));
+    assert_eq!(f.seen(), 4);
+
+    let mut d = Follower::new(&dead, ReadOptions::default());
+    assert_eq!(new(&mut d), (0, 2, false, true));
+    assert!(matches!(d.poll().unwrap(), Step::Abandoned));
+}

@@ -1599,3 +1599,38 @@ fn measure_flush_overhead() {
     assert_eq!(read_all(&per_second).len(), 36_000);
     println!("reading the 3600-row-group file: {:?}", t.elapsed());
 }
+
+/// `scan_addresses` sees every address of a row group (as the reader
+/// decodes it: v4-mapped ones as IPv4), reading only the address columns.
+#[test]
+fn scan_addresses_sees_every_address_of_each_row_group() {
+    use std::collections::HashSet;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.parquet");
+    let evs = events(2500);
+    write_file(&path, &evs, small_opts(), 0);
+    let groups = RecordingReader::open(&path).unwrap().row_groups();
+    assert!(groups.len() >= 3);
+    let mut first = 0usize;
+    for rg in 0..groups.len() {
+        let mut seen = HashSet::new();
+        groups
+            .scan_addresses(rg, |a| {
+                seen.insert(a);
+            })
+            .unwrap();
+        let n = groups.rows(rg) as usize;
+        let want: HashSet<IpAddr> = read_all(&path)[first..first + n]
+            .iter()
+            .flat_map(|e| [e.saddr, e.daddr])
+            .collect();
+        assert!(
+            want.is_subset(&seen),
+            "row group {rg}: {:?} missing",
+            want.difference(&seen)
+        );
+        assert!(want.iter().any(|a| a.is_ipv6()), "row group {rg} has IPv6");
+        first += n;
+    }
+    assert!(groups.scan_addresses(groups.len(), |_| {}).is_err());
+}

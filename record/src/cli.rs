@@ -8,10 +8,17 @@ use clap::Parser;
 use deeptcp_format::filter::Cidr;
 use deeptcp_format::timearg;
 use deeptcp_format::{Event, EventKind};
+use deeptcp_view::table::{TableOptions, TimeColumn};
+
+use crate::live::LiveFormat;
 
 const EXAMPLES: &str = "\
 Examples:
+  sudo record                                  print events as they happen (the seed's live view)
+  sudo record -t -K                            ... with wall-clock times and kernel stacks
+  sudo record --json | jq .                    ... as JSON lines (analyze --json's objects)
   sudo record -o trace.parquet                 record until Ctrl-C
+  sudo record -o trace.parquet --print         record, and print the events too
   sudo record -o trace.parquet --duration 30   record for 30 seconds (also 30s, 1.5m, 2h, 1h30m)
   sudo record -o trace.parquet -p 1234 -K      one process, with kernel stacks
   sudo record -o trace.parquet --port 443      one port, either side (filtered in the kernel)
@@ -30,14 +37,20 @@ Files: FILE must be absent, or with --force a regular file, which is replaced
 by a new one (mode 0600, owned by the recording user). Long runs continue in
 segments past --max-row-groups, which keeps memory flat.
 
-Exit status: 0 when the recording was written and closed, 1 on any error.";
+Live output: a line is printed within 250 ms of its event; stdout is
+line-buffered; when its reader goes away (`record | head`) record stops as on
+Ctrl-C, the file (if any) closed complete.
 
-/// Record TCP events from the Linux kernel (eBPF) into a zstd-compressed Parquet file.
+Exit status: 0 when the recording was written and closed (or, without -o,
+tracing ended on a signal, --duration or a closed output), 1 on any error.";
+
+/// Record TCP events from the Linux kernel (eBPF) into a zstd-compressed Parquet file, or print them live.
 ///
 /// Attaches to the kernel's TCP tracepoints (state changes, retransmissions,
 /// resets sent and received, socket errors, socket destruction), and writes
-/// one row per event until Ctrl-C/SIGTERM or --duration. Needs root (or
-/// CAP_BPF + CAP_PERFMON). Replay the file with `analyze`.
+/// one row per event until Ctrl-C/SIGTERM or --duration. Without -o it
+/// prints the classic deeptcptracer table as events happen instead. Needs
+/// root (or CAP_BPF + CAP_PERFMON). Replay a file with `analyze`.
 #[derive(Debug, Parser)]
 #[command(name = "record", version, long_version = crate::version::long_version(), after_help = EXAMPLES)]
 pub struct Cli {
@@ -48,16 +61,32 @@ pub struct Cli {
 
     /// Output file; kernel stacks (-K) go to FILE with `.stacks.parquet` in place of `.parquet`;
     /// a checkpoint to FILE.checkpoint while recording.
-    #[arg(
-        short = 'o',
-        long = "output",
-        value_name = "FILE",
-        required_unless_present = "list_probes"
-    )]
+    /// Without -o nothing is written: the events are printed (see --json).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
 
+    /// With -o, also print the events as they are recorded (the table, or
+    /// JSON lines with --json). Without -o printing is what record does.
+    #[arg(long)]
+    pub print: bool,
+
+    /// Print JSON lines (the objects of `analyze --json`) instead of the table.
+    #[arg(long, conflicts_with = "timestamp")]
+    pub json: bool,
+
+    /// Live table: a first column TIME, the local wall-clock time of each
+    /// event (HH:MM:SS.mmm), as deeptcptracer -t.
+    #[arg(short = 't', long = "timestamp")]
+    pub timestamp: bool,
+
+    /// Live table: SOURCE/DESTINATION 48 characters wide, room for the
+    /// longest IPv6 endpoint (the seed's 22 otherwise: a longer endpoint
+    /// pushes the rest of its line right).
+    #[arg(short = 'w', long = "wide", conflicts_with = "json")]
+    pub wide: bool,
+
     /// Print, for this kernel, which probe of each event kind's ladder attaches (or why none does), then exit.
-    #[arg(long, conflicts_with_all = ["output", "duration", "kstack", "rotate_size", "rotate_secs"])]
+    #[arg(long, conflicts_with_all = ["output", "duration", "kstack", "rotate_size", "rotate_secs", "print", "json", "timestamp", "wide"])]
     pub list_probes: bool,
 
     /// Do not use this probe (e.g. `tp_btf:tcp_probe`); the kind falls to the next rung of its ladder.
@@ -68,7 +97,8 @@ pub struct Cli {
     #[arg(short = 'p', long = "pid", value_name = "PID", value_parser = clap::value_parser!(u32).range(1..))]
     pub pid: Option<u32>,
 
-    /// Only events in the network namespace with this inode number (`ls -Li /proc/PID/ns/net`).
+    /// Only events in the network namespace with this inode number (`ls -Li /proc/PID/ns/net`);
+    /// the live table then shows a NETNS column, as deeptcptracer -N did.
     #[arg(short = 'N', long = "netns", value_name = "NETNS", value_parser = clap::value_parser!(u32).range(1..))]
     pub netns: Option<u32>,
 
@@ -100,7 +130,8 @@ pub struct Cli {
     #[arg(long = "kind", value_name = "KINDS", value_delimiter = ',', value_parser = deeptcp_format::filter::parse_kind)]
     pub kinds: Vec<EventKind>,
 
-    /// Capture kernel stacks, symbolized at record time (see `analyze -K`).
+    /// Capture kernel stacks, symbolized at record time (see `analyze -K`); the live
+    /// table prints them under each event.
     #[arg(short = 'K', long = "kstack")]
     pub kstack: bool,
 
@@ -280,8 +311,13 @@ impl Filters {
 /// What a recording session does, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    pub output: PathBuf,
+    /// `None`: print only, no file.
+    pub output: Option<PathBuf>,
     pub stacks_output: Option<PathBuf>,
+    /// Whether events are captured with kernel stacks (`-K`).
+    pub kstack: bool,
+    /// Live output on stdout (always without a file).
+    pub live: Option<LiveFormat>,
     pub filters: Filters,
     pub disabled: Vec<String>,
     pub duration: Option<Duration>,
@@ -313,19 +349,63 @@ impl Command {
                 disabled: cli.disable_probe,
             });
         }
-        let Some(output) = cli.output else {
-            bail!("-o FILE is required")
-        };
-        if output.as_os_str().is_empty() {
-            bail!("output file name is empty");
+        if let Some(output) = &cli.output {
+            if output.as_os_str().is_empty() {
+                bail!("output file name is empty");
+            }
+            if output.is_dir() {
+                bail!("{} is a directory; -o takes a file name", output.display());
+            }
+        } else {
+            let file_only = [
+                (cli.force, "--force"),
+                (cli.rotate_size.is_some(), "--rotate-size"),
+                (cli.rotate_secs.is_some(), "--rotate-secs"),
+            ];
+            if let Some((_, flag)) = file_only.iter().find(|(set, _)| *set) {
+                bail!("{flag} needs -o FILE (without -o record only prints)");
+            }
         }
-        if output.is_dir() {
-            bail!("{} is a directory; -o takes a file name", output.display());
+        let printing = cli.output.is_none() || cli.print;
+        if cli.timestamp && !printing {
+            bail!("-t formats the printed table: add --print (or replay the file with `analyze -t`)");
         }
-        let stacks_output = cli.kstack.then(|| deeptcp_format::stacks_path(&output));
+        if cli.wide && !printing {
+            bail!("-w formats the printed table: add --print (or replay the file with `analyze -w`)");
+        }
+        let live = printing.then(|| {
+            if cli.json {
+                LiveFormat::Json
+            } else {
+                let view = TableOptions {
+                    time: if cli.timestamp {
+                        TimeColumn::Wall
+                    } else {
+                        TimeColumn::None
+                    },
+                    host_width: None,
+                    netns: cli.netns.is_some(),
+                    wide: cli.wide,
+                };
+                LiveFormat::Table {
+                    view,
+                    kstack: cli.kstack,
+                }
+            }
+        });
+        if cli.json && !printing {
+            bail!("--json prints JSON lines: add --print to print them while recording to -o FILE");
+        }
+        let stacks_output = cli
+            .output
+            .as_deref()
+            .filter(|_| cli.kstack)
+            .map(deeptcp_format::stacks_path);
         Ok(Command::Record(Box::new(Config {
-            output,
+            output: cli.output,
             stacks_output,
+            kstack: cli.kstack,
+            live,
             filters: Filters {
                 pid: cli.pid.unwrap_or(0),
                 netns: cli.netns.unwrap_or(0),
@@ -408,8 +488,37 @@ mod tests {
     }
 
     #[test]
+    fn without_a_file_it_prints_the_seed_table() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.output, None);
+        assert_eq!(
+            c.live,
+            Some(LiveFormat::Table {
+                view: TableOptions::default(),
+                kstack: false
+            })
+        );
+        let c = parse(&["-t", "-K", "-N", "4026531840"]).unwrap();
+        assert_eq!(c.stacks_output, None, "no sidecar without a file");
+        assert!(c.kstack);
+        let Some(LiveFormat::Table { view, kstack: true }) = c.live else {
+            panic!("{:?}", c.live)
+        };
+        assert_eq!((view.time, view.netns), (TimeColumn::Wall, true));
+        assert_eq!(parse(&["--json"]).unwrap().live, Some(LiveFormat::Json));
+        let c = parse(&["-o", "t.parquet", "--print", "--json", "-K"]).unwrap();
+        assert_eq!(c.live, Some(LiveFormat::Json));
+        assert!(c.stacks_output.is_some());
+        assert_eq!(parse(&["-o", "t.parquet"]).unwrap().live, None);
+    }
+
+    #[test]
     fn rejects_bad_values() {
-        assert!(parse(&[]).is_err(), "-o is required");
+        assert!(parse(&["--force"]).is_err(), "--force needs -o");
+        assert!(parse(&["--rotate-secs", "10"]).is_err(), "rotation needs -o");
+        assert!(parse(&["-o", "t", "-t"]).is_err(), "-t formats printed output");
+        assert!(parse(&["-o", "t", "--json"]).is_err(), "--json without --print");
+        assert!(parse(&["-t", "--json"]).is_err());
         assert!(parse(&["-o", "t", "-p", "0"]).is_err());
         assert!(parse(&["-o", "t", "-p", "x"]).is_err());
         assert!(parse(&["-o", "t", "--duration", "0"]).is_err());

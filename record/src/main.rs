@@ -5,6 +5,7 @@ mod btf;
 mod cli;
 mod convert;
 mod host;
+mod live;
 mod offsets;
 mod privileges;
 mod probes;
@@ -30,6 +31,15 @@ fn main() {
         }),
     };
     if let Err(e) = result {
+        // Live output whose reader left before the first line (`record |
+        // true`): nothing was lost that anyone wanted, like a closed pipe later.
+        let broken_pipe = e.chain().any(|c| {
+            c.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        });
+        if broken_pipe {
+            std::process::exit(0);
+        }
         eprintln!("record: {e:#}");
         std::process::exit(1);
     }

@@ -29,6 +29,7 @@ use deeptcp_format::{
 };
 
 use crate::cli::{Config, Rotation};
+use crate::live::{LivePrinter, Printed};
 use crate::startup::Startup;
 use crate::symbolize::Symbolizer;
 use crate::{btf, convert, host, offsets, probes, requirements, signals, snapshot};
@@ -451,6 +452,10 @@ fn rename_noreplace(from: &Path, to: &Path) -> Result<()> {
 /// segment's stacks file has every stack its events refer to).
 struct Recording {
     plan: Plan,
+    /// False without -o: nothing is written, rows are only printed.
+    to_file: bool,
+    /// Live output (`record` without -o, `--print`, `--json`).
+    printer: Option<LivePrinter>,
     index: u32,
     current: Option<Segment>,
     closed: Vec<Closed>,
@@ -476,7 +481,11 @@ impl Recording {
 
     fn push_events(&mut self, batch: &[WireEvent]) -> Result<()> {
         let segmented = self.in_segments();
-        let seg = self.current.as_mut().ok_or_else(|| anyhow!("no file is open"))?;
+        let mut seg = if self.to_file {
+            Some(self.current.as_mut().ok_or_else(|| anyhow!("no file is open"))?)
+        } else {
+            None
+        };
         for wire in batch {
             let Ok(rows) = self.converter.rows(wire) else {
                 self.rejected += 1;
@@ -487,15 +496,18 @@ impl Recording {
                 continue;
             }
             for ev in rows.iter().flatten() {
-                if let (true, Some(id), Some((_, s))) = (segmented, ev.stack_id, seg.stacks.as_mut()) {
-                    if seg.stacks_written.insert(id) {
-                        if let Some(frames) = self.all_stacks.get(&id) {
-                            s.push(id, frames)?;
+                if let Some(seg) = seg.as_deref_mut() {
+                    if let (true, Some(id), Some((_, s))) = (segmented, ev.stack_id, seg.stacks.as_mut()) {
+                        if seg.stacks_written.insert(id) {
+                            if let Some(frames) = self.all_stacks.get(&id) {
+                                s.push(id, frames)?;
+                            }
                         }
                     }
+                    seg.events.push(ev)?;
                 }
-                seg.events.push(ev)?;
                 self.rows += 1;
+                print_row(&mut self.printer, ev)?;
             }
         }
         self.publish();
@@ -510,6 +522,12 @@ impl Recording {
     }
 
     fn add_stack(&mut self, id: i64, frames: Vec<String>) -> Result<()> {
+        if let Some(p) = self.printer.as_mut() {
+            p.add_stack(id, &frames);
+        }
+        if !self.to_file {
+            return Ok(());
+        }
         if self.in_segments() {
             self.all_stacks.insert(id, frames);
         } else if let Some((_, s)) = self.segment()?.stacks.as_mut() {
@@ -530,6 +548,9 @@ impl Recording {
 
     /// Ends the row groups and checkpoints both files.
     fn flush(&mut self) -> Result<()> {
+        if !self.to_file {
+            return Ok(());
+        }
         let seg = self.segment()?;
         seg.events.flush()?;
         if let Some((_, s)) = seg.stacks.as_mut() {
@@ -673,6 +694,17 @@ impl Recording {
         }
         out
     }
+}
+
+/// Prints a row live; a closed reader asks the recording to stop (as a
+/// signal would: the file is then closed complete).
+fn print_row(printer: &mut Option<LivePrinter>, ev: &deeptcp_format::Event) -> Result<()> {
+    if let Some(p) = printer.as_mut() {
+        if p.event(ev).context("printing an event")? == Printed::ReaderGone {
+            signals::request_stop();
+        }
+    }
+    Ok(())
 }
 
 fn writer_thread(rx: mpsc::Receiver<Msg>, mut rec: Recording, policy: FlushPolicy) -> (Recording, Result<()>) {
@@ -1003,8 +1035,10 @@ pub fn run(cfg: Config) -> Result<()> {
     // First: a signal during start-up then ends it (see `startup`).
     signals::install()?;
     let startup = Startup::begin(cfg.duration)?;
+    let to_file = cfg.output.is_some();
     let plan = Plan {
-        output: cfg.output.clone(),
+        // Never used without a file.
+        output: cfg.output.clone().unwrap_or_default(),
         kstack: cfg.stacks_output.is_some(),
         force: cfg.force,
         rotate: cfg.rotate,
@@ -1012,22 +1046,28 @@ pub fn run(cfg: Config) -> Result<()> {
         quiet: cfg.quiet,
         meta: RecordingMeta::default(),
     };
-    startup.stage("creating the output files")?;
     let first = plan.first_index();
     // Create the first files before loading anything: a bad output fails
     // fast. Removed again if the start fails.
-    let (files, mut created) = startup.creating(|| {
-        plan.prepare()?;
-        let (files, created) = plan.create(first)?;
-        let paths = created.paths.clone();
-        Ok(((files, created), paths))
-    })?;
+    let mut created = None;
+    let mut files = None;
+    if to_file {
+        startup.stage("creating the output files")?;
+        let (f, c) = startup.creating(|| {
+            plan.prepare()?;
+            let (files, created) = plan.create(first)?;
+            let paths = created.paths.clone();
+            Ok(((files, created), paths))
+        })?;
+        files = Some(f);
+        created = Some(c);
+    }
 
     let f = &cfg.filters;
     let bpf_cfg = BpfConfig {
         filter_pid: f.pid,
         filter_netns: f.netns,
-        kstack: u32::from(plan.kstack),
+        kstack: u32::from(cfg.kstack),
         filter_sport: f.sport,
         filter_dport: f.dport,
         filter_port: f.port,
@@ -1081,7 +1121,7 @@ pub fn run(cfg: Config) -> Result<()> {
     let mut ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("map EVENTS missing")?)?;
     let lost_map: PerCpuArray<MapData, u64> =
         PerCpuArray::try_from(ebpf.take_map("LOST").context("map LOST missing")?)?;
-    let stack_map: Option<StackTraceMap<MapData>> = if plan.kstack {
+    let stack_map: Option<StackTraceMap<MapData>> = if cfg.kstack {
         Some(StackTraceMap::try_from(
             ebpf.take_map("STACKS").context("map STACKS missing")?,
         )?)
@@ -1110,25 +1150,41 @@ pub fn run(cfg: Config) -> Result<()> {
         },
         ..plan
     };
-    startup.stage("writing the snapshot rows")?;
-    // Under the watchdog's lock: the writers create the checkpoint sidecars.
-    let seg = startup.creating(|| {
-        let mut seg = plan.start(first, files)?;
-        for row in &snapshot_rows {
-            seg.events.push(row)?;
-        }
-        // A first checkpoint with the snapshot rows: from now on a killed
-        // recorder leaves a file that repairs to at least these.
-        seg.events.flush()?;
-        Ok((seg, Vec::new()))
-    })?;
+    let mut seg = None;
+    if let Some(files) = files {
+        startup.stage("writing the snapshot rows")?;
+        // Under the watchdog's lock: the writers create the checkpoint sidecars.
+        seg = Some(startup.creating(|| {
+            let mut seg = plan.start(first, files)?;
+            for row in &snapshot_rows {
+                seg.events.push(row)?;
+            }
+            // A first checkpoint with the snapshot rows: from now on a killed
+            // recorder leaves a file that repairs to at least these.
+            seg.events.flush()?;
+            Ok((seg, Vec::new()))
+        })?);
+    }
     startup.check()?;
-    let data_path = seg.path.clone();
+    let data_path = seg.as_ref().map(|s| s.path.clone()).unwrap_or_default();
     let progress = Arc::new(Progress::default());
-    progress.bytes.store(seg.events.bytes_written(), Ordering::Relaxed);
+    progress
+        .bytes
+        .store(seg.as_ref().map_or(0, |s| s.events.bytes_written()), Ordering::Relaxed);
     progress.rows.store(snapshot_rows.len() as u64, Ordering::Relaxed);
+    let printer = match cfg.live {
+        Some(format) => {
+            Some(LivePrinter::stdout(format, clock, plan.meta.host.clone()).context("printing the table heading")?)
+        }
+        None => None,
+    };
+    // The snapshot rows (sockets that existed at start) go to the file
+    // only: the live view shows events, like the seed (a busy host has
+    // thousands of such sockets).
     let rec = Recording {
-        current: Some(seg),
+        to_file,
+        printer,
+        current: seg,
         plan,
         index: first,
         closed: Vec::new(),
@@ -1146,16 +1202,19 @@ pub fn run(cfg: Config) -> Result<()> {
         .spawn(move || writer_thread(rx, rec, policy))
         .context("spawning writer thread")?;
     // The files are the recording now (closed cleanly, at a checkpoint, or repairable).
-    created.keep();
+    if let Some(c) = created.as_mut() {
+        c.keep();
+    }
     startup.finish();
 
     if !cfg.quiet {
-        let into = match cfg.rotate {
-            Some(r) => format!("{}, ... ({})", data_path.display(), r.describe()),
-            None => cfg.output.display().to_string(),
+        let into = match (&cfg.output, cfg.rotate) {
+            (Some(_), Some(r)) => format!(" into {}, ... ({})", data_path.display(), r.describe()),
+            (Some(o), None) => format!(" into {}", o.display()),
+            (None, _) => String::new(),
         };
         eprintln!(
-            "record: tracing TCP events into {into} ({attached} probes attached, {} existing sockets). Ctrl-C to end.",
+            "record: tracing TCP events{into} ({attached} probes attached, {} existing sockets). Ctrl-C to end.",
             sockets.len()
         );
     }
@@ -1249,7 +1308,9 @@ pub fn run(cfg: Config) -> Result<()> {
     if let Err(e) = rec.close_current() {
         return Err(closed_after_error(e, &mut rec));
     }
-    if !cfg.quiet {
+    if !cfg.quiet && !to_file {
+        eprintln!("record: {} events, {lost} lost", rec.rows);
+    } else if !cfg.quiet {
         let rows: u64 = rec.closed.iter().map(|c| c.rows).sum();
         let size = human_bytes(rec.done_bytes());
         let into = match rec.closed.as_slice() {

@@ -32,6 +32,12 @@ pub fn install() -> Result<()> {
     Ok(())
 }
 
+/// Asks the recording to stop as SIGTERM would (the live output's reader
+/// went away); recorded as SIGPIPE.
+pub fn request_stop() {
+    let _ = STOP.compare_exchange(0, libc::SIGPIPE, Ordering::SeqCst, Ordering::SeqCst);
+}
+
 pub fn stop_requested() -> bool {
     STOP.load(Ordering::SeqCst) != 0
 }
@@ -43,6 +49,7 @@ pub fn stop_signal() -> Option<&'static str> {
         libc::SIGINT => Some("SIGINT"),
         libc::SIGTERM => Some("SIGTERM"),
         libc::SIGHUP => Some("SIGHUP"),
+        libc::SIGPIPE => Some("a closed output (SIGPIPE)"),
         _ => Some("a signal"),
     }
 }

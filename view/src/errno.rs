@@ -1,4 +1,4 @@
-//! Linux errno names for the `SK_ERR` column.
+//! Linux errno names for the `SOCK_ERR` column.
 //!
 //! Recordings store `sk_err` as the kernel's positive errno number, which is
 //! portable data but unreadable in a table; this module turns it into the
@@ -148,6 +148,9 @@ const NAMES: [Option<&str>; 134] = [
 
 /// Largest errno number in the table.
 const MAX_ERRNO: i32 = 133;
+/// Characters of the longest name (`ENOTRECOVERABLE`), and of the longest
+/// number printed for an errno without one (`-2147483648` is shorter).
+pub const LONGEST: usize = 15;
 const _: () = assert!(NAMES.len() == MAX_ERRNO as usize + 1);
 
 /// Symbolic name of a Linux errno, e.g. `111` → `ECONNREFUSED`.
@@ -202,6 +205,8 @@ mod tests {
             }
         }
         assert_eq!(seen.len(), 131);
+        assert_eq!(seen.iter().map(|s| s.len()).max(), Some(LONGEST));
+        assert!(i32::MIN.to_string().len() <= LONGEST);
     }
 
     /// Cross-checks the table against the kernel headers when they are

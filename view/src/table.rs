@@ -1,18 +1,29 @@
 //! The classic table: deeptcptracer's one-line-per-event layout.
 //!
 //! ```text
-//! EVENT_SOURCE            PID    COMM             SOURCE                DESTINATION           TCP_STATE                SK_ERR
+//! EVENT_SOURCE            PID    COMM             SOURCE                DESTINATION           TCP_STATE                SOCK_ERR
 //! tcp_set_state()         16065  wget             10.0.2.15:0           87.250.250.242:443    CLOSE -> SYN_SENT
 //! ```
 //!
 //! It exists so that users of the seed tool (and of bcc's tcptracer) read
 //! replayed recordings exactly as they read the live tool. Column widths are
-//! the seed's; a value wider than its column is never truncated (an IPv6
-//! address matters more than alignment) but keeps one space before the next
-//! column; lines carry no trailing whitespace. `-t` adds bcc's `TIME(s)`
-//! column and `-K` prints stack frames under their event, tab-indented, as
-//! bcc does. With recordings from several hosts, a first `HOST` column says
-//! where each event happened.
+//! the seed's; a value wider than its column is never truncated but keeps
+//! one space before the next column; lines carry no trailing whitespace.
+//!
+//! **Wide addresses.** The seed's 22-character SOURCE and DESTINATION fit
+//! every IPv4 endpoint (`255.255.255.255:65535`) but not a long IPv6 one,
+//! which then pushes the rest of its row right. [`TableOptions::wide`]
+//! sizes both columns for the longest endpoint there is
+//! (`[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535`, 47 characters), so
+//! that no row shifts; [`needs_wide`] tells, address by address, whether
+//! the seed's width would overflow, so that a caller who knows the
+//! addresses to come (a recording) uses the seed's layout whenever it
+//! fits. A time column is either the
+//! seed's `TIME` (`-t`: local wall-clock `HH:MM:SS.mmm`) or bcc's `TIME(s)`
+//! (seconds since the recording started); `-N` adds the seed's netns column
+//! after `SOCK_ERR`; `-K` prints stack frames under their event,
+//! tab-indented, as the seed does. With recordings from several hosts, a
+//! first `HOST` column says where each event happened.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -26,6 +37,12 @@ use crate::text::{delta_ns, push_sanitized, push_seconds_6, push_u64};
 
 /// Width of the optional `TIME(s)` column.
 pub const TIME_WIDTH: usize = 12;
+/// Width of the seed's wall-clock `TIME` column (`%-14s`).
+pub const WALL_TIME_WIDTH: usize = 14;
+/// Width of `SOCK_ERR` when the netns column follows it: the longest errno
+/// name and a space, so that NETNS starts at the same column on every line
+/// (the seed's `%-6s ` let longer names push it right, under no heading).
+pub const SOCK_ERR_WIDTH: usize = errno::LONGEST + 1;
 /// Widths of the fixed columns, as in the seed tool. The last column
 /// (`SK_ERR`) has no width: nothing follows it.
 pub const EVENT_SOURCE_WIDTH: usize = 24;
@@ -33,6 +50,10 @@ pub const PID_WIDTH: usize = 7;
 pub const COMM_WIDTH: usize = 17;
 pub const SOURCE_WIDTH: usize = 22;
 pub const DESTINATION_WIDTH: usize = 22;
+/// Width of SOURCE and DESTINATION in the wide layout: the longest
+/// endpoint (an IPv6 address of eight 4-digit groups, in brackets, and a
+/// 5-digit port: 47 characters) and a space.
+pub const WIDE_ADDRESS_WIDTH: usize = 48;
 pub const TCP_STATE_WIDTH: usize = 25;
 
 /// Kernel stacks by id, as read from the `.stacks.parquet` sidecar.
@@ -53,37 +74,90 @@ pub fn event_source(kind: EventKind) -> &'static str {
         // is what it is, else the kind's own name.
         EventKind::FinRecv => "tcp_fin()",
         EventKind::FinSent => "tcp_send_fin()",
-        EventKind::ZeroWindowRecv => "zero_window_recv",
+        EventKind::ZeroWindowRecv => "tcp_ack()/win==0",
         EventKind::ZeroWindowSent => "zero_window_sent",
         EventKind::Connect => "tcp_connect()",
-        EventKind::Accept => "inet_csk_accept()",
+        EventKind::Accept => "tcp_accept()/return",
         EventKind::LossProbe => "tcp_send_loss_probe()",
         EventKind::RetransmitSynack => "tcp_retransmit_synack()",
         EventKind::Snapshot => "snapshot",
     }
 }
 
+/// The optional time column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeColumn {
+    None,
+    /// The seed's `TIME`: local wall-clock time of day, `HH:MM:SS.mmm`.
+    Wall,
+    /// bcc's `TIME(s)`: seconds since `origin_ns` (wall-clock ns).
+    Seconds {
+        origin_ns: i64,
+    },
+}
+
+/// What the table shows besides the seed's fixed columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableOptions {
+    pub time: TimeColumn,
+    /// Width of a leading `HOST` column; `None`: no such column.
+    pub host_width: Option<usize>,
+    /// The seed's `-N` column: the network namespace inode, last.
+    pub netns: bool,
+    /// SOURCE and DESTINATION [`WIDE_ADDRESS_WIDTH`] wide instead of the
+    /// seed's 22: no endpoint overflows its column.
+    pub wide: bool,
+}
+
+impl Default for TableOptions {
+    fn default() -> Self {
+        TableOptions {
+            time: TimeColumn::None,
+            host_width: None,
+            netns: false,
+            wide: false,
+        }
+    }
+}
+
+/// Whether an endpoint of `addr` (with any port) would overflow the seed's
+/// SOURCE/DESTINATION column, which a [`TableOptions::wide`] table avoids.
+/// Never for IPv4.
+pub fn needs_wide(addr: IpAddr) -> bool {
+    endpoint_len(addr, u16::MAX) >= SOURCE_WIDTH.min(DESTINATION_WIDTH)
+}
+
+/// Characters [`push_endpoint`] writes for `addr` and `port`.
+pub fn endpoint_len(addr: IpAddr, port: u16) -> usize {
+    let mut s = String::with_capacity(48);
+    push_endpoint(&mut s, addr, port);
+    s.len()
+}
+
+impl TableOptions {
+    /// Widths of SOURCE and DESTINATION.
+    pub fn address_widths(&self) -> (usize, usize) {
+        if self.wide {
+            (WIDE_ADDRESS_WIDTH, WIDE_ADDRESS_WIDTH)
+        } else {
+            (SOURCE_WIDTH, DESTINATION_WIDTH)
+        }
+    }
+}
+
 /// Streams events as table lines to `out`.
 pub struct TableRenderer<W: Write> {
     out: W,
-    timestamps: bool,
-    /// Wall-clock ns of the recording start, origin of `TIME(s)`.
-    origin_ns: i64,
-    /// Width of the leading `HOST` column; `None`: no such column.
-    host_width: Option<usize>,
+    opts: TableOptions,
     /// Reused line buffer: no allocation per event once it has grown.
     line: String,
 }
 
 impl<W: Write> TableRenderer<W> {
-    /// `origin_ns` is the wall-clock start of the (earliest) recording,
-    /// only used with `timestamps`; `host_width` adds a `HOST` column.
-    pub fn new(out: W, timestamps: bool, origin_ns: i64, host_width: Option<usize>) -> Self {
+    pub fn new(out: W, opts: TableOptions) -> Self {
         TableRenderer {
             out,
-            timestamps,
-            origin_ns,
-            host_width,
+            opts,
             line: String::with_capacity(192),
         }
     }
@@ -91,19 +165,27 @@ impl<W: Write> TableRenderer<W> {
     /// Writes the column headings.
     pub fn header(&mut self) -> io::Result<()> {
         self.line.clear();
-        if let Some(w) = self.host_width {
+        if let Some(w) = self.opts.host_width {
             push_cell(&mut self.line, "HOST", w);
         }
-        if self.timestamps {
-            push_cell(&mut self.line, "TIME(s)", TIME_WIDTH);
+        match self.opts.time {
+            TimeColumn::None => {}
+            TimeColumn::Wall => push_cell(&mut self.line, "TIME", WALL_TIME_WIDTH),
+            TimeColumn::Seconds { .. } => push_cell(&mut self.line, "TIME(s)", TIME_WIDTH),
         }
         push_cell(&mut self.line, "EVENT_SOURCE", EVENT_SOURCE_WIDTH);
         push_cell(&mut self.line, "PID", PID_WIDTH);
         push_cell(&mut self.line, "COMM", COMM_WIDTH);
-        push_cell(&mut self.line, "SOURCE", SOURCE_WIDTH);
-        push_cell(&mut self.line, "DESTINATION", DESTINATION_WIDTH);
+        let (src_w, dst_w) = self.opts.address_widths();
+        push_cell(&mut self.line, "SOURCE", src_w);
+        push_cell(&mut self.line, "DESTINATION", dst_w);
         push_cell(&mut self.line, "TCP_STATE", TCP_STATE_WIDTH);
-        self.line.push_str("SK_ERR");
+        if self.opts.netns {
+            push_cell(&mut self.line, "SOCK_ERR", SOCK_ERR_WIDTH);
+            self.line.push_str("NETNS");
+        } else {
+            self.line.push_str("SOCK_ERR");
+        }
         self.emit_line()
     }
 
@@ -112,11 +194,15 @@ impl<W: Write> TableRenderer<W> {
     pub fn event(&mut self, ev: &Event, ts: i64, host: &str, stacks: Option<&Stacks>) -> io::Result<()> {
         self.line.clear();
         let line = &mut self.line;
-        if let Some(w) = self.host_width {
+        if let Some(w) = self.opts.host_width {
             push_cell_with(line, w, |l| push_sanitized(l, host));
         }
-        if self.timestamps {
-            push_cell_with(line, TIME_WIDTH, |l| push_seconds_6(l, delta_ns(self.origin_ns, ts)));
+        match self.opts.time {
+            TimeColumn::None => {}
+            TimeColumn::Wall => push_cell_with(line, WALL_TIME_WIDTH, |l| push_wall_time(l, ts)),
+            TimeColumn::Seconds { origin_ns } => {
+                push_cell_with(line, TIME_WIDTH, |l| push_seconds_6(l, delta_ns(origin_ns, ts)))
+            }
         }
         push_cell(line, event_source(ev.kind), EVENT_SOURCE_WIDTH);
         if ev.pid == 0 {
@@ -126,10 +212,16 @@ impl<W: Write> TableRenderer<W> {
             push_cell_with(line, PID_WIDTH, |l| push_u64(l, u64::from(ev.pid)));
             push_cell_with(line, COMM_WIDTH, |l| push_comm(l, &ev.comm));
         }
-        push_cell_with(line, SOURCE_WIDTH, |l| push_endpoint(l, ev.saddr, ev.sport));
-        push_cell_with(line, DESTINATION_WIDTH, |l| push_endpoint(l, ev.daddr, ev.dport));
+        let (src_w, dst_w) = self.opts.address_widths();
+        push_cell_with(line, src_w, |l| push_endpoint(l, ev.saddr, ev.sport));
+        push_cell_with(line, dst_w, |l| push_endpoint(l, ev.daddr, ev.dport));
         push_cell_with(line, TCP_STATE_WIDTH, |l| push_tcp_state(l, ev));
-        push_sk_err(line, ev.sk_err);
+        if self.opts.netns {
+            push_cell_with(line, SOCK_ERR_WIDTH, |l| push_sk_err(l, ev.sk_err));
+            push_u64(line, u64::from(ev.netns));
+        } else {
+            push_sk_err(line, ev.sk_err);
+        }
         self.emit_line()?;
 
         if let (Some(stacks), Some(id)) = (stacks, ev.stack_id) {
@@ -146,6 +238,11 @@ impl<W: Write> TableRenderer<W> {
             }
         }
         Ok(())
+    }
+
+    /// Flushes the writer (a live view: what was written reaches its reader now).
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
     }
 
     /// Flushes and hands the writer back.
@@ -183,6 +280,27 @@ pub fn push_cell_with(line: &mut String, width: usize, f: impl FnOnce(&mut Strin
         line.push_str(&SPACES[..n]);
         pad -= n;
     }
+}
+
+/// Local time of day of wall-clock `unix_ns`, `HH:MM:SS.mmm` (the seed's
+/// `-t`; milliseconds truncated, as the seed's `int(us / 1000)`).
+pub fn push_wall_time(line: &mut String, unix_ns: i64) {
+    use chrono::{Local, TimeZone, Timelike};
+    let t = Local.timestamp_nanos(unix_ns);
+    for (i, v) in [t.hour(), t.minute(), t.second()].into_iter().enumerate() {
+        if i > 0 {
+            line.push(':');
+        }
+        if v < 10 {
+            line.push('0');
+        }
+        push_u64(line, u64::from(v));
+    }
+    let ms = t.nanosecond() / 1_000_000 % 1000;
+    line.push('.');
+    line.push(char::from(b'0' + (ms / 100) as u8));
+    line.push(char::from(b'0' + (ms / 10 % 10) as u8));
+    line.push(char::from(b'0' + (ms % 10) as u8));
 }
 
 /// `addr:port`, IPv6 as `[addr]:port`.
@@ -242,7 +360,7 @@ mod tests {
     use deeptcp_format::{Family, TcpState};
     use std::net::{Ipv4Addr, Ipv6Addr};
 
-    const HEADER: &str = "EVENT_SOURCE            PID    COMM             SOURCE                DESTINATION           TCP_STATE                SK_ERR";
+    const HEADER: &str = "EVENT_SOURCE            PID    COMM             SOURCE                DESTINATION           TCP_STATE                SOCK_ERR";
 
     fn ev(kind: EventKind) -> Event {
         Event {
@@ -279,7 +397,16 @@ mod tests {
 
     /// Renders with `ts` = `mono_ns` (a clock anchor of 0/0).
     fn render_with(events: &[Event], timestamps: bool, start: i64, stacks: Option<&Stacks>) -> String {
-        let mut r = TableRenderer::new(Vec::new(), timestamps, start, None);
+        let time = if timestamps {
+            TimeColumn::Seconds { origin_ns: start }
+        } else {
+            TimeColumn::None
+        };
+        let opts = TableOptions {
+            time,
+            ..TableOptions::default()
+        };
+        let mut r = TableRenderer::new(Vec::new(), opts);
         r.header().unwrap();
         for e in events {
             r.event(e, e.mono_ns, "h", stacks).unwrap();
@@ -344,10 +471,10 @@ tcp_set_state()         16065  wget             10.0.2.15:60590       87.250.250
             (EventKind::DestroySock, "tcp_destroy_sock()"),
             (EventKind::FinRecv, "tcp_fin()"),
             (EventKind::FinSent, "tcp_send_fin()"),
-            (EventKind::ZeroWindowRecv, "zero_window_recv"),
+            (EventKind::ZeroWindowRecv, "tcp_ack()/win==0"),
             (EventKind::ZeroWindowSent, "zero_window_sent"),
             (EventKind::Connect, "tcp_connect()"),
-            (EventKind::Accept, "inet_csk_accept()"),
+            (EventKind::Accept, "tcp_accept()/return"),
             (EventKind::LossProbe, "tcp_send_loss_probe()"),
             (EventKind::RetransmitSynack, "tcp_retransmit_synack()"),
             (EventKind::Snapshot, "snapshot"),
@@ -362,7 +489,13 @@ tcp_set_state()         16065  wget             10.0.2.15:60590       87.250.250
 
     #[test]
     fn host_column() {
-        let mut r = TableRenderer::new(Vec::new(), true, 0, Some(7));
+        let opts = TableOptions {
+            time: TimeColumn::Seconds { origin_ns: 0 },
+            host_width: Some(7),
+            netns: false,
+            wide: false,
+        };
+        let mut r = TableRenderer::new(Vec::new(), opts);
         r.header().unwrap();
         r.event(&ev(EventKind::Retransmit), 2_000_000_000, "web1", None)
             .unwrap();
@@ -417,6 +550,47 @@ tcp_set_state()         16065  wget             10.0.2.15:60590       87.250.250
             l,
             "tcp_set_state()         16065  wget             [2001:db8:1234:5678:9abc:def0:1234:5678]:65535 [::1]:8080            SYN_SENT -> ESTABLISHED"
         );
+    }
+
+    #[test]
+    fn wide_layout_keeps_long_ipv6_rows_aligned() {
+        let longest: IpAddr = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap();
+        assert_eq!(endpoint_len(longest, 65535), WIDE_ADDRESS_WIDTH - 1);
+        let mut v6 = ev(EventKind::Retransmit);
+        v6.family = Family::Inet6;
+        v6.saddr = "2001:db8::1".parse().unwrap();
+        v6.daddr = "2001:db8:ffff:ffff:ffff:ffff:ffff:1".parse().unwrap();
+        v6.sport = 40000;
+        v6.dport = 8443;
+        let mut max = v6.clone();
+        max.saddr = longest;
+        max.daddr = longest;
+        max.sport = 65535;
+        max.dport = 65535;
+        let opts = TableOptions {
+            wide: true,
+            ..TableOptions::default()
+        };
+        let mut r = TableRenderer::new(Vec::new(), opts);
+        r.header().unwrap();
+        for e in [ev(EventKind::Retransmit), v6, max] {
+            r.event(&e, 0, "h", None).unwrap();
+        }
+        let out = String::from_utf8(r.finish().unwrap()).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        // TCP_STATE starts at the same column on every line.
+        let at = 24 + 7 + 17 + 2 * WIDE_ADDRESS_WIDTH;
+        assert_eq!(&lines[0][at..], "TCP_STATE                SOCK_ERR");
+        for l in &lines[1..] {
+            assert_eq!(&l[at..], "ESTABLISHED", "{l}");
+        }
+        assert!(lines[2].contains(" [2001:db8::1]:40000 "), "{}", lines[2]);
+        // Which addresses need it: no IPv4, short IPv6 neither.
+        assert!(!needs_wide("255.255.255.255".parse().unwrap()));
+        assert!(!needs_wide("2001:db8::1".parse().unwrap()));
+        assert!(!needs_wide("2001:db8:1::1".parse().unwrap())); // [..]:65535 is 21
+        assert!(needs_wide("2001:db8:1::10".parse().unwrap()));
+        assert!(needs_wide(longest));
     }
 
     #[test]
@@ -511,6 +685,52 @@ tcp_set_state()         16065  wget             10.0.2.15:60590       87.250.250
         let out = render_with(&[e], true, i64::MIN, None);
         let l = out.lines().nth(1).unwrap();
         assert!(l.starts_with("18446744073.709552 tcp_retransmit_skb()"), "{l}");
+    }
+
+    #[test]
+    fn seed_time_and_netns_columns() {
+        let opts = TableOptions {
+            time: TimeColumn::Wall,
+            host_width: None,
+            netns: true,
+            wide: false,
+        };
+        let mut r = TableRenderer::new(Vec::new(), opts);
+        r.header().unwrap();
+        let mut e = ev(EventKind::SockError);
+        e.sk_err = 111;
+        // 12:34:56.007 past some midnight UTC, in whatever zone the test runs.
+        let ts = 1_700_000_000_000_000_000 + 7_999_999;
+        r.event(&e, ts, "h", None).unwrap();
+        r.event(&ev(EventKind::Retransmit), ts, "h", None).unwrap();
+        let out = String::from_utf8(r.finish().unwrap()).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines[0],
+            "TIME          EVENT_SOURCE            PID    COMM             SOURCE                DESTINATION           TCP_STATE                SOCK_ERR        NETNS"
+        );
+        // HH:MM:SS.mmm (milliseconds truncated), padded to the seed's 14.
+        let time = &lines[1][..14];
+        let b = time.as_bytes();
+        assert!(
+            b[..12].iter().enumerate().all(|(i, c)| match i {
+                2 | 5 => *c == b':',
+                8 => *c == b'.',
+                _ => c.is_ascii_digit(),
+            }) && time.ends_with("  "),
+            "{time:?}"
+        );
+        assert_eq!(&time[6..12], "20.007", "{time:?}");
+        assert!(
+            lines[1].ends_with("ESTABLISHED              ECONNREFUSED    4026531840"),
+            "{}",
+            lines[1]
+        );
+        assert!(
+            lines[2].ends_with("ESTABLISHED                              4026531840"),
+            "{}",
+            lines[2]
+        );
     }
 
     #[test]

@@ -10,40 +10,52 @@
 //! runs to the end of its recording. `TX_BYTES`/`RX_BYTES` are the last
 //! `bytes_acked`/`bytes_received` seen, `SRTT_MS` the last smoothed RTT; `-`
 //! when not recorded. Like the event table, values wider than their column
-//! are never cut and lines carry no trailing whitespace.
+//! are never cut and lines carry no trailing whitespace; so that no row
+//! shifts, REASON is as wide as the longest reason there is
+//! ([`REASON_WIDTH`]), and LOCAL/REMOTE are the event table's wide address
+//! columns when asked (`wide`: `-w`, or a recording with a long IPv6
+//! endpoint).
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use crate::conn::Conn;
-use crate::render::table::{push_cell, push_cell_with, push_endpoint};
+use crate::render::table::{push_cell, push_cell_with, push_endpoint, WIDE_ADDRESS_WIDTH};
 use crate::render::{delta_ns, push_sanitized, push_seconds_6, push_u64};
 
 const TIME_WIDTH: usize = 12;
 const PID_WIDTH: usize = 7;
 const COMM_WIDTH: usize = 17;
 const ADDR_WIDTH: usize = 22;
+/// The longest close reason ("still open at end of recording, opened
+/// before recording", 55 characters) and a space: every REASON fits, so
+/// STATE_PATH, last, starts at the same column on every line.
+pub const REASON_WIDTH: usize = 56;
+/// Appended to the reason of a connection that was open when recording started.
+const OPENED_BEFORE: &str = ", opened before recording";
 const NETNS_WIDTH: usize = 12;
 const BYTES_WIDTH: usize = 11;
 const SRTT_WIDTH: usize = 9;
-const REASON_WIDTH: usize = 32;
 
 /// Streams connections as table lines.
 pub struct ConnTable<W: Write> {
     out: W,
     origin_ns: i64,
     host_width: Option<usize>,
+    addr_width: usize,
     line: String,
 }
 
 impl<W: Write> ConnTable<W> {
     /// `origin_ns`: wall-clock start of the (earliest) recording;
-    /// `host_width` adds a `HOST` column.
-    pub fn new(out: W, origin_ns: i64, host_width: Option<usize>) -> Self {
+    /// `host_width` adds a `HOST` column; `wide`: LOCAL and REMOTE fit any
+    /// endpoint.
+    pub fn new(out: W, origin_ns: i64, host_width: Option<usize>, wide: bool) -> Self {
         ConnTable {
             out,
             origin_ns,
             host_width,
+            addr_width: if wide { WIDE_ADDRESS_WIDTH } else { ADDR_WIDTH },
             line: String::with_capacity(256),
         }
     }
@@ -59,8 +71,8 @@ impl<W: Write> ConnTable<W> {
         push_cell(l, "DURATION(s)", TIME_WIDTH);
         push_cell(l, "PID", PID_WIDTH);
         push_cell(l, "COMM", COMM_WIDTH);
-        push_cell(l, "LOCAL", ADDR_WIDTH);
-        push_cell(l, "REMOTE", ADDR_WIDTH);
+        push_cell(l, "LOCAL", self.addr_width);
+        push_cell(l, "REMOTE", self.addr_width);
         push_cell(l, "NETNS", NETNS_WIDTH);
         push_cell(l, "RETRANS", 8);
         push_cell(l, "RST", 4);
@@ -97,8 +109,8 @@ impl<W: Write> ConnTable<W> {
                 push_cell(l, "N/A", COMM_WIDTH);
             }
         }
-        push_cell_with(l, ADDR_WIDTH, |l| push_endpoint(l, c.saddr, c.sport));
-        push_cell_with(l, ADDR_WIDTH, |l| push_endpoint(l, c.daddr, c.dport));
+        push_cell_with(l, self.addr_width, |l| push_endpoint(l, c.saddr, c.sport));
+        push_cell_with(l, self.addr_width, |l| push_endpoint(l, c.daddr, c.dport));
         push_cell_with(l, NETNS_WIDTH, |l| push_opt(l, (c.netns != 0).then_some(c.netns)));
         push_cell_with(l, 8, |l| push_u64(l, u64::from(c.retransmits)));
         push_cell_with(l, 4, |l| push_u64(l, u64::from(c.resets)));
@@ -120,7 +132,7 @@ impl<W: Write> ConnTable<W> {
         push_cell_with(l, REASON_WIDTH, |l| {
             let _ = write!(l, "{}", c.reason);
             if c.opened_before {
-                l.push_str(", opened before recording");
+                l.push_str(OPENED_BEFORE);
             }
         });
         let _ = write!(l, "{}", c.path);
@@ -142,5 +154,38 @@ fn push_opt(l: &mut String, n: Option<impl Into<u64>>) {
     match n {
         Some(n) => push_u64(l, n.into()),
         None => l.push('-'),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn::CloseReason;
+
+    /// Every reason the table can print fits REASON, so STATE_PATH never moves.
+    #[test]
+    fn every_reason_fits_its_column() {
+        let mut reasons = vec![
+            CloseReason::LocalClose,
+            CloseReason::RemoteClose,
+            CloseReason::ResetByPeer,
+            CloseReason::ResetSent,
+            CloseReason::Refused,
+            CloseReason::Timeout,
+            CloseReason::ListenerClosed,
+            CloseReason::ConnectFailed,
+            CloseReason::HandshakeFailed,
+            CloseReason::Unknown,
+            CloseReason::StillOpen,
+            CloseReason::Error(i32::MIN),
+            CloseReason::Error(i32::MAX),
+        ];
+        reasons.extend((-200..=200).map(CloseReason::Error));
+        let longest = reasons
+            .iter()
+            .map(|r| format!("{r}{OPENED_BEFORE}").chars().count())
+            .max()
+            .unwrap_or(0);
+        assert_eq!(longest + 1, REASON_WIDTH, "REASON is exactly as wide as it must be");
     }
 }
