@@ -13,8 +13,8 @@
 //! lines printed so far are flushed; a recorder that died without closing
 //! the file is an error after everything it checkpointed.
 
+use deeptcp_cli::signals;
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -31,32 +31,6 @@ use crate::source;
 /// printed within this much of its checkpoint.
 pub const POLL: Duration = Duration::from_millis(100);
 
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_sig: libc::c_int) {
-    // Only an atomic store: async-signal-safe.
-    STOP.store(true, Ordering::SeqCst);
-}
-
-/// Ctrl-C (and `kill`) stop following instead of killing the process, so
-/// that what was printed is flushed and the exit status is 0.
-fn install_stop_handler() -> Result<()> {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: a zeroed sigaction is a valid "no flags, empty mask"
-        // value; the handler only stores to an atomic.
-        let rc = unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(sig, &sa, std::ptr::null_mut())
-        };
-        if rc != 0 {
-            bail!("cannot install a signal handler: {}", std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
-
 /// Where events go: the table or JSON lines.
 enum Sink<'w, W: Write> {
     Table(TableRenderer<&'w mut W>),
@@ -71,14 +45,16 @@ pub fn run(config: &Config, out: &mut impl Write, warn: &mut impl Write) -> Resu
     if path.is_dir() {
         bail!("{} is a directory: --follow reads one recording", path.display());
     }
-    install_stop_handler()?;
+    // Ctrl-C (and `kill`) stop following instead of killing the process,
+    // so that what was printed is flushed and the exit status is 0.
+    signals::install()?;
     let read = ReadOptions {
         skip_corrupt: config.skip_corrupt,
     };
     let mut follower = Follower::new(path, read);
     let mut state: Option<State<'_, _>> = None;
     loop {
-        if STOP.load(Ordering::SeqCst) {
+        if signals::stop_requested() {
             break;
         }
         let step = follower

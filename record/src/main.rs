@@ -11,7 +11,6 @@ mod privileges;
 mod probes;
 mod requirements;
 mod session;
-mod signals;
 mod snapshot;
 mod stack_budget;
 mod startup;

@@ -32,7 +32,8 @@ use crate::cli::{Config, Rotation};
 use crate::live::{LivePrinter, Printed};
 use crate::startup::Startup;
 use crate::symbolize::Symbolizer;
-use crate::{btf, convert, host, offsets, probes, requirements, signals, snapshot};
+use crate::{btf, convert, host, offsets, probes, requirements, snapshot};
+use deeptcp_cli::signals;
 
 #[cfg(not(deeptcp_no_ebpf))]
 static EBPF_OBJECT: Option<&[u8]> = Some(aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/deeptcp")));

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use deeptcp_format::checkpoint_path;
 
-use crate::signals;
+use deeptcp_cli::signals;
 
 /// How long a stage may keep running after a stop request before the watchdog ends the process.
 pub const GRACE: Duration = Duration::from_secs(1);

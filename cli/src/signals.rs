@@ -1,6 +1,7 @@
-//! SIGINT/SIGTERM/SIGHUP set a flag the drain loop polls, so that a stopped
-//! recording still drains the ring buffer and writes the Parquet footer.
-//! Start-up polls the same flag between its stages (see `startup`).
+//! Stop signals as a flag instead of death: SIGINT/SIGTERM/SIGHUP set it and
+//! the program ends its work cleanly — `record` drains the ring buffer and
+//! writes the Parquet footer (start-up polls the flag between its stages),
+//! `analyze --follow` flushes what it printed and exits 0.
 
 use std::sync::atomic::{AtomicI32, Ordering};
 
@@ -14,6 +15,8 @@ extern "C" fn on_signal(sig: libc::c_int) {
     let _ = STOP.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
 }
 
+/// Installs the handlers (no SA_RESTART: a blocking poll() or sleep
+/// returns EINTR and the caller sees the flag at once).
 pub fn install() -> Result<()> {
     for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
         // SAFETY: a zeroed sigaction is a valid "no flags, empty mask" value;
