@@ -1,6 +1,6 @@
 //! A minimal reader of the kernel's BTF (`/sys/kernel/btf/vmlinux`) that
-//! answers one question: at which byte offset does `struct X`'s field
-//! `a.b.c` live on *this* kernel?
+//! answers two questions: at which byte offset does `struct X`'s field
+//! `a.b.c` live on *this* kernel, and what is enumerator `E` of `enum X`?
 //!
 //! Rust eBPF has no CO-RE relocations, so `record` resolves every field the
 //! programs read here at start-up and passes the offsets as a read-only
@@ -51,6 +51,8 @@ pub enum BtfError {
     NoStruct(String),
     #[error("field {field} not found in struct {strukt}")]
     NoField { strukt: String, field: String },
+    #[error("enum {enum_name} has no enumerator {name} in kernel BTF")]
+    NoEnumerator { enum_name: String, name: String },
     #[error("field {field} of struct {strukt} is a bitfield, not byte-addressable")]
     Bitfield { strukt: String, field: String },
     #[error("{strukt}.{field}: expected {expected} bytes, kernel has {actual}")]
@@ -108,6 +110,8 @@ pub struct Btf {
     types: Vec<Type>,
     structs_by_name: HashMap<String, u32>,
     typedefs_by_name: HashMap<String, u32>,
+    /// (name offset, [(enumerator name offset, value)]) of every named enum.
+    enums: Vec<(u32, Vec<(u32, i64)>)>,
 }
 
 fn u32_at(data: &[u8], off: usize) -> Result<u32, BtfError> {
@@ -166,6 +170,7 @@ impl Btf {
         let mut types = Vec::new();
         // (name offset, type id) of every named typedef.
         let mut typedefs = Vec::new();
+        let mut enums = Vec::new();
         let mut pos = 0usize;
         while pos < type_data.len() {
             let name_off = u32_at(type_data, pos)?;
@@ -214,14 +219,28 @@ impl Btf {
                         members,
                     }
                 }
-                KIND_ENUM => {
-                    pos += 8 * vlen;
-                    Type::Other {
-                        size: Some(size_or_type),
+                KIND_ENUM | KIND_ENUM64 => {
+                    let wide = kind == KIND_ENUM64;
+                    let mut values = Vec::with_capacity(if name_off != 0 { vlen } else { 0 });
+                    for _ in 0..vlen {
+                        let e_name = u32_at(type_data, pos)?;
+                        let lo = u32_at(type_data, pos + 4)?;
+                        let value = if wide {
+                            let hi = u32_at(type_data, pos + 8)?;
+                            ((u64::from(hi) << 32) | u64::from(lo)) as i64
+                        } else if kind_flag {
+                            i64::from(lo as i32)
+                        } else {
+                            i64::from(lo)
+                        };
+                        pos += if wide { 12 } else { 8 };
+                        if name_off != 0 {
+                            values.push((e_name, value));
+                        }
                     }
-                }
-                KIND_ENUM64 => {
-                    pos += 12 * vlen;
+                    if name_off != 0 {
+                        enums.push((name_off, values));
+                    }
                     Type::Other {
                         size: Some(size_or_type),
                     }
@@ -266,6 +285,7 @@ impl Btf {
             types,
             structs_by_name: HashMap::new(),
             typedefs_by_name: HashMap::new(),
+            enums,
         };
         let typedefs_by_name = typedefs
             .into_iter()
@@ -362,6 +382,20 @@ impl Btf {
         }
     }
 
+    /// The value of enumerator `name` of `enum enum_name`.
+    pub fn enum_value(&self, enum_name: &str, name: &str) -> Result<i64, BtfError> {
+        self.enums
+            .iter()
+            .filter(|(n, _)| self.string(*n) == enum_name)
+            .flat_map(|(_, values)| values.iter())
+            .find(|(n, _)| self.string(*n) == name)
+            .map(|(_, v)| *v)
+            .ok_or_else(|| BtfError::NoEnumerator {
+                enum_name: enum_name.to_owned(),
+                name: name.to_owned(),
+            })
+    }
+
     /// Byte offset of `path` (dot separated, e.g. `__sk_common.skc_daddr`)
     /// inside `struct strukt`, checking the field is `size` bytes when given.
     pub fn field_offset(&self, strukt: &str, path: &str, size: Option<u32>) -> Result<u32, BtfError> {
@@ -445,6 +479,7 @@ mod tests {
             name("u16_t"),
         );
         let n_tp = name("btf_trace_demo");
+        let (n_flags, n_dead, n_done) = (name("demo_flags"), name("DEMO_DEAD"), name("DEMO_DONE"));
         let mut t = Vec::new();
         let mut push = |words: &[u32]| {
             for w in words {
@@ -485,6 +520,8 @@ mod tests {
         push(&[0, info(KIND_FUNC_PROTO, 3, false), 0, 0, 9, 0, 1, 0, 2]); // 11
         push(&[0, info(KIND_PTR, 0, false), 11]); // 12
         push(&[n_tp, info(KIND_TYPEDEF, 0, false), 12]); // 13
+        push(&[n_flags, info(KIND_ENUM, 2, false), 4, n_dead, 0, n_done, 1]); // 14 enum demo_flags
+        push(&[0, info(KIND_ENUM64, 1, false), 8, n_dead, 5, 1]); // 15 anonymous, 64-bit
         let mut out = Vec::new();
         out.extend_from_slice(&BTF_MAGIC.to_le_bytes());
         out.push(1);
@@ -506,6 +543,18 @@ mod tests {
         assert_eq!(btf.field_offset("outer", "arr", Some(6)).unwrap(), 9);
         assert_eq!(btf.field_offset("outer", "p", Some(8)).unwrap(), 16);
         assert_eq!(btf.field_offset("inner", "b", None).unwrap(), 2);
+    }
+
+    #[test]
+    fn enumerators_by_enum_and_name() {
+        let btf = Btf::parse(&sample()).unwrap();
+        assert_eq!(btf.enum_value("demo_flags", "DEMO_DONE").unwrap(), 1);
+        assert_eq!(btf.enum_value("demo_flags", "DEMO_DEAD").unwrap(), 0);
+        assert!(matches!(
+            btf.enum_value("demo_flags", "DEMO_GONE"),
+            Err(BtfError::NoEnumerator { .. })
+        ));
+        assert!(btf.enum_value("other", "DEMO_DONE").is_err());
     }
 
     #[test]
@@ -559,5 +608,6 @@ mod tests {
         assert_eq!(o.skc_daddr, 0);
         assert_eq!(o.skc_rcv_saddr, 4);
         assert!(o.inet_sport > o.sk_protocol);
+        assert_eq!(o.sock_done_bit, 1, "enum sock_flags: SOCK_DEAD, SOCK_DONE, ...");
     }
 }

@@ -5,6 +5,10 @@
 //! rungs of the probe ladders (FIN sent/received, connect, accept read off
 //! the transition) are made here rather than in the kernel, so each
 //! transition costs the programs one ring-buffer record, not two.
+//!
+//! An inferred row stands only for what the transition proves (see
+//! [`Inference`]); where a transition also happens without the event, the
+//! programs send a flag that tells the cases apart, or there is no row.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -90,15 +94,34 @@ impl Inference {
     }
 
     /// The kind a `state_change` record also stands for, if inferred.
+    ///
+    /// From the kernel's source (net/ipv4/tcp*.c, as of 6.1 to 6.18):
+    /// - connect: CLOSE -> SYN_SENT is set only by `tcp_v4_connect` /
+    ///   `tcp_v6_connect`, i.e. in `connect()` (or a Fast Open `sendmsg`).
+    /// - fin_sent: ESTABLISHED/SYN_RECV -> FIN_WAIT1 and CLOSE_WAIT ->
+    ///   LAST_ACK are set only by `tcp_close_state()`, which `tcp_close()` and
+    ///   `tcp_shutdown()` follow with `tcp_send_fin()` for exactly these.
+    /// - fin_recv: `tcp_fin()` sets `SOCK_DONE`, then ESTABLISHED/SYN_RECV ->
+    ///   CLOSE_WAIT, FIN_WAIT1 -> CLOSING, or FIN_WAIT2 -> CLOSE (time-wait
+    ///   takes over). FIN_WAIT2 -> CLOSE also happens with no FIN: a
+    ///   close()d socket whose FIN is acked is handed to a FIN_WAIT2
+    ///   time-wait socket (`tcp_fin_timeout`), `TCP_LINGER2` < 0, the
+    ///   FIN_WAIT2 timer, a reset. Only transitions with
+    ///   [`flags::SOCK_DONE`] count.
+    /// - accept: SYN_RECV -> ESTABLISHED of a listener's child, which no
+    ///   process holds yet ([`flags::NO_USER_SOCKET`]); a connecting socket
+    ///   takes the same transition in a simultaneous open, and a Fast Open
+    ///   child accept()ed before the handshake's end is left out.
     fn kind_of(&self, w: &WireEvent) -> Option<EventKind> {
         use tcp_state::*;
         if w.kind != kind::STATE_CHANGE {
             return None;
         }
         let (old, new) = (w.oldstate, w.newstate);
+        let fin_seen = w.flags & flags::SOCK_DONE != 0;
         if (old, new) == (CLOSE, SYN_SENT) && self.connect {
             Some(EventKind::Connect)
-        } else if (old, new) == (SYN_RECV, ESTABLISHED) && self.accept {
+        } else if (old, new) == (SYN_RECV, ESTABLISHED) && w.flags & flags::NO_USER_SOCKET != 0 && self.accept {
             Some(EventKind::Accept)
         } else if matches!(
             (old, new),
@@ -106,9 +129,10 @@ impl Inference {
         ) && self.fin_sent
         {
             Some(EventKind::FinSent)
-        } else if (matches!((old, new), (ESTABLISHED, CLOSE_WAIT) | (FIN_WAIT1, CLOSING))
-            // FIN_WAIT2 -> CLOSE is the FIN (time-wait takes over), unless a reset/error closed it.
-            || ((old, new) == (FIN_WAIT2, CLOSE) && w.flags & flags::SK_ERR_SET == 0))
+        } else if matches!(
+            (old, new),
+            (ESTABLISHED, CLOSE_WAIT) | (SYN_RECV, CLOSE_WAIT) | (FIN_WAIT1, CLOSING) | (FIN_WAIT2, CLOSE)
+        ) && fin_seen
             && self.fin_recv
         {
             Some(EventKind::FinRecv)
@@ -173,8 +197,10 @@ impl Converter {
                 d.kind = k;
                 d.probe = self.probe(probe::INFERRED_SET_STATE);
                 d.oldstate = None;
-                if matches!(k, EventKind::FinSent | EventKind::FinRecv) {
-                    // The state the FIN was sent or received in.
+                if k == EventKind::FinRecv {
+                    // The state the FIN was received in, as tcp_fin() sees it
+                    // on entry. A FIN is sent in the new state: tcp_send_fin()
+                    // runs after tcp_close_state() (FIN_WAIT1, LAST_ACK).
                     d.newstate = TcpState::from_kernel(w.oldstate);
                 }
                 Some(d)
@@ -419,6 +445,11 @@ mod tests {
             .collect()
     }
 
+    fn with_flags(mut w: WireEvent, f: u8) -> WireEvent {
+        w.flags |= f;
+        w
+    }
+
     #[test]
     fn inferred_rows_follow_their_transition() {
         use tcp_state::*;
@@ -430,28 +461,91 @@ mod tests {
             kinds(&mut c, &transition(CLOSE, SYN_SENT)),
             [(sc, s(SYN_SENT)), (Connect, s(SYN_SENT))]
         );
+        // A listener's child that no process holds yet.
         assert_eq!(
-            kinds(&mut c, &transition(SYN_RECV, ESTABLISHED)),
+            kinds(
+                &mut c,
+                &with_flags(transition(SYN_RECV, ESTABLISHED), flags::NO_USER_SOCKET)
+            ),
             [(sc, s(ESTABLISHED)), (Accept, s(ESTABLISHED))]
         );
-        // FIN rows carry the state the FIN was sent or received in.
+        // FIN sent rows carry the state tcp_send_fin() runs in (the new
+        // one), FIN received rows the one tcp_fin() runs in (the old one).
         for (old, new) in [(ESTABLISHED, FIN_WAIT1), (CLOSE_WAIT, LAST_ACK), (SYN_RECV, FIN_WAIT1)] {
-            assert_eq!(kinds(&mut c, &transition(old, new)), [(sc, s(new)), (FinSent, s(old))]);
+            assert_eq!(kinds(&mut c, &transition(old, new)), [(sc, s(new)), (FinSent, s(new))]);
         }
-        for (old, new) in [(ESTABLISHED, CLOSE_WAIT), (FIN_WAIT1, CLOSING), (FIN_WAIT2, CLOSE)] {
-            assert_eq!(kinds(&mut c, &transition(old, new)), [(sc, s(new)), (FinRecv, s(old))]);
+        for (old, new) in [
+            (ESTABLISHED, CLOSE_WAIT),
+            (SYN_RECV, CLOSE_WAIT),
+            (FIN_WAIT1, CLOSING),
+            (FIN_WAIT2, CLOSE),
+        ] {
+            let fin = with_flags(transition(old, new), flags::SOCK_DONE);
+            assert_eq!(kinds(&mut c, &fin), [(sc, s(new)), (FinRecv, s(old))]);
         }
-        // A reset or error ended FIN_WAIT2: no FIN.
+    }
+
+    #[test]
+    fn transitions_that_also_happen_without_the_event_need_its_flag() {
+        use tcp_state::*;
+        use EventKind::*;
+        let mut c = Converter::new(ALL_INFERRED, Vec::new());
+        let only_sc = |new| [(StateChange, TcpState::from_kernel(new))];
+        // FIN_WAIT2 -> CLOSE without tcp_fin(): handed to a FIN_WAIT2
+        // time-wait socket, TCP_LINGER2 < 0, a reset (sk_err set or not).
+        assert_eq!(kinds(&mut c, &transition(FIN_WAIT2, CLOSE)), only_sc(CLOSE));
         let mut reset = transition(FIN_WAIT2, CLOSE);
-        reset.flags |= flags::SK_ERR_SET;
-        assert_eq!(kinds(&mut c, &reset), [(sc, s(CLOSE))]);
+        reset.sk_err = 104;
+        assert_eq!(kinds(&mut c, &reset), only_sc(CLOSE));
+        // The other FIN rules want tcp_fin()'s mark too.
+        for (old, new) in [(ESTABLISHED, CLOSE_WAIT), (FIN_WAIT1, CLOSING)] {
+            assert_eq!(kinds(&mut c, &transition(old, new)), only_sc(new));
+        }
+        // SYN_RECV -> ESTABLISHED of a socket a process holds: a
+        // simultaneous open, not an accept.
+        assert_eq!(kinds(&mut c, &transition(SYN_RECV, ESTABLISHED)), only_sc(ESTABLISHED));
+        // The flags make no row from other transitions.
+        let w = with_flags(transition(ESTABLISHED, FIN_WAIT1), flags::SOCK_DONE);
+        assert_eq!(
+            kinds(&mut c, &w),
+            [
+                (StateChange, TcpState::from_kernel(FIN_WAIT1)),
+                (FinSent, TcpState::from_kernel(FIN_WAIT1))
+            ]
+        );
+    }
+
+    #[test]
+    fn every_row_carries_sk_err_and_the_inferred_row_too() {
+        let mut c = Converter::new(ALL_INFERRED, Vec::new());
+        let mut w = with_flags(transition(tcp_state::FIN_WAIT1, tcp_state::CLOSING), flags::SOCK_DONE);
+        w.sk_err = 32;
+        let [Some(sc), Some(fin)] = c.rows(&w).unwrap() else {
+            panic!("two rows expected");
+        };
+        assert_eq!((sc.sk_err, fin.sk_err), (32, 32));
+        let mut w = wire();
+        w.kind = kind::RETRANSMIT;
+        w.sk_err = 110;
+        assert_eq!(c.convert(&w).unwrap().sk_err, 110);
+    }
+
+    #[test]
+    fn unrelated_transitions_infer_nothing() {
+        use tcp_state::*;
+        use EventKind::*;
+        let mut c = Converter::new(ALL_INFERRED, Vec::new());
+        let sc = StateChange;
+        let s = |k| TcpState::from_kernel(k);
         for (old, new) in [
             (SYN_SENT, ESTABLISHED),
             (FIN_WAIT1, FIN_WAIT2),
             (LAST_ACK, CLOSE),
             (LISTEN, SYN_RECV),
         ] {
-            assert_eq!(kinds(&mut c, &transition(old, new)), [(sc, s(new))], "{old}->{new}");
+            // Not even with the flags other rules want.
+            let w = with_flags(transition(old, new), flags::SOCK_DONE | flags::NO_USER_SOCKET);
+            assert_eq!(kinds(&mut c, &w), [(sc, s(new))], "{old}->{new}");
         }
         // Only state_change records stand for another kind.
         let mut not_sc = transition(CLOSE, SYN_SENT);
@@ -507,7 +601,11 @@ mod tests {
         );
         let mut c = Converter::new(inf, Vec::new());
         assert_eq!(
-            kinds(&mut c, &transition(ESTABLISHED, CLOSE_WAIT)).len(),
+            kinds(
+                &mut c,
+                &with_flags(transition(ESTABLISHED, CLOSE_WAIT), flags::SOCK_DONE)
+            )
+            .len(),
             1,
             "fin_recv has its own probe"
         );
@@ -520,7 +618,7 @@ mod tests {
         let mut c = Converter::new(inf, vec![EventKind::FinSent]);
         assert_eq!(
             kinds(&mut c, &transition(ESTABLISHED, FIN_WAIT1)),
-            [(EventKind::FinSent, TcpState::from_kernel(ESTABLISHED))]
+            [(EventKind::FinSent, TcpState::from_kernel(FIN_WAIT1))]
         );
         assert!(kinds(&mut c, &transition(SYN_SENT, ESTABLISHED)).is_empty());
     }

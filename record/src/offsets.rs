@@ -1,5 +1,5 @@
-//! Which kernel struct fields the eBPF programs read, resolved against the
-//! running kernel's BTF into [`deeptcp_common::Offsets`].
+//! Which kernel struct fields (and flag bits) the eBPF programs read,
+//! resolved against the running kernel's BTF into [`deeptcp_common::Offsets`].
 
 use anyhow::{Context, Result};
 use deeptcp_common::Offsets;
@@ -39,6 +39,20 @@ pub fn resolve(btf: &Btf) -> Result<Offsets> {
         tcp_bytes_received: f("tcp_sock", "bytes_received", 8)?,
         skb_dev: f("sk_buff", "dev", 8)?,
         dev_nd_net: f("net_device", "nd_net", 8)?,
-        _pad: 0,
+        skc_flags: f("sock", "__sk_common.skc_flags", 8)?,
+        sk_socket: f("sock", "sk_socket", 8)?,
+        sock_done_bit: sock_done_bit(btf)?,
     })
+}
+
+/// The bit of `SOCK_DONE` in `sk_flags` (`tcp_fin()` sets it): a bit
+/// number the programs can shift by, from `enum sock_flags`.
+fn sock_done_bit(btf: &Btf) -> Result<u32> {
+    let v = btf
+        .enum_value("sock_flags", "SOCK_DONE")
+        .context("resolving enum sock_flags.SOCK_DONE from kernel BTF")?;
+    u32::try_from(v)
+        .ok()
+        .filter(|bit| *bit < 64)
+        .with_context(|| format!("SOCK_DONE is {v} in kernel BTF, not a bit of the 64-bit sk_flags"))
 }

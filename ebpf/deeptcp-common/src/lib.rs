@@ -76,10 +76,17 @@ pub mod flags {
     pub const TCP_INFO: u8 = 1;
     /// `window` holds the segment's TCP header window.
     pub const WINDOW: u8 = 2;
-    /// `sk->sk_err` was set at a `FIN_WAIT2 -> CLOSE` transition: a reset or
-    /// an error closed the socket, not the peer's FIN (read only for that
-    /// transition; `record` infers `fin_recv` from the others).
-    pub const SK_ERR_SET: u8 = 4;
+    /// `state_change` only: the socket's `sk_flags` had `SOCK_DONE`, which
+    /// `tcp_fin()` sets before it changes the state: the peer's FIN was
+    /// processed. `record` infers `fin_recv` only from transitions with it
+    /// (a `FIN_WAIT2 -> CLOSE` without it is a hand-over to a FIN_WAIT2
+    /// time-wait socket, `tcp_fin_timeout`, `TCP_LINGER2` or a reset).
+    pub const SOCK_DONE: u8 = 8;
+    /// `state_change` only: `sk->sk_socket` was NULL, so no process holds
+    /// the socket (a listener's child not yet accepted; a socket that
+    /// `connect()`ed, e.g. in a simultaneous open, has one). `record`
+    /// infers `accept` from `SYN_RECV -> ESTABLISHED` only with it.
+    pub const NO_USER_SOCKET: u8 = 16;
 }
 
 /// `AF_INET` / `AF_INET6` as the kernel numbers them.
@@ -112,7 +119,8 @@ pub struct WireEvent {
     pub comm: [u8; 16],
     /// Network namespace inode (`sk->sk_net->ns.inum`), 0 if unknown.
     pub netns: u32,
-    /// `sk->sk_err` (positive errno) for socket errors, else 0.
+    /// `sk->sk_err` (positive errno) at the event for full sockets, 0 when
+    /// none or for time-wait and request sockets (which have no `sk_err`).
     pub sk_err: i32,
     /// Id in the `STACKS` map, or [`NO_STACK`].
     pub stack_id: i32,
@@ -279,10 +287,15 @@ pub struct Offsets {
     pub skb_dev: u32,
     /// `struct net_device` → `nd_net` (`possible_net_t`, a `struct net *`).
     pub dev_nd_net: u32,
-    pub _pad: u32,
+    /// `struct sock` → `__sk_common.skc_flags` (unsigned long, the `sk_flags` bits).
+    pub skc_flags: u32,
+    /// `struct sock` → `sk_socket` (`struct socket *`).
+    pub sk_socket: u32,
+    /// Bit number of `SOCK_DONE` in `enum sock_flags`.
+    pub sock_done_bit: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<Offsets>() == 104);
+const _: () = assert!(core::mem::size_of::<Offsets>() == 112);
 
 impl Offsets {
     /// All zero: what the object carries before the loader overrides it.
@@ -312,7 +325,9 @@ impl Offsets {
         tcp_bytes_received: 0,
         skb_dev: 0,
         dev_nd_net: 0,
-        _pad: 0,
+        skc_flags: 0,
+        sk_socket: 0,
+        sock_done_bit: 0,
     };
 }
 

@@ -301,7 +301,8 @@ fn attribute(ev: &mut WireEvent, in_task: bool) {
     }
 }
 
-/// Socket fields common to every event.
+/// Socket fields common to every event (`sk_err` too, as the seed showed
+/// it on every row).
 #[inline(always)]
 fn fill_from_sock<M: Mem>(ev: &mut WireEvent, sk: *const u8) {
     let family: u16 = M::get(sk, off!(skc_family));
@@ -335,6 +336,9 @@ fn fill_from_sock<M: Mem>(ev: &mut WireEvent, sk: *const u8) {
         return;
     }
     ev.sport = u16::from_be(M::get(tp, off!(inet_sport)));
+    // sk_err lies past sock_common: full sockets only. Read through `tp`,
+    // the typed pointer the verifier knows to be a whole tcp_sock.
+    ev.sk_err = M::get(tp, off!(sk_err));
     if state == tcp_state::LISTEN {
         return;
     }
@@ -632,9 +636,13 @@ fn try_set_state(ctx: &BtfTracePointContext) -> Result<(), i32> {
     } else if old == LISTEN && new == CLOSE {
         let _ = LISTENERS.remove(&listen_key);
     }
-    if old == FIN_WAIT2 && new == CLOSE && Btf::get::<i32>(sk, off!(sk_err)) != 0 {
-        // A reset or error, not the peer's FIN, ended FIN_WAIT2 (see `record`'s inference).
-        ev.flags |= flags::SK_ERR_SET;
+    // What `record` infers rows from besides the states (see `flags`): did
+    // tcp_fin() run (SOCK_DONE), does a process hold the socket (sk_socket)?
+    if (Btf::get::<u64>(sk, off!(skc_flags)) >> (off!(sock_done_bit) & 63)) & 1 != 0 {
+        ev.flags |= flags::SOCK_DONE;
+    }
+    if Btf::get::<usize>(sk, off!(sk_socket)) == 0 {
+        ev.flags |= flags::NO_USER_SOCKET;
     }
     submit(&mut ev, stack_of(ctx))
 }
@@ -682,7 +690,6 @@ fn try_error_report(ctx: &BtfTracePointContext) -> Result<(), i32> {
         return Ok(());
     }
     let mut ev = new_event(kind::SOCK_ERROR, probe::TP_ERROR_REPORT);
-    ev.sk_err = Btf::get(sk, off!(sk_err));
     fill_from_sock::<Btf>(&mut ev, sk);
     attribute(&mut ev, false);
     submit(&mut ev, stack_of(ctx))
