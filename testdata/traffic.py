@@ -23,10 +23,14 @@ Further scenarios for the live tests (each prints "READY <port>" or
     traffic.py zw-client ADDR PORT  writes 4 MiB as fast as it can
     traffic.py churn N              N connect/accept/close pairs as fast as possible
     traffic.py hold-server [ADDR]   accepts one connection, echoes until EOF
-    traffic.py hold-client ADDR PORT SECONDS
+    traffic.py hold-client ADDR PORT SECONDS|-
                                     connects, prints "connected <port>", waits SECONDS
-                                    (tests drop its packets meanwhile), sends 100
-                                    bytes, waits for the echo, closes
+                                    or, with "-", until a line arrives on stdin (tests
+                                    drop its packets meanwhile), sends 100 bytes,
+                                    waits for the echo, closes
+
+churn prints "churning <port>" once its listener is up, before the first
+connection, so that a test can start counting its load from then.
 """
 import socket
 import struct
@@ -157,7 +161,12 @@ def hold_server(addr):
 def hold_client(addr, port, seconds):
     c = socket.create_connection((addr, port), timeout=30)
     print("connected", c.getsockname()[1], flush=True)
-    time.sleep(seconds)
+    if seconds is None:
+        # Held until the test says so: emulated kernels run at a fraction of
+        # native speed, so no fixed wait fits both.
+        sys.stdin.readline()
+    else:
+        time.sleep(seconds)
     c.sendall(b"h" * 100)
     got = 0
     while got < 100:
@@ -173,6 +182,7 @@ def churn(n):
     s.bind(("127.0.0.1", 0))
     s.listen(128)
     addr = s.getsockname()
+    print("churning", addr[1], flush=True)
     for _ in range(n):
         c = socket.create_connection(addr)
         a, _ = s.accept()
@@ -192,7 +202,7 @@ def main(argv):
     elif len(argv) >= 2 and argv[1] == "hold-server":
         hold_server(argv[2] if len(argv) >= 3 else "127.0.0.1")
     elif len(argv) >= 5 and argv[1] == "hold-client":
-        hold_client(argv[2], int(argv[3]), float(argv[4]))
+        hold_client(argv[2], int(argv[3]), None if argv[4] == "-" else float(argv[4]))
     elif len(argv) >= 2 and argv[1] == "server":
         server()
     elif len(argv) >= 4 and argv[1] == "client":

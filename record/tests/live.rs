@@ -193,17 +193,22 @@ fn sigterm_and_duration_close_the_file_cleanly() {
         e.kind == EventKind::StateChange && e.dport == t.port4
     });
 
-    // --duration: stops on its own with a complete file.
+    // --duration: stops on its own with a complete file, counting from the
+    // ready line (start-up is not recording time: 5-10 s under emulation).
     let path = dir.path().join("duration.parquet");
-    let started = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_record"))
-        .arg("-o")
-        .arg(&path)
-        .args(["--duration", "1"])
-        .output()
-        .expect("run record");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(started.elapsed() < Duration::from_secs(20));
+    let Some(mut rec) = Recorder::start(test, &path, &["--duration", "1"]) else {
+        return;
+    };
+    let ready = Instant::now();
+    let (status, stderr) = rec.wait_exit(Duration::from_secs(1) + scaled(Duration::from_secs(5)));
+    assert!(status.success(), "{stderr}");
+    // Not ended at once: start-up does not count against --duration. (The
+    // ready line is seen a little after it was printed, never before.)
+    assert!(
+        ready.elapsed() >= Duration::from_millis(500),
+        "--duration 1 ended {:?} after the ready line: {stderr}",
+        ready.elapsed()
+    );
     read_all(&path);
     assert!(!checkpoint_path(&path).exists(), "no checkpoint left after --duration");
 }
@@ -372,15 +377,22 @@ fn a_full_ring_buffer_loses_events_and_says_so() {
 struct Churn(Child);
 
 impl Churn {
+    /// Returns once the churn is about to connect (its first line): python
+    /// takes seconds to start on an emulated kernel.
     fn start(n: u32) -> Churn {
-        Churn(
-            Command::new("python3")
-                .arg(traffic_script())
-                .args(["churn", &n.to_string()])
-                .stdout(Stdio::null())
-                .spawn()
-                .expect("spawn churn"),
-        )
+        let mut child = Command::new("python3")
+            .arg(traffic_script())
+            .args(["churn", &n.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn churn");
+        let mut out = BufReader::new(child.stdout.take().expect("churn stdout"));
+        let mut line = String::new();
+        out.read_line(&mut line).expect("churn's first line");
+        assert!(line.starts_with("churning "), "churn said {line:?}");
+        // Keep draining so that it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in out.lines() {});
+        Churn(child)
     }
 
     fn pid(&self) -> u32 {
@@ -407,7 +419,7 @@ fn recorder_progs(rec: &Recorder) -> Vec<u32> {
     let start = Instant::now();
     loop {
         let ids = bpf_prog_ids(rec.pid());
-        if !ids.is_empty() || start.elapsed() > Duration::from_secs(10) {
+        if !ids.is_empty() || start.elapsed() > scaled(Duration::from_secs(10)) {
             return ids;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -427,8 +439,8 @@ fn sigkill_mid_load_leaves_a_file_that_repairs_to_its_last_checkpoint() {
     };
     let progs = recorder_progs(&rec);
     let churn = Churn::start(200_000);
-    // Several flush intervals (1 s) under load.
-    std::thread::sleep(Duration::from_millis(2600));
+    // Several flush intervals (1 s) under load, from the churn's first connection.
+    std::thread::sleep(scaled(Duration::from_millis(2600)));
     let (status, stderr) = rec.stop_raw(libc::SIGKILL);
     assert_eq!(
         std::os::unix::process::ExitStatusExt::signal(&status),

@@ -3,14 +3,14 @@
 //! reading the recording back.
 #![allow(dead_code)] // each test binary uses a different subset
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use deeptcp_format::{checkpoint_path, Event, EventKind, RecordingMeta, RecordingReader, TcpState};
+use deeptcp_format::{checkpoint_path, Event, EventKind, ProbeStatus, RecordingMeta, RecordingReader, TcpState};
 
 pub const ECONNREFUSED: i32 = 111;
 pub const ECONNRESET: i32 = 104;
@@ -24,6 +24,40 @@ pub fn repo_root() -> PathBuf {
 
 pub fn traffic_script() -> PathBuf {
     repo_root().join("testdata/traffic.py")
+}
+
+/// How many times slower than native this machine runs the tests:
+/// `DEEPTCP_TEST_SLOWNESS` (a whole number, default 1). scripts/kernels sets
+/// it for kernels emulated under qemu TCG, where exec, python and record's
+/// start-up take 10-40 times longer than natively. Every time bound of the
+/// live tests is multiplied by it ([`scaled`]); the order of events is made
+/// explicit (ready lines, held connections) instead of being left to timing.
+pub fn slowness() -> u32 {
+    match std::env::var("DEEPTCP_TEST_SLOWNESS") {
+        Err(_) => 1,
+        Ok(v) => v
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|&n| n >= 1)
+            .unwrap_or_else(|| panic!("DEEPTCP_TEST_SLOWNESS={v:?}: want a whole number >= 1")),
+    }
+}
+
+/// `d` on this machine: times [`slowness`].
+pub fn scaled(d: Duration) -> Duration {
+    d * slowness()
+}
+
+/// Polls `done` every 20 ms until it holds; panics naming `what` after
+/// `bound` (scaled here).
+pub fn wait_until(what: &str, bound: Duration, mut done: impl FnMut() -> bool) {
+    let bound = scaled(bound);
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < bound, "{what}: not within {bound:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 pub fn required() -> bool {
@@ -90,7 +124,7 @@ impl Recorder {
                 panic!("record exited early ({status}): {text}");
             }
             assert!(
-                start.elapsed() < Duration::from_secs(60),
+                start.elapsed() < scaled(Duration::from_secs(30)),
                 "record did not start: {text}"
             );
             std::thread::sleep(Duration::from_millis(50));
@@ -132,7 +166,7 @@ impl Recorder {
     /// Sends `sig` and waits for the exit; returns status and stderr.
     pub fn stop_raw(&mut self, sig: libc::c_int) -> (std::process::ExitStatus, String) {
         self.signal(sig);
-        self.wait_exit(Duration::from_secs(60))
+        self.wait_exit(scaled(Duration::from_secs(30)))
     }
 
     pub fn signal(&self, sig: libc::c_int) {
@@ -143,7 +177,8 @@ impl Recorder {
 
     /// Stops with `sig`, checks a clean exit, returns (meta, events, stderr).
     pub fn stop(mut self, sig: libc::c_int) -> (RecordingMeta, Vec<Event>, String) {
-        std::thread::sleep(Duration::from_millis(300));
+        // The last events reach the ring buffer after the traffic that made them.
+        std::thread::sleep(scaled(Duration::from_millis(300)));
         self.signal(sig);
         let status = self.child.wait().expect("wait record");
         std::thread::sleep(Duration::from_millis(50));
@@ -255,6 +290,8 @@ pub fn transition(e: &Event, from: TcpState, to: TcpState) -> bool {
 pub struct Helper {
     pub child: Child,
     pub first_line: Vec<String>,
+    /// Its stdin: `hold-client ... -` waits for a line there ([`Helper::go`]).
+    stdin: Option<ChildStdin>,
 }
 
 impl Helper {
@@ -271,9 +308,11 @@ impl Helper {
         let mut child = cmd
             .arg(traffic_script())
             .args(args)
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
             .expect("spawn traffic.py");
+        let stdin = child.stdin.take();
         let mut out = BufReader::new(child.stdout.take().expect("stdout piped"));
         let mut line = String::new();
         out.read_line(&mut line).expect("first line");
@@ -282,7 +321,14 @@ impl Helper {
         Helper {
             child,
             first_line: line.split_whitespace().map(str::to_owned).collect(),
+            stdin,
         }
+    }
+
+    /// Releases a helper that waits for a line on stdin (`hold-client ... -`).
+    pub fn go(&mut self) {
+        let mut stdin = self.stdin.take().expect("go() once per helper");
+        stdin.write_all(b"go\n").expect("write to the helper's stdin");
     }
 
     /// The number in the first line (`READY <port>`, `connected <port>`).
@@ -386,7 +432,7 @@ pub fn assert_detached(ids: &[u32], what: &str) {
             return;
         }
         assert!(
-            start.elapsed() < Duration::from_secs(15),
+            start.elapsed() < scaled(Duration::from_secs(15)),
             "{what}: BPF programs {left:?} still loaded after the recorder exited"
         );
         std::thread::sleep(Duration::from_millis(100));
@@ -416,4 +462,225 @@ pub fn dump(events: &[Event]) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// One line of `record --list-probes`: KIND RUNG PROBE STATUS.
+#[derive(Debug, Clone)]
+pub struct ProbeLine {
+    pub kind: String,
+    /// 1-based; `None` for a kind with no rung attached (`-`).
+    pub rung: Option<u32>,
+    pub probe: String,
+    pub status: String,
+}
+
+impl ProbeLine {
+    pub fn used(&self) -> bool {
+        self.status == "attached (used)"
+    }
+}
+
+/// `record --list-probes` on this kernel, parsed.
+#[derive(Debug)]
+pub struct ProbeReport {
+    pub text: String,
+    pub lines: Vec<ProbeLine>,
+}
+
+impl ProbeReport {
+    pub fn parse(text: &str) -> ProbeReport {
+        let mut lines = Vec::new();
+        for l in text.lines().skip_while(|l| !l.starts_with("KIND ")).skip(1) {
+            let mut rest = l.trim_start();
+            let mut col = || {
+                let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+                let (word, tail) = rest.split_at(end);
+                rest = tail.trim_start();
+                word.to_owned()
+            };
+            let (kind, rung, probe) = (col(), col(), col());
+            assert!(
+                !kind.is_empty() && !rest.is_empty(),
+                "unexpected --list-probes line {l:?}:\n{text}"
+            );
+            lines.push(ProbeLine {
+                kind,
+                rung: rung.parse().ok(),
+                probe,
+                status: rest.to_owned(),
+            });
+        }
+        assert!(!lines.is_empty(), "no rung in the --list-probes report:\n{text}");
+        ProbeReport {
+            text: text.to_owned(),
+            lines,
+        }
+    }
+
+    /// The rung recording `kind` ("attached (used)"); `None` when the kernel
+    /// offers none (then the report says NOT RECORDED). Kinds with one
+    /// ladder only (not `owner`).
+    pub fn used(&self, kind: &str) -> Option<&ProbeLine> {
+        let used: Vec<&ProbeLine> = self.lines.iter().filter(|l| l.kind == kind && l.used()).collect();
+        assert!(used.len() <= 1, "{kind}: more than one rung used:\n{}", self.text);
+        if used.is_empty() {
+            assert!(
+                self.lines
+                    .iter()
+                    .any(|l| l.kind == kind && l.status.starts_with("NOT RECORDED")),
+                "{kind}: neither used nor NOT RECORDED:\n{}",
+                self.text
+            );
+        }
+        used.first().copied()
+    }
+}
+
+/// Runs `record --list-probes ARGS`; `None` (after skip) when record has no
+/// eBPF programs.
+pub fn list_probes(test: &str, args: &[&str]) -> Option<ProbeReport> {
+    let out = Command::new(env!("CARGO_BIN_EXE_record"))
+        .arg("--list-probes")
+        .args(args)
+        .output()
+        .expect("run record --list-probes");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("built without its eBPF programs") {
+        skip(test, "record was built without eBPF programs (run scripts/bootstrap)");
+        return None;
+    }
+    assert!(out.status.success(), "record --list-probes {args:?}: {stderr}");
+    Some(ProbeReport::parse(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// The rung a recording used for `kind`, from its metadata, checked to be
+/// the first of the ladder that attached: every rung tried before it failed
+/// with a reason, none was tried after it, rung numbers count up from 0.
+/// `None` when no rung attached (every rung then failed with a reason).
+pub fn used_rung<'m>(meta: &'m RecordingMeta, kind: &str) -> Option<&'m ProbeStatus> {
+    let tried: Vec<&ProbeStatus> = meta.probes.iter().filter(|p| p.kind == kind).collect();
+    assert!(!tried.is_empty(), "{kind}: no rung tried: {:?}", meta.probes);
+    for (i, p) in tried.iter().enumerate() {
+        assert_eq!(p.rung, i as u32, "{kind}: rungs tried in ladder order: {tried:?}");
+        let last = i + 1 == tried.len();
+        if last && p.used {
+            assert!(p.attached, "{kind}: used but not attached: {tried:?}");
+        } else {
+            assert!(
+                !p.used && !p.attached && !p.detail.is_empty(),
+                "{kind}: a rung before the used one must have failed with a reason: {tried:?}"
+            );
+        }
+    }
+    tried.last().copied().filter(|p| p.used)
+}
+
+/// [`used_rung`] for a kind every kernel this project supports records.
+pub fn expect_rung<'m>(meta: &'m RecordingMeta, kind: &str) -> &'m str {
+    &used_rung(meta, kind)
+        .unwrap_or_else(|| panic!("{kind}: no rung attached on this kernel: {:?}", meta.probes))
+        .probe
+}
+
+/// Runs `nft -f -` with `script`; panics with nft's complaint on failure.
+pub fn nft(script: &str) {
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("nft not runnable: {e}"));
+    child
+        .stdin
+        .take()
+        .expect("nft stdin")
+        .write_all(script.as_bytes())
+        .expect("write the nft script");
+    let out = child.wait_with_output().expect("wait nft");
+    assert!(
+        out.status.success(),
+        "nft -f - <<{script}\n: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// An nftables table with one input-hook rule, deleted when dropped. It
+/// drops on input, after the sender's transmit succeeded, so the sender's
+/// retransmissions are real ones (a drop on output fails the transmit, which
+/// the kernel does not count as a retransmission). One `nft` process per
+/// change: each costs up to seconds on an emulated kernel.
+pub struct DropRule(String);
+
+impl DropRule {
+    /// `tag` keeps tables of tests running in parallel apart; `rule` is nft
+    /// rule syntax, e.g. `iif lo tcp dport 1234 drop`.
+    pub fn new(tag: &str, rule: &str) -> DropRule {
+        let table = format!("deeptcp_live_{}_{tag}", std::process::id());
+        // Delete a stale table of the same name in the same transaction.
+        nft(&format!(
+            "add table inet {table}\ndelete table inet {table}\nadd table inet {table}\n\
+             add chain inet {table} in {{ type filter hook input priority 0 ; }}\n\
+             add rule inet {table} in {rule}\n"
+        ));
+        DropRule(table)
+    }
+}
+
+impl Drop for DropRule {
+    fn drop(&mut self) {
+        let _ = Command::new("nft").args(["delete", "table", "inet", &self.0]).status();
+    }
+}
+
+/// The retransmission count /proc/net/tcp shows for the IPv4 socket (or
+/// request socket) with local port `local` and remote port `remote`:
+/// `icsk_retransmits`, or the SYN-ACK timeouts of a request socket.
+pub fn tcp4_retransmits(local: u16, remote: u16) -> Option<u32> {
+    let text = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    let port = |addr: &str| addr.rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok());
+    text.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.len() > 6 && port(f[1]) == Some(local) && port(f[2]) == Some(remote) {
+            f[6].parse().ok()
+        } else {
+            None
+        }
+    })
+}
+
+/// A counter of /proc/net/netstat or /proc/net/snmp, e.g. ("TcpExt", "TCPLossProbes").
+pub fn net_counter(group: &str, name: &str) -> u64 {
+    for file in ["/proc/net/netstat", "/proc/net/snmp"] {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        for pair in lines.chunks(2) {
+            let [names, values] = pair else { continue };
+            let prefix = format!("{group}:");
+            let (Some(n), Some(v)) = (names.strip_prefix(&prefix), values.strip_prefix(&prefix)) else {
+                continue;
+            };
+            if let Some(i) = n.split_whitespace().position(|x| x == name) {
+                if let Some(v) = v.split_whitespace().nth(i).and_then(|v| v.parse().ok()) {
+                    return v;
+                }
+            }
+        }
+    }
+    panic!("no counter {group}:{name} in /proc/net/netstat or /proc/net/snmp");
+}
+
+/// Whether process `pid` has handlers for SIGINT and SIGTERM (SigCgt in
+/// /proc/PID/status): record installs them first thing, so from then on a
+/// signal ends it through its own code, not the default action.
+pub fn catches_stop_signals(pid: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let Some(mask) = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+    else {
+        return false;
+    };
+    let bit = |sig: libc::c_int| 1u64 << (sig - 1);
+    mask & bit(libc::SIGINT) != 0 && mask & bit(libc::SIGTERM) != 0
 }
