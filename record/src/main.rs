@@ -1,6 +1,16 @@
 //! `record`: loads deeptcp's eBPF programs and writes TCP events to Parquet.
 //! `main` only parses arguments and dispatches; see `session` for the work.
 
+/// `eprintln!` that never panics: stderr may be a pipe whose reader left
+/// (`record 2>&1 | head`), and a diagnostic must not end a recording
+/// before its file is closed.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod btf;
 mod cli;
 mod convert;
@@ -39,7 +49,7 @@ fn main() {
         if broken_pipe {
             std::process::exit(0);
         }
-        eprintln!("record: {e:#}");
+        say!("record: {e:#}");
         std::process::exit(1);
     }
 }

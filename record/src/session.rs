@@ -600,7 +600,7 @@ impl Recording {
             let next = self.plan.data_path(self.index);
             if self.index == 2 && self.plan.rotate.is_none() {
                 // Always said, even with --quiet: the file named -o is gone.
-                eprintln!(
+                say!(
                     "record: {} reached {n} row groups (--max-row-groups, which bounds record's memory); \
                      the recording continues in segments: {} is now {}, then {} ... \
                      (read them together as {})",
@@ -611,7 +611,7 @@ impl Recording {
                     self.plan.output.display()
                 );
             } else if !self.plan.quiet {
-                eprintln!(
+                say!(
                     "record: {} reached {n} row groups (--max-row-groups); continuing in {}",
                     before.display(),
                     next.display()
@@ -825,11 +825,11 @@ impl Status {
         if !self.quiet || new_lost > 0 {
             let line = self.line(rows, elapsed, lost, new_lost, progress);
             if self.tty && new_lost == 0 {
-                eprint!("\r{line}\x1b[K");
+                let _ = std::io::Write::write_fmt(&mut std::io::stderr(), format_args!("\r{line}\x1b[K"));
                 self.printed_inline = true;
             } else {
                 self.finish();
-                eprintln!("{line}");
+                say!("{line}");
             }
         }
         self.last = Instant::now();
@@ -864,7 +864,7 @@ impl Status {
     /// Ends an in-place line so that what follows starts on its own line.
     fn finish(&mut self) {
         if self.printed_inline {
-            eprintln!();
+            say!();
             self.printed_inline = false;
         }
     }
@@ -1098,7 +1098,7 @@ pub fn run(cfg: Config) -> Result<()> {
     let missing = probes::missing_kinds(&statuses);
     let inference = convert::Inference::from_statuses(&statuses);
     if !missing.is_empty() {
-        eprintln!(
+        say!(
             "record: warning: not recorded on this kernel: {} (see record --list-probes)",
             missing.join(", ")
         );
@@ -1131,7 +1131,7 @@ pub fn run(cfg: Config) -> Result<()> {
     };
     let symbolizer = stack_map.as_ref().map(|_| Symbolizer::load());
     if symbolizer.as_ref().is_some_and(Symbolizer::is_empty) {
-        eprintln!("record: warning: /proc/kallsyms shows no addresses; stacks will read [unknown]");
+        say!("record: warning: /proc/kallsyms shows no addresses; stacks will read [unknown]");
     }
 
     let plan = Plan {
@@ -1214,7 +1214,7 @@ pub fn run(cfg: Config) -> Result<()> {
             (Some(o), None) => format!(" into {}", o.display()),
             (None, _) => String::new(),
         };
-        eprintln!(
+        say!(
             "record: tracing TCP events{into} ({attached} probes attached, {} existing sockets). Ctrl-C to end.",
             sockets.len()
         );
@@ -1310,7 +1310,7 @@ pub fn run(cfg: Config) -> Result<()> {
         return Err(closed_after_error(e, &mut rec));
     }
     if !cfg.quiet && !to_file {
-        eprintln!("record: {} events, {lost} lost", rec.rows);
+        say!("record: {} events, {lost} lost", rec.rows);
     } else if !cfg.quiet {
         let rows: u64 = rec.closed.iter().map(|c| c.rows).sum();
         let size = human_bytes(rec.done_bytes());
@@ -1324,7 +1324,7 @@ pub fn run(cfg: Config) -> Result<()> {
             ),
             [] => format!("no file ({size})"),
         };
-        eprintln!(
+        say!(
             "record: {rows} events written to {into}, {lost} lost{}",
             if rec.rejected > 0 {
                 format!(", {} malformed records dropped", rec.rejected)

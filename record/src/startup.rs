@@ -168,7 +168,7 @@ fn watch(shared: &Shared, deadline: Option<Instant>) {
                     let _ = std::fs::remove_file(checkpoint_path(p));
                 }
                 let stage = *lock(&shared.stage);
-                eprintln!(
+                say!(
                     "record: start-up did not finish within {} s of {why} (stuck {stage}); \
                      exiting: nothing was recorded",
                     given.as_secs_f64()

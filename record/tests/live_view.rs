@@ -260,3 +260,58 @@ fn json_lines_carry_analyze_json_fields() {
         "{rest:?}"
     );
 }
+
+#[test]
+fn a_closed_stderr_does_not_end_a_recording() {
+    let test = "a_closed_stderr_does_not_end_a_recording";
+    if !can_run(test) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("quietly.parquet");
+    let server = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    let port_s = port.to_string();
+    // Status lines every 100 ms into a pipe nobody reads any more.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_record"))
+        .args([
+            "-o",
+            path.to_str().unwrap(),
+            "--status-interval",
+            "100ms",
+            "--port",
+            &port_s,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn record");
+    drop(child.stderr.take());
+    let limit = Duration::from_secs(60 * u64::from(slowness()));
+    let start = Instant::now();
+    // Ready once the first checkpoint (snapshot rows) exists.
+    while !checkpoint_path(&path).exists() {
+        assert!(start.elapsed() < limit, "record did not start");
+        assert!(child.try_wait().unwrap().is_none(), "record died at start-up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500 * u64::from(slowness())));
+    let c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let cport = c.local_addr().unwrap().port();
+    drop(c);
+    std::thread::sleep(Duration::from_millis(500 * u64::from(slowness())));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "record died writing to a closed stderr"
+    );
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(!checkpoint_path(&path).exists(), "closed complete");
+    let (_, events) = read_all(&path);
+    assert!(
+        events.iter().any(|e| e.sport == cport || e.dport == cport),
+        "the connection is in the file"
+    );
+}
