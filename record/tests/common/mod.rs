@@ -557,8 +557,18 @@ pub fn list_probes(test: &str, args: &[&str]) -> Option<ProbeReport> {
 /// the first of the ladder that attached: every rung tried before it failed
 /// with a reason, none was tried after it, rung numbers count up from 0.
 /// `None` when no rung attached (every rung then failed with a reason).
+///
+/// A kind's main ladder is its first; `reset_sent` is followed by
+/// supplements on older kernels (see probes.rs), `owner` has several.
 pub fn used_rung<'m>(meta: &'m RecordingMeta, kind: &str) -> Option<&'m ProbeStatus> {
-    let tried: Vec<&ProbeStatus> = meta.probes.iter().filter(|p| p.kind == kind).collect();
+    let tried: Vec<&ProbeStatus> = meta
+        .probes
+        .iter()
+        .filter(|p| p.kind == kind)
+        .enumerate()
+        .take_while(|(i, p)| *i == 0 || p.rung != 0)
+        .map(|(_, p)| p)
+        .collect();
     assert!(!tried.is_empty(), "{kind}: no rung tried: {:?}", meta.probes);
     for (i, p) in tried.iter().enumerate() {
         assert_eq!(p.rung, i as u32, "{kind}: rungs tried in ladder order: {tried:?}");
