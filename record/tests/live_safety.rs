@@ -482,8 +482,11 @@ fn a_recorder_killed_in_its_first_second_keeps_its_events() {
     }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("early.parquet");
-    // Load before the recorder starts, still running while it is killed.
-    let mut py = churner(1_000_000, 0.0);
+    // Load before the recorder starts, still running while it is killed;
+    // paced (about 1000 connections/s at most): unpaced, the time-wait
+    // sockets it leaves make record's start-up snapshot take minutes under
+    // emulation.
+    let mut py = churner(1_000_000, 0.001);
     py.go();
     // With a long flush interval only the early first checkpoint (100 ms
     // after the first traced rows) can hold them, however slow the machine.
