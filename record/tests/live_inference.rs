@@ -43,9 +43,18 @@ impl PrivateNetns {
         let ns = PrivateNetns { name };
         sh("ip", &["-n", &ns.name, "link", "set", "lo", "up"]);
         // A FIN_WAIT2 time-wait socket lives this long: the test's leftovers go quickly.
+        // Written through /proc (a process inside the namespace sees its
+        // sysctls there): a fresh Debian has no sysctl binary (procps).
         sh(
             "ip",
-            &["netns", "exec", &ns.name, "sysctl", "-qw", "net.ipv4.tcp_fin_timeout=1"],
+            &[
+                "netns",
+                "exec",
+                &ns.name,
+                "sh",
+                "-c",
+                "echo 1 > /proc/sys/net/ipv4/tcp_fin_timeout",
+            ],
         );
         ns
     }
