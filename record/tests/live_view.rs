@@ -16,15 +16,6 @@ use common::*;
 use deeptcp_format::checkpoint_path;
 use deeptcp_view::table::{TableOptions, TableRenderer, TimeColumn};
 
-/// Extra time allowed for everything on a slow (emulated) machine.
-fn slowness() -> u32 {
-    std::env::var("DEEPTCP_TEST_SLOWNESS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|n| *n >= 1)
-        .unwrap_or(1)
-}
-
 /// `record ARGS` with stdout and stderr piped; each stdout line arrives on
 /// the channel with the instant it was read.
 struct Live {
@@ -62,7 +53,7 @@ impl Live {
             }
         });
         let live = Live { child, lines, stderr };
-        live.wait_stderr("Ctrl-C to end", Duration::from_secs(60 * u64::from(slowness())));
+        live.wait_stderr("Ctrl-C to end", scaled(Duration::from_secs(60)));
         live
     }
 
@@ -128,7 +119,7 @@ fn without_a_file_record_prints_the_seed_table_as_events_happen() {
     let client = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let cport = client.local_addr().unwrap().port();
     let (at, line) = live.next_matching(Duration::from_secs(10), |l| l.contains("tcp_connect()"));
-    let limit = Duration::from_millis(250 * u64::from(slowness()));
+    let limit = scaled(Duration::from_millis(250));
     assert!(
         at - before < limit,
         "printed {:?} after the connect: {line}",
@@ -177,7 +168,7 @@ fn printed_lines_are_what_analyze_replays_and_a_closed_pipe_ends_cleanly() {
     }
     // Every event of the three connections, printed before the pipe closes.
     let mut printed = Vec::new();
-    let end = Instant::now() + Duration::from_secs(10 * u64::from(slowness()));
+    let end = Instant::now() + scaled(Duration::from_secs(10));
     while printed
         .iter()
         .filter(|l: &&String| l.contains("LAST_ACK -> CLOSE"))
@@ -201,7 +192,7 @@ fn printed_lines_are_what_analyze_replays_and_a_closed_pipe_ends_cleanly() {
             break;
         }
         assert!(
-            start.elapsed() < Duration::from_secs(20 * u64::from(slowness())),
+            start.elapsed() < scaled(Duration::from_secs(20)),
             "record kept running after its reader left: {}",
             live.stderr.lock().unwrap()
         );
@@ -287,7 +278,7 @@ fn a_closed_stderr_does_not_end_a_recording() {
         .spawn()
         .expect("spawn record");
     drop(child.stderr.take());
-    let limit = Duration::from_secs(60 * u64::from(slowness()));
+    let limit = scaled(Duration::from_secs(60));
     let start = Instant::now();
     // Ready once the first checkpoint (snapshot rows) exists.
     while !checkpoint_path(&path).exists() {
@@ -295,11 +286,11 @@ fn a_closed_stderr_does_not_end_a_recording() {
         assert!(child.try_wait().unwrap().is_none(), "record died at start-up");
         std::thread::sleep(Duration::from_millis(50));
     }
-    std::thread::sleep(Duration::from_millis(500 * u64::from(slowness())));
+    std::thread::sleep(scaled(Duration::from_millis(500)));
     let c = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let cport = c.local_addr().unwrap().port();
     drop(c);
-    std::thread::sleep(Duration::from_millis(500 * u64::from(slowness())));
+    std::thread::sleep(scaled(Duration::from_millis(500)));
     assert!(
         child.try_wait().unwrap().is_none(),
         "record died writing to a closed stderr"
