@@ -13,7 +13,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -551,28 +550,26 @@ fn connection_opened_before_recording_is_attributed() {
 }
 
 /// A network namespace with a veth pair to the root namespace.
-struct Netns {
-    name: String,
-}
+struct Netns(NamedNetns);
 
 impl Netns {
     fn new(octet: u8) -> Netns {
-        let name = format!("deeptcp{}", std::process::id());
         let (host_if, ns_if) = (
             format!("dt{}h", std::process::id() % 100000),
             format!("dt{}n", std::process::id() % 100000),
         );
-        sh("ip", &["netns", "add", &name]);
-        let ns = Netns { name: name.clone() };
+        // Deleting the namespace deletes its end of the veth pair, and with it the pair.
+        let ns = NamedNetns::add(format!("deeptcp{}", std::process::id()));
+        let name = &ns.name;
         sh("ip", &["link", "add", &host_if, "type", "veth", "peer", "name", &ns_if]);
-        sh("ip", &["link", "set", &ns_if, "netns", &name]);
+        sh("ip", &["link", "set", &ns_if, "netns", name]);
         sh("ip", &["addr", "add", &format!("10.231.{octet}.1/24"), "dev", &host_if]);
         sh("ip", &["link", "set", &host_if, "up"]);
         sh(
             "ip",
             &[
                 "-n",
-                &name,
+                name,
                 "addr",
                 "add",
                 &format!("10.231.{octet}.2/24"),
@@ -580,23 +577,15 @@ impl Netns {
                 &ns_if,
             ],
         );
-        sh("ip", &["-n", &name, "link", "set", &ns_if, "up"]);
-        sh("ip", &["-n", &name, "link", "set", "lo", "up"]);
-        ns
-    }
-
-    fn inode(&self) -> u32 {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::metadata(format!("/run/netns/{}", self.name))
-            .expect("netns file")
-            .ino() as u32
+        sh("ip", &["-n", name, "link", "set", &ns_if, "up"]);
+        Netns(ns)
     }
 }
 
-impl Drop for Netns {
-    fn drop(&mut self) {
-        // Deleting the namespace deletes its end of the veth pair, and with it the pair.
-        let _ = Command::new("ip").args(["netns", "delete", &self.name]).status();
+impl std::ops::Deref for Netns {
+    type Target = NamedNetns;
+    fn deref(&self) -> &NamedNetns {
+        &self.0
     }
 }
 

@@ -13,7 +13,6 @@
 
 mod common;
 
-use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 
 use common::*;
@@ -30,18 +29,13 @@ const ABOVE_INFERRED: [&str; 5] = [
     "kretprobe:inet_csk_accept",
 ];
 
-/// A private network namespace with only its loopback up, deleted on drop
-/// (with its sockets, sysctls and nftables tables), also when a test fails.
-struct PrivateNetns {
-    name: String,
-}
+/// A private network namespace with only its loopback up and a short
+/// FIN_WAIT2 timeout, deleted on drop (see [`NamedNetns`]).
+struct PrivateNetns(NamedNetns);
 
 impl PrivateNetns {
     fn new(tag: &str) -> PrivateNetns {
-        let name = format!("dtinf{tag}{}", std::process::id());
-        sh("ip", &["netns", "add", &name]);
-        let ns = PrivateNetns { name };
-        sh("ip", &["-n", &ns.name, "link", "set", "lo", "up"]);
+        let ns = NamedNetns::add(format!("dtinf{tag}{}", std::process::id()));
         // A FIN_WAIT2 time-wait socket lives this long: the test's leftovers go quickly.
         // Written through /proc (a process inside the namespace sees its
         // sysctls there): a fresh Debian has no sysctl binary (procps).
@@ -56,19 +50,14 @@ impl PrivateNetns {
                 "echo 1 > /proc/sys/net/ipv4/tcp_fin_timeout",
             ],
         );
-        ns
-    }
-
-    fn inode(&self) -> u32 {
-        std::fs::metadata(format!("/run/netns/{}", self.name))
-            .expect("netns file")
-            .ino() as u32
+        PrivateNetns(ns)
     }
 }
 
-impl Drop for PrivateNetns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "delete", &self.name]).status();
+impl std::ops::Deref for PrivateNetns {
+    type Target = NamedNetns;
+    fn deref(&self) -> &NamedNetns {
+        &self.0
     }
 }
 

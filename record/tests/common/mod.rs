@@ -286,6 +286,36 @@ pub fn transition(e: &Event, from: TcpState, to: TcpState) -> bool {
     e.kind == EventKind::StateChange && e.oldstate == Some(from) && e.newstate == Some(to)
 }
 
+/// A network namespace this test created (`ip netns add`), with its
+/// loopback up; deleted on drop, with everything in it (sockets, veth
+/// ends, sysctls, nftables tables), also when the test fails.
+pub struct NamedNetns {
+    pub name: String,
+}
+
+impl NamedNetns {
+    pub fn add(name: String) -> NamedNetns {
+        sh("ip", &["netns", "add", &name]);
+        let ns = NamedNetns { name };
+        sh("ip", &["-n", &ns.name, "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// The namespace's inode number (the `netns` column).
+    pub fn inode(&self) -> u32 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(format!("/run/netns/{}", self.name))
+            .expect("netns file")
+            .ino() as u32
+    }
+}
+
+impl Drop for NamedNetns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "delete", &self.name]).status();
+    }
+}
+
 /// A helper process of testdata/traffic.py whose first stdout line is read.
 pub struct Helper {
     pub child: Child,
