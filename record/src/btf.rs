@@ -112,6 +112,8 @@ pub struct Btf {
     typedefs_by_name: HashMap<String, u32>,
     /// (name offset, [(enumerator name offset, value)]) of every named enum.
     enums: Vec<(u32, Vec<(u32, i64)>)>,
+    /// (name offset, prototype type id) of every function.
+    funcs: Vec<(u32, u32)>,
 }
 
 fn u32_at(data: &[u8], off: usize) -> Result<u32, BtfError> {
@@ -171,6 +173,7 @@ impl Btf {
         // (name offset, type id) of every named typedef.
         let mut typedefs = Vec::new();
         let mut enums = Vec::new();
+        let mut funcs = Vec::new();
         let mut pos = 0usize;
         while pos < type_data.len() {
             let name_off = u32_at(type_data, pos)?;
@@ -245,7 +248,11 @@ impl Btf {
                         size: Some(size_or_type),
                     }
                 }
-                KIND_FWD | KIND_FUNC => Type::Other { size: None },
+                KIND_FUNC => {
+                    funcs.push((name_off, size_or_type));
+                    Type::Other { size: None }
+                }
+                KIND_FWD => Type::Other { size: None },
                 KIND_FLOAT => Type::Other {
                     size: Some(size_or_type),
                 },
@@ -286,6 +293,7 @@ impl Btf {
             structs_by_name: HashMap::new(),
             typedefs_by_name: HashMap::new(),
             enums,
+            funcs,
         };
         let typedefs_by_name = typedefs
             .into_iter()
@@ -382,6 +390,17 @@ impl Btf {
         }
     }
 
+    /// How many parameters kernel function `name` takes on this kernel (an
+    /// fexit program finds the return value in the context slot after
+    /// them). `None` when the kernel has no such function in its BTF.
+    pub fn function_args(&self, name: &str) -> Option<u32> {
+        let (_, proto) = self.funcs.iter().find(|(n, _)| self.string(*n) == name)?;
+        match self.resolve(*proto)? {
+            Type::FuncProto { params } => Some(*params),
+            _ => None,
+        }
+    }
+
     /// The value of enumerator `name` of `enum enum_name`.
     pub fn enum_value(&self, enum_name: &str, name: &str) -> Result<i64, BtfError> {
         self.enums
@@ -454,6 +473,13 @@ mod tests {
         assert!(btf.has_struct("outer") && !btf.has_struct("btf_trace_demo"));
     }
 
+    #[test]
+    fn function_arguments_come_from_the_func_prototype() {
+        let btf = Btf::parse(&sample()).unwrap();
+        assert_eq!(btf.function_args("demo_fn"), Some(3));
+        assert_eq!(btf.function_args("missing"), None);
+    }
+
     /// Builds a little BTF blob by hand:
     /// struct inner { u16 a; u16 b; };
     /// struct outer { u32 x; union { u32 y; struct inner in; }; u8 bf:3; u8 arr[6]; void *p; };
@@ -479,6 +505,7 @@ mod tests {
             name("u16_t"),
         );
         let n_tp = name("btf_trace_demo");
+        let n_fn = name("demo_fn");
         let (n_flags, n_dead, n_done) = (name("demo_flags"), name("DEMO_DEAD"), name("DEMO_DONE"));
         let mut t = Vec::new();
         let mut push = |words: &[u32]| {
@@ -522,6 +549,7 @@ mod tests {
         push(&[n_tp, info(KIND_TYPEDEF, 0, false), 12]); // 13
         push(&[n_flags, info(KIND_ENUM, 2, false), 4, n_dead, 0, n_done, 1]); // 14 enum demo_flags
         push(&[0, info(KIND_ENUM64, 1, false), 8, n_dead, 5, 1]); // 15 anonymous, 64-bit
+        push(&[n_fn, info(KIND_FUNC, 0, false), 11]); // 16 demo_fn(void *, u32, u16)
         let mut out = Vec::new();
         out.extend_from_slice(&BTF_MAGIC.to_le_bytes());
         out.push(1);
@@ -609,5 +637,7 @@ mod tests {
         assert_eq!(o.skc_rcv_saddr, 4);
         assert!(o.inet_sport > o.sk_protocol);
         assert_eq!(o.sock_done_bit, 1, "enum sock_flags: SOCK_DEAD, SOCK_DONE, ...");
+        // inet_csk_accept(sk, arg) since 6.10, (sk, flags, err, kern) before.
+        assert!(matches!(btf.function_args("inet_csk_accept"), Some(2 | 4)));
     }
 }

@@ -93,6 +93,11 @@ pub struct Cli {
     #[arg(long, value_name = "PROBE")]
     pub disable_probe: Vec<String>,
 
+    /// Where the eBPF programs keep socket owners: `auto` (socket storage
+    /// unless a kprobe rung is in use), or forced (benchmarks and tests).
+    #[arg(long, value_enum, default_value_t = OwnerStore::Auto, hide = true)]
+    pub owner_store: OwnerStore,
+
     /// Only events of sockets owned by process PID (thread-group id).
     #[arg(short = 'p', long = "pid", value_name = "PID", value_parser = clap::value_parser!(u32).range(1..))]
     pub pid: Option<u32>,
@@ -236,6 +241,18 @@ fn parse_ring_size(s: &str) -> Result<u32, String> {
     Ok(bytes as u32)
 }
 
+/// Where the eBPF programs keep socket → owner (`--owner-store`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OwnerStore {
+    /// Socket-local storage, unless a kprobe rung is in use (kprobes cannot
+    /// reach it): then the cookie-keyed hash.
+    Auto,
+    /// The cookie-keyed LRU hash, whatever attaches.
+    Hash,
+    /// Socket-local storage; kprobe rungs are not tried.
+    SkStorage,
+}
+
 /// What `record` was asked to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -243,6 +260,7 @@ pub enum Command {
     /// Attach everything, print the probe report, exit.
     ListProbes {
         disabled: Vec<String>,
+        owner_store: OwnerStore,
     },
 }
 
@@ -320,6 +338,7 @@ pub struct Config {
     pub live: Option<LiveFormat>,
     pub filters: Filters,
     pub disabled: Vec<String>,
+    pub owner_store: OwnerStore,
     pub duration: Option<Duration>,
     pub ring_size: u32,
     pub force: bool,
@@ -347,6 +366,7 @@ impl Command {
         if cli.list_probes {
             return Ok(Command::ListProbes {
                 disabled: cli.disable_probe,
+                owner_store: cli.owner_store,
             });
         }
         if let Some(output) = &cli.output {
@@ -418,6 +438,7 @@ impl Command {
                 kinds: cli.kinds,
             },
             disabled: cli.disable_probe,
+            owner_store: cli.owner_store,
             duration: cli.duration,
             ring_size: cli.ring_size,
             force: cli.force,
@@ -776,8 +797,17 @@ mod tests {
         assert_eq!(
             command(&["--list-probes", "--disable-probe", "tp_btf:tcp_probe"]).unwrap(),
             Command::ListProbes {
-                disabled: vec!["tp_btf:tcp_probe".into()]
+                disabled: vec!["tp_btf:tcp_probe".into()],
+                owner_store: OwnerStore::Auto,
             }
         );
+        assert!(matches!(
+            command(&["--list-probes", "--owner-store", "hash"]).unwrap(),
+            Command::ListProbes {
+                owner_store: OwnerStore::Hash,
+                ..
+            }
+        ));
+        assert!(parse(&["--list-probes", "--owner-store", "bogus"]).is_err());
     }
 }

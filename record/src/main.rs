@@ -36,7 +36,7 @@ fn main() {
         Some(kind) => deeptcp_cli::generate::print(kind, cli::Cli::command()),
         None => cli::Command::from_cli(cli).and_then(|cmd| match cmd {
             cli::Command::Record(cfg) => session::run(*cfg),
-            cli::Command::ListProbes { disabled } => session::list_probes(&disabled),
+            cli::Command::ListProbes { disabled, owner_store } => session::list_probes(&disabled, owner_store),
         }),
     };
     if let Err(e) = result {

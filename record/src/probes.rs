@@ -15,7 +15,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use aya::programs::{BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, FEntry, FExit, KProbe};
 use aya::Ebpf;
 use deeptcp_common::probe as id;
-use deeptcp_format::ProbeStatus;
+use deeptcp_format::{EventKind, ProbeStatus};
 
 /// How a rung hooks in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +61,8 @@ pub enum Needs {
 
 /// Status detail of a rung that was not needed on this kernel.
 pub const NOT_NEEDED: &str = "not needed";
+/// Status detail of a ladder left out because `--kind` does not ask for its kind.
+pub const NOT_WANTED: &str = "not attached: --kind does not ask for it";
 
 impl Rung {
     /// Stable text name, as in the `probe` column: `type:target`.
@@ -237,6 +239,13 @@ pub const LADDERS: &[Ladder] = &[
     Ladder {
         kind: "accept",
         rungs: &[
+            hook(
+                Hook::FExit,
+                "fexit_inet_csk_accept",
+                "inet_csk_accept",
+                id::FEXIT_INET_CSK_ACCEPT,
+                Needs::Always,
+            ),
             Rung {
                 hook: Hook::KRetProbe,
                 program: "kretprobe_inet_csk_accept",
@@ -396,6 +405,21 @@ pub struct AttachEnv<'a> {
     pub cgroup: Option<&'a Path>,
     /// Rung names the user turned off (`--disable-probe`).
     pub disabled: &'a [String],
+    /// `--kind` (empty: every kind).
+    pub kinds: &'a [EventKind],
+}
+
+/// Whether a ladder for `kind` runs when the recording wants `kinds`
+/// (empty: all). `state_change` always does (owners, inferred rows), and so
+/// do the owner refreshers; every other program would only run to have its
+/// records dropped by the kind filter — per packet, for the zero-window rungs.
+pub fn ladder_wanted(kind: &str, kinds: &[EventKind]) -> bool {
+    kinds.is_empty() || kind == "state_change" || kind == "owner" || kinds.iter().any(|k| k.as_str() == kind)
+}
+
+/// Whether a rung name is a kprobe or kretprobe one.
+pub fn is_kprobe(name: &str) -> bool {
+    name.starts_with("kprobe:") || name.starts_with("kretprobe:")
 }
 
 fn program<'e, T>(ebpf: &'e mut Ebpf, name: &str) -> Result<&'e mut T>
@@ -459,6 +483,19 @@ pub fn attach_all(ebpf: &mut Ebpf, env: &AttachEnv<'_>) -> Vec<ProbeStatus> {
     let mut out = Vec::new();
     let mut set_state_attached = false;
     for ladder in LADDERS {
+        if !ladder_wanted(ladder.kind, env.kinds) {
+            if !out.iter().any(|s: &ProbeStatus| s.kind == ladder.kind) {
+                out.push(ProbeStatus {
+                    kind: ladder.kind.to_owned(),
+                    probe: "-".to_owned(),
+                    attached: false,
+                    detail: NOT_WANTED.to_owned(),
+                    rung: 0,
+                    used: false,
+                });
+            }
+            continue;
+        }
         for (i, rung) in ladder.rungs.iter().enumerate() {
             let name = rung.name();
             let result = if env.disabled.contains(&name) {
@@ -491,13 +528,23 @@ pub fn attach_all(ebpf: &mut Ebpf, env: &AttachEnv<'_>) -> Vec<ProbeStatus> {
     out
 }
 
+/// Whether a kprobe or kretprobe rung is in use: those programs cannot
+/// reach socket storage, so owners must be kept in the cookie-keyed hash.
+pub fn uses_kprobes(statuses: &[ProbeStatus]) -> bool {
+    statuses.iter().any(|s| s.used && is_kprobe(&s.probe))
+}
+
 /// Kinds whose ladder has no attached rung.
 pub fn missing_kinds(statuses: &[ProbeStatus]) -> Vec<String> {
     let mut kinds: Vec<String> = LADDERS.iter().map(|l| l.kind.to_owned()).collect();
     kinds.dedup();
     kinds
         .into_iter()
-        .filter(|k| !statuses.iter().any(|s| &s.kind == k && s.used))
+        .filter(|k| {
+            !statuses
+                .iter()
+                .any(|s| &s.kind == k && (s.used || s.detail == NOT_WANTED))
+        })
         .collect()
 }
 
@@ -507,7 +554,7 @@ pub fn render_report(statuses: &[ProbeStatus], out: &mut impl std::io::Write) ->
     for s in statuses {
         let status = if s.used {
             "attached (used)".to_owned()
-        } else if s.detail.starts_with(NOT_NEEDED) {
+        } else if s.detail.starts_with(NOT_NEEDED) || s.detail == NOT_WANTED {
             s.detail.clone()
         } else {
             format!("failed: {}", s.detail)
@@ -558,7 +605,7 @@ mod tests {
         unique.dedup();
         assert_eq!(unique.len(), programs.len(), "a program in two ladders: {programs:?}");
         assert!(all_rung_names().contains(&"inferred:inet_sock_set_state".to_owned()));
-        for pid in 1..=24u8 {
+        for pid in 1..=id::FEXIT_INET_CSK_ACCEPT {
             assert!(probe_name(pid).is_some(), "probe id {pid} has no rung");
         }
         assert_eq!(
@@ -582,6 +629,41 @@ mod tests {
                 l.kind
             );
         }
+    }
+
+    #[test]
+    fn only_wanted_kinds_get_programs_but_state_changes_and_owners_always_do() {
+        assert!(ladder_wanted("cgroup_skb", &[]), "no --kind: everything");
+        let k = [EventKind::ResetSent];
+        assert!(ladder_wanted("reset_sent", &k));
+        assert!(ladder_wanted("state_change", &k) && ladder_wanted("owner", &k));
+        assert!(!ladder_wanted("zero_window_sent", &k) && !ladder_wanted("zero_window_recv", &k));
+        assert!(ladder_wanted("zero_window_recv", &[EventKind::ZeroWindowRecv]));
+        // Every ladder kind but "owner" is an event kind's name.
+        for l in LADDERS.iter().filter(|l| l.kind != "owner") {
+            assert!(EventKind::parse(l.kind).is_some(), "{}", l.kind);
+        }
+    }
+
+    #[test]
+    fn kprobe_rungs_in_use_mean_the_hash_store() {
+        let status = |probe: &str, used: bool| ProbeStatus {
+            kind: "accept".into(),
+            probe: probe.into(),
+            attached: used,
+            detail: String::new(),
+            rung: 0,
+            used,
+        };
+        assert!(!uses_kprobes(&[
+            status("fexit:inet_csk_accept", true),
+            status("kprobe:tcp_fin", false)
+        ]));
+        assert!(uses_kprobes(&[status("kretprobe:inet_csk_accept", true)]));
+        assert!(uses_kprobes(&[status("kprobe:tcp_sendmsg", true)]));
+        let names = all_rung_names();
+        assert!(names.iter().filter(|n| is_kprobe(n)).count() >= 8);
+        assert!(!is_kprobe("fexit:inet_csk_accept") && !is_kprobe("tp_btf:tcp_probe"));
     }
 
     #[test]

@@ -21,14 +21,14 @@ use anyhow::{anyhow, bail, Context, Result};
 use aya::maps::HashMap as AyaHashMap;
 use aya::maps::{MapData, PerCpuArray, RingBuf, StackTraceMap};
 use aya::{Ebpf, EbpfLoader};
-use deeptcp_common::{Config as BpfConfig, ExtraFilters, ListenKey, Owner, TupleKey, WireEvent};
+use deeptcp_common::{owner_store, Config as BpfConfig, ExtraFilters, ListenKey, Owner, TupleKey, WireEvent};
 use deeptcp_format::writer::segment_files;
 use deeptcp_format::{
     checkpoint_path, segment_path, stacks_path, EventKind, EventWriter, LostInterval, ProbeStatus, RecordingMeta,
     StackWriter, WriterOptions, SCHEMA_VERSION,
 };
 
-use crate::cli::{Config, Rotation};
+use crate::cli::{Config, OwnerStore, Rotation};
 use crate::live::{LivePrinter, Printed};
 use crate::startup::Startup;
 use crate::symbolize::Symbolizer;
@@ -932,12 +932,23 @@ fn kernel_kinds(kinds: &[EventKind]) -> u32 {
         .fold(0, |m, k| m | (1u32 << k))
 }
 
+/// What [`load_and_attach`] attaches, besides the filters.
+struct Attach<'a> {
+    ring_size: u32,
+    disabled: &'a [String],
+    /// `--kind` (empty: every kind); other kinds' ladders are not attached.
+    kinds: &'a [EventKind],
+    owner_store: OwnerStore,
+}
+
+/// Loads the object and walks the ladders. Owners go to socket storage
+/// unless a kprobe rung ends up in use (kprobes cannot reach it): then the
+/// object is loaded again, with the hash, before anything is recorded.
 fn load_and_attach(
     bpf_cfg: &BpfConfig,
     extra: &ExtraFilters,
-    ring_size: u32,
-    disabled: &[String],
-) -> Result<(Ebpf, Vec<ProbeStatus>)> {
+    how: &Attach<'_>,
+) -> Result<(Ebpf, Vec<ProbeStatus>, u16)> {
     let object = EBPF_OBJECT.ok_or_else(no_object)?;
     crate::privileges::check()?;
     let kbtf = btf::Btf::from_sys_fs().with_context(|| {
@@ -949,34 +960,73 @@ fn load_and_attach(
     requirements::Features::of(&kbtf).check(&host::kernel_release())?;
     let offsets = offsets::resolve(&kbtf)?;
     let aya_btf = aya::Btf::from_sys_fs().context("reading kernel BTF")?;
-    let mut ebpf = EbpfLoader::new()
-        .override_global("OFFSETS", &offsets, true)
-        .override_global("CONFIG", bpf_cfg, true)
-        .override_global("FILTER_SADDR", &extra.saddr, true)
-        .override_global("FILTER_DADDR", &extra.daddr, true)
-        .override_global("FILTER_COMM", &extra.comm, true)
-        .override_global("FILTER_HAS_COMM", &extra.has_comm, true)
-        .override_global("FILTER_KINDS", &extra.kinds, true)
-        .map_max_entries("EVENTS", ring_size)
-        .load(object)
-        .context("loading the eBPF object")?;
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
     let cgroup = probes::cgroup2_mount(&mounts);
-    let env = probes::AttachEnv {
-        btf: &aya_btf,
-        kbtf: &kbtf,
-        cgroup: cgroup.as_deref(),
-        disabled,
+    let mut cfg = BpfConfig {
+        accept_ret_slot: kbtf.function_args("inet_csk_accept").unwrap_or(0),
+        owner_store: match how.owner_store {
+            OwnerStore::Hash => owner_store::HASH,
+            OwnerStore::Auto | OwnerStore::SkStorage => owner_store::SK_STORAGE,
+        },
+        ..*bpf_cfg
     };
-    let statuses = probes::attach_all(&mut ebpf, &env);
-    Ok((ebpf, statuses))
+    let mut disabled = how.disabled.to_vec();
+    if how.owner_store == OwnerStore::SkStorage {
+        disabled.extend(probes::all_rung_names().into_iter().filter(|n| probes::is_kprobe(n)));
+    }
+    loop {
+        let mut ebpf = EbpfLoader::new()
+            .override_global("OFFSETS", &offsets, true)
+            .override_global("CONFIG", &cfg, true)
+            .override_global("FILTER_SADDR", &extra.saddr, true)
+            .override_global("FILTER_DADDR", &extra.daddr, true)
+            .override_global("FILTER_COMM", &extra.comm, true)
+            .override_global("FILTER_HAS_COMM", &extra.has_comm, true)
+            .override_global("FILTER_KINDS", &extra.kinds, true)
+            .map_max_entries("EVENTS", how.ring_size)
+            .load(object)
+            .context("loading the eBPF object")?;
+        let env = probes::AttachEnv {
+            btf: &aya_btf,
+            kbtf: &kbtf,
+            cgroup: cgroup.as_deref(),
+            disabled: &disabled,
+            kinds: how.kinds,
+        };
+        let statuses = probes::attach_all(&mut ebpf, &env);
+        if cfg.owner_store == owner_store::SK_STORAGE && probes::uses_kprobes(&statuses) {
+            // Detaches everything (nothing was read from the ring yet).
+            drop(ebpf);
+            cfg.owner_store = owner_store::HASH;
+            continue;
+        }
+        return Ok((ebpf, statuses, cfg.owner_store));
+    }
+}
+
+/// How the report and the start line name an owner store.
+fn owner_store_name(store: u16) -> &'static str {
+    if store == owner_store::SK_STORAGE {
+        "socket storage"
+    } else {
+        "cookie hash"
+    }
 }
 
 /// `record --list-probes`: the ladder report for this kernel on stdout.
-pub fn list_probes(disabled: &[String]) -> Result<()> {
-    let (_ebpf, statuses) = load_and_attach(&BpfConfig::UNSET, &ExtraFilters::ANY, 4096, disabled)?;
+pub fn list_probes(disabled: &[String], owner_store: OwnerStore) -> Result<()> {
+    let how = Attach {
+        ring_size: 4096,
+        disabled,
+        kinds: &[],
+        owner_store,
+    };
+    let (_ebpf, statuses, store) = load_and_attach(&BpfConfig::UNSET, &ExtraFilters::ANY, &how)?;
+    use std::io::Write as _;
     let mut out = std::io::stdout().lock();
-    match probes::render_report(&statuses, &mut out) {
+    let report = probes::render_report(&statuses, &mut out)
+        .and_then(|()| writeln!(out, "\nsocket owners kept in: {}", owner_store_name(store)));
+    match report {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => other.context("writing the report"),
     }
@@ -1072,10 +1122,10 @@ pub fn run(cfg: Config) -> Result<()> {
         filter_sport: f.sport,
         filter_dport: f.dport,
         filter_port: f.port,
-        _pad: 0,
         extra_filters: u32::from(f.has_extra()),
         // Wake the reader only when a quarter of the ring is full; it also polls every 100 ms.
         wakeup_bytes: u64::from(cfg.ring_size / 4),
+        ..BpfConfig::UNSET
     };
     // From here on every early return drops `ebpf`, which detaches every
     // program (aya links are closed with it); `main` exits only after `run`
@@ -1084,7 +1134,13 @@ pub fn run(cfg: Config) -> Result<()> {
     // and lost interval then lies at or after the recording's start.
     let clock = host::clock_anchor();
     startup.stage("loading the eBPF programs")?;
-    let (mut ebpf, statuses) = load_and_attach(&bpf_cfg, &extra_filters(f), cfg.ring_size, &cfg.disabled)?;
+    let how = Attach {
+        ring_size: cfg.ring_size,
+        disabled: &cfg.disabled,
+        kinds: &f.kinds,
+        owner_store: cfg.owner_store,
+    };
+    let (mut ebpf, statuses, store) = load_and_attach(&bpf_cfg, &extra_filters(f), &how)?;
     // Every inference and most attribution build on state_change: without
     // it (unless the user turned it off) the kernel is below the minimum.
     if let Some(s) = statuses.iter().find(|s| s.kind == "state_change" && !s.used) {
@@ -1215,7 +1271,8 @@ pub fn run(cfg: Config) -> Result<()> {
             (None, _) => String::new(),
         };
         say!(
-            "record: tracing TCP events{into} ({attached} probes attached, {} existing sockets). Ctrl-C to end.",
+            "record: tracing TCP events{into} ({attached} probes attached, owners in {}, {} existing sockets). Ctrl-C to end.",
+            owner_store_name(store),
             sockets.len()
         );
     }

@@ -820,11 +820,29 @@ fn address_comm_and_kind_filters_run_in_the_kernel() {
         return;
     };
     let t = run_traffic();
-    let (_, ev, _) = rec.stop(libc::SIGINT);
+    let (meta, ev, stderr) = rec.stop(libc::SIGINT);
     assert!(
         ev.iter().any(|e| e.dport == t.port4),
         "the IPv4 traffic passes the filters"
     );
+    // Kinds --kind leaves out get no programs at all (the per-packet
+    // zero-window rungs included), and no "not recorded" warning.
+    for kind in [
+        "zero_window_recv",
+        "zero_window_sent",
+        "retransmit",
+        "destroy_sock",
+        "reset_sent",
+    ] {
+        let statuses: Vec<_> = meta.probes.iter().filter(|p| p.kind == kind).collect();
+        assert!(
+            statuses.len() == 1 && !statuses[0].attached && statuses[0].detail.contains("--kind"),
+            "{kind}: {statuses:?}"
+        );
+    }
+    assert!(!stderr.contains("not recorded on this kernel: zero"), "{stderr}");
+    assert!(meta.probes.iter().any(|p| p.kind == "state_change" && p.used));
+    assert!(meta.probes.iter().any(|p| p.kind == "owner" && p.used));
     for e in &ev {
         assert!(
             matches!(e.kind, EventKind::StateChange | EventKind::Connect),

@@ -23,25 +23,60 @@ fn record_around(
     args: &[&str],
     traffic: impl FnOnce(),
 ) -> Option<(deeptcp_format::RecordingMeta, Vec<Event>)> {
+    record_around_with_stderr(test, args, traffic).map(|(meta, ev, _)| (meta, ev))
+}
+
+fn record_around_with_stderr(
+    test: &str,
+    args: &[&str],
+    traffic: impl FnOnce(),
+) -> Option<(deeptcp_format::RecordingMeta, Vec<Event>, String)> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.parquet");
     let rec = Recorder::start(test, &path, args)?;
     traffic();
-    let (meta, ev, _) = rec.stop(libc::SIGINT);
-    Some((meta, ev))
+    Some(rec.stop(libc::SIGINT))
 }
 
+/// Owners kept in socket storage: every kernel with fentry (no kprobe
+/// rung in use) uses it.
 #[test]
 fn fin_connect_accept_and_owner_attribution() {
-    let test = "fin_connect_accept_and_owner_attribution";
+    owner_attribution("fin_connect_accept_and_owner_attribution", &[], "socket storage");
+}
+
+/// The same with the cookie-keyed hash, which kernels whose kprobe rungs
+/// are in use get (kprobes cannot reach socket storage).
+#[test]
+fn owner_attribution_with_the_hash_store() {
+    owner_attribution(
+        "owner_attribution_with_the_hash_store",
+        &["--owner-store", "hash"],
+        "cookie hash",
+    );
+}
+
+fn owner_attribution(test: &str, args: &[&str], store: &str) {
     if !can_run(test) {
         return;
     }
     let mut t = None;
-    let Some((_, ev)) = record_around(test, &[], || t = Some(run_traffic())) else {
+    let Some((meta, ev, stderr)) = record_around_with_stderr(test, args, || t = Some(run_traffic())) else {
         return;
     };
     let t = t.unwrap();
+    // Without kprobe rungs in use the default is socket storage.
+    let store = if args.is_empty()
+        && meta
+            .probes
+            .iter()
+            .any(|p| p.used && (p.probe.starts_with("kprobe:") || p.probe.starts_with("kretprobe:")))
+    {
+        "cookie hash"
+    } else {
+        store
+    };
+    assert!(stderr.contains(&format!("owners in {store},")), "{stderr}");
     let cp = t.step("normal4");
 
     let e = find(&ev, "connect", |e| {
@@ -52,9 +87,11 @@ fn fin_connect_accept_and_owner_attribution() {
         e.kind == EventKind::Accept && e.sport == t.port4 && e.dport == cp
     });
     // Inferred from the child's SYN_RECV -> ESTABLISHED (softirq): the
-    // listener's owner, inherited. kretprobe:inet_csk_accept (kernels with
-    // kprobes) runs in accept() itself: the acceptor, as the current task.
-    let how = if &*e.probe == "kretprobe:inet_csk_accept" {
+    // listener's owner, inherited. fexit/kretprobe:inet_csk_accept (kernels
+    // with fentry or kprobes) run in accept() itself: the acceptor, as the
+    // current task.
+    assert_eq!(&*e.probe, expect_rung(&meta, "accept"));
+    let how = if e.probe.ends_with(":inet_csk_accept") {
         Attribution::Task
     } else {
         Attribution::Listener
@@ -738,6 +775,16 @@ fn list_probes_reports_every_kind_on_this_kernel() {
         assert!(recorded.contains(&kind), "{kind} has no attached rung:\n{text}");
     }
     assert!(kinds.contains(&"loss_probe"), "loss_probe listed:\n{text}");
+    // Owners live in socket storage unless a kprobe rung is in use.
+    let kprobe_used = report
+        .lines
+        .iter()
+        .any(|l| l.used() && (l.probe.starts_with("kprobe:") || l.probe.starts_with("kretprobe:")));
+    let store = if kprobe_used { "cookie hash" } else { "socket storage" };
+    assert!(
+        text.contains(&format!("\n\nsocket owners kept in: {store}\n")),
+        "{text}"
+    );
     // Without kprobe support no kprobe rung can be the one used.
     let kprobes = std::path::Path::new("/sys/bus/event_source/devices/kprobe/type").exists();
     if !kprobes {

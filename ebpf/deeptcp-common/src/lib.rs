@@ -55,6 +55,7 @@ pub mod probe {
     pub const FENTRY_TCP_V6_SEND_RESET: u8 = 22;
     pub const KPROBE_TCP_V4_SEND_RESET: u8 = 23;
     pub const KPROBE_TCP_V6_SEND_RESET: u8 = 24;
+    pub const FEXIT_INET_CSK_ACCEPT: u8 = 25;
 }
 
 /// How a record's pid/tid/comm were attributed ([`WireEvent::attribution`]).
@@ -350,14 +351,32 @@ pub struct Config {
     pub filter_dport: u16,
     /// Only events with this port on either side.
     pub filter_port: u16,
-    pub _pad: u16,
+    /// Where socket owners are kept: [`owner_store::HASH`] (cookie-keyed
+    /// `OWNERS`, every program type) or [`owner_store::SK_STORAGE`]
+    /// (socket-local storage, which kprobes cannot use).
+    pub owner_store: u16,
     /// Non-zero: also apply [`ExtraFilters`] (the `FILTERS` global).
     pub extra_filters: u32,
+    /// Argument slot of `inet_csk_accept`'s return value in an fexit
+    /// program's context: its number of arguments (2 since 6.10, 4 before).
+    pub accept_ret_slot: u32,
+    pub _pad: u32,
     /// Wake the consumer only when this many bytes are waiting (0 = every event).
     pub wakeup_bytes: u64,
 }
 
-const _: () = assert!(core::mem::size_of::<Config>() == 32);
+const _: () = assert!(core::mem::size_of::<Config>() == 40);
+
+/// Values of [`Config::owner_store`].
+pub mod owner_store {
+    /// `OWNERS`, an LRU hash keyed by socket cookie: works in every program
+    /// type, costs a hash lookup per event and a delete per socket.
+    pub const HASH: u16 = 0;
+    /// `OWNER_STORE`, socket-local storage (`BPF_MAP_TYPE_SK_STORAGE`): a
+    /// pointer walk per event, freed with the socket; tp_btf, fentry/fexit
+    /// and cgroup_skb programs only.
+    pub const SK_STORAGE: u16 = 1;
+}
 
 impl Config {
     /// Defaults compiled into the object (overridden by the loader).
@@ -368,8 +387,10 @@ impl Config {
         filter_sport: 0,
         filter_dport: 0,
         filter_port: 0,
-        _pad: 0,
+        owner_store: owner_store::HASH,
         extra_filters: 0,
+        accept_ret_slot: 0,
+        _pad: 0,
         wakeup_bytes: 0,
     };
 }

@@ -11,10 +11,12 @@
 //! Attribution: events that fire in softirq context run on behalf of
 //! whatever task was interrupted, so the current task is used only where the
 //! hook runs in the owner's process context (connect, listen, close, send,
-//! receive). Otherwise the owner comes from `OWNERS` (socket cookie → owner),
-//! filled in process context, inherited by accepted sockets from their
-//! listener (`LISTENERS`) or seeded from the start-up snapshot
-//! (`TUPLE_OWNERS`).
+//! receive). Otherwise the owner comes from what was kept for the socket in
+//! process context, inherited by accepted sockets from their listener
+//! (`LISTENERS`) or seeded from the start-up snapshot (`TUPLE_OWNERS`).
+//! Owners are kept in socket-local storage (`OWNER_STORE`: a pointer walk,
+//! freed with the socket) unless a kprobe rung is in use, which cannot
+//! reach it: then in `OWNERS`, keyed by socket cookie (`Config::owner_store`).
 //!
 //! Each event kind has a ladder of probes (see `record`'s probe table).
 //! Rungs that infer a kind from state transitions (FIN sent/received,
@@ -32,11 +34,12 @@
 
 use aya_ebpf::{
     bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    btf_maps::SkStorage,
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_socket_cookie,
         bpf_ktime_get_ns, bpf_probe_read_kernel,
     },
-    macros::{btf_tracepoint, cgroup_skb, fentry, fexit, kprobe, kretprobe, map},
+    macros::{btf_map, btf_tracepoint, cgroup_skb, fentry, fexit, kprobe, kretprobe, map},
     maps::{LruHashMap, PerCpuArray, RingBuf, StackTrace},
     programs::{
         tracing::StackIdContext, BtfTracePointContext, FEntryContext, FExitContext, ProbeContext, RetProbeContext,
@@ -45,14 +48,16 @@ use aya_ebpf::{
     EbpfContext, Global,
 };
 use deeptcp_common::{
-    attribution, flags, kind, probe, tcp_state, AddrMatch, Config, ExtraFilters, ListenKey, Offsets, Owner, TupleKey,
-    WireEvent, AF_INET, AF_INET6, NO_STACK,
+    attribution, flags, kind, owner_store, probe, tcp_state, AddrMatch, Config, ExtraFilters, ListenKey, Offsets,
+    Owner, TupleKey, WireEvent, AF_INET, AF_INET6, NO_STACK,
 };
 
 /// `BPF_RB_AVAIL_DATA` for `bpf_ringbuf_query`.
 const BPF_RB_AVAIL_DATA: u64 = 0;
 /// `BPF_NOEXIST` for map updates: insert only.
 const BPF_NOEXIST: u64 = 1;
+/// `BPF_SK_STORAGE_GET_F_CREATE`: create the socket's value when it has none.
+const SK_STORAGE_CREATE: u64 = 1;
 const IPPROTO_TCP: u16 = 6;
 const TCP_FLAG_SYN: u8 = 0x02;
 const TCP_FLAG_RST: u8 = 0x04;
@@ -78,6 +83,18 @@ macro_rules! off {
 }
 #[no_mangle]
 static CONFIG: Global<Config> = Global::new(Config::UNSET);
+
+/// One field of `CONFIG`, read in place (see `off!`).
+macro_rules! cfg {
+    ($field:ident) => {
+        // SAFETY: as in `off!`: a field of an initialized `.rodata` global.
+        unsafe {
+            core::ptr::read_volatile(core::ptr::addr_of!(
+                (*(&CONFIG as *const Global<Config>).cast::<Config>()).$field
+            ))
+        }
+    };
+}
 /// `ExtraFilters`, one global per field so that a check copies only what it
 /// reads onto the (512-byte) BPF stack.
 #[no_mangle]
@@ -100,9 +117,13 @@ static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 /// Kernel stacks for `-K`.
 #[map]
 static STACKS: StackTrace = StackTrace::with_max_entries(16384, 0);
-/// Socket cookie → owner.
+/// Socket cookie → owner, when `CONFIG.owner_store` is `HASH`.
 #[map]
 static OWNERS: LruHashMap<u64, Owner> = LruHashMap::with_max_entries(65536, 0);
+/// Socket → owner in the socket's own storage, when `CONFIG.owner_store` is
+/// `SK_STORAGE`: no hashing, no delete (it goes with the socket).
+#[btf_map]
+static OWNER_STORE: SkStorage<Owner> = SkStorage::new();
 /// (netns, port) of a listening socket → its owner, inherited by accepted sockets.
 #[map]
 static LISTENERS: LruHashMap<ListenKey, Owner> = LruHashMap::with_max_entries(8192, 0);
@@ -154,6 +175,77 @@ trait Mem {
     /// `sk` as a `tcp_sock` (for `inet_sock` and `tcp_sock` fields), null
     /// when it is not a full TCP socket.
     fn tcp_sock(sk: *const u8) -> *const u8;
+    /// The owner kept for socket `sk` (cookie `cookie`), in place.
+    fn owner(sk: *const u8, cookie: u64) -> Option<*mut Owner>;
+    /// Keeps `owner` for the socket: over what is kept when `replace`,
+    /// else only if nothing is.
+    fn keep_owner(sk: *const u8, cookie: u64, owner: &Owner, replace: bool);
+}
+
+/// Whether owners live in socket storage (a `.rodata` constant: the
+/// verifier drops the other branch).
+#[inline(always)]
+fn in_sk_storage() -> bool {
+    cfg!(owner_store) == owner_store::SK_STORAGE
+}
+
+/// `sk`'s value in `OWNER_STORE`, created from `init` when given.
+#[inline(always)]
+fn sk_storage(sk: *const u8, init: Option<&Owner>) -> Option<*mut Owner> {
+    if sk.is_null() {
+        return None;
+    }
+    let (value, flags) = match init {
+        Some(o) => ((o as *const Owner).cast_mut(), SK_STORAGE_CREATE),
+        None => (core::ptr::null_mut(), 0),
+    };
+    // SAFETY: `sk` is a non-null BTF socket pointer (or a socket pointer of
+    // a cgroup_skb context), which the helper takes and checks to be a full
+    // socket; `value` is null or a whole `Owner` on the stack, which it
+    // only reads. It returns null or this socket's value.
+    let p = unsafe {
+        aya_ebpf::helpers::generated::bpf_sk_storage_get(
+            (&OWNER_STORE as *const SkStorage<Owner>).cast_mut().cast(),
+            sk.cast_mut().cast(),
+            value.cast(),
+            flags,
+        )
+    }
+    .cast::<Owner>();
+    (!p.is_null()).then_some(p)
+}
+
+/// The owner kept for `cookie` in `OWNERS`.
+#[inline(always)]
+fn hash_owner(cookie: u64) -> Option<*mut Owner> {
+    if cookie == 0 {
+        return None;
+    }
+    OWNERS.get_ptr_mut(&cookie)
+}
+
+/// Keeps `owner` for `cookie` in `OWNERS`: in place when the socket has an
+/// entry (no allocation, unlike an update of an LRU map), else inserted.
+#[inline(always)]
+fn keep_hash_owner(cookie: u64, owner: &Owner, replace: bool) {
+    if cookie == 0 {
+        return;
+    }
+    match OWNERS.get_ptr_mut(&cookie) {
+        Some(p) => {
+            // SAFETY: `p` points at the map's value for `cookie`, valid for
+            // the program's run; a concurrent writer of the same socket can
+            // at worst interleave fields of two owners of that socket.
+            unsafe {
+                if replace && (*p).pid_tgid != owner.pid_tgid {
+                    *p = *owner;
+                }
+            }
+        }
+        None => {
+            let _ = OWNERS.insert(&cookie, owner, BPF_NOEXIST);
+        }
+    }
 }
 
 /// Plain loads through the BTF-typed pointers that tp_btf, fentry and
@@ -180,6 +272,31 @@ impl Mem for Btf {
         // returns null for anything but a full TCP socket.
         unsafe { aya_ebpf::helpers::generated::bpf_skc_to_tcp_sock(sk as *mut _) as *const u8 }
     }
+
+    #[inline(always)]
+    fn owner(sk: *const u8, cookie: u64) -> Option<*mut Owner> {
+        if in_sk_storage() {
+            sk_storage(sk, None)
+        } else {
+            hash_owner(cookie)
+        }
+    }
+
+    #[inline(always)]
+    fn keep_owner(sk: *const u8, cookie: u64, owner: &Owner, replace: bool) {
+        if !in_sk_storage() {
+            return keep_hash_owner(cookie, owner, replace);
+        }
+        if let Some(p) = sk_storage(sk, Some(owner)) {
+            // SAFETY: `p` is this socket's value, valid for the program's
+            // run; concurrent writers as in `keep_hash_owner`.
+            unsafe {
+                if replace && (*p).pid_tgid != owner.pid_tgid {
+                    *p = *owner;
+                }
+            }
+        }
+    }
 }
 
 /// `bpf_probe_read_kernel` per field, for kprobes, whose pointers are plain
@@ -195,6 +312,18 @@ impl Mem for Probe {
     #[inline(always)]
     fn tcp_sock(sk: *const u8) -> *const u8 {
         sk
+    }
+
+    /// Always the hash: kprobes cannot use socket storage (`record` loads
+    /// the programs with `HASH` when a kprobe rung is in use).
+    #[inline(always)]
+    fn owner(_sk: *const u8, cookie: u64) -> Option<*mut Owner> {
+        hash_owner(cookie)
+    }
+
+    #[inline(always)]
+    fn keep_owner(_sk: *const u8, cookie: u64, owner: &Owner, replace: bool) {
+        keep_hash_owner(cookie, owner, replace)
     }
 }
 
@@ -231,59 +360,54 @@ fn apply_owner(ev: &mut WireEvent, o: &Owner, how: u8) {
     ev.attribution = how;
 }
 
-/// Remembers the current task as the owner of `cookie` (process context only).
+/// Fills pid/tid/comm/cgroup: the current task when `in_task` (and keeps
+/// it as the owner of `sk`), else the kept owner, else the snapshot owner
+/// by address, else nobody.
 #[inline(always)]
-fn remember_task(cookie: u64, netns: u32) -> Owner {
-    let me = current_owner(netns);
-    if cookie != 0 {
-        set_owner(cookie, &me);
-    }
-    me
-}
-
-/// Makes `owner` the owner of `cookie`: in place when the socket has an
-/// entry (no allocation, unlike an update of an LRU map), else inserted.
-#[inline(always)]
-fn set_owner(cookie: u64, owner: &Owner) {
-    match OWNERS.get_ptr_mut(&cookie) {
-        Some(p) => {
-            // SAFETY: `p` points at the map's value for `cookie`, valid for
-            // the program's run; a concurrent writer of the same socket can
-            // at worst interleave fields of two owners of that socket.
-            unsafe {
-                if (*p).pid_tgid != owner.pid_tgid {
-                    *p = *owner;
-                }
+fn attribute<M: Mem>(ev: &mut WireEvent, sk: *const u8, in_task: bool) {
+    let kept = M::owner(sk, ev.cookie);
+    if in_task {
+        let me = bpf_get_current_pid_tgid();
+        if let Some(p) = kept {
+            // SAFETY: the kept value, copied out at once.
+            let o = unsafe { *p };
+            if o.pid_tgid == me {
+                // This task is the kept owner already: no comm/cgroup helpers.
+                apply_owner(ev, &o, attribution::TASK);
+                return;
             }
         }
-        None => {
-            let _ = OWNERS.insert(&cookie, owner, 0);
-        }
-    }
-}
-
-/// Fills pid/tid/comm/cgroup: the current task when `in_task`, else the
-/// remembered owner, else the snapshot owner by address, else nobody.
-#[inline(always)]
-fn attribute(ev: &mut WireEvent, in_task: bool) {
-    if in_task {
-        let me = remember_task(ev.cookie, ev.netns);
+        let me = current_owner(ev.netns);
+        M::keep_owner(sk, ev.cookie, &me, true);
         apply_owner(ev, &me, attribution::TASK);
         return;
     }
-    if ev.cookie != 0 {
-        // SAFETY: the map value is copied out at once.
-        if let Some(o) = unsafe { OWNERS.get(&ev.cookie) } {
-            let o = *o;
-            let how = if o.attribution == attribution::TASK {
-                attribution::OWNER
-            } else {
-                o.attribution
-            };
-            apply_owner(ev, &o, how);
-            return;
-        }
+    if let Some(p) = kept {
+        // SAFETY: the kept value, copied out at once.
+        let o = unsafe { *p };
+        apply_owner(ev, &o, kept_attribution(o.attribution));
+        return;
     }
+    if let Some(o) = snapshot_owner(ev) {
+        M::keep_owner(sk, ev.cookie, &o, false);
+        apply_owner(ev, &o, attribution::SNAPSHOT);
+    }
+}
+
+/// How a row is attributed to an owner kept as `how`: a task that was
+/// current when it was kept is the socket's owner now.
+#[inline(always)]
+fn kept_attribution(how: u8) -> u8 {
+    if how == attribution::TASK {
+        attribution::OWNER
+    } else {
+        how
+    }
+}
+
+/// The owner the start-up snapshot found for the event's connection.
+#[inline(always)]
+fn snapshot_owner(ev: &WireEvent) -> Option<Owner> {
     let key = TupleKey {
         saddr: ev.saddr,
         daddr: ev.daddr,
@@ -292,13 +416,7 @@ fn attribute(ev: &mut WireEvent, in_task: bool) {
         dport: ev.dport,
     };
     // SAFETY: the map value is copied out at once.
-    if let Some(o) = unsafe { TUPLE_OWNERS.get(&key) } {
-        let o = *o;
-        if ev.cookie != 0 {
-            let _ = OWNERS.insert(&ev.cookie, &o, 0);
-        }
-        apply_owner(ev, &o, attribution::SNAPSHOT);
-    }
+    unsafe { TUPLE_OWNERS.get(&key) }.copied()
 }
 
 /// Socket fields common to every event (`sk_err` too, as the seed showed
@@ -401,13 +519,20 @@ fn fill_from_skb(ev: &mut WireEvent, skb: *const u8) -> Result<(), i32> {
 
 /// The in-kernel filters (`Config`), on the attributed event.
 #[inline(always)]
-fn wanted(cfg: &Config, ev: &WireEvent) -> bool {
-    (cfg.filter_pid == 0 || (ev.pid_tgid >> 32) as u32 == cfg.filter_pid)
-        && (cfg.filter_netns == 0 || ev.netns == cfg.filter_netns)
-        && (cfg.filter_sport == 0 || ev.sport == cfg.filter_sport)
-        && (cfg.filter_dport == 0 || ev.dport == cfg.filter_dport)
-        && (cfg.filter_port == 0 || ev.sport == cfg.filter_port || ev.dport == cfg.filter_port)
-        && (cfg.extra_filters == 0 || extra_wanted(ev))
+fn wanted(ev: &WireEvent) -> bool {
+    let (pid, netns, sport, dport, port) = (
+        cfg!(filter_pid),
+        cfg!(filter_netns),
+        cfg!(filter_sport),
+        cfg!(filter_dport),
+        cfg!(filter_port),
+    );
+    (pid == 0 || (ev.pid_tgid >> 32) as u32 == pid)
+        && (netns == 0 || ev.netns == netns)
+        && (sport == 0 || ev.sport == sport)
+        && (dport == 0 || ev.dport == dport)
+        && (port == 0 || ev.sport == port || ev.dport == port)
+        && (cfg!(extra_filters) == 0 || extra_wanted(ev))
 }
 
 /// The two words of a 16-byte, 8-aligned field at `p`.
@@ -486,8 +611,7 @@ fn extra_wanted(ev: &WireEvent) -> bool {
 /// Applies the filters, stamps the time and submits a copy of `ev`.
 #[inline(always)]
 fn submit(ev: &mut WireEvent, stack_id: i32) -> Result<(), i32> {
-    let cfg = CONFIG.load();
-    if !wanted(&cfg, ev) {
+    if !wanted(ev) {
         return Ok(());
     }
     if ev.ts_ns == 0 {
@@ -510,9 +634,10 @@ fn submit(ev: &mut WireEvent, stack_id: i32) -> Result<(), i32> {
         // into a memmove call.
         unsafe { core::ptr::write_volatile(dst.add(i), core::ptr::read_volatile(src.add(i))) };
     }
-    let wake = if cfg.wakeup_bytes == 0 {
+    let wakeup_bytes = cfg!(wakeup_bytes);
+    let wake = if wakeup_bytes == 0 {
         0
-    } else if EVENTS.query(BPF_RB_AVAIL_DATA) >= cfg.wakeup_bytes {
+    } else if EVENTS.query(BPF_RB_AVAIL_DATA) >= wakeup_bytes {
         BPF_RB_FORCE_WAKEUP as u64
     } else {
         BPF_RB_NO_WAKEUP as u64
@@ -523,7 +648,7 @@ fn submit(ev: &mut WireEvent, stack_id: i32) -> Result<(), i32> {
 
 #[inline(always)]
 fn stack_of<C: StackIdContext>(ctx: &C) -> i32 {
-    if CONFIG.load().kstack != 0 {
+    if cfg!(kstack) != 0 {
         ctx.get_stackid(&STACKS, 0).map(|id| id as i32).unwrap_or(NO_STACK)
     } else {
         NO_STACK
@@ -552,7 +677,7 @@ fn sock_event<M: Mem, C: StackIdContext>(
     }
     let mut ev = new_event(kind, probe);
     fill_from_sock::<M>(&mut ev, sk);
-    attribute(&mut ev, in_task);
+    attribute::<M>(&mut ev, sk, in_task);
     submit(&mut ev, stack_of(ctx))
 }
 
@@ -624,12 +749,12 @@ fn try_set_state(ctx: &BtfTracePointContext) -> Result<(), i32> {
         if let Some(mut inherited) = listener {
             inherited.attribution = attribution::LISTENER;
             // Never replaces an owner the socket already has.
-            let _ = OWNERS.insert(&ev.cookie, &inherited, BPF_NOEXIST);
+            Btf::keep_owner(sk, ev.cookie, &inherited, false);
         }
     } else if old == SYN_RECV {
-        flush_pending_child(sk as u64, &ev);
+        flush_pending_child(sk, &ev);
     }
-    attribute(&mut ev, in_owner_context(old, new));
+    attribute::<Btf>(&mut ev, sk, in_owner_context(old, new));
     if new == LISTEN {
         let owner = current_owner(ev.netns);
         let _ = LISTENERS.insert(&listen_key, &owner, 0);
@@ -651,8 +776,9 @@ fn try_set_state(ctx: &BtfTracePointContext) -> Result<(), i32> {
 /// any, with the cookie and addresses it has now (`cur`, its next
 /// transition), and makes the listener's owner the child's.
 #[inline(always)]
-fn flush_pending_child(sk: u64, cur: &WireEvent) {
-    let Some(p) = PENDING_CHILDREN.get_ptr_mut(&sk) else {
+fn flush_pending_child(sk: *const u8, cur: &WireEvent) {
+    let key = sk as u64;
+    let Some(p) = PENDING_CHILDREN.get_ptr_mut(&key) else {
         return;
     };
     // SAFETY: `p` points at the map's value for `sk`, valid for this run
@@ -674,11 +800,11 @@ fn flush_pending_child(sk: u64, cur: &WireEvent) {
             attribution: held.attribution,
             _pad: [0; 3],
         };
-        let _ = OWNERS.insert(&cur.cookie, &owner, BPF_NOEXIST);
+        Btf::keep_owner(sk, cur.cookie, &owner, false);
     }
     let stack_id = held.stack_id;
     let _ = submit(held, stack_id);
-    let _ = PENDING_CHILDREN.remove(&sk);
+    let _ = PENDING_CHILDREN.remove(&key);
 }
 
 fn try_error_report(ctx: &BtfTracePointContext) -> Result<(), i32> {
@@ -691,7 +817,7 @@ fn try_error_report(ctx: &BtfTracePointContext) -> Result<(), i32> {
     }
     let mut ev = new_event(kind::SOCK_ERROR, probe::TP_ERROR_REPORT);
     fill_from_sock::<Btf>(&mut ev, sk);
-    attribute(&mut ev, false);
+    attribute::<Btf>(&mut ev, sk, false);
     submit(&mut ev, stack_of(ctx))
 }
 
@@ -704,7 +830,7 @@ fn try_send_reset(ctx: &BtfTracePointContext) -> Result<(), i32> {
     } else {
         fill_from_sock::<Btf>(&mut ev, sk);
     }
-    attribute(&mut ev, false);
+    attribute::<Btf>(&mut ev, sk, false);
     submit(&mut ev, stack_of(ctx))
 }
 
@@ -715,9 +841,10 @@ fn try_destroy(ctx: &BtfTracePointContext) -> Result<(), i32> {
     }
     let mut ev = new_event(kind::DESTROY_SOCK, probe::TP_DESTROY_SOCK);
     fill_from_sock::<Btf>(&mut ev, sk);
-    attribute(&mut ev, false);
+    attribute::<Btf>(&mut ev, sk, false);
     let result = submit(&mut ev, stack_of(ctx));
-    if ev.cookie != 0 {
+    // Socket storage goes with the socket; a hash entry must be removed.
+    if !in_sk_storage() && ev.cookie != 0 {
         let _ = OWNERS.remove(&ev.cookie);
     }
     result
@@ -741,7 +868,7 @@ fn zero_window_recv<M: Mem, C: StackIdContext>(ctx: &C, sk: *const u8, skb: *con
     let mut ev = new_event(kind::ZERO_WINDOW_RECV, probe);
     ev.flags |= flags::WINDOW;
     fill_from_sock::<M>(&mut ev, sk);
-    attribute(&mut ev, false);
+    attribute::<M>(&mut ev, sk, false);
     submit(&mut ev, stack_of(ctx))
 }
 
@@ -756,16 +883,22 @@ fn refresh_owner<M: Mem>(sk: *const u8) -> Result<(), i32> {
     if !is_tcp::<M>(sk) {
         return Ok(());
     }
-    let cookie: u64 = M::get(sk, off!(skc_cookie));
-    if cookie == 0 {
-        return Ok(());
-    }
+    // Socket storage needs no cookie; the hash needs one the socket has.
+    let cookie: u64 = if in_sk_storage() {
+        0
+    } else {
+        M::get(sk, off!(skc_cookie))
+    };
     let me = bpf_get_current_pid_tgid();
-    // SAFETY: the map value is only read here, by value.
-    if unsafe { OWNERS.get(&cookie) }.is_some_and(|owner| owner.pid_tgid == me) {
+    if let Some(p) = M::owner(sk, cookie) {
+        // SAFETY: the kept value, read in place for this run.
+        if unsafe { (*p).pid_tgid } == me {
+            return Ok(());
+        }
+    } else if cookie == 0 && !in_sk_storage() {
         return Ok(());
     }
-    set_owner(cookie, &current_owner(netns_of::<M>(sk)));
+    M::keep_owner(sk, cookie, &current_owner(netns_of::<M>(sk)), true);
     Ok(())
 }
 
@@ -790,7 +923,7 @@ fn reset_without_full_sock<M: Mem, C: StackIdContext>(
         }
         fill_from_sock::<M>(&mut ev, sk);
     }
-    attribute(&mut ev, false);
+    attribute::<M>(&mut ev, sk, false);
     submit(&mut ev, stack_of(ctx))
 }
 
@@ -926,13 +1059,31 @@ fn try_fexit_transmit(ctx: &FExitContext) -> Result<(), i32> {
     let mut ev = new_event(kind::ZERO_WINDOW_SENT, probe::FEXIT_TCP_TRANSMIT_SKB);
     ev.flags |= flags::WINDOW;
     fill_from_sock::<Btf>(&mut ev, sk);
-    attribute(&mut ev, false);
+    attribute::<Btf>(&mut ev, sk, false);
     submit(&mut ev, stack_of(ctx))
 }
 
 #[fexit(function = "__tcp_transmit_skb")]
 pub fn fexit_tcp_transmit_skb(ctx: FExitContext) -> i32 {
     let _ = try_fexit_transmit(&ctx);
+    0
+}
+
+/// accept() returning: the new socket, in the acceptor's process context.
+/// The return value sits in the context slot after the arguments, whose
+/// number depends on the kernel (`CONFIG.accept_ret_slot`); each arm reads a
+/// constant slot, as the verifier requires, and it keeps only the arm of
+/// this kernel.
+#[fexit(function = "inet_csk_accept")]
+pub fn fexit_inet_csk_accept(ctx: FExitContext) -> i32 {
+    let sk: *const u8 = match cfg!(accept_ret_slot) {
+        2 => ctx.arg(2),
+        3 => ctx.arg(3),
+        4 => ctx.arg(4),
+        5 => ctx.arg(5),
+        _ => core::ptr::null(),
+    };
+    let _ = sock_event::<Btf, _>(&ctx, sk, kind::ACCEPT, probe::FEXIT_INET_CSK_ACCEPT, true);
     0
 }
 
@@ -1060,8 +1211,27 @@ fn try_zero_window_skb(ctx: &SkBuffContext, kind: u8, probe: u8, local_is_src: b
     ev.flags |= flags::WINDOW;
     // SAFETY: the skb context is what this helper takes in cgroup_skb programs.
     ev.cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
-    attribute(&mut ev, false);
+    attribute::<Btf>(&mut ev, skb_full_sock(ctx), false);
     submit(&mut ev, NO_STACK)
+}
+
+/// The full socket of a cgroup_skb packet, for socket storage; null with
+/// the hash store (which goes by cookie) or when the packet has none.
+#[inline(always)]
+fn skb_full_sock(ctx: &SkBuffContext) -> *const u8 {
+    if !in_sk_storage() {
+        return core::ptr::null();
+    }
+    let skb = ctx.as_ptr() as *const aya_ebpf::bindings::__sk_buff;
+    // SAFETY: the context of a cgroup_skb program is a `__sk_buff`, whose
+    // `sk` the verifier rewrites into the packet's socket (or null).
+    let sk = unsafe { (*skb).__bindgen_anon_2.sk };
+    if sk.is_null() {
+        return core::ptr::null();
+    }
+    // SAFETY: a non-null socket of the context, as the helper takes; it
+    // returns the full socket or null.
+    unsafe { aya_ebpf::helpers::generated::bpf_sk_fullsock(sk) as *const u8 }
 }
 
 /// Whether the segment in `ctx` is surely not a zero-window one, decided

@@ -520,7 +520,13 @@ pub struct ProbeReport {
 impl ProbeReport {
     pub fn parse(text: &str) -> ProbeReport {
         let mut lines = Vec::new();
-        for l in text.lines().skip_while(|l| !l.starts_with("KIND ")).skip(1) {
+        // The table ends at the first blank line (the owner store follows).
+        for l in text
+            .lines()
+            .skip_while(|l| !l.starts_with("KIND "))
+            .skip(1)
+            .take_while(|l| !l.is_empty())
+        {
             let mut rest = l.trim_start();
             let mut col = || {
                 let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
