@@ -57,6 +57,12 @@ pub enum Needs {
         tracepoint: &'static str,
         args: u32,
     },
+    /// Only when kernel function `function` takes `args` arguments (an
+    /// fexit program finds the return value after them).
+    FunctionArgs {
+        function: &'static str,
+        args: u32,
+    },
 }
 
 /// Status detail of a rung that was not needed on this kernel.
@@ -244,7 +250,20 @@ pub const LADDERS: &[Ladder] = &[
                 "fexit_inet_csk_accept",
                 "inet_csk_accept",
                 id::FEXIT_INET_CSK_ACCEPT,
-                Needs::Always,
+                Needs::FunctionArgs {
+                    function: "inet_csk_accept",
+                    args: 2,
+                },
+            ),
+            hook(
+                Hook::FExit,
+                "fexit_inet_csk_accept4",
+                "inet_csk_accept",
+                id::FEXIT_INET_CSK_ACCEPT,
+                Needs::FunctionArgs {
+                    function: "inet_csk_accept",
+                    args: 4,
+                },
             ),
             Rung {
                 hook: Hook::KRetProbe,
@@ -343,6 +362,13 @@ fn not_needed(kbtf: &crate::btf::Btf, rung: &Rung) -> Option<String> {
             let have = kbtf.tracepoint_args(tracepoint)?;
             (have >= args).then(|| format!("{NOT_NEEDED}: tp_btf:{tracepoint} has {have} arguments on this kernel"))
         }
+        Needs::FunctionArgs { function, args } => match kbtf.function_args(function) {
+            Some(have) if have == args => None,
+            Some(have) => Some(format!(
+                "{NOT_NEEDED}: {function} takes {have} arguments on this kernel"
+            )),
+            None => Some(format!("{function} is not in this kernel's BTF")),
+        },
     }
 }
 

@@ -963,7 +963,6 @@ fn load_and_attach(
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
     let cgroup = probes::cgroup2_mount(&mounts);
     let mut cfg = BpfConfig {
-        accept_ret_slot: kbtf.function_args("inet_csk_accept").unwrap_or(0),
         owner_store: match how.owner_store {
             OwnerStore::Hash => owner_store::HASH,
             OwnerStore::Auto | OwnerStore::SkStorage => owner_store::SK_STORAGE,

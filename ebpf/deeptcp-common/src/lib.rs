@@ -357,15 +357,11 @@ pub struct Config {
     pub owner_store: u16,
     /// Non-zero: also apply [`ExtraFilters`] (the `FILTERS` global).
     pub extra_filters: u32,
-    /// Argument slot of `inet_csk_accept`'s return value in an fexit
-    /// program's context: its number of arguments (2 since 6.10, 4 before).
-    pub accept_ret_slot: u32,
-    pub _pad: u32,
     /// Wake the consumer only when this many bytes are waiting (0 = every event).
     pub wakeup_bytes: u64,
 }
 
-const _: () = assert!(core::mem::size_of::<Config>() == 40);
+const _: () = assert!(core::mem::size_of::<Config>() == 32);
 
 /// Values of [`Config::owner_store`].
 pub mod owner_store {
@@ -389,8 +385,6 @@ impl Config {
         filter_port: 0,
         owner_store: owner_store::HASH,
         extra_filters: 0,
-        accept_ret_slot: 0,
-        _pad: 0,
         wakeup_bytes: 0,
     };
 }

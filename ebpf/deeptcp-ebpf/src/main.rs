@@ -1070,21 +1070,25 @@ pub fn fexit_tcp_transmit_skb(ctx: FExitContext) -> i32 {
 }
 
 /// accept() returning: the new socket, in the acceptor's process context.
-/// The return value sits in the context slot after the arguments, whose
-/// number depends on the kernel (`CONFIG.accept_ret_slot`); each arm reads a
-/// constant slot, as the verifier requires, and it keeps only the arm of
-/// this kernel.
+/// The return value sits in the context slot after the arguments: one
+/// program per signature (`record` loads the one of this kernel), as the
+/// verifier only takes constant context offsets.
+#[inline(always)]
+fn accept_returned(ctx: &FExitContext, sk: *const u8) -> i32 {
+    let _ = sock_event::<Btf, _>(ctx, sk, kind::ACCEPT, probe::FEXIT_INET_CSK_ACCEPT, true);
+    0
+}
+
+/// `inet_csk_accept(sk, arg)`, since 6.10.
 #[fexit(function = "inet_csk_accept")]
 pub fn fexit_inet_csk_accept(ctx: FExitContext) -> i32 {
-    let sk: *const u8 = match cfg!(accept_ret_slot) {
-        2 => ctx.arg(2),
-        3 => ctx.arg(3),
-        4 => ctx.arg(4),
-        5 => ctx.arg(5),
-        _ => core::ptr::null(),
-    };
-    let _ = sock_event::<Btf, _>(&ctx, sk, kind::ACCEPT, probe::FEXIT_INET_CSK_ACCEPT, true);
-    0
+    accept_returned(&ctx, ctx.arg(2))
+}
+
+/// `inet_csk_accept(sk, flags, err, kern)`, before 6.10.
+#[fexit(function = "inet_csk_accept")]
+pub fn fexit_inet_csk_accept4(ctx: FExitContext) -> i32 {
+    accept_returned(&ctx, ctx.arg(4))
 }
 
 // ---- kprobes: third rungs (the seed's hooks) ----
