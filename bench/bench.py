@@ -487,7 +487,10 @@ class Bench:
         # Per-second status lines: when were events lost (seconds since start)?
         r["lost_timeline"] = [
             {"line": i + 1, "lost_total": int(x.group(2)), "events": int(x.group(1))}
-            for i, x in enumerate(re.finditer(r"record: (\d+) events \([^)]*\), (\d+) lost", err))
+            # "record: N rows written (R/s), M records received, F filtered, L lost …"
+            # (older builds: "record: N events (…), L lost")
+            for i, x in enumerate(re.finditer(
+                r"^record: (\d+) (?:rows written|events) \([^)]*\), (?:.*?, )?(\d+) lost", err, re.M))
             if int(x.group(2)) > 0][:20]
         if t["rc"] != 0 or not os.path.exists(f):
             r["error"] = f"record exited {t['rc']}: {err[-1000:]}"
