@@ -3,14 +3,18 @@
 which installs the peers, builds the release binaries and cleans up on exit.
 
 Stages (see bench/README.md for the method and its caveats):
-  1-2. overhead: loopback churn rate with no tracer, with `record`, with
-       libbpf-tools `tcpstates` and with a bpftrace one-liner, interleaved in
-       rounds (order rotated every round), medians of the per-round ratios;
-       tracer CPU time per event (wait4 rusage) and in-kernel BPF time
-       (fdinfo run_time_ns with kernel.bpf_stats_enabled=1).
-  3.   completeness: state_change rows for the churn's port vs 10 x
-       connections + 2, lost events; highest churn rate with zero loss at
-       the default ring size.
+  1-2. overhead, for each workload (`echo`, `lean`: record/examples/churn.rs):
+       loopback churn rate with no tracer, with `record` (and other record
+       builds: --compare LABEL=PATH), with an empty bpftrace probe (the floor),
+       with libbpf-tools `tcpstates` and with a bpftrace one-liner,
+       interleaved in rounds (order rotated every round), medians of the
+       per-round ratios; tracer CPU time per event (wait4 rusage) and
+       in-kernel BPF time per program (fdinfo run_time_ns with
+       kernel.bpf_stats_enabled=1), BPF recursion misses.
+  3.   completeness: the recording's rows of the churn's connections, per
+       kind, vs the exact counts the workload makes (WORKLOADS), lost
+       events; highest echo churn rate with zero loss at the default ring
+       size.
   4.   bytes per event on disk.
   5.   analyzer: events/s and peak RSS of `analyze` (table, --conn, --json) on
        a synthetic recording vs DuckDB's equivalent queries on the same file.
@@ -28,14 +32,49 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = ["baseline", "record", "tcpstates", "bpftrace"]
-STATES_PER_CONN = 10  # see record/examples/churn.rs
-LISTENER_STATES = 2   # CLOSE->LISTEN, LISTEN->CLOSE
+PEERS = ["floor", "tcpstates", "bpftrace"]  # after record and its --compare builds
 BPFTRACE_PROG = ('BEGIN { printf("ready\\n"); } '
                  'tracepoint:sock:inet_sock_set_state { @[args->newstate] = count(); }')
+# The floor: an empty program on the same tracepoint. bpftrace 0.17 (Debian 12)
+# has no rawtracepoint probe, so this is a classic tracepoint: the kernel still
+# fills the trace record before it runs the (empty) program.
+FLOOR_PROG = "tracepoint:sock:inet_sock_set_state {}"
+CONFIG_NAMES = {"baseline": "none (baseline)", "record": "deeptcp record", "floor": "empty probe (floor)",
+                "tcpstates": "libbpf-tools tcpstates", "bpftrace": "bpftrace count()"}
+
+# What one churn connection leaves in a recording (record/examples/churn.rs,
+# counted on Linux 6.18 by recording churns at full speed and paced, 2 and 4
+# threads). Rows belong to a connection when the churn's port is on either
+# side or the row has the cookie of a socket that has (the lean client's
+# last rows carry dport 0). `kinds`: exact rows per connection by kind, plus
+# the listener's own rows; `states`: state_change rows per connection not
+# counting `racy_transitions`, plus the listener's two (CLOSE->LISTEN,
+# LISTEN->CLOSE): the count tcpstates is checked against too; `racy_kinds`:
+# reported, not checked (who wins a race decides whether they appear).
+WORKLOADS = {
+    # client CLOSE->SYN_SENT->ESTABLISHED->FIN_WAIT1->FIN_WAIT2->CLOSE, server
+    # LISTEN->SYN_RECV->ESTABLISHED->CLOSE_WAIT->LAST_ACK->CLOSE: 18 rows.
+    "echo": {
+        "states": 10, "racy_transitions": [],
+        "kinds": {"state_change": (10, 2), "destroy_sock": (2, 1), "fin_sent": (2, 0), "fin_recv": (2, 0),
+                  "connect": (1, 0), "accept": (1, 0)},
+        "racy_kinds": ["retransmit", "reset_sent"],
+    },
+    # client CLOSE->SYN_SENT->ESTABLISHED->CLOSE_WAIT->CLOSE (linger 0: RST,
+    # ECONNRESET, destroyed), server LISTEN->SYN_RECV->ESTABLISHED->FIN_WAIT1->
+    # CLOSE (the client's RST came first: reset_recv) or ->FIN_WAIT2->CLOSE (its
+    # ACK of the FIN came first; ~0.5-2 %): 17 rows (16 + 1 racy).
+    "lean": {
+        "states": 8, "racy_transitions": [("FIN_WAIT1", "FIN_WAIT2")],
+        "kinds": {"connect": (1, 0), "accept": (1, 0), "fin_sent": (1, 0), "fin_recv": (1, 0),
+                  "sock_error": (1, 0), "destroy_sock": (2, 1)},
+        "racy_kinds": ["reset_recv", "reset_sent", "retransmit"],
+    },
+}
 
 # ---------------------------------------------------------------- utilities
 
@@ -57,11 +96,51 @@ def _save_pids():
         os.replace(_pidfile + ".tmp", _pidfile)
 
 
-def spawn(name, argv, stdout=None, stderr=None, **kw):
+def spawn(name, argv, stdout=None, stderr=None, peak=False, **kw):
+    """Starts a child in its own session (process group), listed in the pid
+    file. peak: also watch its peak RSS (p.peak, a PeakRss)."""
     p = subprocess.Popen(argv, stdout=stdout, stderr=stderr, start_new_session=True, **kw)
     _children[p.pid] = name
     _save_pids()
+    if peak:
+        p.peak = PeakRss(p.pid)
     return p
+
+
+class PeakRss:
+    """A child's peak resident set size: VmHWM in /proc/PID/status, polled every
+    20 ms until the child exits. Not wait4's ru_maxrss: exec keeps the RSS the
+    forked copy of this driver had as the floor of that number, so with
+    DuckDB loaded every child (even /bin/true) reported 100-300 MB."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.kb = None
+        self.me = str(os.getpid())
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def read(self):
+        """VmHWM in kB; None once the child has exited (a zombie has no
+        memory) or the pid is no longer our child."""
+        try:
+            with open(f"/proc/{self.pid}/status") as fh:
+                f = dict(line.split(":", 1) for line in fh if ":" in line)
+        except OSError:
+            return None
+        if f.get("PPid", "").strip() != self.me or "VmHWM" not in f:
+            return None
+        return int(f["VmHWM"].split()[0])
+
+    def run(self):
+        while (kb := self.read()) is not None:
+            self.kb = max(self.kb or 0, kb)
+            time.sleep(0.02)
+
+    def result(self):
+        """The peak in kB (call after reaping the child)."""
+        self.thread.join(1)
+        return self.kb
 
 
 def reap(p, timeout):
@@ -123,6 +202,11 @@ def cleanup():
     _save_pids()
 
 
+def is_record(cfg):
+    """`record` (this tree's build) or `record:LABEL` (--compare LABEL=PATH)."""
+    return cfg == "record" or cfg.startswith("record:")
+
+
 def median(xs):
     xs = [x for x in xs if x is not None]
     return statistics.median(xs) if xs else None
@@ -133,9 +217,12 @@ def cpu_secs(ru):
 
 
 def bpf_stats(pid):
-    """Sum of run_time_ns / run_cnt over the BPF programs that pid holds, and
-    the same per program id (needs kernel.bpf_stats_enabled=1)."""
-    ns = cnt = progs = 0
+    """Sum of run_time_ns / run_cnt / recursion_misses over the BPF programs
+    that pid holds, and the same per program id (run time and count need
+    kernel.bpf_stats_enabled=1; recursion misses are always counted: runs the
+    kernel skipped because the program was already running on that CPU, e.g.
+    a softirq interrupting it)."""
+    ns = cnt = progs = misses = 0
     per = {}
     for fi in glob.glob(f"/proc/{pid}/fdinfo/*"):
         try:
@@ -148,12 +235,15 @@ def bpf_stats(pid):
         m = re.search(r"run_time_ns:\s+(\d+)", txt)
         c = re.search(r"run_cnt:\s+(\d+)", txt)
         i = re.search(r"prog_id:\s+(\d+)", txt)
+        r = re.search(r"recursion_misses:\s+(\d+)", txt)
+        miss = int(r.group(1)) if r else 0
+        misses += miss
         if m and c:
             ns += int(m.group(1))
             cnt += int(c.group(1))
             if i:
-                per[int(i.group(1))] = (int(m.group(1)), int(c.group(1)))
-    return {"progs": progs, "run_time_ns": ns, "run_cnt": cnt, "per": per}
+                per[int(i.group(1))] = (int(m.group(1)), int(c.group(1)), miss)
+    return {"progs": progs, "run_time_ns": ns, "run_cnt": cnt, "misses": misses, "per": per}
 
 
 def prog_names():
@@ -198,6 +288,28 @@ class Nudger:
             pass
 
 
+def open_sockets(port):
+    """IPv4 TCP sockets with this port on either side, not counting TIME_WAIT
+    (from /proc/net/tcp)."""
+    suffix = f":{port:04X}"
+    n = 0
+    with open("/proc/net/tcp") as fh:
+        next(fh)
+        for line in fh:
+            f = line.split()
+            if len(f) > 3 and f[3] != "06" and (f[1].endswith(suffix) or f[2].endswith(suffix)):
+                n += 1
+    return n
+
+
+def wait_closed(port, timeout):
+    """Waits until the churn's sockets are gone; returns the seconds waited."""
+    t0 = time.monotonic()
+    while open_sockets(port) and time.monotonic() - t0 < timeout:
+        time.sleep(0.05)
+    return time.monotonic() - t0
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -223,9 +335,10 @@ class Bench:
         self.runs = []
 
     # -- churn
-    def churn(self, secs=None, rate=None, threads=None):
+    def churn(self, workload, secs=None, rate=None, threads=None):
         argv = [os.path.join(self.bin, "examples", "churn"), "--secs", str(secs or self.a.secs),
-                "--threads", str(threads or self.a.threads), "--port", str(self.port)]
+                "--threads", str(threads or self.a.threads), "--port", str(self.port),
+                "--workload", workload]
         if rate:
             argv += ["--rate", f"{rate:.0f}"]
         p = spawn("churn", argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -237,27 +350,35 @@ class Bench:
         return json.loads(out)
 
     # -- tracer start/ready/stop
+    def record_bin(self, cfg):
+        """The record binary of a configuration: `record` is this tree's build,
+        `record:LABEL` the copy of --compare LABEL=PATH."""
+        if cfg == "record":
+            return os.path.join(self.bin, "record")
+        return self.a.compare[cfg.split(":", 1)[1]]
+
     def start_tracer(self, cfg, tag, stats=False, bin_dir=None):
         out = os.path.join(self.work, f"{cfg}-{tag}.out")
         err = os.path.join(self.work, f"{cfg}-{tag}.err")
         fo, fe = open(out, "w"), open(err, "w")
-        if cfg == "record":
-            parquet = os.path.join(self.work, f"record-{tag}.parquet")
-            for f in (parquet,):
-                if os.path.exists(f):
-                    os.remove(f)
-            argv = [os.path.join(bin_dir or self.bin, "record"), "-o", parquet, "--status-interval", "1"]
+        parquet = None
+        if is_record(cfg):
+            parquet = os.path.join(self.work, f"{cfg}-{tag}.parquet")
+            if os.path.exists(parquet):
+                os.remove(parquet)
+            exe = os.path.join(bin_dir, "record") if bin_dir else self.record_bin(cfg)
+            argv = [exe, "-o", parquet, "--status-interval", "1"]
             if self.a.ring_size:
                 argv += ["--ring-size", self.a.ring_size]
         elif cfg == "tcpstates":
-            parquet = None
             argv = [self.a.tcpstates]
         elif cfg == "bpftrace":
-            parquet = None
             argv = [self.a.bpftrace, "-B", "line", "-e", BPFTRACE_PROG]
+        elif cfg == "floor":
+            argv = [self.a.bpftrace, "-e", FLOOR_PROG]
         else:
             raise ValueError(cfg)
-        p = spawn(cfg, argv, stdout=fo, stderr=fe)
+        p = spawn(cfg, argv, stdout=fo, stderr=fe, peak=True)
         fo.close()
         fe.close()
         t = {"cfg": cfg, "p": p, "out": out, "err": err, "parquet": parquet, "stats": stats}
@@ -272,7 +393,7 @@ class Bench:
                 _children.pop(p.pid, None)
                 raise RuntimeError(f"{t['cfg']} exited early ({p.returncode}): "
                                    + open(t["err"]).read()[-2000:])
-            if t["cfg"] == "record":
+            if is_record(t["cfg"]):
                 if "record: tracing" in open(t["err"]).read():
                     break
             else:
@@ -292,29 +413,37 @@ class Bench:
         bpf1 = bpf_stats(t["p"].pid)
         names = prog_names()
         t["bpf_per_prog"] = {}
-        for pid_, (ns, cnt) in bpf1["per"].items():
-            ns0, cnt0 = t["bpf0"]["per"].get(pid_, (0, 0))
-            if cnt - cnt0 > 0:
+        for pid_, (ns, cnt, miss) in bpf1["per"].items():
+            ns0, cnt0, miss0 = t["bpf0"]["per"].get(pid_, (0, 0, 0))
+            if cnt - cnt0 > 0 or miss - miss0 > 0:
                 name = names.get(pid_, str(pid_))
-                a, b = t["bpf_per_prog"].get(name, (0, 0))
-                t["bpf_per_prog"][name] = (a + ns - ns0, b + cnt - cnt0)
-        rc, ru = stop(t["p"], signal.SIGINT, timeout=120)
+                a, b, c = t["bpf_per_prog"].get(name, (0, 0, 0))
+                t["bpf_per_prog"][name] = (a + ns - ns0, b + cnt - cnt0, c + miss - miss0)
+        # record may take a while to finish its file; the peers have nothing to
+        # finish (bpftrace 0.17 has been seen to hang on SIGINT once in a while).
+        rc, ru = stop(t["p"], signal.SIGINT, timeout=120 if is_record(t["cfg"]) else 30)
         t["rc"] = rc
         t["cpu_s"] = cpu_secs(ru)
-        t["maxrss_kb"] = ru.ru_maxrss if ru else None
+        t["maxrss_kb"] = t["p"].peak.result()
         t["bpf_ns"] = bpf1["run_time_ns"] - t["bpf0"]["run_time_ns"]
         t["bpf_runs"] = bpf1["run_cnt"] - t["bpf0"]["run_cnt"]
+        t["bpf_misses"] = bpf1["misses"] - t["bpf0"]["misses"]
         t["bpf_progs"] = bpf1["progs"]
         return t
 
     # -- one measured run
-    def run_one(self, cfg, tag, rate=None, threads=None, secs=None, stats=False):
-        r = {"cfg": cfg, "tag": tag, "rate_limit": rate, "bpf_stats": stats}
+    def run_one(self, cfg, tag, workload="echo", rate=None, threads=None, secs=None, stats=False):
+        r = {"cfg": cfg, "tag": tag, "workload": workload, "rate_limit": rate, "bpf_stats": stats}
         t = None
         if cfg != "baseline":
             t = self.start_tracer(cfg, tag, stats=stats)
         try:
-            c = self.churn(secs=secs, rate=rate, threads=threads)
+            c = self.churn(workload, secs=secs, rate=rate, threads=threads)
+            if t:
+                # Under load a RST can be dropped (loopback backlog): the lean
+                # server's socket then waits in FIN_WAIT1 for its FIN's
+                # retransmission. Its last rows come once it is gone.
+                r["close_wait_s"] = wait_closed(self.port, 5)
         finally:
             if t:
                 time.sleep(0.3)  # let the last FIN/ACKs and destroys fire
@@ -322,26 +451,31 @@ class Bench:
                 set_bpf_stats(False)
         r.update(conn_per_sec=c["conn_per_sec"], connections=c["connections"],
                  churn_errors=c["errors"] + c["server_errors"], port=c["port"])
-        expected = STATES_PER_CONN * c["connections"] + LISTENER_STATES
+        w = WORKLOADS[workload]
+        expected = w["states"] * c["connections"] + 2
         r["expected_state_changes"] = expected
         if t:
-            r.update(tracer_rc=t["rc"], cpu_s=t["cpu_s"], maxrss_kb=t["maxrss_kb"], bpf_progs=t["bpf_progs"])
+            r.update(tracer_rc=t["rc"], cpu_s=t["cpu_s"], maxrss_kb=t["maxrss_kb"], bpf_progs=t["bpf_progs"],
+                     bpf_misses=t["bpf_misses"])
+        conns = max(c["connections"], 1)
         if t and stats:
-            r.update(bpf_ns=t["bpf_ns"], bpf_runs=t["bpf_runs"],
-                     bpf_ns_per_conn=t["bpf_ns"] / max(c["connections"], 1))
-            conns = max(c["connections"], 1)
+            r.update(bpf_ns=t["bpf_ns"], bpf_runs=t["bpf_runs"], bpf_ns_per_conn=t["bpf_ns"] / conns)
             r["bpf_per_prog"] = {
-                n: {"runs_per_conn": round(cnt / conns, 2), "ns_per_run": round(ns / cnt),
-                    "ns_per_conn": round(ns / conns)}
-                for n, (ns, cnt) in sorted(t["bpf_per_prog"].items(), key=lambda x: -x[1][0])}
+                n: {"runs_per_conn": round(cnt / conns, 2), "ns_per_run": round(ns / cnt) if cnt else None,
+                    "ns_per_conn": round(ns / conns), "misses": miss}
+                for n, (ns, cnt, miss) in sorted(t["bpf_per_prog"].items(), key=lambda x: -x[1][0])}
+        elif t:
+            r["bpf_misses_per_prog"] = {n: v[2] for n, v in t["bpf_per_prog"].items() if v[2]}
         if t:
-            getattr(self, f"finish_{cfg}")(t, r)
+            getattr(self, "finish_record" if is_record(cfg) else f"finish_{cfg}")(t, r)
             if r.get("events"):
                 r["cpu_us_per_event"] = 1e6 * t["cpu_s"] / r["events"] if t["cpu_s"] is not None else None
+            if r.get("port_state_changes") is not None and "completeness" not in r:
+                r["completeness"] = r["port_state_changes"] / expected
         self.runs.append(r)
-        log(f"{tag:>10} {cfg:<9} {r['conn_per_sec']:9.0f} conn/s"
-            + (f"  events={r.get('events')} lost={r.get('lost')} port_states={r.get('port_state_changes')}/{expected}"
-               if t else ""))
+        log(f"{tag:>12} {workload:<4} {cfg:<12} {r['conn_per_sec']:9.0f} conn/s"
+            + (f"  events={r.get('events')} lost={r.get('lost')} missed={r.get('bpf_misses')} "
+               f"port_states={r.get('port_state_changes')}/{expected}" if t else ""))
         return r
 
     def finish_record(self, t, r):
@@ -353,7 +487,10 @@ class Bench:
         # Per-second status lines: when were events lost (seconds since start)?
         r["lost_timeline"] = [
             {"line": i + 1, "lost_total": int(x.group(2)), "events": int(x.group(1))}
-            for i, x in enumerate(re.finditer(r"record: (\d+) events \([^)]*\), (\d+) lost", err))
+            # "record: N rows written (R/s), M records received, F filtered, L lost …"
+            # (older builds: "record: N events (…), L lost")
+            for i, x in enumerate(re.finditer(
+                r"^record: (\d+) (?:rows written|events) \([^)]*\), (?:.*?, )?(\d+) lost", err, re.M))
             if int(x.group(2)) > 0][:20]
         if t["rc"] != 0 or not os.path.exists(f):
             r["error"] = f"record exited {t['rc']}: {err[-1000:]}"
@@ -362,13 +499,38 @@ class Bench:
         kv = dict(con.execute(
             "SELECT key::varchar, value::varchar FROM parquet_kv_metadata(?) WHERE key::varchar LIKE 'deeptcp.%'",
             [f]).fetchall())
-        p = r["port"]
+        w = WORKLOADS[r["workload"]]
+        # (DDL takes no prepared parameters: the path and port go in as literals.)
+        con.execute("CREATE VIEW ev AS SELECT * FROM read_parquet('{}')".format(f.replace("'", "''")))
+        # The churn's rows: its port on either side, or the cookie of one of
+        # its sockets (cookie 0 = unknown socket: port only). Not the start-up
+        # snapshot: the port is the same in every run, so the TIME_WAIT
+        # sockets of earlier runs are in it.
+        p = int(r["port"])
+        con.execute(f"CREATE TEMP TABLE churn_rows AS SELECT kind, oldstate, newstate FROM ev "
+                    f"WHERE kind <> 'snapshot' AND (sport = {p} OR dport = {p} OR (cookie <> 0 AND cookie IN "
+                    f"(SELECT cookie FROM ev WHERE (sport = {p} OR dport = {p}) AND cookie <> 0)))")
+        racy = " AND ".join(f"NOT (oldstate = '{o}' AND newstate = '{n}')" for o, n in w["racy_transitions"])
         r["port_state_changes"] = con.execute(
-            "SELECT count(*) FROM read_parquet(?) WHERE kind = 'state_change' AND (sport = ? OR dport = ?)",
-            [f, p, p]).fetchone()[0]
-        r["port_events"] = con.execute(
-            "SELECT count(*) FROM read_parquet(?) WHERE sport = ? OR dport = ?", [f, p, p]).fetchone()[0]
-        rows = con.execute("SELECT count(*) FROM read_parquet(?)", [f]).fetchone()[0]
+            "SELECT count(*) FROM churn_rows WHERE kind = 'state_change'" + (f" AND {racy}" if racy else "")
+        ).fetchone()[0]
+        kinds = dict(con.execute("SELECT kind, count(*) FROM churn_rows GROUP BY kind").fetchall())
+        r["port_events"] = sum(kinds.values())
+        n = r["connections"]
+        r["kind_rows"] = kinds
+        r["kind_rows_per_conn"] = {k: round(v / max(n, 1), 4) for k, v in sorted(kinds.items(), key=lambda x: -x[1])}
+        # Exact checks: every deterministic kind, and the state changes minus the racy transitions.
+        checks = {k: (kinds.get(k, 0), per * n + extra) for k, (per, extra) in w["kinds"].items()}
+        checks["state_change (not racy)"] = (r["port_state_changes"], r["expected_state_changes"])
+        r["kind_checks"] = {k: {"rows": got, "expected": exp} for k, (got, exp) in checks.items()}
+        r["kinds_exact"] = all(got == exp for got, exp in checks.values())
+        r["completeness"] = min(got / exp for got, exp in checks.values() if exp)
+        r["racy_rows_per_conn"] = {k: round(kinds.get(k, 0) / max(n, 1), 4) for k in w["racy_kinds"]}
+        for o, nw in w["racy_transitions"]:
+            r["racy_rows_per_conn"][f"{o}->{nw}"] = round(con.execute(
+                "SELECT count(*) FROM churn_rows WHERE kind = 'state_change' AND oldstate = ? AND newstate = ?",
+                [o, nw]).fetchone()[0] / max(n, 1), 4)
+        rows = con.execute("SELECT count(*) FROM ev").fetchone()[0]
         r["events"] = rows
         r["snapshot_rows"] = int(kv.get("deeptcp.snapshot_sockets", 0))
         r["lost"] = int(kv.get("deeptcp.lost_events", m.group(3) if m else -1))
@@ -380,6 +542,7 @@ class Bench:
 
     def finish_tcpstates(self, t, r):
         p = str(r["port"])
+        racy = set(WORKLOADS[r["workload"]]["racy_transitions"])
         n = port_n = 0
         with open(t["out"], errors="replace") as fh:
             for line in fh:
@@ -387,7 +550,7 @@ class Bench:
                 if len(tok) < 10 or tok[0] == "SKADDR":
                     continue
                 n += 1
-                if tok[-5] == p or tok[-7] == p:
+                if (tok[-5] == p or tok[-7] == p) and (tok[-4], tok[-2]) not in racy:
                     port_n += 1
         err = open(t["err"], errors="replace").read()
         lost = sum(int(x) for x in re.findall(r"lost (\d+) events", err))
@@ -401,42 +564,66 @@ class Bench:
             n += int(m.group(1))
         r.update(events=n, port_state_changes=None, lost=0)
 
+    def finish_floor(self, t, r):
+        """The empty probe keeps nothing: no events, nothing to lose."""
+        r.update(events=None, port_state_changes=None, lost=0)
+
     # ------------------------------------------------------------ stage 1-2-4
+    def configs(self):
+        """baseline, record, record:LABEL (--compare), floor, tcpstates, bpftrace;
+        minus --skip."""
+        a = self.a
+        cfgs = ["baseline", "record"] + [f"record:{label}" for label in a.compare] + PEERS
+        return [c for c in cfgs if c not in a.skip]
+
     def stage_overhead(self):
         a = self.a
-        cfgs = [c for c in CONFIGS if c not in a.skip]
+        cfgs = self.configs()
         tracers = cfgs[1:]
-        per_round = []
+        per_round = {w: [] for w in a.workloads}
         for k in range(a.rounds):
-            # B T1 B T2 B T3 B: every tracer run sits between two baselines and
-            # is compared with their mean (cancels linear drift); the tracer
-            # order rotates every round.
+            # Per workload: B T1 B T2 B … B: every tracer run sits between two
+            # baselines of its own workload and is compared with their mean
+            # (cancels linear drift); the tracer order rotates every round.
             order = tracers[k % len(tracers):] + tracers[:k % len(tracers)] if tracers else []
             seq = ["baseline"]
             for t in order:
                 seq += [t, "baseline"]
-            done = []
-            for i, cfg in enumerate(seq):
-                done.append(self.run_one(cfg, f"r{k}.{i}"))
+            for w in a.workloads:
+                done = []
+                for i, cfg in enumerate(seq):
+                    done.append(self.run_one(cfg, f"{w}.r{k}.{i}", workload=w))
+                    time.sleep(a.pause)
+                rr = {"baselines": [r for r in done if r["cfg"] == "baseline"]}
+                for i, r in enumerate(done):
+                    if r["cfg"] != "baseline":
+                        ref = (done[i - 1]["conn_per_sec"] + done[i + 1]["conn_per_sec"]) / 2
+                        r["baseline_ref"] = ref
+                        r["ratio"] = r["conn_per_sec"] / ref
+                        rr[r["cfg"]] = r
+                rr["baseline"] = {"conn_per_sec": median([b["conn_per_sec"] for b in rr["baselines"]]),
+                                  "ratio": 1.0}
+                per_round[w].append(rr)
+        # BPF cost pass: one more run per workload and tracer with
+        # kernel.bpf_stats_enabled=1, kept out of the ratios above (the
+        # statistics themselves cost time).
+        cost = {w: {} for w in a.workloads}
+        for w in a.workloads:
+            for cfg in tracers:
+                cost[w][cfg] = self.run_one(cfg, f"{w}.bpfcost", workload=w, stats=True)
                 time.sleep(a.pause)
-            rr = {"baselines": [r for r in done if r["cfg"] == "baseline"]}
-            for i, r in enumerate(done):
-                if r["cfg"] != "baseline":
-                    ref = (done[i - 1]["conn_per_sec"] + done[i + 1]["conn_per_sec"]) / 2
-                    r["baseline_ref"] = ref
-                    r["ratio"] = r["conn_per_sec"] / ref
-                    rr[r["cfg"]] = r
-            rr["baseline"] = {"conn_per_sec": median([b["conn_per_sec"] for b in rr["baselines"]]), "ratio": 1.0}
-            per_round.append(rr)
-        # BPF cost pass: one more run per tracer with kernel.bpf_stats_enabled=1,
-        # kept out of the ratios above (the statistics themselves cost time).
-        cost = {}
-        for cfg in cfgs[1:]:
-            cost[cfg] = self.run_one(cfg, "bpfcost", stats=True)
-            time.sleep(a.pause)
-        out = {"rounds": a.rounds, "secs": a.secs, "threads": a.threads,
-               "order": "B T1 B T2 B T3 B per round, tracer order rotated; ratio to the mean of the two "
-                        "neighbouring baselines", "per_config": {}}
+        out = {"rounds": a.rounds, "secs": a.secs, "threads": a.threads, "workloads": a.workloads,
+               "configs": cfgs,
+               "order": "per round and workload B T1 B T2 … B, tracer order rotated every round; ratio to "
+                        "the mean of the two neighbouring baselines"}
+        for w in a.workloads:
+            out[w] = self.summarize(cfgs, per_round[w], cost[w])
+        self.results["overhead"] = out
+
+    @staticmethod
+    def summarize(cfgs, per_round, cost):
+        """One workload's rounds: medians over rounds per configuration."""
+        out = {"per_config": {}}
         base = [b["conn_per_sec"] for rr in per_round for b in rr["baselines"]]
         for cfg in cfgs:
             runs = [rr[cfg] for rr in per_round]
@@ -452,37 +639,63 @@ class Bench:
                 d.update(
                     events_median=median(evs),
                     lost_runs=[x.get("lost") for x in runs],
+                    bpf_misses_runs=[x.get("bpf_misses") for x in runs],
                     cpu_s_median=median([x.get("cpu_s") for x in runs]),
                     cpu_us_per_event_median=median([x.get("cpu_us_per_event") for x in runs]),
                     maxrss_kb_median=median([x.get("maxrss_kb") for x in runs]),
                 )
                 cr = cost.get(cfg, {})
+                conns = max(cr.get("connections") or 0, 1)
                 d["bpf_cost_run"] = {
                     "conn_per_sec": cr.get("conn_per_sec"),
                     "ns_per_conn": cr.get("bpf_ns_per_conn"),
                     "ns_per_run": cr["bpf_ns"] / cr["bpf_runs"] if cr.get("bpf_runs") else None,
+                    "runs_per_conn": cr["bpf_runs"] / conns if cr.get("bpf_runs") else None,
+                    "misses": cr.get("bpf_misses"),
                     "per_prog": cr.get("bpf_per_prog") or {},
                 }
-                if cfg in ("record", "tcpstates"):
-                    d["completeness_runs"] = [
-                        (x.get("port_state_changes") or 0) / x["expected_state_changes"] for x in runs]
-                    d["completeness_min"] = min(d["completeness_runs"])
-                if cfg == "record":
+                comp = [x["completeness"] for x in runs if x.get("completeness") is not None]
+                if comp:
+                    d["completeness_runs"] = comp
+                    d["completeness_min"] = min(comp)
+                if is_record(cfg):
+                    d["kinds_exact_runs"] = [x.get("kinds_exact") for x in runs]
+                    d["kind_checks_runs"] = [x.get("kind_checks") for x in runs]
                     d["bytes_per_event_median"] = median([x.get("bytes_per_event") for x in runs])
                     d["file_bytes_median"] = median([x.get("file_bytes") for x in runs])
                     d["snapshot_rows_median"] = median([x.get("snapshot_rows") for x in runs])
                     d["events_per_conn_on_port"] = median(
                         [x["port_events"] / x["connections"] for x in runs if x.get("port_events")])
+                    good = [x for x in runs if x.get("kind_rows")]
+                    if good:
+                        kinds = sorted({k for x in good for k in x["kind_rows"]})
+                        d["kind_rows_per_conn_median"] = {
+                            k: median([x["kind_rows"].get(k, 0) / x["connections"] for x in good]) for k in kinds}
+                        d["racy_rows_per_conn_median"] = {
+                            k: median([x["racy_rows_per_conn"].get(k, 0) for x in good])
+                            for k in good[0]["racy_rows_per_conn"]}
             out["per_config"][cfg] = d
         out["baseline_conn_per_sec_median"] = median(base)
         out["baseline_conn_per_sec_runs"] = base
         out["per_config"]["baseline"]["conn_per_sec_runs"] = base
         out["per_config"]["baseline"]["conn_per_sec_median"] = median(base)
-        self.results["overhead"] = out
+        # A/B: record against each --compare build. Two estimates: the ratio
+        # of the two × baseline medians, and per round the two runs' rates
+        # directly (they ran in the same round, with one baseline in between).
+        out["ab"] = {}
+        rec = out["per_config"].get("record")
+        for cfg in [c for c in cfgs if c.startswith("record:")]:
+            other = out["per_config"][cfg]
+            if not rec or not rec["ratio_median"] or not other["ratio_median"]:
+                continue
+            direct = [x / y for x, y in zip(rec["conn_per_sec_runs"], other["conn_per_sec_runs"])]
+            out["ab"][cfg] = {"ratio_of_medians": rec["ratio_median"] / other["ratio_median"],
+                              "direct_runs": direct, "direct_median": median(direct)}
+        return out
 
     # --------------------------------------------------------------- stage 3
     def stage_zero_loss(self):
-        """Highest churn rate with zero lost events at the default ring size."""
+        """Highest echo churn rate with zero lost events at the default ring size."""
         a = self.a
         if "record" in a.skip:
             return
@@ -511,7 +724,8 @@ class Bench:
                     hi = mid
             res["max_zero_loss_conn_per_sec"] = best
             res["bound"] = f"bisection, {a.bisect_steps} steps, between {lo:.0f} and {hi:.0f} conn/s"
-        ev = self.results.get("overhead", {}).get("per_config", {}).get("record", {}).get("events_per_conn_on_port")
+        ev = (self.results.get("overhead", {}).get("echo", {}).get("per_config", {}).get("record", {})
+              .get("events_per_conn_on_port"))
         if ev and res.get("max_zero_loss_conn_per_sec"):
             res["max_zero_loss_events_per_sec_approx"] = res["max_zero_loss_conn_per_sec"] * ev
         self.results["zero_loss"] = res
@@ -548,19 +762,19 @@ class Bench:
         return f, None
 
     def timed(self, name, argv, capture=False):
-        """Runs argv to completion; wall time, CPU and peak RSS from wait4 (what
-        GNU time -v reports). With capture, stdout is parsed as the JSON line of
+        """Runs argv to completion; wall time and CPU from wait4, peak RSS from
+        VmHWM (PeakRss). With capture, stdout is parsed as the JSON line of
         bench/analyze_duckdb.py (query-only time, threads)."""
         t0 = time.perf_counter()
         p = spawn(name, argv, stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
-                  stderr=subprocess.PIPE)
+                  stderr=subprocess.PIPE, peak=True)
         if capture:
             # Small outputs: read stdout fully, then stderr.
             out = p.stdout.read()
         err = p.stderr.read()
         rc, ru = reap(p, 3600)
         s = {"rc": rc, "wall_s": time.perf_counter() - t0, "cpu_s": cpu_secs(ru),
-             "maxrss_mb": ru.ru_maxrss / 1024 if ru else None,
+             "maxrss_mb": p.peak.result() / 1024 if p.peak.result() else None,
              "stderr": err.decode(errors="replace")[-500:]}
         if capture and rc == 0:
             j = json.loads(out)
@@ -649,7 +863,7 @@ class Bench:
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)
         try:
-            c = self.churn()
+            c = self.churn("echo")
         finally:
             stop(pp, signal.SIGINT)
             time.sleep(0.3)
@@ -717,16 +931,23 @@ def top_lines(report, n):
 
 def targets(res):
     out = []
-    ov = res.get("overhead", {}).get("per_config", {})
-    rec, tcs = ov.get("record", {}), ov.get("tcpstates", {})
+    ov = res.get("overhead", {})
+    pc = ov.get("echo", {}).get("per_config", {})
+    rec, tcs = pc.get("record", {}), pc.get("tcpstates", {})
     if rec:
-        out.append(("churn rate with record >= 0.85 x baseline", rec.get("ratio_median"),
+        out.append(("churn rate with record >= 0.85 x baseline (echo)", rec.get("ratio_median"),
                     rec.get("ratio_median") is not None and rec["ratio_median"] >= 0.85,
                     f"{fmt(rec.get('ratio_median'))} x"))
-        lost = rec.get("lost_runs") or []
-        out.append(("zero lost events at that rate", sum(x or 0 for x in lost),
-                    bool(lost) and all(x == 0 for x in lost) and rec.get("completeness_min") == 1.0,
-                    f"lost {lost}, completeness min {fmt(rec.get('completeness_min'), '.4f')}"))
+    for w, what in (("echo", "at that rate"), ("lean", "in the lean loop (no target, reported)")):
+        r = ov.get(w, {}).get("per_config", {}).get("record", {})
+        if not r:
+            continue
+        lost, exact = r.get("lost_runs") or [], r.get("kinds_exact_runs") or []
+        out.append((f"zero lost events {what}, every deterministic row present", sum(x or 0 for x in lost),
+                    bool(lost) and all(x == 0 for x in lost) and bool(exact) and all(exact),
+                    f"lost {lost}, BPF recursion misses {r.get('bpf_misses_runs')}, completeness min "
+                    f"{percent(r.get('completeness_min'))}"))
+    if rec:
         out.append(("<= 20 bytes/event on disk (recording)", rec.get("bytes_per_event_median"),
                     rec.get("bytes_per_event_median") is not None and rec["bytes_per_event_median"] <= 20,
                     f"{fmt(rec.get('bytes_per_event_median'))} B/event"))
@@ -754,64 +975,115 @@ def targets(res):
     return out
 
 
+def percent(x):
+    """A completeness ratio as a percentage; more digits when a shortfall
+    would round to 100.00 %."""
+    if x is None:
+        return "–"
+    return f"{x * 100:.4f} %" if x != 1 and f"{x * 100:.2f}" == "100.00" else f"{x * 100:.2f} %"
+
+
+def config_name(cfg):
+    if cfg.startswith("record:"):
+        return f"deeptcp record ({cfg.split(':', 1)[1]})"
+    return CONFIG_NAMES[cfg]
+
+
+WORKLOAD_TEXT = {
+    "echo": "connect, 1-byte echo, client closes first (FIN), server closes after the client's FIN",
+    "lean": "connect, 1 byte to the server, server closes (FIN), client closes with SO_LINGER 0 (RST)",
+}
+
+
+def markdown_overhead(ov, w):
+    """One workload's overhead table, A/B ratios, row counts and BPF time per program."""
+    L = []
+    wo = ov[w]
+    L.append(f"Overhead, **{w}** workload ({WORKLOAD_TEXT[w]}; {ov['threads']} client + {ov['threads']} "
+             f"acceptor threads, {ov['secs']} s runs, {ov['rounds']} rounds of B T1 B T2 … B, each tracer run "
+             "compared with the mean of its two neighbouring baselines; medians over rounds)")
+    L.append("")
+    L.append("| tracer | conn/s | × baseline (min–max) | events/run | lost | BPF recursion misses "
+             "| completeness | tracer CPU µs/event | BPF ns/conn | tracer RSS MB |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for cfg, d in wo["per_config"].items():
+        rr = d["ratio_runs"]
+        comp = d.get("completeness_min")
+        L.append("| " + " | ".join([
+            config_name(cfg),
+            fmt(d["conn_per_sec_median"], ".0f"),
+            (f"{fmt(d['ratio_median'])} ({min(rr):.2f}–{max(rr):.2f})" if cfg != "baseline" else
+             f"1 (runs {min(d['conn_per_sec_runs']):.0f}–{max(d['conn_per_sec_runs']):.0f} conn/s)"),
+            fmt(d.get("events_median"), ".0f"),
+            "–" if cfg == "baseline" else str(sum(x or 0 for x in d.get("lost_runs", []))),
+            "–" if cfg == "baseline" else str(sum(x or 0 for x in d.get("bpf_misses_runs", []))),
+            percent(comp),
+            fmt(d.get("cpu_us_per_event_median"), ".2f"),
+            fmt((d.get("bpf_cost_run") or {}).get("ns_per_conn"), ".0f"),
+            fmt(d["maxrss_kb_median"] / 1024 if d.get("maxrss_kb_median") else None, ".0f"),
+        ]) + " |")
+    pc = wo["per_config"]
+    rec = pc.get("record", {})
+    for cfg, ab in wo.get("ab", {}).items():
+        L.append("")
+        L.append(f"A/B, record against record ({cfg.split(':', 1)[1]}): × baseline {fmt(rec['ratio_median'])} vs "
+                 f"{fmt(pc[cfg]['ratio_median'])}, ratio {ab['ratio_of_medians']:.3f}; per round, record's "
+                 f"conn/s over the other's: {', '.join(f'{x:.3f}' for x in ab['direct_runs'])} "
+                 f"(median {ab['direct_median']:.3f}).")
+    if rec.get("kind_rows_per_conn_median"):
+        L.append("")
+        L.append(f"Recording: {fmt(rec.get('events_per_conn_on_port'), '.2f')} rows per churn connection, "
+                 "by kind: " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(
+                     rec["kind_rows_per_conn_median"].items(), key=lambda x: -x[1]))
+                 + "; racy: " + ", ".join(f"{k} {v:.4f}" for k, v in rec["racy_rows_per_conn_median"].items())
+                 + ". Deterministic counts exact in "
+                 f"{sum(bool(x) for x in rec['kinds_exact_runs'])}/{len(rec['kinds_exact_runs'])} runs"
+                 + (f"; {rec['bytes_per_event_median']:.2f} bytes/event on disk (median file "
+                    f"{rec['file_bytes_median'] / 2**20:.1f} MiB, {fmt(rec.get('snapshot_rows_median'), '.0f')} "
+                    "start-up snapshot rows per file)." if rec.get("bytes_per_event_median") is not None else "."))
+        short = [f"{k} {c['rows']}/{c['expected']}" for x in rec["kind_checks_runs"] if x
+                 for k, c in x.items() if c["rows"] != c["expected"]]
+        if short:
+            L.append(f"Counts off (rows/expected, all runs): {'; '.join(short[:12])}.")
+    L.append("")
+    L.append(f"In-kernel BPF time per {w} connection (one extra run per tracer with "
+             "kernel.bpf_stats_enabled=1, not part of the ratios):")
+    L.append("")
+    L.append("| tracer | program | runs/conn | ns/run | ns/conn | recursion misses |")
+    L.append("|---|---|---:|---:|---:|---:|")
+    for cfg, d in pc.items():
+        bc = d.get("bpf_cost_run") or {}
+        for n, v in bc.get("per_prog", {}).items():
+            L.append(f"| {cfg} | {n} | {fmt(v['runs_per_conn'])} | {fmt(v['ns_per_run'], '.0f')} "
+                     f"| {fmt(v['ns_per_conn'], '.0f')} | {v.get('misses', 0)} |")
+        if len(bc.get("per_prog", {})) > 1:
+            L.append(f"| {cfg} | **total** | {fmt(bc.get('runs_per_conn'))} | {fmt(bc.get('ns_per_run'), '.0f')} "
+                     f"| **{fmt(bc.get('ns_per_conn'), '.0f')}** | {bc.get('misses', 0)} |")
+    return L
+
+
 def markdown(res):
     L = []
     env = res.get("env", {})
     L.append(f"deeptcp benchmarks — {env.get('date')} — {env.get('mode')} — kernel {env.get('kernel')}, "
              f"{env.get('cpus')} CPUs, git {env.get('git')}")
+    for label, v in (env.get("compare") or {}).items():
+        L.append(f"record ({label}): {v.get('path')}, {v.get('version')}")
     L.append("")
     ov = res.get("overhead")
-    if ov:
-        L.append(f"Overhead: loopback churn ({ov['threads']} client + {ov['threads']} acceptor threads, "
-                 f"{ov['secs']} s runs, {ov['rounds']} rounds of B T1 B T2 B T3 B, each tracer run compared "
-                 "with the mean of its two neighbouring baselines; medians over rounds)")
-        L.append("")
-        L.append("| tracer | conn/s | × baseline (min–max) | events/run | lost | completeness (port) "
-                 "| tracer CPU µs/event | BPF ns/conn | tracer RSS MB |")
-        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-        for cfg, d in ov["per_config"].items():
-            rr = d["ratio_runs"]
-            comp = d.get("completeness_min")
-            L.append("| " + " | ".join([
-                {"baseline": "none (baseline)", "record": "deeptcp record", "tcpstates": "libbpf-tools tcpstates",
-                 "bpftrace": "bpftrace count()"}[cfg],
-                fmt(d["conn_per_sec_median"], ".0f"),
-                (f"{fmt(d['ratio_median'])} ({min(rr):.2f}–{max(rr):.2f})" if cfg != "baseline" else
-                 f"1 (runs {min(d['conn_per_sec_runs']):.0f}–{max(d['conn_per_sec_runs']):.0f} conn/s)"),
-                fmt(d.get("events_median"), ".0f"),
-                "–" if cfg == "baseline" else str(sum(x or 0 for x in d.get("lost_runs", []))),
-                "–" if comp is None else f"{comp * 100:.2f} %",
-                fmt(d.get("cpu_us_per_event_median"), ".2f"),
-                fmt((d.get("bpf_cost_run") or {}).get("ns_per_conn"), ".0f"),
-                fmt(d["maxrss_kb_median"] / 1024 if d.get("maxrss_kb_median") else None, ".0f"),
-            ]) + " |")
-        rec = ov["per_config"].get("record", {})
-        if rec.get("bytes_per_event_median") is not None:
+    for w in (ov or {}).get("workloads", []):
+        if w in ov:
+            L += markdown_overhead(ov, w)
             L.append("")
-            L.append(f"Recording size: {rec['bytes_per_event_median']:.2f} bytes/event on disk "
-                     f"(median file {rec['file_bytes_median'] / 2**20:.1f} MiB; "
-                     f"{fmt(rec.get('events_per_conn_on_port'), '.1f')} events per churn connection, "
-                     f"{fmt(rec.get('snapshot_rows_median'), '.0f')} start-up snapshot rows per file).")
-    if ov:
-        L.append("")
-        L.append("In-kernel BPF time per churn connection (one extra run per tracer with "
-                 "kernel.bpf_stats_enabled=1, not part of the ratios):")
-        L.append("")
-        L.append("| tracer | program | runs/conn | ns/run | ns/conn |")
-        L.append("|---|---|---:|---:|---:|")
-        for cfg, d in ov["per_config"].items():
-            for n, v in (d.get("bpf_cost_run") or {}).get("per_prog", {}).items():
-                L.append(f"| {cfg} | {n} | {fmt(v['runs_per_conn'])} | {fmt(v['ns_per_run'], '.0f')} "
-                         f"| {fmt(v['ns_per_conn'], '.0f')} |")
-    lossy = [r for r in res.get("runs", []) if r["cfg"] == "record" and r.get("lost")]
+    lossy = [r for r in res.get("runs", []) if is_record(r["cfg"]) and r.get("lost")]
     for r in lossy:
-        L.append(f"- record run {r['tag']} lost {r['lost']} events; cumulative lost count in the "
+        L.append(f"- {r['cfg']} run {r['tag']} lost {r['lost']} events; cumulative lost count in the "
                  f"per-second status lines: {[x['lost_total'] for x in r.get('lost_timeline', [])][:10]}"
                  f" (first at status line {r['lost_timeline'][0]['line'] if r.get('lost_timeline') else '?'})")
     zl = res.get("zero_loss")
     if zl:
         L.append("")
-        L.append(f"Highest churn rate with zero lost events (ring {zl['ring_size']}): "
+        L.append(f"Highest echo churn rate with zero lost events (ring {zl['ring_size']}): "
                  f"{fmt(zl.get('max_zero_loss_conn_per_sec'), '.0f')} conn/s"
                  + (f" ≈ {zl['max_zero_loss_events_per_sec_approx']:.0f} events/s"
                     if zl.get("max_zero_loss_events_per_sec_approx") else "")
@@ -853,6 +1125,27 @@ def markdown(res):
     return "\n".join(L)
 
 
+def copy_compare_binaries(ap, specs, bin_dir):
+    """--compare LABEL=PATH: each binary is copied to BIN/compare/LABEL/record
+    (like scripts/bench's copies: a build must not replace it mid-run).
+    Returns {label: copy}, {label: PATH}."""
+    out, src = {}, {}
+    for spec in specs:
+        label, sep, path = spec.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z0-9_.+-]+", label) or label in out:
+            ap.error(f"--compare {spec!r}: want LABEL=PATH, LABEL unique, of letters, digits, _ . + -")
+        if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+            ap.error(f"--compare {spec!r}: {path} is not an executable file")
+        probes = subprocess.run([path, "--list-probes"], capture_output=True, text=True)
+        if "built without its eBPF programs" in probes.stdout + probes.stderr:
+            ap.error(f"--compare {spec!r}: that record was built without its eBPF programs")
+        dst = os.path.join(bin_dir, "compare", label, "record")
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        shutil.copy2(path, dst)
+        out[label], src[label] = dst, os.path.abspath(path)
+    return out, src
+
+
 def env_info(a):
     def sh(cmd):
         try:
@@ -872,6 +1165,9 @@ def env_info(a):
         "libbpf_tools": sh("dpkg-query -W -f '${Version}' libbpf-tools"),
         "duckdb": duckdb.__version__,
         "rustc": sh("rustc --version"),
+        "compare": {label: {"path": a.compare_src[label], "version": sh(f"{path} --version | head -1")}
+                    for label, path in a.compare.items()},
+        "record_version": sh(f"{os.path.join(a.bin_dir, 'record')} --version | head -1"),
         "binaries_built": {b: datetime.datetime.fromtimestamp(os.path.getmtime(os.path.join(a.bin_dir, b)))
                            .strftime("%Y-%m-%dT%H:%M:%S") for b in ("record", "analyze", "examples/synth")
                            if os.path.exists(os.path.join(a.bin_dir, b))},
@@ -887,7 +1183,8 @@ def main():
     ap.add_argument("--work", required=True, help="scratch directory")
     ap.add_argument("--cargo-release-dir", help="cargo's release directory (for a late build of synth)")
     ap.add_argument("--no-build", action="store_true", help="never run cargo")
-    ap.add_argument("--out", help="default: bench/results.json (full), bench/results-quick.json (--quick); "
+    ap.add_argument("--out", help="default: bench/results.json (full), bench/results-quick.json (--quick), "
+                    "bench/results-compare.json (with --compare); "
                     "an interrupted or failed run writes *.partial.json instead")
     ap.add_argument("--tcpstates")
     ap.add_argument("--bpftrace")
@@ -898,11 +1195,20 @@ def main():
     ap.add_argument("--synth-events", type=int)
     ap.add_argument("--analyzer-repeats", type=int)
     ap.add_argument("--bisect-steps", type=int)
-    ap.add_argument("--skip", default="", help="comma-separated: tcpstates,bpftrace,analyzer,zero_loss,overhead")
+    ap.add_argument("--workloads", default="echo,lean",
+                    help="churn workloads of the overhead stage, comma-separated (echo, lean; default both)")
+    ap.add_argument("--compare", action="append", default=[], metavar="LABEL=PATH",
+                    help="another record binary, run as configuration record:LABEL in the same interleaved "
+                    "rounds (repeatable): a before/after of a change measured in one run")
+    ap.add_argument("--skip", default="",
+                    help="comma-separated: record, floor, tcpstates, bpftrace, peers (= floor, tcpstates, "
+                    "bpftrace), overhead, zero_loss, analyzer")
     ap.add_argument("--keep", action="store_true", help="keep the recordings and tracer outputs in --work")
     a = ap.parse_args()
     q = a.quick
-    a.out = a.out or os.path.join(ROOT, "bench", "results-quick.json" if q else "results.json")
+    # A/B runs (--compare) never replace the results of a full or quick run.
+    a.out = a.out or os.path.join(ROOT, "bench", "results-compare.json" if a.compare else
+                                  "results-quick.json" if q else "results.json")
     a.secs = a.secs or (2.0 if q else 5.0)
     a.rounds = a.rounds or (1 if q else 5)
     a.synth_events = a.synth_events or (1_000_000 if q else 10_000_000)
@@ -911,11 +1217,18 @@ def main():
     a.settle = 0.5
     a.pause = 0.5
     a.skip = set(filter(None, a.skip.split(",")))
+    if "peers" in a.skip:
+        a.skip |= set(PEERS)
     if not a.tcpstates:
         a.skip.add("tcpstates")
     if not a.bpftrace:
-        a.skip.add("bpftrace")
+        a.skip |= {"bpftrace", "floor"}
+    a.workloads = list(dict.fromkeys(filter(None, a.workloads.split(","))))
+    bad = [w for w in a.workloads if w not in WORKLOADS]
+    if bad or not a.workloads:
+        ap.error(f"--workloads: unknown {bad}; known: {', '.join(WORKLOADS)}")
     os.makedirs(a.work, exist_ok=True)
+    a.compare, a.compare_src = copy_compare_binaries(ap, a.compare, a.bin_dir)
     global _pidfile
     _pidfile = os.path.join(a.work, "pids")
 
@@ -932,7 +1245,7 @@ def main():
     try:
         set_bpf_stats(False)
         if "overhead" not in a.skip:
-            log("stage 1-2/4: overhead (interleaved rounds)")
+            log(f"stage 1-2/4: overhead (interleaved rounds; workloads {', '.join(a.workloads)})")
             b.stage_overhead()
         if "zero_loss" not in a.skip:
             log("stage 3: highest zero-loss rate")
