@@ -16,6 +16,7 @@ mod cli;
 mod convert;
 mod host;
 mod live;
+mod misses;
 mod offsets;
 mod privileges;
 mod probes;

@@ -554,6 +554,15 @@ pub fn attach_all(ebpf: &mut Ebpf, env: &AttachEnv<'_>) -> Vec<ProbeStatus> {
     out
 }
 
+/// The programs of the owner refreshers (they make no rows).
+pub fn owner_programs() -> Vec<&'static str> {
+    LADDERS
+        .iter()
+        .filter(|l| l.kind == "owner")
+        .flat_map(|l| l.rungs.iter().map(|r| r.program))
+        .collect()
+}
+
 /// Whether a kprobe or kretprobe rung is in use: those programs cannot
 /// reach socket storage, so owners must be kept in the cookie-keyed hash.
 pub fn uses_kprobes(statuses: &[ProbeStatus]) -> bool {
@@ -689,6 +698,8 @@ mod tests {
         assert!(uses_kprobes(&[status("kprobe:tcp_sendmsg", true)]));
         let names = all_rung_names();
         assert!(names.iter().filter(|n| is_kprobe(n)).count() >= 8);
+        assert!(owner_programs().contains(&"sock_recv_length") && owner_programs().contains(&"kprobe_tcp_sendmsg"));
+        assert!(!owner_programs().contains(&"inet_sock_set_state"));
         assert!(!is_kprobe("fexit:inet_csk_accept") && !is_kprobe("tp_btf:tcp_probe"));
     }
 

@@ -30,6 +30,7 @@ use deeptcp_format::{
 
 use crate::cli::{Config, OwnerStore, Rotation};
 use crate::live::{LivePrinter, Printed};
+use crate::misses::Misses;
 use crate::startup::Startup;
 use crate::symbolize::Symbolizer;
 use crate::{btf, convert, host, offsets, probes, requirements, snapshot};
@@ -1177,6 +1178,9 @@ pub fn run(cfg: Config) -> Result<()> {
     let mut ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("map EVENTS missing")?)?;
     let lost_map: PerCpuArray<MapData, u64> =
         PerCpuArray::try_from(ebpf.take_map("LOST").context("map LOST missing")?)?;
+    let misses = Misses::of(&ebpf, &probes::owner_programs());
+    // Records the full ring refused, plus runs the kernel skipped (see `misses`).
+    let lost_events = || lost_events(&lost_map) + misses.total();
     let stack_map: Option<StackTraceMap<MapData>> = if cfg.kstack {
         Some(StackTraceMap::try_from(
             ebpf.take_map("STACKS").context("map STACKS missing")?,
@@ -1316,12 +1320,12 @@ pub fn run(cfg: Config) -> Result<()> {
         }
         let more = batch.len() >= 8192;
         status.received += batch.len() as u64;
-        status.maybe_print(|| lost_events(&lost_map), &progress);
+        status.maybe_print(lost_events, &progress);
         if !batch.is_empty() {
             msgs.push(Msg::Events(batch));
         }
         if lost_tracker.due() {
-            if let Some(i) = lost_tracker.sample(lost_events(&lost_map), host::monotonic_ns()) {
+            if let Some(i) = lost_tracker.sample(lost_events(), host::monotonic_ns()) {
                 msgs.push(Msg::Lost(i));
             }
         }
@@ -1346,7 +1350,7 @@ pub fn run(cfg: Config) -> Result<()> {
         }
     }
     drop(ebpf.take());
-    let lost = lost_events(&lost_map);
+    let lost = lost_events();
     let last_lost = lost_tracker.sample(lost, host::monotonic_ns());
     status.finish();
     drop(tx);
