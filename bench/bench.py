@@ -224,6 +224,7 @@ def bpf_stats(pid):
     a softirq interrupting it)."""
     ns = cnt = progs = misses = 0
     per = {}
+    seen = set()
     for fi in glob.glob(f"/proc/{pid}/fdinfo/*"):
         try:
             txt = open(fi).read()
@@ -231,10 +232,16 @@ def bpf_stats(pid):
             continue
         if "prog_type:" not in txt:
             continue
+        i = re.search(r"prog_id:\s+(\d+)", txt)
+        # A program held by several descriptors (record keeps a second one
+        # to read recursion_misses after detaching) counts once.
+        if i:
+            if int(i.group(1)) in seen:
+                continue
+            seen.add(int(i.group(1)))
         progs += 1
         m = re.search(r"run_time_ns:\s+(\d+)", txt)
         c = re.search(r"run_cnt:\s+(\d+)", txt)
-        i = re.search(r"prog_id:\s+(\d+)", txt)
         r = re.search(r"recursion_misses:\s+(\d+)", txt)
         miss = int(r.group(1)) if r else 0
         misses += miss
