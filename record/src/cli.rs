@@ -93,9 +93,11 @@ pub struct Cli {
     #[arg(long, value_name = "PROBE")]
     pub disable_probe: Vec<String>,
 
-    /// Where the eBPF programs keep socket owners: `auto` (socket storage
-    /// unless a kprobe rung is in use), or forced (benchmarks and tests).
-    #[arg(long, value_enum, default_value_t = OwnerStore::Auto, hide = true)]
+    /// Where the eBPF programs keep each socket's owner: `hash`, a map keyed by socket cookie
+    /// (65,536 sockets, least recently used evicted first; cheapest under heavy connection
+    /// churn), or `socket`, the socket's own storage (no limit: for hosts with more live
+    /// sockets; falls back to the hash when a kprobe rung is in use, which cannot reach it).
+    #[arg(long, value_enum, value_name = "STORE", default_value_t = OwnerStore::Hash)]
     pub owner_store: OwnerStore,
 
     /// Only events of sockets owned by process PID (thread-group id).
@@ -244,13 +246,11 @@ fn parse_ring_size(s: &str) -> Result<u32, String> {
 /// Where the eBPF programs keep socket → owner (`--owner-store`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OwnerStore {
-    /// Socket-local storage, unless a kprobe rung is in use (kprobes cannot
-    /// reach it): then the cookie-keyed hash.
-    Auto,
-    /// The cookie-keyed LRU hash, whatever attaches.
+    /// The cookie-keyed LRU hash.
     Hash,
-    /// Socket-local storage; kprobe rungs are not tried.
-    SkStorage,
+    /// Socket-local storage, unless a kprobe rung is in use (kprobes cannot
+    /// reach it): then the hash.
+    Socket,
 }
 
 /// What `record` was asked to do.
@@ -798,13 +798,13 @@ mod tests {
             command(&["--list-probes", "--disable-probe", "tp_btf:tcp_probe"]).unwrap(),
             Command::ListProbes {
                 disabled: vec!["tp_btf:tcp_probe".into()],
-                owner_store: OwnerStore::Auto,
+                owner_store: OwnerStore::Hash,
             }
         );
         assert!(matches!(
-            command(&["--list-probes", "--owner-store", "hash"]).unwrap(),
+            command(&["--list-probes", "--owner-store", "socket"]).unwrap(),
             Command::ListProbes {
-                owner_store: OwnerStore::Hash,
+                owner_store: OwnerStore::Socket,
                 ..
             }
         ));

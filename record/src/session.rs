@@ -942,9 +942,10 @@ struct Attach<'a> {
     owner_store: OwnerStore,
 }
 
-/// Loads the object and walks the ladders. Owners go to socket storage
-/// unless a kprobe rung ends up in use (kprobes cannot reach it): then the
-/// object is loaded again, with the hash, before anything is recorded.
+/// Loads the object and walks the ladders. With `--owner-store socket`,
+/// owners go to socket storage unless a kprobe rung ends up in use
+/// (kprobes cannot reach it): then the object is loaded again, with the
+/// hash, before anything is recorded.
 fn load_and_attach(
     bpf_cfg: &BpfConfig,
     extra: &ExtraFilters,
@@ -966,14 +967,10 @@ fn load_and_attach(
     let mut cfg = BpfConfig {
         owner_store: match how.owner_store {
             OwnerStore::Hash => owner_store::HASH,
-            OwnerStore::Auto | OwnerStore::SkStorage => owner_store::SK_STORAGE,
+            OwnerStore::Socket => owner_store::SK_STORAGE,
         },
         ..*bpf_cfg
     };
-    let mut disabled = how.disabled.to_vec();
-    if how.owner_store == OwnerStore::SkStorage {
-        disabled.extend(probes::all_rung_names().into_iter().filter(|n| probes::is_kprobe(n)));
-    }
     loop {
         let mut ebpf = EbpfLoader::new()
             .override_global("OFFSETS", &offsets, true)
@@ -990,7 +987,7 @@ fn load_and_attach(
             btf: &aya_btf,
             kbtf: &kbtf,
             cgroup: cgroup.as_deref(),
-            disabled: &disabled,
+            disabled: how.disabled,
             kinds: how.kinds,
         };
         let statuses = probes::attach_all(&mut ebpf, &env);

@@ -38,26 +38,27 @@ fn record_around_with_stderr(
     Some(rec.stop(libc::SIGINT))
 }
 
-/// Owners kept in socket storage: every kernel with fentry (no kprobe
-/// rung in use) uses it.
+/// Owners kept in the cookie-keyed hash (the default).
 #[test]
 fn fin_connect_accept_and_owner_attribution() {
-    owner_attribution("fin_connect_accept_and_owner_attribution", &[], "socket storage");
+    owner_attribution("fin_connect_accept_and_owner_attribution", &[], "cookie hash");
 }
 
-/// The same with the cookie-keyed hash, which kernels whose kprobe rungs
-/// are in use get (kprobes cannot reach socket storage). Where kprobes
-/// exist, by making one the rung in use (record then reloads the programs
-/// with the hash); elsewhere forced.
+/// The same with owners in socket storage (`--owner-store socket`). Where
+/// kprobes exist, also with a kprobe rung made the one in use: kprobes
+/// cannot reach socket storage, so record loads the programs again with the
+/// hash.
 #[test]
-fn owner_attribution_with_the_hash_store() {
-    let kprobes = std::path::Path::new("/sys/bus/event_source/devices/kprobe/type").exists();
-    let args: &[&str] = if kprobes {
-        &["--disable-probe", "fexit:inet_csk_accept"]
-    } else {
-        &["--owner-store", "hash"]
-    };
-    owner_attribution("owner_attribution_with_the_hash_store", args, "cookie hash");
+fn owner_attribution_in_socket_storage() {
+    let test = "owner_attribution_in_socket_storage";
+    owner_attribution(test, &["--owner-store", "socket"], "socket storage");
+    if std::path::Path::new("/sys/bus/event_source/devices/kprobe/type").exists() {
+        owner_attribution(
+            test,
+            &["--owner-store", "socket", "--disable-probe", "fexit:inet_csk_accept"],
+            "cookie hash",
+        );
+    }
 }
 
 fn owner_attribution(test: &str, args: &[&str], store: &str) {
@@ -69,17 +70,6 @@ fn owner_attribution(test: &str, args: &[&str], store: &str) {
         return;
     };
     let t = t.unwrap();
-    // Without kprobe rungs in use the default is socket storage.
-    let store = if store == "socket storage"
-        && meta
-            .probes
-            .iter()
-            .any(|p| p.used && (p.probe.starts_with("kprobe:") || p.probe.starts_with("kretprobe:")))
-    {
-        "cookie hash"
-    } else {
-        store
-    };
     assert!(stderr.contains(&format!("owners in {store},")), "{stderr}");
     if args.contains(&"--disable-probe") {
         assert_eq!(expect_rung(&meta, "accept"), "kretprobe:inet_csk_accept");
@@ -790,16 +780,8 @@ fn list_probes_reports_every_kind_on_this_kernel() {
         assert!(recorded.contains(&kind), "{kind} has no attached rung:\n{text}");
     }
     assert!(kinds.contains(&"loss_probe"), "loss_probe listed:\n{text}");
-    // Owners live in socket storage unless a kprobe rung is in use.
-    let kprobe_used = report
-        .lines
-        .iter()
-        .any(|l| l.used() && (l.probe.starts_with("kprobe:") || l.probe.starts_with("kretprobe:")));
-    let store = if kprobe_used { "cookie hash" } else { "socket storage" };
-    assert!(
-        text.contains(&format!("\n\nsocket owners kept in: {store}\n")),
-        "{text}"
-    );
+    // The default owner store, named after the table.
+    assert!(text.ends_with("\n\nsocket owners kept in: cookie hash\n"), "{text}");
     // Without kprobe support no kprobe rung can be the one used.
     let kprobes = std::path::Path::new("/sys/bus/event_source/devices/kprobe/type").exists();
     if !kprobes {

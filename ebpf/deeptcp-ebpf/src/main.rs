@@ -14,9 +14,11 @@
 //! receive). Otherwise the owner comes from what was kept for the socket in
 //! process context, inherited by accepted sockets from their listener
 //! (`LISTENERS`) or seeded from the start-up snapshot (`TUPLE_OWNERS`).
-//! Owners are kept in socket-local storage (`OWNER_STORE`: a pointer walk,
-//! freed with the socket) unless a kprobe rung is in use, which cannot
-//! reach it: then in `OWNERS`, keyed by socket cookie (`Config::owner_store`).
+//! Owners are kept in `OWNERS`, an LRU hash keyed by socket cookie, or
+//! with `record --owner-store socket` in socket-local storage (`OWNER_STORE`:
+//! no capacity limit, freed with the socket, but an allocation per socket,
+//! which makes it the dearer of the two under connection churn); kprobes
+//! cannot reach socket storage (`Config::owner_store`).
 //!
 //! Each event kind has a ladder of probes (see `record`'s probe table).
 //! Rungs that infer a kind from state transitions (FIN sent/received,
