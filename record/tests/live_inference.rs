@@ -21,11 +21,12 @@ use deeptcp_format::{Event, EventKind, RecordingMeta, TcpState};
 const EPIPE: i32 = 32;
 const INFERRED: &str = "inferred:inet_sock_set_state";
 /// The rungs above `inferred` for fin_recv, fin_sent and accept.
-const ABOVE_INFERRED: [&str; 5] = [
+const ABOVE_INFERRED: [&str; 6] = [
     "fentry:tcp_fin",
     "kprobe:tcp_fin",
     "fentry:tcp_send_fin",
     "kprobe:tcp_send_fin",
+    "fexit:inet_csk_accept",
     "kretprobe:inet_csk_accept",
 ];
 
