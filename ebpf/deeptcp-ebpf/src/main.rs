@@ -226,6 +226,20 @@ fn hash_owner(cookie: u64) -> Option<*mut Owner> {
     OWNERS.get_ptr_mut(&cookie)
 }
 
+/// Puts `owner` in the kept value `p` when `replace` and it is another
+/// task's: in place, no map update.
+#[inline(always)]
+fn overwrite(p: *mut Owner, owner: &Owner, replace: bool) {
+    // SAFETY: `p` is a socket's value in `OWNERS` or `OWNER_STORE`, valid for
+    // the program's run; a concurrent writer of the same socket can at worst
+    // interleave fields of two owners of that socket.
+    unsafe {
+        if replace && (*p).pid_tgid != owner.pid_tgid {
+            *p = *owner;
+        }
+    }
+}
+
 /// Keeps `owner` for `cookie` in `OWNERS`: in place when the socket has an
 /// entry (no allocation, unlike an update of an LRU map), else inserted.
 #[inline(always)]
@@ -234,16 +248,7 @@ fn keep_hash_owner(cookie: u64, owner: &Owner, replace: bool) {
         return;
     }
     match OWNERS.get_ptr_mut(&cookie) {
-        Some(p) => {
-            // SAFETY: `p` points at the map's value for `cookie`, valid for
-            // the program's run; a concurrent writer of the same socket can
-            // at worst interleave fields of two owners of that socket.
-            unsafe {
-                if replace && (*p).pid_tgid != owner.pid_tgid {
-                    *p = *owner;
-                }
-            }
-        }
+        Some(p) => overwrite(p, owner, replace),
         None => {
             let _ = OWNERS.insert(&cookie, owner, BPF_NOEXIST);
         }
@@ -290,13 +295,7 @@ impl Mem for Btf {
             return keep_hash_owner(cookie, owner, replace);
         }
         if let Some(p) = sk_storage(sk, Some(owner)) {
-            // SAFETY: `p` is this socket's value, valid for the program's
-            // run; concurrent writers as in `keep_hash_owner`.
-            unsafe {
-                if replace && (*p).pid_tgid != owner.pid_tgid {
-                    *p = *owner;
-                }
-            }
+            overwrite(p, owner, replace);
         }
     }
 }
