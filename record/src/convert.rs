@@ -18,8 +18,6 @@ use deeptcp_common::{attribution, flags, kind, probe, tcp_state, WireEvent, AF_I
 use deeptcp_format::event::canonical_ip;
 use deeptcp_format::{Attribution, Event, EventKind, Family, ProbeStatus, TcpInfo, TcpState};
 
-use crate::probes;
-
 /// Why a wire record could not become a row (counted and reported).
 #[derive(Debug, PartialEq, Eq)]
 pub enum Reject {
@@ -77,9 +75,10 @@ impl Inference {
         EventKind::FinRecv,
     ];
 
-    /// From the probe report of `crate::probes::attach_all`.
-    pub fn from_statuses(statuses: &[ProbeStatus]) -> Self {
-        let inferred = crate::probes::probe_name(probe::INFERRED_SET_STATE).unwrap_or_default();
+    /// From the probe report of `record`'s `probes::attach_all`;
+    /// `inferred` is the name of the inference rung
+    /// ([`probe::INFERRED_SET_STATE`]).
+    pub fn from_statuses(statuses: &[ProbeStatus], inferred: &str) -> Self {
         let on = |k: EventKind| {
             statuses
                 .iter()
@@ -162,24 +161,40 @@ impl std::hash::Hasher for FoldHasher {
     }
 }
 
+/// The `probe` column text of a wire probe id (`record`'s probe ladders).
+pub type ProbeNames = fn(u8) -> Option<String>;
+
+fn no_names(_: u8) -> Option<String> {
+    None
+}
+
 /// Converts wire records, sharing one `Arc<str>` per distinct comm and probe.
-#[derive(Default)]
 pub struct Converter {
     comms: HashMap<[u8; 16], Arc<str>, std::hash::BuildHasherDefault<FoldHasher>>,
     /// Indexed by probe id.
     probes: Vec<Option<Arc<str>>>,
+    names: ProbeNames,
     inference: Inference,
     /// Only rows of these kinds (`--kind`; empty = all). The programs let a
     /// `state_change` record through when a kind inferred from it is wanted.
     kinds: Vec<EventKind>,
 }
 
+impl Default for Converter {
+    /// No inference, every kind, no probe names (`unknown:ID`).
+    fn default() -> Self {
+        Converter::new(Inference::default(), Vec::new(), no_names)
+    }
+}
+
 impl Converter {
-    pub fn new(inference: Inference, kinds: Vec<EventKind>) -> Self {
+    pub fn new(inference: Inference, kinds: Vec<EventKind>, names: ProbeNames) -> Self {
         Converter {
+            comms: HashMap::default(),
+            probes: Vec::new(),
+            names,
             inference,
             kinds,
-            ..Converter::default()
         }
     }
 
@@ -224,10 +239,9 @@ impl Converter {
         if self.probes.is_empty() {
             self.probes = vec![None; 256];
         }
+        let names = self.names;
         let slot = &mut self.probes[usize::from(id)];
-        Arc::clone(
-            slot.get_or_insert_with(|| Arc::from(probes::probe_name(id).unwrap_or_else(|| format!("unknown:{id}")))),
-        )
+        Arc::clone(slot.get_or_insert_with(|| Arc::from(names(id).unwrap_or_else(|| format!("unknown:{id}")))))
     }
 
     pub fn convert(&mut self, w: &WireEvent) -> Result<Event, Reject> {
@@ -286,52 +300,25 @@ impl Converter {
     }
 }
 
-/// A `snapshot` row for a socket that existed when recording started.
-/// `probe` is the shared `snapshot:proc` name (one `Arc` for all rows).
-pub fn snapshot_event(s: &crate::snapshot::SnapSocket, mono_ns: i64, probe: &Arc<str>) -> Event {
-    let (family, saddr, daddr) = if s.family == AF_INET6 {
-        (
-            Family::Inet6,
-            canonical_ip(IpAddr::V6(Ipv6Addr::from(s.saddr))),
-            canonical_ip(IpAddr::V6(Ipv6Addr::from(s.daddr))),
-        )
-    } else {
-        let v4 = |a: &[u8; 16]| IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]));
-        (Family::Inet, v4(&s.saddr), v4(&s.daddr))
-    };
-    let owner = s.owner.as_ref();
-    Event {
-        mono_ns,
-        kind: EventKind::Snapshot,
-        pid: owner.map_or(0, |o| o.pid),
-        tid: owner.map_or(0, |o| o.pid),
-        comm: Arc::from(owner.map_or("", |o| o.comm.as_str())),
-        family,
-        saddr,
-        daddr,
-        sport: s.sport,
-        dport: s.dport,
-        oldstate: None,
-        newstate: TcpState::from_kernel(s.state),
-        sk_err: 0,
-        netns: s.netns,
-        stack_id: None,
-        probe: probe.clone(),
-        cookie: 0,
-        cgroup_id: owner.map_or(0, |o| o.cgroup_id),
-        attribution: if owner.is_some() {
-            Attribution::Snapshot
-        } else {
-            Attribution::Unknown
-        },
-        tcp: TcpInfo::default(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use deeptcp_common::probe;
+
+    /// The names of the probes these tests use (`record`'s ladders name them all).
+    fn names(id: u8) -> Option<String> {
+        let name = match id {
+            probe::TP_SET_STATE => "tp_btf:inet_sock_set_state",
+            probe::INFERRED_SET_STATE => "inferred:inet_sock_set_state",
+            probe::CGROUP_SKB_EGRESS => "cgroup_skb:egress",
+            _ => return None,
+        };
+        Some(name.to_owned())
+    }
+
+    fn conv() -> Converter {
+        Converter::new(Inference::default(), Vec::new(), names)
+    }
 
     fn wire() -> WireEvent {
         let mut w = WireEvent::EMPTY;
@@ -356,7 +343,7 @@ mod tests {
 
     #[test]
     fn ipv4_state_change() {
-        let e = Converter::default().convert(&wire()).unwrap();
+        let e = conv().convert(&wire()).unwrap();
         assert_eq!((e.pid, e.tid, &*e.comm), (4242, 4243, "curl"));
         assert_eq!(e.saddr.to_string(), "127.0.0.1");
         assert_eq!(e.daddr.to_string(), "10.1.2.3");
@@ -392,7 +379,7 @@ mod tests {
             w.bytes_acked,
             w.bytes_received,
         ) = (1, 2, 3, 4, 5, 6);
-        let e = Converter::default().convert(&w).unwrap();
+        let e = conv().convert(&w).unwrap();
         assert_eq!(e.saddr.to_string(), "::1");
         assert_eq!(e.daddr.to_string(), "192.0.2.1");
         assert_eq!((e.family, e.oldstate, e.stack_id), (Family::Inet6, None, Some(17)));
@@ -417,7 +404,7 @@ mod tests {
     fn unknown_owner_is_pid_zero_never_the_interrupted_task() {
         let mut w = wire();
         w.attribution = attribution::UNKNOWN;
-        let e = Converter::default().convert(&w).unwrap();
+        let e = conv().convert(&w).unwrap();
         assert_eq!((e.pid, e.tid, &*e.comm, e.cgroup_id), (0, 0, "", 0));
         assert_eq!(e.attribution, Attribution::Unknown);
     }
@@ -454,7 +441,7 @@ mod tests {
     fn inferred_rows_follow_their_transition() {
         use tcp_state::*;
         use EventKind::*;
-        let mut c = Converter::new(ALL_INFERRED, Vec::new());
+        let mut c = Converter::new(ALL_INFERRED, Vec::new(), names);
         let sc = StateChange;
         let s = |k| TcpState::from_kernel(k);
         assert_eq!(
@@ -489,7 +476,7 @@ mod tests {
     fn transitions_that_also_happen_without_the_event_need_its_flag() {
         use tcp_state::*;
         use EventKind::*;
-        let mut c = Converter::new(ALL_INFERRED, Vec::new());
+        let mut c = Converter::new(ALL_INFERRED, Vec::new(), names);
         let only_sc = |new| [(StateChange, TcpState::from_kernel(new))];
         // FIN_WAIT2 -> CLOSE without tcp_fin(): handed to a FIN_WAIT2
         // time-wait socket, TCP_LINGER2 < 0, a reset (sk_err set or not).
@@ -517,7 +504,7 @@ mod tests {
 
     #[test]
     fn every_row_carries_sk_err_and_the_inferred_row_too() {
-        let mut c = Converter::new(ALL_INFERRED, Vec::new());
+        let mut c = Converter::new(ALL_INFERRED, Vec::new(), names);
         let mut w = with_flags(transition(tcp_state::FIN_WAIT1, tcp_state::CLOSING), flags::SOCK_DONE);
         w.sk_err = 32;
         let [Some(sc), Some(fin)] = c.rows(&w).unwrap() else {
@@ -534,7 +521,7 @@ mod tests {
     fn unrelated_transitions_infer_nothing() {
         use tcp_state::*;
         use EventKind::*;
-        let mut c = Converter::new(ALL_INFERRED, Vec::new());
+        let mut c = Converter::new(ALL_INFERRED, Vec::new(), names);
         let sc = StateChange;
         let s = |k| TcpState::from_kernel(k);
         for (old, new) in [
@@ -555,7 +542,7 @@ mod tests {
 
     #[test]
     fn inferred_row_copies_the_record_but_not_its_oldstate() {
-        let mut c = Converter::new(ALL_INFERRED, Vec::new());
+        let mut c = Converter::new(ALL_INFERRED, Vec::new(), names);
         let [Some(sc), Some(connect)] = c.rows(&transition(tcp_state::CLOSE, tcp_state::SYN_SENT)).unwrap() else {
             panic!("two rows expected");
         };
@@ -584,12 +571,15 @@ mod tests {
             rung: 0,
             used,
         };
-        let inf = Inference::from_statuses(&[
-            status("fin_recv", "fentry:tcp_fin", true),
-            status("fin_sent", "inferred:inet_sock_set_state", true),
-            status("connect", "inferred:inet_sock_set_state", false),
-            status("accept", "inferred:inet_sock_set_state", true),
-        ]);
+        let inf = Inference::from_statuses(
+            &[
+                status("fin_recv", "fentry:tcp_fin", true),
+                status("fin_sent", "inferred:inet_sock_set_state", true),
+                status("connect", "inferred:inet_sock_set_state", false),
+                status("accept", "inferred:inet_sock_set_state", true),
+            ],
+            "inferred:inet_sock_set_state",
+        );
         assert_eq!(
             inf,
             Inference {
@@ -599,7 +589,7 @@ mod tests {
                 fin_recv: false
             }
         );
-        let mut c = Converter::new(inf, Vec::new());
+        let mut c = Converter::new(inf, Vec::new(), names);
         assert_eq!(
             kinds(
                 &mut c,
@@ -615,7 +605,7 @@ mod tests {
             "connect not in use"
         );
         // --kind fin_sent: the state_change row that carried it is dropped.
-        let mut c = Converter::new(inf, vec![EventKind::FinSent]);
+        let mut c = Converter::new(inf, vec![EventKind::FinSent], names);
         assert_eq!(
             kinds(&mut c, &transition(ESTABLISHED, FIN_WAIT1)),
             [(EventKind::FinSent, TcpState::from_kernel(FIN_WAIT1))]
@@ -625,7 +615,7 @@ mod tests {
 
     #[test]
     fn comms_are_shared_and_bad_records_rejected() {
-        let mut c = Converter::default();
+        let mut c = conv();
         let a = c.convert(&wire()).unwrap();
         let b = c.convert(&wire()).unwrap();
         assert!(Arc::ptr_eq(&a.comm, &b.comm));

@@ -13,7 +13,6 @@ macro_rules! say {
 
 mod btf;
 mod cli;
-mod convert;
 mod host;
 mod live;
 mod misses;

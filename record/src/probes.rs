@@ -6,7 +6,7 @@
 //!
 //! Rungs are programs (tp_btf, fentry/fexit, kprobe/kretprobe, cgroup_skb)
 //! or inferences from the `inet_sock_set_state` records, which `record`
-//! makes itself ([`crate::convert::Inference`]) once the tracepoint attached.
+//! makes itself (`deeptcp_record::convert::Inference`) once the tracepoint attached.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};

@@ -33,8 +33,9 @@ use crate::live::{LivePrinter, Printed};
 use crate::misses::Misses;
 use crate::startup::Startup;
 use crate::symbolize::Symbolizer;
-use crate::{btf, convert, host, offsets, probes, requirements, snapshot};
+use crate::{btf, host, offsets, probes, requirements, snapshot};
 use deeptcp_cli::signals;
+use deeptcp_record::convert;
 
 #[cfg(not(deeptcp_no_ebpf))]
 static EBPF_OBJECT: Option<&[u8]> = Some(aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/deeptcp")));
@@ -1149,7 +1150,8 @@ pub fn run(cfg: Config) -> Result<()> {
     let mut lost_tracker = LostTracker::new();
     let attached = statuses.iter().filter(|s| s.used).count();
     let missing = probes::missing_kinds(&statuses);
-    let inference = convert::Inference::from_statuses(&statuses);
+    let inferred = probes::probe_name(deeptcp_common::probe::INFERRED_SET_STATE).unwrap_or_default();
+    let inference = convert::Inference::from_statuses(&statuses, &inferred);
     if !missing.is_empty() {
         say!(
             "record: warning: not recorded on this kernel: {} (see record --list-probes)",
@@ -1168,7 +1170,7 @@ pub fn run(cfg: Config) -> Result<()> {
     let snapshot_probe: std::sync::Arc<str> = std::sync::Arc::from("snapshot:proc");
     let snapshot_rows: Vec<_> = sockets
         .iter()
-        .map(|s| convert::snapshot_event(s, host::monotonic_ns(), &snapshot_probe))
+        .map(|s| snapshot::row(s, host::monotonic_ns(), &snapshot_probe))
         .filter(|ev| f.matches(ev))
         .collect();
 
@@ -1245,7 +1247,7 @@ pub fn run(cfg: Config) -> Result<()> {
         plan,
         index: first,
         closed: Vec::new(),
-        converter: convert::Converter::new(inference, f.kinds.clone()),
+        converter: convert::Converter::new(inference, f.kinds.clone(), probes::probe_name),
         rejected: 0,
         filtered: 0,
         rows: snapshot_rows.len() as u64,

@@ -8,7 +8,13 @@
 
 use std::collections::HashMap;
 use std::fs;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
+use std::sync::Arc;
+
+use deeptcp_common::AF_INET6;
+use deeptcp_format::event::canonical_ip;
+use deeptcp_format::{Attribution, Event, EventKind, Family, TcpInfo, TcpState};
 
 /// One socket line of `/proc/net/tcp{,6}`, with its owner if found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,6 +159,48 @@ pub fn take(proc: &Path, cgroup2: Option<&Path>) -> Vec<SnapSocket> {
     }
     out.sort_by_key(|s| (s.netns, s.family, s.sport, s.dport));
     out
+}
+
+/// A `snapshot` row for a socket that existed when recording started.
+/// `probe` is the shared `snapshot:proc` name (one `Arc` for all rows).
+pub fn row(s: &SnapSocket, mono_ns: i64, probe: &Arc<str>) -> Event {
+    let (family, saddr, daddr) = if s.family == AF_INET6 {
+        (
+            Family::Inet6,
+            canonical_ip(IpAddr::V6(Ipv6Addr::from(s.saddr))),
+            canonical_ip(IpAddr::V6(Ipv6Addr::from(s.daddr))),
+        )
+    } else {
+        let v4 = |a: &[u8; 16]| IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]));
+        (Family::Inet, v4(&s.saddr), v4(&s.daddr))
+    };
+    let owner = s.owner.as_ref();
+    Event {
+        mono_ns,
+        kind: EventKind::Snapshot,
+        pid: owner.map_or(0, |o| o.pid),
+        tid: owner.map_or(0, |o| o.pid),
+        comm: Arc::from(owner.map_or("", |o| o.comm.as_str())),
+        family,
+        saddr,
+        daddr,
+        sport: s.sport,
+        dport: s.dport,
+        oldstate: None,
+        newstate: TcpState::from_kernel(s.state),
+        sk_err: 0,
+        netns: s.netns,
+        stack_id: None,
+        probe: probe.clone(),
+        cookie: 0,
+        cgroup_id: owner.map_or(0, |o| o.cgroup_id),
+        attribution: if owner.is_some() {
+            Attribution::Snapshot
+        } else {
+            Attribution::Unknown
+        },
+        tcp: TcpInfo::default(),
+    }
 }
 
 #[cfg(test)]
