@@ -60,7 +60,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_schema::SchemaRef;
+use bytes::Bytes;
 use parquet::arrow::{add_encoded_arrow_schema_to_metadata, ArrowSchemaConverter};
+use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{
     FileMetaData, KeyValue, ParquetMetaData, ParquetMetaDataReader, ParquetMetaDataWriter, RowGroupMetaData,
@@ -418,6 +420,24 @@ impl Output {
 
     pub(crate) fn path(&self) -> Option<&Path> {
         self.path.as_deref()
+    }
+
+    /// The file's Parquet schema (its column descriptors).
+    pub(crate) fn schema_descr(&self) -> SchemaDescPtr {
+        Arc::clone(&self.base.schema)
+    }
+
+    /// An error encoding rows for this file: it accepts nothing more.
+    pub(crate) fn encode_error(&mut self, e: ParquetError) -> FormatError {
+        self.failed = true;
+        FormatError::parquet(self.path.as_deref(), e)
+    }
+
+    /// Appends a row group of column chunks encoded by the caller (in file
+    /// order, pages checksummed); no checkpoint yet.
+    pub(crate) fn append_row_group(&mut self, chunks: Vec<(Bytes, ColumnCloseResult)>) -> Result<(), FormatError> {
+        let r = self.live()?.append_row_group(chunks);
+        r.map_err(|e| self.fail("write", e))
     }
 
     /// fsyncs the data written so far.

@@ -125,8 +125,10 @@ impl TcpState {
     ];
 
     /// From the kernel's numeric state; `None` for values the kernel does not define.
+    #[inline]
     pub fn from_kernel(v: u8) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| *s as u8 == v)
+        // ALL is in kernel order, from 1.
+        Self::ALL.get(usize::from(v).wrapping_sub(1)).copied()
     }
 
     /// Kernel name, e.g. `ESTABLISHED`, `SYN_SENT`, `FIN_WAIT1`.

@@ -16,6 +16,7 @@
 //! command line are parsed by [`timearg`].
 
 pub mod checkpoint;
+mod encode;
 pub mod error;
 pub mod event;
 pub mod filter;
@@ -23,8 +24,10 @@ pub mod follow;
 pub mod meta;
 mod pagecrc;
 pub mod reader;
+pub mod rows;
 pub mod schema;
 pub mod stacks;
+mod table;
 pub mod timearg;
 pub mod writer;
 
@@ -35,6 +38,7 @@ pub use filter::{Cidr, Filter, MonoWindow, TimeBound};
 pub use follow::{Follower, Step};
 pub use meta::{ClockAnchor, LostInterval, ProbeStatus, RecordingMeta};
 pub use reader::{ReadOptions, RecordingReader};
+pub use rows::{Addr, Comm, ProbeId, Row, RowBatch};
 pub use schema::SCHEMA_VERSION;
 pub use stacks::{read_stacks, stacks_path, StackWriter};
 pub use writer::{segment_path, segments, EventWriter, WriteSummary, WriterOptions};

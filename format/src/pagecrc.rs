@@ -675,6 +675,21 @@ impl<W: Write + Send> ChecksummedWriter<W> {
         Ok(())
     }
 
+    /// Writes a row group of column chunks encoded elsewhere (in file
+    /// order, each page already checksummed). Only between row groups of
+    /// [`write`](Self::write).
+    pub(crate) fn append_row_group(&mut self, chunks: Vec<(Bytes, ColumnCloseResult)>) -> Result<(), ParquetError> {
+        if self.in_progress.is_some() {
+            return Err(general("a row group is in progress".into()));
+        }
+        let mut rg = self.writer.next_row_group()?;
+        for (bytes, close) in chunks {
+            rg.append_column(&bytes, close)?;
+        }
+        rg.close()?;
+        Ok(())
+    }
+
     pub(crate) fn flushed_row_groups(&self) -> &[RowGroupMetaData] {
         self.writer.flushed_row_groups()
     }

@@ -10,7 +10,6 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use crate::event::{Attribution, EventKind, Family, TcpState};
@@ -222,10 +221,11 @@ pub fn stacks_schema() -> SchemaRef {
     ]))
 }
 
-// The enum columns are written as dictionary arrays whose values are the full,
-// fixed list of names and whose keys are these indices, so pushing an event
-// never hashes a string.
+// The codes of the enum columns in `crate::RowBatch`: indices into the
+// fixed list of names (each row group's dictionary lists the names its rows
+// use, found by code, so pushing an event never hashes a string).
 
+/// Index into [`EventKind::ALL`].
 pub(crate) fn kind_index(k: EventKind) -> u8 {
     match k {
         EventKind::StateChange => 0,
@@ -246,10 +246,6 @@ pub(crate) fn kind_index(k: EventKind) -> u8 {
     }
 }
 
-pub(crate) fn kind_values() -> ArrayRef {
-    Arc::new(StringArray::from_iter_values(EventKind::ALL.iter().map(|k| k.as_str())))
-}
-
 /// Index into [`Attribution::ALL`].
 pub(crate) fn attribution_index(a: Attribution) -> u8 {
     match a {
@@ -262,12 +258,6 @@ pub(crate) fn attribution_index(a: Attribution) -> u8 {
     }
 }
 
-pub(crate) fn attribution_values() -> ArrayRef {
-    Arc::new(StringArray::from_iter_values(
-        Attribution::ALL.iter().map(|a| a.as_str()),
-    ))
-}
-
 pub(crate) fn family_index(f: Family) -> u8 {
     match f {
         Family::Inet => 0,
@@ -275,19 +265,9 @@ pub(crate) fn family_index(f: Family) -> u8 {
     }
 }
 
-pub(crate) fn family_values() -> ArrayRef {
-    Arc::new(StringArray::from_iter_values(
-        [Family::Inet, Family::Inet6].iter().map(|f| f.as_str()),
-    ))
-}
-
 /// Index into [`TcpState::ALL`] (whose order is the kernel numbering 1..=13).
 pub(crate) fn state_index(s: TcpState) -> u8 {
     (s as u8).wrapping_sub(1)
-}
-
-pub(crate) fn state_values() -> ArrayRef {
-    Arc::new(StringArray::from_iter_values(TcpState::ALL.iter().map(|s| s.name())))
 }
 
 /// The key-value metadata written when a recording is opened (everything but

@@ -3,8 +3,8 @@
 //! (`deeptcp_common::WireEvent`; the inferred connect/accept/FIN rows are
 //! left out and re-made by the converter from their `state_change` records,
 //! whose flags are set as the kernel set them), then replayed through the
-//! code `record` runs for them: the drain loop's hand-over in batches, the
-//! converter, the writer. Only that part is timed (one function, so that
+//! code `record` runs for them: the drain loop's copy into batches, the
+//! converter filling column buffers, the writer encoding them. Only that part is timed (one function, so that
 //! instruction counts can be taken of it alone:
 //! `valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*recordbench::replay*'`).
 //! Snapshot rows (written once at start) are not replayed. Used to tune
@@ -25,13 +25,10 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use deeptcp_common::{attribution, flags, probe, WireEvent, AF_INET, AF_INET6, NO_STACK};
-use deeptcp_format::{Attribution, Event, EventKind, EventWriter, Family, RecordingMeta, WriterOptions};
+use deeptcp_format::{Attribution, Event, EventKind, EventWriter, Family, RecordingMeta, RowBatch, WriterOptions};
 use deeptcp_record::convert::{self, Converter, Inference};
 
 const USAGE: &str = "usage: recordbench --from FILE [--out FILE] [--check]";
-
-/// Records per hand-over from the drain loop (its batch limit).
-const DRAIN_BATCH: usize = 8192;
 
 struct Args {
     from: String,
@@ -228,9 +225,13 @@ fn run(a: &Args) -> Result<String, String> {
     ))
 }
 
+/// Records per hand-over from the drain loop (its batch limit).
+const DRAIN_BATCH: usize = 8192;
+
 /// The timed part: what `record` does with the records from the ring
 /// buffer on (1) its drain thread, which copies them into batches, and (2)
-/// its writer thread, which converts and writes them.
+/// its writer thread, which converts them into column buffers and encodes
+/// those (a batch of `batch_rows` rows at a time, its memory reused).
 #[inline(never)]
 fn replay(
     file: File,
@@ -238,17 +239,23 @@ fn replay(
     inference: Inference,
     wires: &[WireEvent],
 ) -> Result<(u64, u64), deeptcp_format::FormatError> {
-    let mut w = EventWriter::new(file, meta, WriterOptions::default())?;
+    let opts = WriterOptions::default();
+    let mut w = EventWriter::new(file, meta, opts)?;
     let mut conv = Converter::new(inference, Vec::new(), probe_name);
+    let mut spare: Option<RowBatch> = None;
     for chunk in wires.chunks(DRAIN_BATCH) {
         let batch: Vec<WireEvent> = chunk.to_vec();
         for wire in &batch {
-            let Ok(rows) = conv.rows(wire) else { continue };
-            for ev in rows.iter().flatten() {
-                w.push(ev)?;
+            let _ = conv.push(wire);
+            if conv.len() + 1 >= opts.batch_rows {
+                let mut rows = conv.take(spare.take());
+                w.write_rows(&rows)?;
+                rows.clear();
+                spare = Some(rows);
             }
         }
     }
+    w.write_rows(&conv.take(None))?;
     let s = w.finish(0)?;
     Ok((s.rows, s.bytes))
 }

@@ -1,5 +1,8 @@
 //! Wire record → file rows: the one place that turns what the kernel sent
-//! (`deeptcp_common::WireEvent`) into [`deeptcp_format::Event`]s.
+//! (`deeptcp_common::WireEvent`) into rows, written straight into the
+//! writer's column buffers ([`deeptcp_format::RowBatch`]): no per-row
+//! `Event`, shared string or address text on the way (the live view builds
+//! events from the batch, and only when it prints).
 //!
 //! A `state_change` record may also yield a second row: the `inferred`
 //! rungs of the probe ladders (FIN sent/received, connect, accept read off
@@ -10,13 +13,10 @@
 //! [`Inference`]); where a transition also happens without the event, the
 //! programs send a flag that tells the cases apart, or there is no row.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::Arc;
-
 use deeptcp_common::{attribution, flags, kind, probe, tcp_state, WireEvent, AF_INET, AF_INET6, NO_STACK};
-use deeptcp_format::event::canonical_ip;
-use deeptcp_format::{Attribution, Event, EventKind, Family, ProbeStatus, TcpInfo, TcpState};
+use deeptcp_format::{
+    Addr, Attribution, Comm, Event, EventKind, Family, ProbeId, ProbeStatus, Row, RowBatch, TcpInfo, TcpState,
+};
 
 /// Why a wire record could not become a row (counted and reported).
 #[derive(Debug, PartialEq, Eq)]
@@ -141,26 +141,6 @@ impl Inference {
     }
 }
 
-/// A cheap hash for the 16-byte comm keys (the default SipHash was a
-/// visible part of the writer thread's time; the keys are not attacker
-/// controlled in a way that matters: at worst a slow map for one recording).
-#[derive(Default)]
-struct FoldHasher(u64);
-
-impl std::hash::Hasher for FoldHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(0x517c_c1b7_2722_0a95);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
 /// The `probe` column text of a wire probe id (`record`'s probe ladders).
 pub type ProbeNames = fn(u8) -> Option<String>;
 
@@ -168,16 +148,24 @@ fn no_names(_: u8) -> Option<String> {
     None
 }
 
-/// Converts wire records, sharing one `Arc<str>` per distinct comm and probe.
+/// The comm of rows without a known owner.
+const NO_COMM: [u8; 16] = [0; 16];
+
+/// Converts wire records into rows of a [`RowBatch`] it fills, in one pass:
+/// the wire's ids become the row's (kind, state, family and attribution
+/// codes, a probe id registered once per wire probe id), the comm and the
+/// addresses are handed over as the kernel's bytes. The batch is taken
+/// with [`take`](Self::take) and written by `EventWriter::write_rows`.
 pub struct Converter {
-    comms: HashMap<[u8; 16], Arc<str>, std::hash::BuildHasherDefault<FoldHasher>>,
-    /// Indexed by probe id.
-    probes: Vec<Option<Arc<str>>>,
+    batch: RowBatch,
+    /// The batch's id of each wire probe id, registered on first use.
+    probes: Vec<Option<ProbeId>>,
     names: ProbeNames,
     inference: Inference,
-    /// Only rows of these kinds (`--kind`; empty = all). The programs let a
-    /// `state_change` record through when a kind inferred from it is wanted.
-    kinds: Vec<EventKind>,
+    /// Bit `1 << kind_index` for each kind wanted (`--kind`; all by
+    /// default). The programs let a `state_change` record through when a
+    /// kind inferred from it is wanted.
+    wanted: u32,
 }
 
 impl Default for Converter {
@@ -187,96 +175,88 @@ impl Default for Converter {
     }
 }
 
+/// The bit of `kind` in [`Converter::wanted`].
+fn kind_bit(kind: EventKind) -> u32 {
+    let i = EventKind::ALL.iter().position(|k| *k == kind).unwrap_or(31);
+    1 << i
+}
+
 impl Converter {
+    /// `kinds`: only rows of these kinds (empty: all).
     pub fn new(inference: Inference, kinds: Vec<EventKind>, names: ProbeNames) -> Self {
+        let wanted = if kinds.is_empty() {
+            u32::MAX
+        } else {
+            kinds.iter().fold(0, |m, k| m | kind_bit(*k))
+        };
         Converter {
-            comms: HashMap::default(),
-            probes: Vec::new(),
+            batch: RowBatch::default(),
+            probes: vec![None; 256],
             names,
             inference,
-            kinds,
+            wanted,
         }
     }
 
+    #[inline]
     fn wanted(&self, kind: EventKind) -> bool {
-        self.kinds.is_empty() || self.kinds.contains(&kind)
+        self.wanted & kind_bit(kind) != 0
     }
 
-    /// The rows of one record, in file order: the record's own row and the
-    /// row inferred from it, each unless `--kind` leaves it out.
-    pub fn rows(&mut self, w: &WireEvent) -> Result<[Option<Event>; 2], Reject> {
-        let ev = self.convert(w)?;
-        let derived = match self.inference.kind_of(w).filter(|k| self.wanted(*k)) {
-            Some(k) => {
-                let mut d = ev.clone();
-                d.kind = k;
-                d.probe = self.probe(probe::INFERRED_SET_STATE);
-                d.oldstate = None;
-                if k == EventKind::FinRecv {
-                    // The state the FIN was received in, as tcp_fin() sees it
-                    // on entry. A FIN is sent in the new state: tcp_send_fin()
-                    // runs after tcp_close_state() (FIN_WAIT1, LAST_ACK).
-                    d.newstate = TcpState::from_kernel(w.oldstate);
-                }
-                Some(d)
-            }
-            None => None,
-        };
-        Ok([self.wanted(ev.kind).then_some(ev), derived])
-    }
-
-    fn comm(&mut self, raw: &[u8; 16]) -> Arc<str> {
-        self.comms
-            .entry(*raw)
-            .or_insert_with(|| {
-                let end = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
-                Arc::from(String::from_utf8_lossy(&raw[..end]).as_ref())
-            })
-            .clone()
-    }
-
-    fn probe(&mut self, id: u8) -> Arc<str> {
-        if self.probes.is_empty() {
-            self.probes = vec![None; 256];
+    fn probe(&mut self, id: u8) -> ProbeId {
+        if let Some(Some(p)) = self.probes.get(usize::from(id)) {
+            return *p;
         }
-        let names = self.names;
-        let slot = &mut self.probes[usize::from(id)];
-        Arc::clone(slot.get_or_insert_with(|| Arc::from(names(id).unwrap_or_else(|| format!("unknown:{id}")))))
+        let name = (self.names)(id).unwrap_or_else(|| format!("unknown:{id}"));
+        let p = self.batch.probe(&name);
+        self.probes[usize::from(id)] = Some(p);
+        p
     }
 
-    pub fn convert(&mut self, w: &WireEvent) -> Result<Event, Reject> {
+    /// Rows in the batch being filled.
+    pub fn len(&self) -> usize {
+        self.batch.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.batch.is_empty()
+    }
+
+    /// The batch filled so far; the converter goes on with `spare` (an
+    /// emptied batch to reuse) or a new one.
+    pub fn take(&mut self, spare: Option<RowBatch>) -> RowBatch {
+        self.batch.take(spare)
+    }
+
+    /// The batch being filled.
+    pub fn batch(&self) -> &RowBatch {
+        &self.batch
+    }
+
+    /// Appends the rows of one record, in file order: the record's own row
+    /// and the row inferred from it, each unless `--kind` leaves it out.
+    /// Returns how many rows it appended.
+    #[inline]
+    pub fn push(&mut self, w: &WireEvent) -> Result<usize, Reject> {
         let kind = event_kind(w.kind).ok_or(Reject::UnknownKind(w.kind))?;
         let (family, saddr, daddr) = match w.family {
             AF_INET => {
-                let s = Ipv4Addr::new(w.saddr[0], w.saddr[1], w.saddr[2], w.saddr[3]);
-                let d = Ipv4Addr::new(w.daddr[0], w.daddr[1], w.daddr[2], w.daddr[3]);
-                (Family::Inet, IpAddr::V4(s), IpAddr::V4(d))
+                let v4 = |a: &[u8; 16]| Addr::v4([a[0], a[1], a[2], a[3]]);
+                (Family::Inet, v4(&w.saddr), v4(&w.daddr))
             }
-            AF_INET6 => (
-                Family::Inet6,
-                canonical_ip(IpAddr::V6(Ipv6Addr::from(w.saddr))),
-                canonical_ip(IpAddr::V6(Ipv6Addr::from(w.daddr))),
-            ),
+            AF_INET6 => (Family::Inet6, Addr::v6(w.saddr), Addr::v6(w.daddr)),
             other => return Err(Reject::UnknownFamily(other)),
         };
         let attribution = attribution_of(w.attribution);
         let known = attribution != Attribution::Unknown && w.pid_tgid != 0;
         let tcp_info = w.flags & flags::TCP_INFO != 0;
-        let tcp = TcpInfo {
-            snd_wnd: tcp_info.then_some(w.snd_wnd),
-            rcv_wnd: tcp_info.then_some(w.rcv_wnd),
-            srtt_us: tcp_info.then_some(w.srtt_us),
-            snd_cwnd: tcp_info.then_some(w.snd_cwnd),
-            bytes_acked: tcp_info.then_some(w.bytes_acked),
-            bytes_received: tcp_info.then_some(w.bytes_received),
-            window: (w.flags & flags::WINDOW != 0).then_some(w.window),
-        };
-        Ok(Event {
+        let probe = self.probe(w.probe);
+        let mut row = Row {
             mono_ns: i64::try_from(w.ts_ns).unwrap_or(i64::MAX),
             kind,
             pid: if known { (w.pid_tgid >> 32) as u32 } else { 0 },
             tid: if known { w.pid_tgid as u32 } else { 0 },
-            comm: if known { self.comm(&w.comm) } else { self.comm(&[0; 16]) },
+            comm: Comm::Raw(if known { &w.comm } else { &NO_COMM }),
             family,
             saddr,
             daddr,
@@ -291,12 +271,47 @@ impl Converter {
             sk_err: w.sk_err,
             netns: w.netns,
             stack_id: (w.stack_id != NO_STACK && w.stack_id >= 0).then_some(i64::from(w.stack_id)),
-            probe: self.probe(w.probe),
+            probe,
             cookie: w.cookie,
             cgroup_id: if known { w.cgroup_id } else { 0 },
             attribution: if known { attribution } else { Attribution::Unknown },
-            tcp,
-        })
+            tcp: TcpInfo {
+                snd_wnd: tcp_info.then_some(w.snd_wnd),
+                rcv_wnd: tcp_info.then_some(w.rcv_wnd),
+                srtt_us: tcp_info.then_some(w.srtt_us),
+                snd_cwnd: tcp_info.then_some(w.snd_cwnd),
+                bytes_acked: tcp_info.then_some(w.bytes_acked),
+                bytes_received: tcp_info.then_some(w.bytes_received),
+                window: (w.flags & flags::WINDOW != 0).then_some(w.window),
+            },
+        };
+        let mut rows = 0;
+        if self.wanted(kind) {
+            self.batch.push(&row);
+            rows += 1;
+        }
+        if let Some(k) = self.inference.kind_of(w).filter(|k| self.wanted(*k)) {
+            row.kind = k;
+            row.probe = self.probe(probe::INFERRED_SET_STATE);
+            row.oldstate = None;
+            if k == EventKind::FinRecv {
+                // The state the FIN was received in, as tcp_fin() sees it
+                // on entry. A FIN is sent in the new state: tcp_send_fin()
+                // runs after tcp_close_state() (FIN_WAIT1, LAST_ACK).
+                row.newstate = TcpState::from_kernel(w.oldstate);
+            }
+            self.batch.push(&row);
+            rows += 1;
+        }
+        Ok(rows)
+    }
+
+    /// The rows of one record as events (tests and tools; `record` keeps
+    /// rows in column buffers): [`push`](Self::push), then the rows back.
+    pub fn events(&mut self, w: &WireEvent) -> Result<Vec<Event>, Reject> {
+        let before = self.batch.len();
+        let n = self.push(w)?;
+        Ok((before..before + n).filter_map(|i| self.batch.event(i)).collect())
     }
 }
 
@@ -304,6 +319,7 @@ impl Converter {
 mod tests {
     use super::*;
     use deeptcp_common::probe;
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
     /// The names of the probes these tests use (`record`'s ladders name them all).
     fn names(id: u8) -> Option<String> {
@@ -318,6 +334,19 @@ mod tests {
 
     fn conv() -> Converter {
         Converter::new(Inference::default(), Vec::new(), names)
+    }
+
+    /// The record's own row.
+    fn one(c: &mut Converter, w: &WireEvent) -> Event {
+        c.events(w).unwrap().remove(0)
+    }
+
+    /// Exactly two rows.
+    fn two(c: &mut Converter, w: &WireEvent) -> (Event, Event) {
+        let mut rows = c.events(w).unwrap();
+        assert_eq!(rows.len(), 2, "two rows expected");
+        let second = rows.remove(1);
+        (rows.remove(0), second)
     }
 
     fn wire() -> WireEvent {
@@ -343,7 +372,7 @@ mod tests {
 
     #[test]
     fn ipv4_state_change() {
-        let e = conv().convert(&wire()).unwrap();
+        let e = one(&mut conv(), &wire());
         assert_eq!((e.pid, e.tid, &*e.comm), (4242, 4243, "curl"));
         assert_eq!(e.saddr.to_string(), "127.0.0.1");
         assert_eq!(e.daddr.to_string(), "10.1.2.3");
@@ -379,7 +408,7 @@ mod tests {
             w.bytes_acked,
             w.bytes_received,
         ) = (1, 2, 3, 4, 5, 6);
-        let e = conv().convert(&w).unwrap();
+        let e = one(&mut conv(), &w);
         assert_eq!(e.saddr.to_string(), "::1");
         assert_eq!(e.daddr.to_string(), "192.0.2.1");
         assert_eq!((e.family, e.oldstate, e.stack_id), (Family::Inet6, None, Some(17)));
@@ -404,7 +433,7 @@ mod tests {
     fn unknown_owner_is_pid_zero_never_the_interrupted_task() {
         let mut w = wire();
         w.attribution = attribution::UNKNOWN;
-        let e = conv().convert(&w).unwrap();
+        let e = one(&mut conv(), &w);
         assert_eq!((e.pid, e.tid, &*e.comm, e.cgroup_id), (0, 0, "", 0));
         assert_eq!(e.attribution, Attribution::Unknown);
     }
@@ -424,12 +453,7 @@ mod tests {
 
     /// (kind, newstate) of the rows of `w`.
     fn kinds(c: &mut Converter, w: &WireEvent) -> Vec<(EventKind, Option<TcpState>)> {
-        c.rows(w)
-            .unwrap()
-            .into_iter()
-            .flatten()
-            .map(|e| (e.kind, e.newstate))
-            .collect()
+        c.events(w).unwrap().into_iter().map(|e| (e.kind, e.newstate)).collect()
     }
 
     fn with_flags(mut w: WireEvent, f: u8) -> WireEvent {
@@ -507,14 +531,12 @@ mod tests {
         let mut c = Converter::new(ALL_INFERRED, Vec::new(), names);
         let mut w = with_flags(transition(tcp_state::FIN_WAIT1, tcp_state::CLOSING), flags::SOCK_DONE);
         w.sk_err = 32;
-        let [Some(sc), Some(fin)] = c.rows(&w).unwrap() else {
-            panic!("two rows expected");
-        };
+        let (sc, fin) = two(&mut c, &w);
         assert_eq!((sc.sk_err, fin.sk_err), (32, 32));
         let mut w = wire();
         w.kind = kind::RETRANSMIT;
         w.sk_err = 110;
-        assert_eq!(c.convert(&w).unwrap().sk_err, 110);
+        assert_eq!(one(&mut c, &w).sk_err, 110);
     }
 
     #[test]
@@ -543,9 +565,7 @@ mod tests {
     #[test]
     fn inferred_row_copies_the_record_but_not_its_oldstate() {
         let mut c = Converter::new(ALL_INFERRED, Vec::new(), names);
-        let [Some(sc), Some(connect)] = c.rows(&transition(tcp_state::CLOSE, tcp_state::SYN_SENT)).unwrap() else {
-            panic!("two rows expected");
-        };
+        let (sc, connect) = two(&mut c, &transition(tcp_state::CLOSE, tcp_state::SYN_SENT));
         assert_eq!(&*connect.probe, "inferred:inet_sock_set_state");
         assert_eq!(connect.oldstate, None);
         assert_eq!(
@@ -614,19 +634,35 @@ mod tests {
     }
 
     #[test]
-    fn comms_are_shared_and_bad_records_rejected() {
+    fn bad_records_are_rejected_without_a_row() {
         let mut c = conv();
-        let a = c.convert(&wire()).unwrap();
-        let b = c.convert(&wire()).unwrap();
-        assert!(Arc::ptr_eq(&a.comm, &b.comm));
         let mut w = wire();
         w.kind = 99;
-        assert_eq!(c.convert(&w), Err(Reject::UnknownKind(99)));
+        assert_eq!(c.events(&w), Err(Reject::UnknownKind(99)));
         let mut w = wire();
         w.family = 1;
-        assert_eq!(c.convert(&w), Err(Reject::UnknownFamily(1)));
+        assert_eq!(c.events(&w), Err(Reject::UnknownFamily(1)));
+        assert!(c.is_empty(), "a rejected record leaves no row");
         let mut w = wire();
         w.newstate = 200;
-        assert_eq!(c.convert(&w).unwrap().newstate, None);
+        assert_eq!(one(&mut c, &w).newstate, None);
+        // Bytes after the comm's NUL are not part of it.
+        let mut w = wire();
+        w.comm[5..8].copy_from_slice(b"xyz");
+        assert_eq!(&*one(&mut c, &w).comm, "curl");
+    }
+
+    #[test]
+    fn batches_are_handed_over_with_their_probe_names() {
+        let mut c = conv();
+        c.push(&wire()).unwrap();
+        let full = c.take(None);
+        assert!(c.is_empty());
+        c.push(&wire()).unwrap();
+        let next = c.take(None);
+        for b in [&full, &next] {
+            assert_eq!(&*b.event(0).unwrap().probe, "tp_btf:inet_sock_set_state");
+            assert_eq!(&*b.event(0).unwrap().comm, "curl");
+        }
     }
 }
