@@ -48,6 +48,8 @@ struct EnumCol {
     name: fn(u8) -> &'static str,
     /// Dictionary index of each code.
     index: [u32; 256],
+    /// Bytes of each code's name.
+    len: [i64; 256],
 }
 
 impl EnumCol {
@@ -56,6 +58,7 @@ impl EnumCol {
             chunk: DictChunk::new(descr),
             name,
             index: [NONE; 256],
+            len: std::array::from_fn(|c| name(c as u8).len() as i64),
         }
     }
 
@@ -66,6 +69,7 @@ impl EnumCol {
         } = s;
         indices.clear();
         valid.clear();
+        let mut bytes = 0;
         for c in codes {
             if nullable {
                 valid.push(*c != NO_STATE);
@@ -77,10 +81,11 @@ impl EnumCol {
             if *slot == NONE {
                 *slot = self.chunk.dict.push((self.name)(*c).as_bytes());
             }
+            bytes += self.len[usize::from(*c)];
             indices.push(*slot);
         }
         let valid = nullable.then_some(&valid[..]);
-        self.chunk.page(codec, body, indices, codes.len(), valid)
+        self.chunk.page(codec, body, (indices, bytes), codes.len(), valid)
     }
 }
 
@@ -96,6 +101,7 @@ impl CommCol {
     fn page(&mut self, codec: &mut Codec, s: &mut Scratch, b: &RowBatch, r: Range<usize>) -> Result<(), ParquetError> {
         let Scratch { body, indices, .. } = s;
         indices.clear();
+        let mut bytes = 0;
         for id in &b.comm[r.clone()] {
             let Some(slot) = self.remap.get_mut(*id as usize) else {
                 return Err(ParquetError::General(format!("comm id {id} beyond the batch's values")));
@@ -111,9 +117,10 @@ impl CommCol {
                     }
                 };
             }
+            bytes += self.chunk.dict.len_of(*slot);
             indices.push(*slot);
         }
-        self.chunk.page(codec, body, indices, r.len(), None)
+        self.chunk.page(codec, body, (indices, bytes), r.len(), None)
     }
 }
 
@@ -150,6 +157,7 @@ impl ProbeCol {
         let Scratch { body, indices, .. } = s;
         indices.clear();
         let names = &b.probes.names;
+        let mut bytes = 0;
         if self.index.len() < names.len() {
             self.index.resize(names.len(), NONE);
         }
@@ -161,9 +169,10 @@ impl ProbeCol {
                 let name = names.get(usize::from(*id)).map_or("", |n| &**n);
                 *slot = self.chunk.dict.push(name.as_bytes());
             }
+            bytes += self.chunk.dict.len_of(*slot);
             indices.push(*slot);
         }
-        self.chunk.page(codec, body, indices, r.len(), None)
+        self.chunk.page(codec, body, (indices, bytes), r.len(), None)
     }
 }
 
@@ -199,8 +208,8 @@ impl AddrText {
 struct AddrCol {
     chunk: DictChunk,
     by_key: WordMap<u128, u32>,
-    /// The last address and its index (most rows repeat one).
-    last: (u128, u32),
+    /// The last address, its index and its bytes (most rows repeat one).
+    last: (u128, u32, i64),
 }
 
 impl AddrCol {
@@ -213,6 +222,7 @@ impl AddrCol {
     ) -> Result<(), ParquetError> {
         let Scratch { body, indices, .. } = s;
         indices.clear();
+        let mut bytes = 0;
         for key in keys {
             if *key != self.last.0 || self.last.1 == NONE {
                 let i = match self.by_key.get(key) {
@@ -223,11 +233,12 @@ impl AddrCol {
                         i
                     }
                 };
-                self.last = (*key, i);
+                self.last = (*key, i, self.chunk.dict.len_of(i));
             }
+            bytes += self.last.2;
             indices.push(self.last.1);
         }
-        self.chunk.page(codec, body, indices, keys.len(), None)
+        self.chunk.page(codec, body, (indices, bytes), keys.len(), None)
     }
 }
 
@@ -302,7 +313,7 @@ impl RowGroup {
             Ok::<_, ParquetError>(AddrCol {
                 chunk: dict(name)?,
                 by_key: WordMap::default(),
-                last: (0, NONE),
+                last: (0, NONE, 0),
             })
         };
         Ok(RowGroup {
@@ -383,10 +394,22 @@ impl RowGroup {
             return Err(ParquetError::General(format!("rows {r:?} of a batch of {}", b.len())));
         }
         let mono = &b.mono_ns[r.clone()];
-        self.ts_values.clear();
-        self.ts_values.extend(mono.iter().map(|m| clock.wall_ns(*m)));
-        self.ts.page(codec, s, &self.ts_values, None)?;
         self.mono_ns.page(codec, s, mono, None)?;
+        // ts is mono_ns shifted by the clock anchor: unless a value
+        // saturates, its page is mono_ns's with another first value.
+        let shift = clock.realtime_ns.checked_sub(clock.monotonic_ns);
+        let shifted = |m: i64| shift.and_then(|d| m.checked_add(d)).filter(|t| *t == clock.wall_ns(m));
+        match (self.mono_ns.last_bounds(), shift) {
+            (Some((lo, hi)), Some(d)) if shifted(lo).is_some() && shifted(hi).is_some() => {
+                let first = mono.first().copied().unwrap_or(0);
+                self.ts.page_shifted(codec, s, mono.len(), first, d, (lo + d, hi + d))?;
+            }
+            _ => {
+                self.ts_values.clear();
+                self.ts_values.extend(mono.iter().map(|m| clock.wall_ns(*m)));
+                self.ts.page(codec, s, &self.ts_values, None)?;
+            }
+        }
         self.kind.page(codec, s, &b.kind[r.clone()], false)?;
         self.pid.page(codec, s, &b.pid[r.clone()], None)?;
         self.tid.page(codec, s, &b.tid[r.clone()], None)?;

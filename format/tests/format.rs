@@ -320,6 +320,15 @@ fn zstd_delta_encodings_and_statistics() {
     }
 }
 
+fn ts_column(batch: &arrow_array::RecordBatch) -> &TimestampNanosecondArray {
+    batch
+        .column_by_name(col::TS)
+        .unwrap()
+        .as_any()
+        .downcast_ref::<TimestampNanosecondArray>()
+        .unwrap()
+}
+
 #[test]
 fn arrow_types_as_documented() {
     let dir = tempfile::tempdir().unwrap();
@@ -370,12 +379,7 @@ fn arrow_types_as_documented() {
 
     // ts = realtime + (mono - monotonic)
     let batch = b.build().unwrap().next().unwrap().unwrap();
-    let ts = batch
-        .column_by_name(col::TS)
-        .unwrap()
-        .as_any()
-        .downcast_ref::<TimestampNanosecondArray>()
-        .unwrap();
+    let ts = ts_column(&batch);
     let m = meta();
     for (i, e) in evs.iter().enumerate() {
         assert_eq!(ts.value(i), m.clock.realtime_ns + (e.mono_ns - m.clock.monotonic_ns));
@@ -389,6 +393,51 @@ fn arrow_types_as_documented() {
     assert_eq!(saddr.value(0), "10.0.0.0");
     assert_eq!(saddr.value(1), "2001:db8::1");
     assert_eq!(saddr.value(2), "192.0.2.7");
+}
+
+/// `ts` is `mono_ns` moved by the clock anchor; where that saturates (a
+/// mono_ns near the end of its range, a late anchor) it is still exactly
+/// what `ClockAnchor::wall_ns` gives, on every page.
+#[test]
+fn ts_is_the_anchored_clock_also_where_it_saturates() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ClockAnchor {
+        realtime_ns: deeptcp_format::schema::MAX_CLOCK_NS,
+        monotonic_ns: 0,
+    };
+    let m = RecordingMeta { clock, ..meta() };
+    let evs = events(300);
+    // Page 1 (rows 0..100) ordinary, page 2 saturating at both ends, page 3 mixed.
+    let monos: Vec<i64> = (0..300)
+        .map(|i| match i / 100 {
+            0 => 1_000 + i as i64 * 7,
+            1 => i64::MAX - 1_000 + i as i64,
+            _ if i % 2 == 0 => i64::MAX - i as i64,
+            _ => i as i64,
+        })
+        .collect();
+    let path = dir.path().join("ts.parquet");
+    let opts = WriterOptions {
+        batch_rows: 100,
+        ..WriterOptions::default()
+    };
+    let mut w = EventWriter::new(File::create(&path).unwrap(), &m, opts).unwrap();
+    for (e, mono) in evs.iter().zip(&monos) {
+        w.push(&Event {
+            mono_ns: *mono,
+            ..e.clone()
+        })
+        .unwrap();
+    }
+    w.finish(0).unwrap();
+    let b = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap();
+    let mut got = Vec::new();
+    for batch in b.build().unwrap() {
+        got.extend(ts_column(&batch.unwrap()).values().iter().copied());
+    }
+    let want: Vec<i64> = monos.iter().map(|m| clock.wall_ns(*m)).collect();
+    assert_eq!(got, want);
+    assert!(want.contains(&i64::MAX), "some values saturate");
 }
 
 #[test]

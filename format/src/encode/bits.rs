@@ -114,13 +114,33 @@ fn put_literals<T: Copy + Into<u64> + Default>(out: &mut Vec<u8>, values: &[T], 
         let groups = run.len().div_ceil(8);
         put_varint(out, ((groups as u64) << 1) | 1);
         let whole = run.len() / 8 * 8;
-        pack(out, &run[..whole], width);
+        if width <= 8 {
+            // Dictionary indices and levels: 8 values make one word.
+            for g in run[..whole].chunks_exact(8) {
+                put_group8(out, g, width);
+            }
+        } else {
+            pack(out, &run[..whole], width);
+        }
         if whole < run.len() {
             let mut last = [T::default(); 8];
             last[..run.len() - whole].copy_from_slice(&run[whole..]);
             pack(out, &last, width);
         }
     }
+}
+
+/// 8 values of `width` (at most 8) bits each: `width` bytes.
+#[inline]
+fn put_group8<T: Copy + Into<u64>>(out: &mut Vec<u8>, group: &[T], width: u8) {
+    let w = u32::from(width);
+    let mut acc = 0u64;
+    for (k, v) in group.iter().enumerate() {
+        acc |= (*v).into() << (k as u32 * w);
+    }
+    let at = out.len();
+    out.extend_from_slice(&acc.to_le_bytes());
+    out.truncate(at + usize::from(width));
 }
 
 /// One RLE run: `count` times `value`, the value in `ceil(width / 8)` bytes.
@@ -176,10 +196,7 @@ pub(crate) fn put_delta<V: Copy, const INT32: bool>(out: &mut Vec<u8>, values: &
     };
     let mini = if INT32 { 32 } else { 64 };
     let block = mini * 4;
-    put_varint(out, block as u64);
-    put_varint(out, 4);
-    put_varint(out, values.len() as u64);
-    put_zigzag(out, values.first().map_or(0, |v| phys(*v)));
+    put_delta_header::<INT32>(out, values.len(), values.first().map_or(0, |v| phys(*v)));
     let mut deltas = [0i64; 256];
     let mut prev = values.first().map_or(0, |v| phys(*v));
     for chunk in values.get(1..).unwrap_or_default().chunks(block) {
@@ -218,15 +235,28 @@ pub(crate) fn put_delta<V: Copy, const INT32: bool>(out: &mut Vec<u8>, values: &
     }
 }
 
+/// Appends the DELTA_BINARY_PACKED header of a page of `n` values whose
+/// first is `first` (the blocks follow it): block size, four miniblocks,
+/// the value count, the first value.
+pub(crate) fn put_delta_header<const INT32: bool>(out: &mut Vec<u8>, n: usize, first: i64) {
+    put_varint(out, if INT32 { 128 } else { 256 });
+    put_varint(out, 4);
+    put_varint(out, n as u64);
+    put_zigzag(out, first);
+}
+
+/// Bytes of [`put_delta_header`]'s header.
+pub(crate) fn delta_header_len<const INT32: bool>(n: usize, first: i64) -> usize {
+    let mut h = Vec::with_capacity(24);
+    put_delta_header::<INT32>(&mut h, n, first);
+    h.len()
+}
+
 /// [`put_delta`] of `n` values that all equal `value`: every delta is 0,
 /// so every miniblock has bit width 0 and no data.
 pub(crate) fn put_delta_constant<const INT32: bool>(out: &mut Vec<u8>, value: i64, n: usize) {
-    let mini = if INT32 { 32 } else { 64 };
-    let block = mini * 4;
-    put_varint(out, block as u64);
-    put_varint(out, 4);
-    put_varint(out, n as u64);
-    put_zigzag(out, value);
+    let block = if INT32 { 128 } else { 256 };
+    put_delta_header::<INT32>(out, n, value);
     // Blocks of deltas: min delta 0, four widths 0.
     out.extend(std::iter::repeat_n([0u8; 5], n.saturating_sub(1).div_ceil(block)).flatten());
 }

@@ -285,6 +285,8 @@ pub(crate) struct NumChunk {
     index: ColumnIndexBuilder,
     /// The last non-null page's bounds, and whether they only grew / shrank.
     last_page: Option<MinMax>,
+    /// The bounds of the page written last (`None`: it held only nulls).
+    latest: Option<MinMax>,
     ascending: bool,
     descending: bool,
 }
@@ -338,6 +340,8 @@ pub(crate) struct Scratch {
     /// Which rows of the page hold a value.
     pub(crate) valid: Vec<bool>,
     pub(crate) levels: Levels,
+    /// A page rewritten from `body` ([`NumChunk::page_shifted`]).
+    pub(crate) shifted: Vec<u8>,
 }
 
 impl NumChunk {
@@ -354,6 +358,7 @@ impl NumChunk {
             def_hist: [0, 0],
             index: ColumnIndexBuilder::new(physical),
             last_page: None,
+            latest: None,
             ascending: true,
             descending: true,
         }
@@ -407,14 +412,18 @@ impl NumChunk {
             // The rows that hold one, gathered.
             let valid = valid.unwrap_or_default();
             phys.clear();
-            let mut b: Option<(T, T)> = None;
-            for (v, ok) in values.iter().zip(valid) {
-                if *ok {
-                    b = Some(b.map_or((*v, *v), |(lo, hi)| (lo.min(*v), hi.max(*v))));
+            phys.reserve(rows - nulls);
+            let mut held = values.iter().zip(valid).filter(|(_, ok)| **ok).map(|(v, _)| *v);
+            bounds = held.next().map(|first| {
+                let (mut lo, mut hi) = (first, first);
+                phys.push(first.physical());
+                for v in held {
+                    lo = lo.min(v);
+                    hi = hi.max(v);
                     phys.push(v.physical());
                 }
-            }
-            bounds = b;
+                (lo, hi)
+            });
             self.put_values(body, phys, |v| v);
         }
         let encoding = match self.encoding {
@@ -423,6 +432,48 @@ impl NumChunk {
         };
         self.pages.add(codec, body, rows, encoding)?;
         self.note_page(bounds.map(|(lo, hi)| key_minmax(lo, hi)), nulls, rows);
+        Ok(())
+    }
+
+    /// The physical minimum and maximum of the last page written, if it held values.
+    pub(crate) fn last_bounds(&self) -> Option<(i64, i64)> {
+        self.latest.map(|p| (p.min.1, p.max.1))
+    }
+
+    /// A page of a required INT64 delta column whose values are those of
+    /// the page `scratch.body` holds (just written for another column, of
+    /// `rows` values from `first`), each plus `shift`: the deltas are the
+    /// same, so only the header's first value differs (`ts` from
+    /// `mono_ns`). `bounds`: the shifted minimum and maximum.
+    pub(crate) fn page_shifted(
+        &mut self,
+        codec: &mut Codec,
+        scratch: &mut Scratch,
+        rows: usize,
+        first: i64,
+        shift: i64,
+        bounds: (i64, i64),
+    ) -> Result<(), ParquetError> {
+        if self.physical != Type::INT64 || self.nullable || self.encoding != IntEncoding::Delta {
+            return Err(general(
+                "a shifted page of a column that is not required INT64 deltas".into(),
+            ));
+        }
+        let Scratch {
+            body,
+            values: _,
+            shifted,
+            ..
+        } = scratch;
+        let blocks = body
+            .get(bits::delta_header_len::<false>(rows, first)..)
+            .ok_or_else(|| general("the page to shift is shorter than its header".into()))?;
+        shifted.clear();
+        bits::put_delta_header::<false>(shifted, rows, first.wrapping_add(shift));
+        shifted.extend_from_slice(blocks);
+        self.pages.add(codec, shifted, rows, Encoding::DELTA_BINARY_PACKED)?;
+        let (lo, hi) = bounds;
+        self.note_page(Some(key_minmax(lo, hi)), 0, rows);
         Ok(())
     }
 
@@ -448,6 +499,7 @@ impl NumChunk {
     }
 
     fn note_page(&mut self, page: Option<MinMax>, nulls: usize, rows: usize) {
+        self.latest = page;
         self.nulls += nulls as i64;
         let hist = [nulls as i64, (rows - nulls) as i64];
         self.def_hist[0] += hist[0];
@@ -553,6 +605,12 @@ impl Dictionary {
         self.lens.len()
     }
 
+    /// Bytes of value `index`.
+    #[inline]
+    pub(crate) fn len_of(&self, index: u32) -> i64 {
+        self.lens.get(index as usize).map_or(0, |l| i64::from(*l))
+    }
+
     /// Bytes of the dictionary page's values.
     pub(crate) fn page_bytes(&self) -> usize {
         self.plain.len()
@@ -580,13 +638,13 @@ impl DictChunk {
     }
 
     /// Encodes one data page of `rows` rows whose non-null values have the
-    /// dictionary indices `indices` (in row order); `valid` (nullable
-    /// columns): which rows hold a value.
+    /// dictionary indices `indices` (in row order), `unencoded` bytes of
+    /// text in all; `valid` (nullable columns): which rows hold a value.
     pub(crate) fn page(
         &mut self,
         codec: &mut Codec,
         body: &mut Vec<u8>,
-        indices: &[u32],
+        (indices, unencoded): (&[u32], i64),
         rows: usize,
         valid: Option<&[bool]>,
     ) -> Result<(), ParquetError> {
@@ -604,11 +662,6 @@ impl DictChunk {
         let width = bits::bit_width(self.dict.len().saturating_sub(1) as u64);
         body.push(width);
         bits::put_hybrid(body, indices, width);
-        let lens = &self.dict.lens;
-        let unencoded: i64 = indices
-            .iter()
-            .map(|i| lens.get(*i as usize).map_or(0, |l| i64::from(*l)))
-            .sum();
         self.unencoded.push(unencoded);
         self.pages.add(codec, body, rows, Encoding::RLE_DICTIONARY)
     }
