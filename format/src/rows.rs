@@ -224,14 +224,18 @@ impl CommDict {
 pub(crate) struct Probes {
     pub(crate) names: Arc<Vec<Arc<str>>>,
     by_name: HashMap<Arc<str>, u16>,
-    /// The last name looked up by [`RowBatch::probe_of`]: the `Arc` held by
-    /// `names` (so its address cannot be reused while cached) and its id.
-    last: Option<(Arc<str>, u16)>,
+    /// Names looked up by [`RowBatch::probe_of`] lately, by the address of
+    /// their text: each slot holds the `Arc` itself, so the address cannot
+    /// be reused by another text while it is cached.
+    recent: Vec<Option<(Arc<str>, u16)>>,
 }
 
 impl Probes {
+    const RECENT: usize = 16;
+
     fn id(&mut self, name: &Arc<str>) -> ProbeId {
-        if let Some((n, id)) = &self.last {
+        let slot = (Arc::as_ptr(name).cast::<u8>() as usize >> 4) % Self::RECENT;
+        if let Some(Some((n, id))) = self.recent.get(slot) {
             if Arc::ptr_eq(n, name) {
                 return ProbeId(*id);
             }
@@ -251,11 +255,10 @@ impl Probes {
                 id
             }
         };
-        if let Some(n) = self.names.get(usize::from(id)) {
-            if Arc::ptr_eq(n, name) {
-                self.last = Some((Arc::clone(n), id));
-            }
+        if self.recent.is_empty() {
+            self.recent = vec![None; Self::RECENT];
         }
+        self.recent[slot] = Some((Arc::clone(name), id));
         ProbeId(id)
     }
 }
@@ -371,8 +374,8 @@ impl RowBatch {
         self.probes.id(&Arc::from(name))
     }
 
-    /// [`probe`](Self::probe) for a shared name: the same `Arc` as the
-    /// last call is found without hashing.
+    /// [`probe`](Self::probe) for a shared name: an `Arc` seen lately is
+    /// found by its address, without hashing the text.
     pub fn probe_of(&mut self, name: &Arc<str>) -> ProbeId {
         self.probes.id(name)
     }

@@ -15,7 +15,9 @@
 //! ```
 //!
 //! Prints one JSON line: records, rows, seconds, ns per row, bytes per row.
-//! `--check` reads the output back and compares it with the replayed rows.
+//! `--check` reads the output back and compares it with the replayed rows;
+//! `--observed-only` infers no rows (the cost of storing only the rows the
+//! kernel's records stand for).
 
 use std::fs::File;
 use std::net::IpAddr;
@@ -28,12 +30,16 @@ use deeptcp_common::{attribution, flags, probe, WireEvent, AF_INET, AF_INET6, NO
 use deeptcp_format::{Attribution, Event, EventKind, EventWriter, Family, RecordingMeta, RowBatch, WriterOptions};
 use deeptcp_record::convert::{self, Converter, Inference};
 
-const USAGE: &str = "usage: recordbench --from FILE [--out FILE] [--check]";
+const USAGE: &str = "usage: recordbench --from FILE [--out FILE] [--check] [--observed-only]";
 
 struct Args {
     from: String,
     out: String,
     check: bool,
+    /// Infer nothing: only the rows of the records themselves (what storing
+    /// observed rows only and deriving the inferred kinds when reading
+    /// would leave the recorder to write).
+    observed_only: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -41,6 +47,7 @@ fn parse_args() -> Result<Args, String> {
         from: String::new(),
         out: "/tmp/deeptcp-recordbench.parquet".into(),
         check: false,
+        observed_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -49,6 +56,7 @@ fn parse_args() -> Result<Args, String> {
             "--from" => a.from = value()?,
             "--out" => a.out = value()?,
             "--check" => a.check = true,
+            "--observed-only" => a.observed_only = true,
             _ => return Err(USAGE.into()),
         }
     }
@@ -194,9 +202,16 @@ fn run(a: &Args) -> Result<String, String> {
         .collect::<Result<Vec<Event>, _>>()
         .map_err(|e| e.to_string())?;
     let names = assign_probe_ids(&events)?;
-    let (wires, expected) = to_wire(&events, &names)?;
+    let (wires, mut expected) = to_wire(&events, &names)?;
+    if a.observed_only {
+        expected.retain(|e| &*e.probe != INFERRED);
+    }
     NAMES.set(names).map_err(|_| "names set twice")?;
-    let inference = Inference::from_statuses(&meta.probes, INFERRED);
+    let inference = if a.observed_only {
+        Inference::default()
+    } else {
+        Inference::from_statuses(&meta.probes, INFERRED)
+    };
 
     let file = File::create(&a.out).map_err(|e| format!("cannot create {}: {e}", a.out))?;
     let start = Instant::now();

@@ -7,7 +7,8 @@
 //! which frees the ring's space at once; everything else happens on the
 //! writer thread, at a lower scheduling priority ([`WRITER_NICE`]) so that
 //! under CPU contention the drain thread and the traced workload go first
-//! (the writer catches up from its queue): one pass from the copied records
+//! (the writer catches up from its queue; when that backs up, it gets
+//! record's priority back: [`Priority`]): one pass from the copied records
 //! into column buffers ([`convert::Converter`] filling a `RowBatch`; the
 //! live view builds events from those rows only when it prints), then
 //! encoding, compression and I/O. Converting on the drain thread instead
@@ -20,7 +21,7 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread;
@@ -58,8 +59,9 @@ pub(crate) fn ebpf_object() -> Option<&'static [u8]> {
 }
 
 /// How much lower the writer thread's priority is than record's (nice
-/// levels): under CPU contention the drain thread and the traced workload
-/// get the CPU first, the writer catches up from its queue.
+/// levels) while it keeps up: under CPU contention the drain thread and the
+/// traced workload get the CPU first, the writer catches up from its queue
+/// (see [`Priority`]).
 const WRITER_NICE: i32 = 5;
 
 /// Batch handed from the drain thread to the writer thread.
@@ -738,33 +740,95 @@ impl Recording {
     }
 }
 
-/// Lowers the calling thread's scheduling priority by `by` nice levels
-/// (best effort: a failure leaves it as it was).
-fn lower_priority(by: i32) {
-    // SAFETY: gettid, getpriority and setpriority take plain integers and
-    // touch no memory of ours; PRIO_PROCESS with a thread id acts on that
-    // thread alone on Linux. getpriority's -1 is also a valid nice level,
-    // so a failure is not told apart: then setpriority fails the same way.
-    unsafe {
-        let tid = libc::gettid() as libc::id_t;
-        let now = libc::getpriority(libc::PRIO_PROCESS, tid);
-        libc::setpriority(libc::PRIO_PROCESS, tid, (now + by).min(19));
+/// The writer thread's scheduling priority: [`WRITER_NICE`] levels below
+/// record's while its queue is short, record's own while the queue backs up
+/// (at [`Priority::HIGH`] messages), so that a writer starved by a busy
+/// machine catches up before the queue fills and the drain thread has to
+/// wait (and the ring buffer overflows). Only where the priority can be
+/// raised again (root, CAP_SYS_NICE): otherwise it stays as it is.
+struct Priority {
+    tid: libc::id_t,
+    base: i32,
+    lowered: bool,
+    /// Whether it can go back to `base` (checked at start).
+    adaptive: bool,
+}
+
+impl Priority {
+    /// Backlog (messages queued) that brings the priority back to record's.
+    const HIGH: usize = 32;
+    /// Backlog at or below which it is lowered again.
+    const LOW: usize = 2;
+
+    /// The calling thread's priority, lowered if it can be raised again.
+    fn lowered() -> Self {
+        // SAFETY: gettid and getpriority take and return plain integers.
+        // getpriority's -1 is also a valid nice level: a failure is not told
+        // apart, and the probe below then fails or is harmless.
+        let (tid, base) = unsafe {
+            let tid = libc::gettid() as libc::id_t;
+            (tid, libc::getpriority(libc::PRIO_PROCESS, tid))
+        };
+        let mut p = Priority {
+            tid,
+            base,
+            lowered: false,
+            adaptive: false,
+        };
+        // Probe: down and back up.
+        p.adaptive = p.set(base + WRITER_NICE) && p.set(base);
+        p.adjust(0);
+        p
+    }
+
+    /// Sets the thread's nice level; whether that worked.
+    fn set(&self, nice: i32) -> bool {
+        // SAFETY: setpriority takes plain integers and touches no memory of
+        // ours; PRIO_PROCESS with a thread id acts on that thread alone.
+        unsafe { libc::setpriority(libc::PRIO_PROCESS, self.tid, nice.clamp(-20, 19)) == 0 }
+    }
+
+    /// Follows the writer's backlog (messages queued).
+    fn adjust(&mut self, backlog: usize) {
+        if !self.adaptive {
+            return;
+        }
+        if !self.lowered && backlog <= Self::LOW {
+            self.lowered = self.set(self.base + WRITER_NICE);
+        } else if self.lowered && backlog >= Self::HIGH && self.set(self.base) {
+            self.lowered = false;
+        }
     }
 }
 
-fn writer_thread(rx: mpsc::Receiver<Msg>, mut rec: Recording, policy: FlushPolicy) -> (Recording, Result<()>) {
-    lower_priority(WRITER_NICE);
-    let r = drive(&rx, &mut rec, policy);
+fn writer_thread(
+    rx: mpsc::Receiver<Msg>,
+    queued: Arc<AtomicUsize>,
+    mut rec: Recording,
+    policy: FlushPolicy,
+) -> (Recording, Result<()>) {
+    let mut priority = Priority::lowered();
+    let r = drive(&rx, &queued, &mut priority, &mut rec, policy);
     (rec, r)
 }
 
-fn drive(rx: &mpsc::Receiver<Msg>, rec: &mut Recording, policy: FlushPolicy) -> Result<()> {
+fn drive(
+    rx: &mpsc::Receiver<Msg>,
+    queued: &AtomicUsize,
+    priority: &mut Priority,
+    rec: &mut Recording,
+    policy: FlushPolicy,
+) -> Result<()> {
     let mut last_flush = Instant::now();
     let mut rows_at_flush = rec.rows;
     // No traced row flushed yet (the snapshot rows were, at start).
     let mut first = true;
     loop {
-        match rx.recv_timeout(policy.wait(first)) {
+        let msg = rx.recv_timeout(policy.wait(first));
+        if msg.is_ok() {
+            priority.adjust(queued.fetch_sub(1, Ordering::Relaxed).saturating_sub(1));
+        }
+        match msg {
             Ok(Msg::Events(batch)) => rec.push_events(&batch)?,
             Ok(Msg::Stack(id, frames)) => rec.add_stack(id, frames)?,
             Ok(Msg::Lost(interval)) => rec.add_lost(interval),
@@ -1300,10 +1364,13 @@ pub fn run(cfg: Config) -> Result<()> {
         progress: Arc::clone(&progress),
     };
     let (tx, rx) = mpsc::sync_channel::<Msg>(256);
+    // Messages sent and not yet received: the writer's backlog.
+    let queued = Arc::new(AtomicUsize::new(0));
+    let backlog = Arc::clone(&queued);
     let policy = FlushPolicy::new(cfg.flush_interval);
     let writer = thread::Builder::new()
         .name("writer".into())
-        .spawn(move || writer_thread(rx, rec, policy))
+        .spawn(move || writer_thread(rx, backlog, rec, policy))
         .context("spawning writer thread")?;
     // The files are the recording now (closed cleanly, at a checkpoint, or repairable).
     if let Some(c) = created.as_mut() {
@@ -1374,6 +1441,7 @@ pub fn run(cfg: Config) -> Result<()> {
             }
         }
         for m in msgs {
+            queued.fetch_add(1, Ordering::Relaxed);
             if tx.send(m).is_err() {
                 writer_gone = true;
             }
@@ -1501,6 +1569,34 @@ mod tests {
             fast.due(Duration::from_millis(20), 1, true),
             "never later than --flush-interval"
         );
+    }
+
+    #[test]
+    fn writer_priority_drops_while_it_keeps_up_and_returns_when_it_falls_behind() {
+        // A thread of its own: the priority is per thread.
+        std::thread::spawn(|| {
+            let mut p = Priority::lowered();
+            let nice = || {
+                // SAFETY: gettid and getpriority take and return plain integers.
+                unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
+            };
+            if !p.adaptive {
+                // Without the right to raise it again it is left alone.
+                assert_eq!(nice(), p.base);
+                return;
+            }
+            assert_eq!(nice(), p.base + WRITER_NICE, "lowered at start");
+            p.adjust(Priority::HIGH - 1);
+            assert_eq!(nice(), p.base + WRITER_NICE);
+            p.adjust(Priority::HIGH);
+            assert_eq!(nice(), p.base, "a backlog brings record's priority back");
+            p.adjust(Priority::LOW + 1);
+            assert_eq!(nice(), p.base, "until the backlog is nearly gone");
+            p.adjust(Priority::LOW);
+            assert_eq!(nice(), p.base + WRITER_NICE);
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]
