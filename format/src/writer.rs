@@ -182,7 +182,8 @@ impl EventWriter {
             clock: meta.clock,
             batch_rows: opts.batch_rows,
             row_group_rows: opts.row_group_rows,
-            pending: RowBatch::with_capacity(opts.batch_rows.min(1 << 16)),
+            // Grows as events come (record writes batches, and events only at start).
+            pending: RowBatch::default(),
             group: None,
             codec,
             scratch: Scratch::default(),
