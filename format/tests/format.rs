@@ -1037,6 +1037,43 @@ fn many_distinct_probes_overflow_into_new_batches() {
     assert_eq!(read_all(&path), canonical(&evs));
 }
 
+/// A row group ends early where a text column's dictionary passes 1 MiB
+/// (here: every row a new IPv6 address), so that no page falls back to
+/// plain values and no dictionary grows without bound; every row is kept.
+#[test]
+fn many_distinct_addresses_end_row_groups_early() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("addrs.parquet");
+    let evs: Vec<Event> = events(80_000)
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| Event {
+            family: Family::Inet6,
+            saddr: IpAddr::V6(std::net::Ipv6Addr::new(
+                0x2001,
+                0xdb8,
+                0xffff,
+                0xffff,
+                0xffff,
+                0xffff,
+                (i >> 16) as u16,
+                i as u16,
+            )),
+            ..e
+        })
+        .collect();
+    let opts = WriterOptions {
+        row_group_rows: 1_000_000,
+        batch_rows: 4096,
+        zstd_level: 1,
+    };
+    write_file(&path, &evs, opts, 0);
+    let groups = RecordingReader::open(&path).unwrap().num_row_groups();
+    // ~39 bytes of text and 4 of length per address: 1 MiB is ~26 k of them.
+    assert!((3..=4).contains(&groups), "{groups} row groups");
+    assert_eq!(read_all(&path), canonical(&evs));
+}
+
 /// Rewrites `src` into `dst` with the same rows and `deeptcp.schema_version` replaced.
 fn rewrite_with_version(src: &Path, dst: &Path, version: &str) {
     let b = ParquetRecordBatchReaderBuilder::try_new(File::open(src).unwrap()).unwrap();
