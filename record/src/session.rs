@@ -1585,15 +1585,17 @@ mod tests {
                 assert_eq!(nice(), p.base);
                 return;
             }
-            assert_eq!(nice(), p.base + WRITER_NICE, "lowered at start");
+            // Nice levels end at 19 (a test run under `nice` starts near it).
+            let low = (p.base + WRITER_NICE).min(19);
+            assert_eq!(nice(), low, "lowered at start");
             p.adjust(Priority::HIGH - 1);
-            assert_eq!(nice(), p.base + WRITER_NICE);
+            assert_eq!(nice(), low);
             p.adjust(Priority::HIGH);
             assert_eq!(nice(), p.base, "a backlog brings record's priority back");
             p.adjust(Priority::LOW + 1);
             assert_eq!(nice(), p.base, "until the backlog is nearly gone");
             p.adjust(Priority::LOW);
-            assert_eq!(nice(), p.base + WRITER_NICE);
+            assert_eq!(nice(), low);
         })
         .join()
         .unwrap();
