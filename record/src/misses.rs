@@ -4,8 +4,9 @@
 //! runs in a syscall); the kernel only counts the skipped run in the
 //! program's `recursion_misses` (5.12+, shown in its fdinfo). For a program
 //! that makes rows a skipped run is a lost event, so `record` adds these
-//! counts to its lost count. The owner refreshers make no rows: their misses
-//! are not lost events.
+//! counts to its lost count, less the runs that the hook's nested twin made
+//! up for (the programs count those). The owner refreshers make no rows and
+//! a twin's skipped runs lose nothing: their misses are not lost events.
 
 use std::os::fd::{AsFd, OwnedFd};
 
@@ -20,10 +21,10 @@ pub struct Misses {
 
 impl Misses {
     /// Every loaded program of `ebpf` except those named in `skip`.
-    pub fn of(ebpf: &Ebpf, skip: &[&str]) -> Misses {
+    pub fn of(ebpf: &Ebpf, skip: &[String]) -> Misses {
         let programs = ebpf
             .programs()
-            .filter(|(name, _)| !skip.contains(name))
+            .filter(|(name, _)| !skip.iter().any(|s| s == name))
             .filter_map(|(_, p)| p.fd().ok())
             .filter_map(|fd| fd.as_fd().try_clone_to_owned().ok())
             .collect();

@@ -464,6 +464,13 @@ fn attach_rung(ebpf: &mut Ebpf, env: &AttachEnv<'_>, rung: &Rung, set_state_atta
             let p: &mut BtfTracePoint = program(ebpf, rung.program)?;
             p.load(rung.target, env.btf)?;
             p.attach()?;
+            if let Some(twin) = twin_of(rung.program) {
+                // Without it, skipped runs are counted as lost, not made up for.
+                let t: &mut BtfTracePoint = program(ebpf, &twin)?;
+                t.load(rung.target, env.btf)
+                    .and_then(|()| t.attach().map(drop))
+                    .with_context(|| format!("attaching {twin}"))?;
+            }
         }
         Hook::FEntry => {
             let p: &mut FEntry = program(ebpf, rung.program)?;
@@ -563,6 +570,34 @@ pub fn owner_programs() -> Vec<&'static str> {
         .collect()
 }
 
+/// The tp_btf programs with a nested twin in the eBPF object: a second
+/// program on the same hook that makes the events the kernel skips the
+/// first one for when the hook fires in an interrupt of it (the twin's own
+/// skipped runs lose nothing: see the eBPF crate's `tp_with_twin`).
+pub const TWINNED: &[&str] = &[
+    "inet_sock_set_state",
+    "tcp_retransmit_skb",
+    "tcp_receive_reset",
+    "tcp_send_reset",
+    "inet_sk_error_report",
+    "tcp_destroy_sock",
+];
+
+/// The name of `program`'s nested twin, if it has one.
+pub fn twin_of(program: &str) -> Option<String> {
+    TWINNED.contains(&program).then(|| format!("{program}_nested"))
+}
+
+/// Programs whose skipped runs are not lost rows: the owner refreshers
+/// (they make no rows) and the nested twins.
+pub fn programs_without_rows() -> Vec<String> {
+    owner_programs()
+        .into_iter()
+        .map(str::to_owned)
+        .chain(TWINNED.iter().filter_map(|p| twin_of(p)))
+        .collect()
+}
+
 /// Whether a kprobe or kretprobe rung is in use: those programs cannot
 /// reach socket storage, so owners must be kept in the cookie-keyed hash.
 pub fn uses_kprobes(statuses: &[ProbeStatus]) -> bool {
@@ -605,6 +640,33 @@ pub fn render_report(statuses: &[ProbeStatus], out: &mut impl std::io::Write) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_twin_has_its_tracepoint_rung_and_is_in_the_object() {
+        for p in TWINNED {
+            assert!(
+                LADDERS
+                    .iter()
+                    .flat_map(|l| l.rungs)
+                    .any(|r| r.hook == Hook::TpBtf && r.program == *p),
+                "{p} is no tp_btf rung"
+            );
+        }
+        assert_eq!(twin_of("tcp_destroy_sock").as_deref(), Some("tcp_destroy_sock_nested"));
+        assert_eq!(twin_of("tcp_probe"), None);
+        let skip = programs_without_rows();
+        assert!(skip.iter().any(|p| p == "sock_recv_length") && skip.iter().any(|p| p == "inet_sock_set_state_nested"));
+        assert!(!skip.iter().any(|p| p == "inet_sock_set_state"));
+        let Some(elf) = crate::session::ebpf_object() else {
+            eprintln!("skipped the object check: record was built without the eBPF object");
+            return;
+        };
+        let names: Vec<String> = crate::stack_budget::budgets(elf).into_iter().map(|(n, ..)| n).collect();
+        for p in TWINNED {
+            let twin = twin_of(p).unwrap_or_default();
+            assert!(names.contains(&twin), "{twin} missing from the eBPF object");
+        }
+    }
 
     #[test]
     fn verifier_logs_shrink_to_the_complaint() {

@@ -979,9 +979,26 @@ impl Status {
     }
 }
 
-fn lost_events(lost: &PerCpuArray<MapData, u64>) -> u64 {
-    lost.get(&0, 0).map(|v| v.iter().sum()).unwrap_or(0)
+/// Events lost so far: records the full ring refused, plus runs the kernel
+/// skipped (see `misses`) less those a nested twin made up for. The skipped
+/// runs are read first: a twin counts its run after the kernel counted the
+/// skip, so the sum is never more than what was lost (and exact once the
+/// programs are detached).
+fn lost_events(lost: &PerCpuArray<MapData, u64>, misses: &Misses) -> u64 {
+    let skipped = misses.total();
+    let slot = |i: u32| -> u64 { lost.get(&i, 0).map(|v| v.iter().sum()).unwrap_or(0) };
+    let recovered = slot(LOST_RECOVERED);
+    lost_total(slot(LOST_RING_FULL), skipped, recovered)
 }
+
+/// Lost events from the counts (see [`lost_events`]).
+fn lost_total(ring_full: u64, skipped: u64, recovered: u64) -> u64 {
+    ring_full + skipped.saturating_sub(recovered)
+}
+
+/// Slots of the `LOST` map (the eBPF programs' per-CPU counts).
+const LOST_RING_FULL: u32 = 0;
+const LOST_RECOVERED: u32 = 1;
 
 fn human_bytes(n: u64) -> String {
     match n {
@@ -1284,9 +1301,8 @@ pub fn run(cfg: Config) -> Result<()> {
     let mut ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("map EVENTS missing")?)?;
     let lost_map: PerCpuArray<MapData, u64> =
         PerCpuArray::try_from(ebpf.take_map("LOST").context("map LOST missing")?)?;
-    let misses = Misses::of(&ebpf, &probes::owner_programs());
-    // Records the full ring refused, plus runs the kernel skipped (see `misses`).
-    let lost_events = || lost_events(&lost_map) + misses.total();
+    let misses = Misses::of(&ebpf, &probes::programs_without_rows());
+    let lost_events = || lost_events(&lost_map, &misses);
     let stack_map: Option<StackTraceMap<MapData>> = if cfg.kstack {
         Some(StackTraceMap::try_from(
             ebpf.take_map("STACKS").context("map STACKS missing")?,
@@ -1599,6 +1615,15 @@ mod tests {
         })
         .join()
         .unwrap();
+    }
+
+    #[test]
+    fn skipped_runs_made_up_for_are_not_lost() {
+        assert_eq!(lost_total(0, 0, 0), 0);
+        assert_eq!(lost_total(3, 5, 5), 3, "every skipped run made up for");
+        assert_eq!(lost_total(3, 5, 2), 6, "three skipped runs not made up for");
+        // Read while a twin counted a run whose skip was read before it.
+        assert_eq!(lost_total(0, 4, 5), 0);
     }
 
     #[test]

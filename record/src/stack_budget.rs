@@ -123,7 +123,7 @@ fn chain(all: &[Func], f: &Func, seen: &mut Vec<String>) -> (u32, Vec<String>) {
 }
 
 /// Every program's worst chain, as (program, bytes, path).
-fn budgets(elf: &[u8]) -> Vec<(String, u32, Vec<String>)> {
+pub(crate) fn budgets(elf: &[u8]) -> Vec<(String, u32, Vec<String>)> {
     let all = funcs(elf);
     let obj = object::File::parse(elf).expect("ELF");
     all.iter()

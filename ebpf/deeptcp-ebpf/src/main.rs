@@ -113,9 +113,17 @@ static FILTER_KINDS: Global<u32> = Global::new(0);
 /// Events to user space; the loader sets the size (`--ring-size`).
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
-/// Per-CPU count of events dropped because `EVENTS` was full.
+/// Per-CPU counts: slot [`LOST_RING_FULL`], events dropped because `EVENTS`
+/// was full; slot [`LOST_RECOVERED`], runs the kernel skipped that a
+/// nested twin made instead (see [`tp_with_twin`]).
 #[map]
-static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
+const LOST_RING_FULL: u32 = 0;
+const LOST_RECOVERED: u32 = 1;
+/// Per-CPU, per twinned hook ([`twin`]): whether its first program is
+/// running on this CPU (interrupted, when another run of the hook sees it).
+#[map]
+static BUSY: PerCpuArray<u32> = PerCpuArray::with_max_entries(twin::HOOKS, 0);
 /// Kernel stacks for `-K`.
 #[map]
 static STACKS: StackTrace = StackTrace::with_max_entries(16384, 0);
@@ -330,7 +338,12 @@ impl Mem for Probe {
 
 #[inline(always)]
 fn count_lost() {
-    if let Some(p) = LOST.get_ptr_mut(0) {
+    count(LOST_RING_FULL);
+}
+
+#[inline(always)]
+fn count(slot: u32) {
+    if let Some(p) = LOST.get_ptr_mut(slot) {
         // SAFETY: this CPU's slot; a lost increment under nesting is tolerable.
         unsafe { *p += 1 };
     }
@@ -930,17 +943,75 @@ fn reset_without_full_sock<M: Mem, C: StackIdContext>(
 
 // ---- tracepoints (tp_btf): the first rung of every ladder that has one ----
 
-#[btf_tracepoint(function = "inet_sock_set_state")]
-pub fn inet_sock_set_state(ctx: BtfTracePointContext) -> i32 {
-    let _ = try_set_state(&ctx);
-    0
+/// The hooks whose programs have a nested twin, by [`BUSY`] slot.
+mod twin {
+    pub const SET_STATE: u32 = 0;
+    pub const RETRANSMIT: u32 = 1;
+    pub const RECEIVE_RESET: u32 = 2;
+    pub const SEND_RESET: u32 = 3;
+    pub const ERROR_REPORT: u32 = 4;
+    pub const DESTROY: u32 = 5;
+    pub const HOOKS: u32 = 6;
 }
 
-#[btf_tracepoint(function = "tcp_retransmit_skb")]
-pub fn tcp_retransmit_skb(ctx: BtfTracePointContext) -> i32 {
-    let _ = sock_event::<Btf, _>(&ctx, ctx.arg(0), kind::RETRANSMIT, probe::TP_RETRANSMIT_SKB, false);
-    0
+/// A tp_btf program and its nested twin on the same hook. The kernel runs a
+/// tracing program at most once per CPU at a time: when the hook fires in a
+/// softirq that interrupted the program (TCP's receive path interrupting a
+/// `close()` or `connect()` on the same CPU), that run is skipped and only
+/// counted in the program's `recursion_misses`, and its event is lost. The
+/// twin makes exactly those events: it runs on every firing, returns at
+/// once unless the first program is running on this CPU ([`BUSY`]), and
+/// otherwise makes the event the kernel skipped the first program for,
+/// counting it in [`LOST_RECOVERED`] so that `record` can tell the skipped
+/// runs that were made up for from those that were not. (Softirqs do not
+/// nest, and tp_btf programs run with preemption off: the twin itself is
+/// never skipped while it makes an event.)
+macro_rules! tp_with_twin {
+    ($hook:literal, $name:ident, $twin:ident, $slot:expr, |$ctx:ident| $body:expr) => {
+        #[btf_tracepoint(function = $hook)]
+        pub fn $name($ctx: BtfTracePointContext) -> i32 {
+            let busy = BUSY.get_ptr_mut($slot);
+            if let Some(b) = busy {
+                // SAFETY: this CPU's slot; this program does not nest on it.
+                unsafe { *b = 1 };
+            }
+            let _ = $body;
+            if let Some(b) = busy {
+                // SAFETY: as above.
+                unsafe { *b = 0 };
+            }
+            0
+        }
+
+        #[btf_tracepoint(function = $hook)]
+        pub fn $twin($ctx: BtfTracePointContext) -> i32 {
+            match BUSY.get_ptr($slot) {
+                // SAFETY: this CPU's slot, read once.
+                Some(b) if unsafe { *b } != 0 => {}
+                _ => return 0,
+            }
+            count(LOST_RECOVERED);
+            let _ = $body;
+            0
+        }
+    };
 }
+
+tp_with_twin!(
+    "inet_sock_set_state",
+    inet_sock_set_state,
+    inet_sock_set_state_nested,
+    twin::SET_STATE,
+    |ctx| try_set_state(&ctx)
+);
+
+tp_with_twin!(
+    "tcp_retransmit_skb",
+    tcp_retransmit_skb,
+    tcp_retransmit_skb_nested,
+    twin::RETRANSMIT,
+    |ctx| sock_event::<Btf, _>(&ctx, ctx.arg(0), kind::RETRANSMIT, probe::TP_RETRANSMIT_SKB, false)
+);
 
 #[btf_tracepoint(function = "tcp_retransmit_synack")]
 pub fn tcp_retransmit_synack(ctx: BtfTracePointContext) -> i32 {
@@ -955,29 +1026,37 @@ pub fn tcp_retransmit_synack(ctx: BtfTracePointContext) -> i32 {
     0
 }
 
-#[btf_tracepoint(function = "tcp_receive_reset")]
-pub fn tcp_receive_reset(ctx: BtfTracePointContext) -> i32 {
-    let _ = sock_event::<Btf, _>(&ctx, ctx.arg(0), kind::RESET_RECV, probe::TP_RECEIVE_RESET, false);
-    0
-}
+tp_with_twin!(
+    "tcp_receive_reset",
+    tcp_receive_reset,
+    tcp_receive_reset_nested,
+    twin::RECEIVE_RESET,
+    |ctx| sock_event::<Btf, _>(&ctx, ctx.arg(0), kind::RESET_RECV, probe::TP_RECEIVE_RESET, false)
+);
 
-#[btf_tracepoint(function = "tcp_send_reset")]
-pub fn tcp_send_reset(ctx: BtfTracePointContext) -> i32 {
-    let _ = try_send_reset(&ctx);
-    0
-}
+tp_with_twin!(
+    "tcp_send_reset",
+    tcp_send_reset,
+    tcp_send_reset_nested,
+    twin::SEND_RESET,
+    |ctx| try_send_reset(&ctx)
+);
 
-#[btf_tracepoint(function = "inet_sk_error_report")]
-pub fn inet_sk_error_report(ctx: BtfTracePointContext) -> i32 {
-    let _ = try_error_report(&ctx);
-    0
-}
+tp_with_twin!(
+    "inet_sk_error_report",
+    inet_sk_error_report,
+    inet_sk_error_report_nested,
+    twin::ERROR_REPORT,
+    |ctx| try_error_report(&ctx)
+);
 
-#[btf_tracepoint(function = "tcp_destroy_sock")]
-pub fn tcp_destroy_sock(ctx: BtfTracePointContext) -> i32 {
-    let _ = try_destroy(&ctx);
-    0
-}
+tp_with_twin!(
+    "tcp_destroy_sock",
+    tcp_destroy_sock,
+    tcp_destroy_sock_nested,
+    twin::DESTROY,
+    |ctx| try_destroy(&ctx)
+);
 
 #[btf_tracepoint(function = "tcp_probe")]
 pub fn tcp_probe(ctx: BtfTracePointContext) -> i32 {
