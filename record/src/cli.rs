@@ -253,6 +253,24 @@ pub enum OwnerStore {
     Socket,
 }
 
+impl OwnerStore {
+    /// The eBPF programs' `Config::owner_store` value.
+    pub fn wire(self) -> u16 {
+        match self {
+            OwnerStore::Hash => deeptcp_common::owner_store::HASH,
+            OwnerStore::Socket => deeptcp_common::owner_store::SK_STORAGE,
+        }
+    }
+
+    /// How the probe report and the start line name it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            OwnerStore::Hash => "cookie hash",
+            OwnerStore::Socket => "socket storage",
+        }
+    }
+}
+
 /// What `record` was asked to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {

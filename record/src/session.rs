@@ -31,7 +31,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use aya::maps::HashMap as AyaHashMap;
 use aya::maps::{MapData, PerCpuArray, RingBuf, StackTraceMap};
 use aya::{Ebpf, EbpfLoader};
-use deeptcp_common::{owner_store, Config as BpfConfig, ExtraFilters, ListenKey, Owner, TupleKey, WireEvent};
+use deeptcp_common::{Config as BpfConfig, ExtraFilters, ListenKey, Owner, TupleKey, WireEvent};
 use deeptcp_format::writer::segment_files;
 use deeptcp_format::{
     checkpoint_path, segment_path, stacks_path, EventKind, EventWriter, LostInterval, ProbeStatus, RecordingMeta,
@@ -1075,7 +1075,7 @@ fn load_and_attach(
     bpf_cfg: &BpfConfig,
     extra: &ExtraFilters,
     how: &Attach<'_>,
-) -> Result<(Ebpf, Vec<ProbeStatus>, u16)> {
+) -> Result<(Ebpf, Vec<ProbeStatus>, OwnerStore)> {
     let object = EBPF_OBJECT.ok_or_else(no_object)?;
     crate::privileges::check()?;
     let kbtf = btf::Btf::from_sys_fs().with_context(|| {
@@ -1089,14 +1089,12 @@ fn load_and_attach(
     let aya_btf = aya::Btf::from_sys_fs().context("reading kernel BTF")?;
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
     let cgroup = probes::cgroup2_mount(&mounts);
-    let mut cfg = BpfConfig {
-        owner_store: match how.owner_store {
-            OwnerStore::Hash => owner_store::HASH,
-            OwnerStore::Socket => owner_store::SK_STORAGE,
-        },
-        ..*bpf_cfg
-    };
+    let mut store = how.owner_store;
     loop {
+        let cfg = BpfConfig {
+            owner_store: store.wire(),
+            ..*bpf_cfg
+        };
         let mut ebpf = EbpfLoader::new()
             .override_global("OFFSETS", &offsets, true)
             .override_global("CONFIG", &cfg, true)
@@ -1116,22 +1114,13 @@ fn load_and_attach(
             kinds: how.kinds,
         };
         let statuses = probes::attach_all(&mut ebpf, &env);
-        if cfg.owner_store == owner_store::SK_STORAGE && probes::uses_kprobes(&statuses) {
+        if store == OwnerStore::Socket && probes::uses_kprobes(&statuses) {
             // Detaches everything (nothing was read from the ring yet).
             drop(ebpf);
-            cfg.owner_store = owner_store::HASH;
+            store = OwnerStore::Hash;
             continue;
         }
-        return Ok((ebpf, statuses, cfg.owner_store));
-    }
-}
-
-/// How the report and the start line name an owner store.
-fn owner_store_name(store: u16) -> &'static str {
-    if store == owner_store::SK_STORAGE {
-        "socket storage"
-    } else {
-        "cookie hash"
+        return Ok((ebpf, statuses, store));
     }
 }
 
@@ -1147,7 +1136,7 @@ pub fn list_probes(disabled: &[String], owner_store: OwnerStore) -> Result<()> {
     use std::io::Write as _;
     let mut out = std::io::stdout().lock();
     let report = probes::render_report(&statuses, &mut out)
-        .and_then(|()| writeln!(out, "\nsocket owners kept in: {}", owner_store_name(store)));
+        .and_then(|()| writeln!(out, "\nsocket owners kept in: {}", store.describe()));
     match report {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => other.context("writing the report"),
@@ -1402,7 +1391,7 @@ pub fn run(cfg: Config) -> Result<()> {
         };
         say!(
             "record: tracing TCP events{into} ({attached} probes attached, owners in {}, {} existing sockets). Ctrl-C to end.",
-            owner_store_name(store),
+            store.describe(),
             sockets.len()
         );
     }

@@ -52,7 +52,7 @@ fn fin_connect_accept_and_owner_attribution() {
 fn owner_attribution_in_socket_storage() {
     let test = "owner_attribution_in_socket_storage";
     owner_attribution(test, &["--owner-store", "socket"], "socket storage");
-    if std::path::Path::new("/sys/bus/event_source/devices/kprobe/type").exists() {
+    if kprobes_available() {
         owner_attribution(
             test,
             &["--owner-store", "socket", "--disable-probe", "fexit:inet_csk_accept"],
@@ -783,7 +783,7 @@ fn list_probes_reports_every_kind_on_this_kernel() {
     // The default owner store, named after the table.
     assert!(text.ends_with("\n\nsocket owners kept in: cookie hash\n"), "{text}");
     // Without kprobe support no kprobe rung can be the one used.
-    let kprobes = std::path::Path::new("/sys/bus/event_source/devices/kprobe/type").exists();
+    let kprobes = kprobes_available();
     if !kprobes {
         for l in report
             .lines

@@ -904,13 +904,13 @@ fn refresh_owner<M: Mem>(sk: *const u8) -> Result<(), i32> {
         M::get(sk, off!(skc_cookie))
     };
     let me = bpf_get_current_pid_tgid();
-    if let Some(p) = M::owner(sk, cookie) {
+    match M::owner(sk, cookie) {
         // SAFETY: the kept value, read in place for this run.
-        if unsafe { (*p).pid_tgid } == me {
-            return Ok(());
-        }
-    } else if cookie == 0 && !in_sk_storage() {
-        return Ok(());
+        Some(p) if unsafe { (*p).pid_tgid } == me => return Ok(()),
+        // Nothing kept for a socket without a cookie yet: a hash entry
+        // needs one (its first state change will make it).
+        None if cookie == 0 && !in_sk_storage() => return Ok(()),
+        _ => {}
     }
     M::keep_owner(sk, cookie, &current_owner(netns_of::<M>(sk)), true);
     Ok(())

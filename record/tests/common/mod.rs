@@ -60,6 +60,12 @@ pub fn wait_until(what: &str, bound: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Whether this kernel has kprobes (6.1 and 6.12 do; this machine's 6.18
+/// has them compiled out).
+pub fn kprobes_available() -> bool {
+    std::path::Path::new("/sys/bus/event_source/devices/kprobe/type").exists()
+}
+
 pub fn required() -> bool {
     std::env::var_os("DEEPTCP_REQUIRE_LIVE").is_some_and(|v| v == "1")
 }
