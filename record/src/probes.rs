@@ -433,6 +433,8 @@ pub struct AttachEnv<'a> {
     pub disabled: &'a [String],
     /// `--kind` (empty: every kind).
     pub kinds: &'a [EventKind],
+    /// `--recover-nested`: attach each tracepoint's nested twin too.
+    pub twins: bool,
 }
 
 /// Whether a ladder for `kind` runs when the recording wants `kinds`
@@ -464,7 +466,7 @@ fn attach_rung(ebpf: &mut Ebpf, env: &AttachEnv<'_>, rung: &Rung, set_state_atta
             let p: &mut BtfTracePoint = program(ebpf, rung.program)?;
             p.load(rung.target, env.btf)?;
             p.attach()?;
-            if let Some(twin) = twin_of(rung.program) {
+            if let Some(twin) = twin_of(rung.program).filter(|_| env.twins) {
                 // Without it, skipped runs are counted as lost, not made up for.
                 let t: &mut BtfTracePoint = program(ebpf, &twin)?;
                 t.load(rung.target, env.btf)

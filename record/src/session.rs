@@ -1065,6 +1065,8 @@ struct Attach<'a> {
     /// `--kind` (empty: every kind); other kinds' ladders are not attached.
     kinds: &'a [EventKind],
     owner_store: OwnerStore,
+    /// `--recover-nested`.
+    twins: bool,
 }
 
 /// Loads the object and walks the ladders. With `--owner-store socket`,
@@ -1112,6 +1114,7 @@ fn load_and_attach(
             cgroup: cgroup.as_deref(),
             disabled: how.disabled,
             kinds: how.kinds,
+            twins: how.twins,
         };
         let statuses = probes::attach_all(&mut ebpf, &env);
         if store == OwnerStore::Socket && probes::uses_kprobes(&statuses) {
@@ -1131,6 +1134,7 @@ pub fn list_probes(disabled: &[String], owner_store: OwnerStore) -> Result<()> {
         disabled,
         kinds: &[],
         owner_store,
+        twins: false,
     };
     let (_ebpf, statuses, store) = load_and_attach(&BpfConfig::UNSET, &ExtraFilters::ANY, &how)?;
     use std::io::Write as _;
@@ -1250,6 +1254,7 @@ pub fn run(cfg: Config) -> Result<()> {
         disabled: &cfg.disabled,
         kinds: &f.kinds,
         owner_store: cfg.owner_store,
+        twins: cfg.recover_nested,
     };
     let (mut ebpf, statuses, store) = load_and_attach(&bpf_cfg, &extra_filters(f), &how)?;
     // Every inference and most attribution build on state_change: without
@@ -1389,8 +1394,13 @@ pub fn run(cfg: Config) -> Result<()> {
             (Some(o), None) => format!(" into {}", o.display()),
             (None, _) => String::new(),
         };
+        let nested = if cfg.recover_nested {
+            ", nested runs recovered"
+        } else {
+            ""
+        };
         say!(
-            "record: tracing TCP events{into} ({attached} probes attached, owners in {}, {} existing sockets). Ctrl-C to end.",
+            "record: tracing TCP events{into} ({attached} probes attached, owners in {}{nested}, {} existing sockets). Ctrl-C to end.",
             store.describe(),
             sockets.len()
         );

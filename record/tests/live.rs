@@ -865,3 +865,59 @@ fn address_comm_and_kind_filters_run_in_the_kernel() {
     let (_, ev, _) = rec.stop(libc::SIGINT);
     assert!(ev.is_empty(), "{} events passed a filter nothing matches", ev.len());
 }
+
+/// `--recover-nested` attaches a second program to each event-making
+/// tracepoint; it must make only the events the first one was skipped for,
+/// never a second copy. Two recorders see the same traffic at once, one
+/// with the twins: the same rows, and exactly the twins' programs more.
+#[test]
+fn recover_nested_adds_the_twins_and_no_duplicate_rows() {
+    let test = "recover_nested_adds_the_twins_and_no_duplicate_rows";
+    if !can_run(test) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let plain_path = dir.path().join("plain.parquet");
+    let twins_path = dir.path().join("twins.parquet");
+    let Some(plain) = Recorder::start(test, &plain_path, &[]) else {
+        return;
+    };
+    let Some(twins) = Recorder::start(test, &twins_path, &["--recover-nested"]) else {
+        return;
+    };
+    assert!(
+        twins.stderr().contains("nested runs recovered") && !plain.stderr().contains("nested runs"),
+        "start lines: {}\n{}",
+        plain.stderr(),
+        twins.stderr()
+    );
+    // Every row-making tracepoint attaches here (6.18), so each has its twin.
+    let extra = recorder_progs(&twins).len() as i64 - recorder_progs(&plain).len() as i64;
+    assert_eq!(extra, 6, "programs with --recover-nested beyond the plain recorder's");
+    let t = run_traffic();
+    let (pm, pe, _) = plain.stop(libc::SIGINT);
+    let (tm, te, _) = twins.stop(libc::SIGINT);
+    assert_eq!((pm.lost_events, tm.lost_events), (0, 0));
+    let ports: HashSet<u16> = t.steps.iter().map(|(_, p)| *p).chain([t.port4, t.port6]).collect();
+    let rows = |ev: &[Event]| {
+        let mut v: Vec<_> = ev
+            .iter()
+            .filter(|e| e.kind != EventKind::Snapshot && (ports.contains(&e.sport) || ports.contains(&e.dport)))
+            .map(|e| {
+                (
+                    e.kind.as_str(),
+                    e.oldstate,
+                    e.newstate,
+                    e.sport,
+                    e.dport,
+                    e.probe.to_string(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let (a, b) = (rows(&pe), rows(&te));
+    assert!(a.len() > 40, "the traffic's rows: {}", dump(&pe));
+    assert_eq!(a, b, "rows differ with --recover-nested");
+}

@@ -965,7 +965,11 @@ mod twin {
 /// counting it in [`LOST_RECOVERED`] so that `record` can tell the skipped
 /// runs that were made up for from those that were not. (Softirqs do not
 /// nest, and tp_btf programs run with preemption off: the twin itself is
-/// never skipped while it makes an event.)
+/// never skipped while it makes an event.) `record --recover-nested`
+/// attaches the twins: each costs a program run (~40 ns) per firing, to
+/// make up for a few events per million under heavy churn, most of them
+/// (the kernel's own bookkeeping around a run, outside [`BUSY`]'s window,
+/// leaves some skipped runs that no twin sees; those stay counted as lost).
 macro_rules! tp_with_twin {
     ($hook:literal, $name:ident, $twin:ident, $slot:expr, |$ctx:ident| $body:expr) => {
         #[btf_tracepoint(function = $hook)]
