@@ -11,7 +11,9 @@ Runs every case over 127.0.0.1 and prints one line per case,
                  closes: the client receives the FIN in FIN_WAIT2
   orphan_no_fin  client close()s; the server acks the FIN and keeps its end
                  open: the client's FIN_WAIT2 -> CLOSE hands over to a
-                 FIN_WAIT2 time-wait socket with no FIN received
+                 FIN_WAIT2 time-wait socket with no FIN received (if the
+                 ACK found the socket locked, the orphan stays in FIN_WAIT2
+                 and receives the server's FIN: "orphan_no_fin_held" then)
   close_no_fin   client shutdown(SHUT_WR), FIN_WAIT2, then close(): the same
                  hand-over, in close() (sk_shutdown has RCV_SHUTDOWN)
   linger2_no_fin as close_no_fin with TCP_LINGER2 -1: CLOSE and a reset
@@ -83,14 +85,33 @@ def fin_in_fw2(listener):
     c.close()
 
 
+def in_fin_wait2(port):
+    """Whether a socket with local port `port` is in FIN_WAIT2 (/proc/net/tcp
+    of this network namespace)."""
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if int(fields[1].split(":")[1], 16) == port and int(fields[3], 16) == TCP_FIN_WAIT2:
+                return True
+    return False
+
+
 def orphan_no_fin(listener):
     c, a = pair(listener)
-    print("orphan_no_fin", *ports(c), flush=True)
+    cp, sp = ports(c)
+    print("orphan_no_fin", cp, sp, flush=True)
     c.close()
     ack_now(a)
-    # The ack reaches the orphan at once over loopback; the delayed-ack
-    # timer would send it within 200 ms anyway.
-    time.sleep(0.5)
+    # The ack reaches the orphan at once over loopback (the delayed-ack timer
+    # would send it within 200 ms anyway) and hands it over to a FIN_WAIT2
+    # time-wait socket. Unless close() still held the socket's lock then: the
+    # orphan then waits in FIN_WAIT2 for its timer (60 s), and the FIN sent
+    # below reaches it, a real FIN received. Said, so the test knows.
+    deadline = time.monotonic() + 2
+    while in_fin_wait2(cp) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if in_fin_wait2(cp):
+        print("orphan_no_fin_held", cp, sp, flush=True)
     a.close()
 
 

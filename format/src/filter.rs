@@ -1,5 +1,6 @@
 //! Event filters shared by `analyze` (which applies them to recorded rows)
-//! and `record` (which can compile the same options into its BPF programs).
+//! and `record` (which parses the same options and turns them into its BPF
+//! programs' in-kernel filters).
 //!
 //! Each command-line option has a parser here (`parse_*`, usable directly as
 //! a clap `value_parser`: it returns a one-line message on bad input) and a

@@ -1,7 +1,7 @@
 //! Streaming writer: rows in, zstd Parquet out.
 //!
 //! Rows come as [`RowBatch`]es ([`EventWriter::write_rows`]: the recorder
-//! fills them on its drain thread straight from the kernel's records) or
+//! fills them on its writer thread straight from the kernel's records) or
 //! one [`Event`] at a time ([`EventWriter::push`], buffered in a batch of
 //! `batch_rows`). Every batch (or `batch_rows` of one) becomes a data page
 //! per column of the current row group, encoded here (see `encode` and

@@ -909,8 +909,7 @@ struct Status {
 
 impl Status {
     fn new(quiet: bool, every: Duration) -> Self {
-        // SAFETY: isatty on a constant, always-valid descriptor number.
-        let tty = unsafe { libc::isatty(libc::STDERR_FILENO) } == 1;
+        let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
         Status {
             quiet,
             tty,

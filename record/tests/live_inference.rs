@@ -73,6 +73,10 @@ impl Cases {
             .map(|(_, a, b)| (*a, *b))
             .unwrap_or_else(|| panic!("inference.py printed no {name} line"))
     }
+
+    fn has(&self, name: &str) -> bool {
+        self.0.iter().any(|(n, _, _)| n == name)
+    }
 }
 
 /// Runs testdata/inference.py inside `ns`; panics with its output on failure.
@@ -188,7 +192,13 @@ fn check(events: &[Event], cases: &Cases) {
             "{case}: the client's FIN_WAIT2 -> CLOSE is recorded:\n{}",
             rows(&client)
         );
-        none(&client, EventKind::FinRecv, case);
+        if cases.has(&format!("{case}_held")) {
+            // The orphan stayed in FIN_WAIT2 and did receive the FIN
+            // (inference.py): the case did not happen this run.
+            eprintln!("{case}: the orphan was held in FIN_WAIT2 and received the FIN; not checked");
+        } else {
+            none(&client, EventKind::FinRecv, case);
+        }
         let e = one(&client, EventKind::FinSent, case);
         assert_eq!(e.newstate, Some(FinWait1), "{case}");
         // The server did receive the client's FIN.
