@@ -237,7 +237,25 @@ impl Traffic {
 }
 
 pub fn run_traffic() -> Traffic {
-    let mut server = Command::new("python3")
+    run_traffic_in(None)
+}
+
+/// A `python3` command, run inside `netns` when given (`ip netns exec`
+/// execs it: the pid is python's).
+fn python_in(netns: Option<&NamedNetns>) -> Command {
+    match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", &ns.name, "python3"]);
+            c
+        }
+        None => Command::new("python3"),
+    }
+}
+
+/// [`run_traffic`] inside `netns` (only its own loopback traffic there).
+pub fn run_traffic_in(netns: Option<&NamedNetns>) -> Traffic {
+    let mut server = python_in(netns)
         .arg(traffic_script())
         .arg("server")
         .stdout(Stdio::piped())
@@ -250,7 +268,7 @@ pub fn run_traffic() -> Traffic {
     assert_eq!(parts.first(), Some(&"READY"), "server said {ready:?}");
     let port4: u16 = parts[1].parse().unwrap();
     let port6: u16 = parts[2].parse().unwrap();
-    let client = Command::new("python3")
+    let client = python_in(netns)
         .arg(traffic_script())
         .args(["client", &port4.to_string(), &port6.to_string()])
         .stdout(Stdio::piped())
