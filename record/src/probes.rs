@@ -467,11 +467,21 @@ fn attach_rung(ebpf: &mut Ebpf, env: &AttachEnv<'_>, rung: &Rung, set_state_atta
             p.load(rung.target, env.btf)?;
             p.attach()?;
             if let Some(twin) = twin_of(rung.program).filter(|_| env.twins) {
-                // Without it, skipped runs are counted as lost, not made up for.
-                let t: &mut BtfTracePoint = program(ebpf, &twin)?;
-                t.load(rung.target, env.btf)
-                    .and_then(|()| t.attach().map(drop))
-                    .with_context(|| format!("attaching {twin}"))?;
+                // Not the rung's failure: the first program is attached and
+                // records; without its twin, runs the kernel skips are
+                // counted as lost, not made up for.
+                let attached = program::<BtfTracePoint>(ebpf, &twin).and_then(|t| {
+                    t.load(rung.target, env.btf)?;
+                    t.attach()?;
+                    Ok(())
+                });
+                if let Err(e) = attached {
+                    say!(
+                        "record: warning: {twin} did not attach ({}); runs the kernel skips on {} are counted as lost, not made up for",
+                        summarize_error(&format!("{e:#}")),
+                        rung.target
+                    );
+                }
             }
         }
         Hook::FEntry => {
