@@ -45,24 +45,46 @@ const ECONNREFUSED: i32 = 111;
 /// `PATH_MAX - 1` and the last one.
 pub const PATH_MAX: usize = 16;
 
-/// The sequence of TCP states a socket went through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// The sequence of TCP states a socket went through, with when each was
+/// entered where the recording shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StatePath {
     states: [u8; PATH_MAX],
+    /// Wall-clock ns at which `states[i]` was entered; [`UNKNOWN_AT`] when
+    /// the socket was already in it at its first row, or the state was
+    /// only implied by a later row.
+    at: [i64; PATH_MAX],
     len: u8,
     /// States dropped from the middle of an overlong path.
     elided: u32,
 }
 
-impl StatePath {
-    pub fn push(&mut self, s: TcpState) {
-        if (self.len as usize) < PATH_MAX {
-            self.states[self.len as usize] = s as u8;
-            self.len += 1;
-        } else {
-            self.states[PATH_MAX - 1] = s as u8;
-            self.elided += 1;
+/// An entry time the recording does not show.
+const UNKNOWN_AT: i64 = i64::MIN;
+
+impl Default for StatePath {
+    fn default() -> Self {
+        StatePath {
+            states: [0; PATH_MAX],
+            at: [UNKNOWN_AT; PATH_MAX],
+            len: 0,
+            elided: 0,
         }
+    }
+}
+
+impl StatePath {
+    /// Appends `s`, entered at wall-clock `at` (`None`: not shown by the recording).
+    pub fn push(&mut self, s: TcpState, at: Option<i64>) {
+        let i = if (self.len as usize) < PATH_MAX {
+            self.len += 1;
+            self.len as usize - 1
+        } else {
+            self.elided += 1;
+            PATH_MAX - 1
+        };
+        self.states[i] = s as u8;
+        self.at[i] = at.unwrap_or(UNKNOWN_AT);
     }
 
     pub fn last(&self) -> Option<TcpState> {
@@ -82,9 +104,31 @@ impl StatePath {
 
     /// The kept states, in order.
     pub fn states(&self) -> impl Iterator<Item = TcpState> + '_ {
-        self.states[..self.len as usize]
-            .iter()
-            .filter_map(|&s| TcpState::from_kernel(s))
+        self.timed(None).map(|(s, _)| s)
+    }
+
+    /// The kept states with the time spent in each, ns: from its entry to
+    /// the next state's, both recorded. The last state's time runs to
+    /// `open_until` (the end of the recording, for a socket still open);
+    /// `None` for a closed socket's last state. A state whose successors
+    /// were elided has no time either.
+    pub fn timed(&self, open_until: Option<i64>) -> impl Iterator<Item = (TcpState, Option<i64>)> + '_ {
+        let n = self.len as usize;
+        (0..n).filter_map(move |i| {
+            let s = TcpState::from_kernel(self.states[i])?;
+            let next = if i + 1 < n {
+                let gap = i + 2 == PATH_MAX && self.elided > 0;
+                (!gap).then_some(self.at[i + 1])
+            } else {
+                open_until
+            };
+            let start = self.at[i];
+            let ns = match next {
+                Some(end) if start != UNKNOWN_AT && end != UNKNOWN_AT => Some(end.saturating_sub(start).max(0)),
+                _ => None,
+            };
+            Some((s, ns))
+        })
     }
 }
 
@@ -250,8 +294,17 @@ pub struct Conn {
     pub bytes_acked: Option<u64>,
     /// Last `bytes_received` seen.
     pub bytes_received: Option<u64>,
-    /// Last smoothed RTT seen, µs.
+    /// Last smoothed RTT seen, µs (rows with 0, no RTT sample yet, are not samples).
     pub srtt_us: Option<u32>,
+    /// Smallest and largest smoothed RTT seen, µs.
+    pub srtt_min_us: Option<u32>,
+    pub srtt_max_us: Option<u32>,
+    /// Congestion window (segments) of the last row up to the close.
+    pub cwnd: Option<u32>,
+    /// Handshake time, ns: SYN_SENT -> ESTABLISHED for a connect,
+    /// SYN_RECV -> ESTABLISHED for an accepted child; `None` unless both
+    /// transitions were recorded.
+    pub handshake_ns: Option<i64>,
     /// Began before the recording (first event not a start, or a snapshot row).
     pub opened_before: bool,
     /// Set by [`Tracker`] when the connection is handed out.
@@ -271,6 +324,8 @@ pub struct Conn {
     first_fin: Option<Side>,
     first_reset: Option<Side>,
     first_err: i32,
+    /// When the handshake's first state (SYN_SENT or SYN_RECV) was entered.
+    handshake_from: Option<i64>,
     /// v1 connect waiting for its source port.
     pending: bool,
     key: Key,
@@ -322,6 +377,10 @@ impl Conn {
             bytes_acked: None,
             bytes_received: None,
             srtt_us: None,
+            srtt_min_us: None,
+            srtt_max_us: None,
+            cwnd: None,
+            handshake_ns: None,
             opened_before: !is_start(ev),
             reason: CloseReason::StillOpen,
             matched: false,
@@ -336,6 +395,7 @@ impl Conn {
             first_fin: None,
             first_reset: None,
             first_err: 0,
+            handshake_from: None,
             pending: false,
             key,
             aliases: Vec::new(),
@@ -389,8 +449,15 @@ impl Conn {
         if let Some(v) = ev.tcp.bytes_received {
             self.bytes_received = Some(v);
         }
-        if let Some(v) = ev.tcp.srtt_us {
+        if let Some(v) = ev.tcp.srtt_us.filter(|&v| v > 0) {
             self.srtt_us = Some(v);
+            self.srtt_min_us = Some(self.srtt_min_us.map_or(v, |m| m.min(v)));
+            self.srtt_max_us = Some(self.srtt_max_us.map_or(v, |m| m.max(v)));
+        }
+        if let Some(v) = ev.tcp.snd_cwnd.filter(|&v| v > 0) {
+            if self.end.is_none() {
+                self.cwnd = Some(v);
+            }
         }
 
         let was_closed = self.closed();
@@ -398,12 +465,12 @@ impl Conn {
             EventKind::StateChange => {
                 if let Some(old) = ev.oldstate {
                     if self.path.last() != Some(old) {
-                        self.path.push(old);
+                        self.path.push(old, None);
                     }
                 }
                 if let Some(new) = ev.newstate {
-                    self.path.push(new);
-                    self.enter(new);
+                    self.path.push(new, Some(ts));
+                    self.enter(new, Some(ts));
                     match (ev.oldstate, new) {
                         (Some(Established) | Some(SynRecv), FinWait1) => self.fin(Side::Local),
                         (Some(Established), CloseWait) => self.fin(Side::Remote),
@@ -413,17 +480,17 @@ impl Conn {
             }
             EventKind::Connect => {
                 if self.path.is_empty() {
-                    self.path.push(Close);
-                    self.path.push(SynSent);
-                    self.enter(SynSent);
+                    self.path.push(Close, None);
+                    self.path.push(SynSent, Some(ts));
+                    self.enter(SynSent, Some(ts));
                 }
                 self.syn_sent = true;
             }
             other => {
                 if self.path.is_empty() {
                     if let Some(s) = ev.newstate {
-                        self.path.push(s);
-                        self.enter(s);
+                        self.path.push(s, None);
+                        self.enter(s, None);
                     }
                 }
                 match other {
@@ -467,15 +534,51 @@ impl Conn {
         now_closed && !was_closed
     }
 
-    fn enter(&mut self, s: TcpState) {
+    /// The socket is in state `s` from `at` (`None`: since before its first row).
+    fn enter(&mut self, s: TcpState, at: Option<i64>) {
         self.state = Some(s);
         match s {
-            TcpState::Established => self.established = true,
+            TcpState::Established => {
+                if let (Some(from), Some(at), None) = (self.handshake_from, at, self.handshake_ns) {
+                    self.handshake_ns = Some(at.saturating_sub(from).max(0));
+                }
+                self.established = true;
+            }
             TcpState::Listen => self.listener = true,
-            TcpState::SynSent => self.syn_sent = true,
-            TcpState::SynRecv => self.syn_recv = true,
+            TcpState::SynSent | TcpState::SynRecv => {
+                if s == TcpState::SynSent {
+                    self.syn_sent = true;
+                } else {
+                    self.syn_recv = true;
+                }
+                if !self.established && self.handshake_from.is_none() {
+                    self.handshake_from = at;
+                }
+            }
             _ => {}
         }
+    }
+
+    /// Where the time of a still-open socket's last state runs to: the
+    /// end of its recording (`first_ts + duration_ns` once handed out).
+    pub fn open_until(&self) -> Option<i64> {
+        self.still_open()
+            .then(|| self.first_ts.saturating_add(self.duration_ns))
+    }
+
+    /// Time spent in each state, ns, summed over the path (a state entered
+    /// twice counts twice), in the order first entered; states without a
+    /// recorded time are left out.
+    pub fn time_in_state(&self) -> Vec<(TcpState, i64)> {
+        let mut out: Vec<(TcpState, i64)> = Vec::new();
+        for (s, ns) in self.path.timed(self.open_until()) {
+            let Some(ns) = ns else { continue };
+            match out.iter_mut().find(|(t, _)| *t == s) {
+                Some((_, sum)) => *sum = sum.saturating_add(ns),
+                None => out.push((s, ns)),
+            }
+        }
+        out
     }
 
     fn fin(&mut self, side: Side) {
@@ -1312,10 +1415,138 @@ mod tests {
     }
 
     #[test]
+    fn handshake_and_time_in_state() {
+        // Client: CLOSE -> SYN_SENT (t+1000) -> ESTABLISHED (t+2000) -> ... each row 1000 ns apart.
+        let mut s = S::new(1);
+        s.t = 0;
+        s.connect();
+        s.t += 4_000; // 5 µs in ESTABLISHED
+        s.tr(Established, FinWait1)
+            .tr(FinWait1, FinWait2)
+            .tr(FinWait2, Close)
+            .destroy();
+        let c = one(&s);
+        assert_eq!(c.handshake_ns, Some(1_000));
+        let times: Vec<(&str, i64)> = c.time_in_state().iter().map(|(s, ns)| (s.name(), *ns)).collect();
+        assert_eq!(
+            times,
+            [
+                ("SYN_SENT", 1_000),
+                ("ESTABLISHED", 5_000),
+                ("FIN_WAIT1", 1_000),
+                ("FIN_WAIT2", 1_000)
+            ],
+            "CLOSE before the connect and after the close has no time"
+        );
+
+        // Accepted child: LISTEN (implied) -> SYN_RECV -> ESTABLISHED, accept row between.
+        let mut srv = S::new(2);
+        srv.tr(Listen, SynRecv)
+            .k(EventKind::Accept, Established)
+            .tr(SynRecv, Established);
+        srv.tr(Established, Close);
+        let c = one(&srv);
+        assert_eq!(
+            c.handshake_ns,
+            Some(2_000),
+            "SYN_RECV -> ESTABLISHED, the accept row does not cut it short"
+        );
+        assert_eq!(
+            c.time_in_state()[0],
+            (SynRecv, 2_000),
+            "LISTEN was the listener's, not timed"
+        );
+
+        // Opened before recording: no handshake, no time for the state it was found in.
+        let mut old = S::new(3);
+        old.k(EventKind::Snapshot, Established)
+            .tr(Established, CloseWait)
+            .tr(CloseWait, LastAck);
+        old.tr(LastAck, Close);
+        let c = one(&old);
+        assert_eq!(c.handshake_ns, None);
+        assert_eq!(c.time_in_state(), [(CloseWait, 1_000), (LastAck, 1_000)]);
+
+        // A connect that failed has a SYN_SENT time but no handshake.
+        let mut refused = S::new(4);
+        refused
+            .tr(Close, SynSent)
+            .k(EventKind::ResetRecv, SynSent)
+            .tr(SynSent, Close);
+        let c = one(&refused);
+        assert_eq!(c.handshake_ns, None);
+        assert_eq!(c.time_in_state(), [(SynSent, 2_000)]);
+    }
+
+    #[test]
+    fn still_open_state_runs_to_the_end_of_the_recording() {
+        let mut s = S::new(1);
+        s.t = 0;
+        s.connect(); // ESTABLISHED at 2000
+        let mut t = Tracker::new();
+        let mut out = Vec::new();
+        for (ts, e) in &s.events {
+            t.push(0, 0, *ts, e, Match::Yes, &mut out);
+        }
+        t.finish(|_| 10_000, &mut out);
+        let c = &out[0];
+        assert!(c.still_open());
+        assert_eq!(c.time_in_state(), [(SynSent, 1_000), (Established, 8_000)]);
+    }
+
+    #[test]
+    fn rtt_ignores_rows_without_a_sample_and_cwnd_stops_at_close() {
+        let mut s = S::new(1);
+        s.ev(EventKind::StateChange, Some(Close), Some(SynSent)).tcp.srtt_us = Some(0); // no sample yet: not 0 ms
+        s.ev(EventKind::StateChange, Some(SynSent), Some(Established)).tcp = TcpInfo {
+            srtt_us: Some(0),
+            snd_cwnd: Some(10),
+            ..TcpInfo::default()
+        };
+        let c = one(&s);
+        assert_eq!((c.srtt_us, c.srtt_min_us, c.srtt_max_us), (None, None, None));
+        assert_eq!(c.cwnd, Some(10));
+
+        for (srtt, cwnd) in [(300, 10), (120, 14), (900, 20)] {
+            s.ev(EventKind::Retransmit, None, Some(Established)).tcp = TcpInfo {
+                srtt_us: Some(srtt),
+                snd_cwnd: Some(cwnd),
+                ..TcpInfo::default()
+            };
+        }
+        s.ev(EventKind::StateChange, Some(Established), Some(Close)).tcp = TcpInfo {
+            srtt_us: Some(0),
+            snd_cwnd: Some(7),
+            ..TcpInfo::default()
+        };
+        s.ev(EventKind::DestroySock, None, Some(Close)).tcp.snd_cwnd = Some(99);
+        let c = one(&s);
+        assert_eq!(
+            (c.srtt_us, c.srtt_min_us, c.srtt_max_us),
+            (Some(900), Some(120), Some(900))
+        );
+        assert_eq!(c.cwnd, Some(7), "the close's row, not the destroy's after it");
+    }
+
+    #[test]
+    fn elided_paths_time_only_what_they_keep() {
+        let mut p = StatePath::default();
+        for i in 0..20i64 {
+            p.push(if i % 2 == 0 { Established } else { CloseWait }, Some(i * 10));
+        }
+        let t: Vec<Option<i64>> = p.timed(None).map(|(_, ns)| ns).collect();
+        assert_eq!(t.len(), PATH_MAX);
+        assert!(t[..PATH_MAX - 2].iter().all(|&ns| ns == Some(10)), "{t:?}");
+        assert_eq!(t[PATH_MAX - 2], None, "its successors were elided");
+        assert_eq!(t[PATH_MAX - 1], None, "the last state of a closed path");
+        assert_eq!(p.timed(Some(200)).last(), Some((CloseWait, Some(10))));
+    }
+
+    #[test]
     fn long_paths_are_elided() {
         let mut p = StatePath::default();
         for i in 0..20 {
-            p.push(if i % 2 == 0 { Established } else { CloseWait });
+            p.push(if i % 2 == 0 { Established } else { CloseWait }, None);
         }
         assert_eq!(p.states().count(), PATH_MAX);
         assert_eq!(p.elided(), 4);

@@ -600,6 +600,12 @@ struct JsonConn {
     bytes_acked: Option<u64>,
     bytes_received: Option<u64>,
     srtt_us: Option<u32>,
+    srtt_min_us: Option<u32>,
+    srtt_max_us: Option<u32>,
+    cwnd: Option<u32>,
+    handshake_ns: Option<i64>,
+    state_path_ns: Vec<Option<i64>>,
+    time_in_state_ns: serde_json::Map<String, serde_json::Value>,
 }
 
 fn lines<T: for<'de> Deserialize<'de>>(o: &Output) -> Vec<T> {
@@ -743,12 +749,14 @@ fn conn_table_and_json() {
         l[0]
     );
     assert!(
-        l[1].starts_with("0.010000    0.015000    0.005000    42     curl             10.0.2.15:60590       87.250.250.242:443    4026531840  1       0   0    0   100        2000       1.500    local close"),
+        l[1].starts_with("0.010000    0.015000    0.005000    42     curl             10.0.2.15:60590       87.250.250.242:443    4026531840  1       0   0    0   100        2000       1.000    1.500    1.500    1.500    -     local close"),
         "{}",
         l[1]
     );
     assert!(
-        l[1].ends_with("CLOSE -> SYN_SENT -> ESTABLISHED -> FIN_WAIT1 -> FIN_WAIT2 -> CLOSE"),
+        l[1].ends_with(
+            "CLOSE -> SYN_SENT (1.0ms) -> ESTABLISHED (2.0ms) -> FIN_WAIT1 (1.0ms) -> FIN_WAIT2 (1.0ms) -> CLOSE"
+        ),
         "{}",
         l[1]
     );
@@ -780,6 +788,21 @@ fn conn_table_and_json() {
     assert!(c[1].still_open && c[1].end_ts.is_none() && c[1].end_mono_ns.is_none());
     assert_eq!(c[1].close_reason, "still open at end of recording");
     assert_eq!(c[1].duration_ns, 2_000_000, "up to the end of the recording");
+    assert_eq!((c[0].handshake_ns, c[0].cwnd), (Some(1_000_000), None));
+    assert_eq!((c[0].srtt_min_us, c[0].srtt_max_us), (Some(1500), Some(1500)));
+    let ms = Some(1_000_000);
+    assert_eq!(c[0].state_path_ns, [None, ms, Some(2_000_000), ms, ms, None]);
+    assert_eq!(c[0].time_in_state_ns.len(), 4);
+    // In the order first entered (the map above sorts its keys).
+    assert!(
+        stdout(&o).contains(
+            r#""time_in_state_ns":{"SYN_SENT":1000000,"ESTABLISHED":2000000,"FIN_WAIT1":1000000,"FIN_WAIT2":1000000}"#
+        ),
+        "{}",
+        stdout(&o)
+    );
+    // Still open: ESTABLISHED (entered at +1 ms) runs to the end of the recording (+2 ms).
+    assert_eq!(c[1].state_path_ns, [None, ms, ms]);
 }
 
 #[test]

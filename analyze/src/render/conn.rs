@@ -1,15 +1,17 @@
 //! `--conn`: one line per connection.
 //!
 //! ```text
-//! START(s)    END(s)      DURATION(s) PID    COMM             LOCAL                 REMOTE                NETNS       RETRANS RST ZWIN ERR TX_BYTES   RX_BYTES   SRTT_MS  REASON                          STATE_PATH
-//! 0.288667    0.289232    0.000565    31324  python3          127.0.0.1:32924       127.0.0.1:49697       4026531840  0       0   0    0   -          -          -        local close                     CLOSE -> SYN_SENT -> ...
+//! START(s)    END(s)      DURATION(s) PID    COMM             LOCAL                 REMOTE                NETNS       RETRANS RST ZWIN ERR TX_BYTES   RX_BYTES   HS_MS    SRTT_MS  SRTT_MIN SRTT_MAX CWND  REASON        STATE_PATH
+//! 0.644950    0.645329    0.000379    20320  python3          127.0.0.1:43792       127.0.0.1:46823       4026532177  0       0   0    0   3          1          0.070    0.038    0.034    0.038    12    local close   CLOSE -> SYN_SENT (70us) -> ESTABLISHED (234us) -> ...
 //! ```
 //!
 //! Times are seconds since the (earliest) recording started; `END(s)` is `-`
 //! for a connection still open when the recording ended, whose duration then
 //! runs to the end of its recording. `TX_BYTES`/`RX_BYTES` are the last
-//! `bytes_acked`/`bytes_received` seen, `SRTT_MS` the last smoothed RTT; `-`
-//! when not recorded. Like the event table, values wider than their column
+//! `bytes_acked`/`bytes_received` seen, `HS_MS` the handshake, `SRTT_MS`,
+//! `SRTT_MIN`, `SRTT_MAX` the last, smallest and largest smoothed RTT,
+//! `CWND` the congestion window at close; `-` when not recorded. Each state
+//! of STATE_PATH is followed by the time spent in it, where recorded. Like the event table, values wider than their column
 //! are never cut and lines carry no trailing whitespace; so that no row
 //! shifts, REASON is as wide as the longest reason there is
 //! ([`REASON_WIDTH`]), and LOCAL/REMOTE are the event table's wide address
@@ -19,7 +21,7 @@
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
-use crate::conn::Conn;
+use crate::conn::{Conn, PATH_MAX};
 use crate::render::table::{push_cell, push_cell_with, push_endpoint, WIDE_ADDRESS_WIDTH};
 use crate::render::{delta_ns, push_sanitized, push_seconds_6, push_u64};
 
@@ -36,6 +38,7 @@ const OPENED_BEFORE: &str = ", opened before recording";
 const NETNS_WIDTH: usize = 12;
 const BYTES_WIDTH: usize = 11;
 const SRTT_WIDTH: usize = 9;
+const CWND_WIDTH: usize = 6;
 
 /// Streams connections as table lines.
 pub struct ConnTable<W: Write> {
@@ -80,7 +83,11 @@ impl<W: Write> ConnTable<W> {
         push_cell(l, "ERR", 4);
         push_cell(l, "TX_BYTES", BYTES_WIDTH);
         push_cell(l, "RX_BYTES", BYTES_WIDTH);
+        push_cell(l, "HS_MS", SRTT_WIDTH);
         push_cell(l, "SRTT_MS", SRTT_WIDTH);
+        push_cell(l, "SRTT_MIN", SRTT_WIDTH);
+        push_cell(l, "SRTT_MAX", SRTT_WIDTH);
+        push_cell(l, "CWND", CWND_WIDTH);
         push_cell(l, "REASON", REASON_WIDTH);
         l.push_str("STATE_PATH");
         self.emit()
@@ -118,24 +125,19 @@ impl<W: Write> ConnTable<W> {
         push_cell_with(l, 4, |l| push_u64(l, u64::from(c.errors)));
         push_cell_with(l, BYTES_WIDTH, |l| push_opt(l, c.bytes_acked));
         push_cell_with(l, BYTES_WIDTH, |l| push_opt(l, c.bytes_received));
-        push_cell_with(l, SRTT_WIDTH, |l| match c.srtt_us {
-            Some(us) => {
-                push_u64(l, u64::from(us / 1000));
-                let ms = us % 1000;
-                l.push('.');
-                l.push(char::from(b'0' + (ms / 100) as u8));
-                l.push(char::from(b'0' + (ms / 10 % 10) as u8));
-                l.push(char::from(b'0' + (ms % 10) as u8));
-            }
-            None => l.push('-'),
-        });
+        let handshake_us = c.handshake_ns.map(|ns| u64::try_from(ns / 1000).unwrap_or(0));
+        push_cell_with(l, SRTT_WIDTH, |l| push_ms(l, handshake_us));
+        push_cell_with(l, SRTT_WIDTH, |l| push_ms(l, c.srtt_us.map(u64::from)));
+        push_cell_with(l, SRTT_WIDTH, |l| push_ms(l, c.srtt_min_us.map(u64::from)));
+        push_cell_with(l, SRTT_WIDTH, |l| push_ms(l, c.srtt_max_us.map(u64::from)));
+        push_cell_with(l, CWND_WIDTH, |l| push_opt(l, c.cwnd));
         push_cell_with(l, REASON_WIDTH, |l| {
             let _ = write!(l, "{}", c.reason);
             if c.opened_before {
                 l.push_str(OPENED_BEFORE);
             }
         });
-        let _ = write!(l, "{}", c.path);
+        push_timed_path(l, c);
         self.emit()
     }
 
@@ -148,6 +150,55 @@ impl<W: Write> ConnTable<W> {
         self.out.write_all(self.line.trim_end_matches(' ').as_bytes())?;
         self.out.write_all(b"\n")
     }
+}
+
+/// Microseconds as milliseconds with three decimals; `-` when absent.
+fn push_ms(l: &mut String, us: Option<u64>) {
+    match us {
+        Some(us) => {
+            push_u64(l, us / 1000);
+            let ms = us % 1000;
+            l.push('.');
+            l.push(char::from(b'0' + (ms / 100) as u8));
+            l.push(char::from(b'0' + (ms / 10 % 10) as u8));
+            l.push(char::from(b'0' + (ms % 10) as u8));
+        }
+        None => l.push('-'),
+    }
+}
+
+/// `CLOSE -> SYN_SENT (71us) -> ESTABLISHED (5.2ms) -> CLOSE`: each state
+/// with the time spent in it where the recording shows it.
+fn push_timed_path(l: &mut String, c: &Conn) {
+    let elided = c.path.elided();
+    for (i, (s, ns)) in c.path.timed(c.open_until()).enumerate() {
+        if i > 0 {
+            l.push_str(" -> ");
+        }
+        if i == PATH_MAX - 1 && elided > 0 {
+            let _ = write!(l, "... ({elided} more) -> ");
+        }
+        l.push_str(s.name());
+        if let Some(ns) = ns {
+            l.push_str(" (");
+            push_span(l, ns);
+            l.push(')');
+        }
+    }
+}
+
+/// A duration in the unit that keeps it short: `850ns`, `71us`, `5.2ms`, `3.25s`.
+fn push_span(l: &mut String, ns: i64) {
+    let ns = ns.max(0);
+    let _ = if ns < 1_000 {
+        write!(l, "{ns}ns")
+    } else if ns < 1_000_000 {
+        write!(l, "{}us", ns / 1_000)
+    } else if ns < 1_000_000_000 {
+        write!(l, "{}.{}ms", ns / 1_000_000, ns / 100_000 % 10)
+    } else {
+        write!(l, "{}.{:02}s", ns / 1_000_000_000, ns / 10_000_000 % 100)
+    };
 }
 
 fn push_opt(l: &mut String, n: Option<impl Into<u64>>) {

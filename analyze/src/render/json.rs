@@ -49,12 +49,39 @@ pub struct ConnJson<'a> {
     pub bytes_acked: Option<u64>,
     pub bytes_received: Option<u64>,
     pub srtt_us: Option<u32>,
+    pub srtt_min_us: Option<u32>,
+    pub srtt_max_us: Option<u32>,
+    pub cwnd: Option<u32>,
+    pub handshake_ns: Option<i64>,
+    /// ns spent in each `state_path` entry (null where not recorded).
+    pub state_path_ns: Vec<Option<i64>>,
+    /// ns spent in each state, summed, in the order first entered.
+    pub time_in_state_ns: StateTimes,
+}
+
+/// `{"SYN_SENT": 71000, "ESTABLISHED": 5200000}`, in path order.
+#[derive(Debug)]
+pub struct StateTimes(pub Vec<(TcpState, i64)>);
+
+impl Serialize for StateTimes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (state, ns) in &self.0 {
+            m.serialize_entry(state.name(), ns)?;
+        }
+        m.end()
+    }
 }
 
 impl<'a> ConnJson<'a> {
     pub fn new(c: &'a Conn, host: &'a str) -> Self {
         let mut state_path = Vec::with_capacity(PATH_MAX);
-        state_path.extend(c.path.states().map(TcpState::name));
+        let mut state_path_ns = Vec::with_capacity(PATH_MAX);
+        for (s, ns) in c.path.timed(c.open_until()) {
+            state_path.push(s.name());
+            state_path_ns.push(ns);
+        }
         let (pid, tid, comm) = match &c.owner {
             Some(o) => (o.pid, o.tid, &*o.comm),
             None => (0, 0, ""),
@@ -91,6 +118,12 @@ impl<'a> ConnJson<'a> {
             bytes_acked: c.bytes_acked,
             bytes_received: c.bytes_received,
             srtt_us: c.srtt_us,
+            srtt_min_us: c.srtt_min_us,
+            srtt_max_us: c.srtt_max_us,
+            cwnd: c.cwnd,
+            handshake_ns: c.handshake_ns,
+            state_path_ns,
+            time_in_state_ns: StateTimes(c.time_in_state()),
         }
     }
 }
