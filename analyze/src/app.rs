@@ -25,7 +25,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use deeptcp_format::{read_stacks, stacks_path, Event, Filter, MonoWindow, ReadOptions, RecordingReader};
 
-use crate::cli::{Config, ConnOptions, Mode, SortKey, TableOptions, TimeMode};
+use crate::cli::{Config, ConnOptions, Mode, SortKey, StatsOptions, TableOptions, TimeMode};
 use crate::conn::{Conn, Match, Tracker};
 use crate::inputs;
 use crate::order::{Limits, Plan};
@@ -34,7 +34,9 @@ use crate::render::info::{self, Summary};
 use crate::render::json::{self, ConnJson, EventJson};
 use crate::render::sanitized;
 use crate::render::table::{Stacks, TableOptions as ViewOptions, TableRenderer, TimeColumn};
+use crate::render::{self};
 use crate::source::{self, Prep, Source, READING};
+use crate::stats::Stats;
 
 /// Writing the program's output failed (e.g. `EPIPE` when piped into `head`).
 #[derive(Debug)]
@@ -131,6 +133,7 @@ pub fn run(config: &Config, out: &mut impl Write, warn: &mut impl Write) -> Resu
         Mode::Table(opts) => events(config, &sources, readers, &layout, Some(opts), out, warn),
         Mode::Json => events(config, &sources, readers, &layout, None, out, warn),
         Mode::Conn(opts) => conns(config, &sources, readers, &layout, opts, out, warn),
+        Mode::Stats(opts) => stats(config, &sources, readers, opts, out, warn),
         Mode::Info | Mode::Repair => Ok(()),
     }
 }
@@ -310,6 +313,50 @@ fn conns(
     out: &mut impl Write,
     warn: &mut impl Write,
 ) -> Result<()> {
+    let mut sink = ConnSink::new(&mut *out, opts.json, layout);
+    sink.header().map_err(output)?;
+    let mut collector = Collector::new(opts.sort, opts.top);
+    each_conn(config, sources, readers, warn, |c| {
+        collector.add(c, &mut sink, sources).map_err(output)
+    })?;
+    collector.finish(&mut sink, sources).map_err(output)?;
+    sink.finish().map_err(output)
+}
+
+/// `--stats`: connections folded into groups, printed at the end.
+fn stats(
+    config: &Config,
+    sources: &[Source],
+    readers: Vec<(RecordingReader, Plan)>,
+    opts: StatsOptions,
+    out: &mut impl Write,
+    warn: &mut impl Write,
+) -> Result<()> {
+    let unknown: Arc<str> = Arc::from("unknown");
+    let mut stats = Stats::new(opts.by);
+    each_conn(config, sources, readers, warn, |c| {
+        let host = sources.get(c.src as usize).map_or(&unknown, |s| &s.host);
+        stats.add(&c, host);
+        Ok(())
+    })?;
+    let groups = stats.into_sorted();
+    if opts.json {
+        render::stats::json(&mut *out, opts.by, &groups).map_err(output)?;
+    } else {
+        render::stats::table(&mut *out, opts.by, &groups).map_err(output)?;
+    }
+    out.flush().map_err(output)
+}
+
+/// Folds the inputs' events into connections and hands each connection
+/// the filters select to `f` as it finishes (the still-open ones at the end).
+fn each_conn(
+    config: &Config,
+    sources: &[Source],
+    readers: Vec<(RecordingReader, Plan)>,
+    warn: &mut impl Write,
+    mut f: impl FnMut(Conn) -> Result<()>,
+) -> Result<()> {
     let filter = &config.filter;
     let filtering = !filter.is_empty();
     let windows = windows(filter, sources);
@@ -320,9 +367,6 @@ fn conns(
         .map(|((reader, plan), s)| source::spawn(reader, plan, s.meta.clock, Prep::default(), workers))
         .collect();
 
-    let mut sink = ConnSink::new(&mut *out, opts.json, layout);
-    sink.header().map_err(output)?;
-    let mut collector = Collector::new(opts.sort, opts.top);
     let mut tracker = Tracker::new();
     let mut done: Vec<Conn> = Vec::new();
     let mut last_ts: Vec<Option<i64>> = vec![None; sources.len()];
@@ -339,7 +383,7 @@ fn conns(
         tracker.push(i, sources[idx].boot, ts, ev, m, &mut done);
         for c in done.drain(..) {
             if selected(&c) {
-                collector.add(c, &mut sink, sources).map_err(output)?;
+                f(c)?;
             }
         }
         Ok(())
@@ -347,11 +391,10 @@ fn conns(
     tracker.finish(|src| last_ts[src as usize].unwrap_or(i64::MIN), &mut done);
     for c in done.drain(..) {
         if selected(&c) {
-            collector.add(c, &mut sink, sources).map_err(output)?;
+            f(c)?;
         }
     }
-    collector.finish(&mut sink, sources).map_err(output)?;
-    sink.finish().map_err(output)
+    Ok(())
 }
 
 /// How one event relates to the filters (`--conn`: a connection is listed

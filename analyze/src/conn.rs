@@ -301,6 +301,8 @@ pub struct Conn {
     pub srtt_max_us: Option<u32>,
     /// Congestion window (segments) of the last row up to the close.
     pub cwnd: Option<u32>,
+    /// Zero-window stalls (see [`Conn::zero_window_stall_ns`]).
+    pub zero_window_stalls: u32,
     /// Handshake time, ns: SYN_SENT -> ESTABLISHED for a connect,
     /// SYN_RECV -> ESTABLISHED for an accepted child; `None` unless both
     /// transitions were recorded.
@@ -326,6 +328,11 @@ pub struct Conn {
     first_err: i32,
     /// When the handshake's first state (SYN_SENT or SYN_RECV) was entered.
     handshake_from: Option<i64>,
+    /// The current zero-window stall of each direction (received, sent):
+    /// its first and last zero-window row.
+    stall: [Option<(i64, i64)>; 2],
+    /// Time of the stalls that ended.
+    stalled_ns: i64,
     /// v1 connect waiting for its source port.
     pending: bool,
     key: Key,
@@ -380,6 +387,7 @@ impl Conn {
             srtt_min_us: None,
             srtt_max_us: None,
             cwnd: None,
+            zero_window_stalls: 0,
             handshake_ns: None,
             opened_before: !is_start(ev),
             reason: CloseReason::StillOpen,
@@ -396,6 +404,8 @@ impl Conn {
             first_reset: None,
             first_err: 0,
             handshake_from: None,
+            stall: [None; 2],
+            stalled_ns: 0,
             pending: false,
             key,
             aliases: Vec::new(),
@@ -460,6 +470,16 @@ impl Conn {
             }
         }
 
+        // A row showing an open window in a stalled direction ends the stall.
+        if !matches!(ev.kind, EventKind::ZeroWindowRecv | EventKind::ZeroWindowSent) {
+            for (dir, wnd) in [ev.tcp.snd_wnd, ev.tcp.rcv_wnd].into_iter().enumerate() {
+                if wnd.is_some_and(|w| w > 0) {
+                    if let Some((first, last)) = self.stall[dir].take() {
+                        self.stalled_ns = self.stalled_ns.saturating_add(last - first);
+                    }
+                }
+            }
+        }
         let was_closed = self.closed();
         match ev.kind {
             EventKind::StateChange => {
@@ -509,7 +529,8 @@ impl Conn {
                         self.resets += 1;
                         self.first_reset.get_or_insert(Side::Local);
                     }
-                    EventKind::ZeroWindowRecv | EventKind::ZeroWindowSent => self.zero_windows += 1,
+                    EventKind::ZeroWindowRecv => self.zero_window(0, ts),
+                    EventKind::ZeroWindowSent => self.zero_window(1, ts),
                     EventKind::FinSent => self.fin(Side::Local),
                     EventKind::FinRecv => self.fin(Side::Remote),
                     EventKind::SockError if ev.sk_err != 0 => {
@@ -557,6 +578,37 @@ impl Conn {
             }
             _ => {}
         }
+    }
+
+    /// A zero-window row of direction `dir` (0: received, 1: sent) at `ts`.
+    fn zero_window(&mut self, dir: usize, ts: i64) {
+        self.zero_windows += 1;
+        match &mut self.stall[dir] {
+            Some((_, last)) => *last = ts.max(*last),
+            None => {
+                self.stall[dir] = Some((ts, ts));
+                self.zero_window_stalls += 1;
+            }
+        }
+    }
+
+    /// Time stalled on zero windows, ns: each stall from its first to its
+    /// last zero-window row. A stall is the zero-window rows of one
+    /// direction until a row of the connection shows that direction's
+    /// window open again (`snd_wnd` for a received zero window, `rcv_wnd`
+    /// for a sent one); the rows are the segments that carried the zero
+    /// (the peer's window probes and their answers), so this is a lower
+    /// bound: the window opened some time after the last of them.
+    pub fn zero_window_stall_ns(&self) -> i64 {
+        self.stall
+            .iter()
+            .flatten()
+            .fold(self.stalled_ns, |sum, (first, last)| sum.saturating_add(last - first))
+    }
+
+    /// Whether this is a listening socket (not a connection).
+    pub fn is_listener(&self) -> bool {
+        self.listener && !self.established
     }
 
     /// Where the time of a still-open socket's last state runs to: the
@@ -1526,6 +1578,33 @@ mod tests {
             (Some(900), Some(120), Some(900))
         );
         assert_eq!(c.cwnd, Some(7), "the close's row, not the destroy's after it");
+    }
+
+    #[test]
+    fn zero_window_stalls_end_when_a_row_shows_the_window_open() {
+        let mut s = S::new(1);
+        s.t = 0;
+        s.connect(); // rows at 1000, 2000
+        for _ in 0..3 {
+            s.k(EventKind::ZeroWindowRecv, Established); // 3000, 4000, 5000: one stall
+        }
+        s.k(EventKind::ZeroWindowSent, Established); // 6000: a stall of the other direction
+        s.ev(EventKind::LossProbe, None, Some(Established)).tcp.snd_wnd = Some(0); // 7000: still closed
+        s.k(EventKind::ZeroWindowRecv, Established); // 8000: same stall
+        s.ev(EventKind::Retransmit, None, Some(Established)).tcp.snd_wnd = Some(4096); // 9000: open again
+        s.k(EventKind::ZeroWindowRecv, Established); // 10000: a new stall
+        s.k(EventKind::ZeroWindowRecv, Established); // 11000
+        let c = one(&s);
+        assert_eq!(c.zero_windows, 7);
+        assert_eq!(
+            c.zero_window_stalls, 3,
+            "received 3000-8000, sent 6000, received 10000-11000"
+        );
+        assert_eq!(
+            c.zero_window_stall_ns(),
+            5_000 + 1_000,
+            "the single sent row stalls 0 ns"
+        );
     }
 
     #[test]

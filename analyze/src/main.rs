@@ -17,6 +17,7 @@ mod order;
 mod owner;
 mod render;
 mod source;
+mod stats;
 mod version;
 mod wallclock;
 

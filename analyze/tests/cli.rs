@@ -490,6 +490,8 @@ fn help() {
         "--timestamp",
         "--kstack",
         "--info",
+        "--stats",
+        "--by <KEY>",
         "Examples:",
     ] {
         assert!(out.contains(needle), "{needle} in {out}");
@@ -805,6 +807,114 @@ fn conn_table_and_json() {
     assert_eq!(c[1].state_path_ns, [None, ms, ms]);
 }
 
+/// A `--stats --json` group line.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonGroup {
+    by: Option<String>,
+    group: serde_json::Value,
+    connections: u64,
+    still_open: u64,
+    failed: u64,
+    failures: serde_json::Map<String, serde_json::Value>,
+    retransmits: u64,
+    retransmits_per_conn: f64,
+    zero_window_stalls: u64,
+    zero_window_stall_ns: i64,
+    handshake_ns: Option<JsonSummary>,
+    srtt_us: Option<JsonSummary>,
+    duration_ns: Option<JsonSummary>,
+}
+
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+struct JsonSummary {
+    count: u64,
+    p50: u64,
+    p90: u64,
+    p99: u64,
+    max: u64,
+}
+
+#[test]
+fn stats_count_connections_failures_and_latencies_per_group() {
+    let dir = tempfile::tempdir().unwrap();
+    // Port 443: three closed connections (handshakes 1 ms; durations 5 ms;
+    // one retransmit each), one refused; port 80: one still open.
+    let mut events = Vec::new();
+    for (i, cookie) in [7u64, 8, 9].into_iter().enumerate() {
+        events.extend(v2_conn(cookie, 10 * i as i64, 42, "curl", 443));
+    }
+    let mut refused = v2_conn(10, 40, 42, "curl", 443);
+    refused.truncate(1); // CLOSE -> SYN_SENT
+    let mut rst = refused[0].clone();
+    rst.kind = EventKind::ResetRecv;
+    rst.oldstate = None;
+    rst.mono_ns += 1_000_000;
+    let mut close = refused[0].clone();
+    (close.oldstate, close.newstate) = (Some(TcpState::SynSent), Some(TcpState::Close));
+    close.mono_ns += 2_000_000;
+    refused.extend([rst, close]);
+    events.extend(refused);
+    events.extend(v2_conn(11, 50, 43, "wget", 80).into_iter().take(2));
+    let rec = write_recording(dir.path(), "s.parquet", &meta_for("h", T0), &events, 0);
+
+    let o = analyze(&["--stats", "--by", "dport", "--json"], &rec);
+    assert_ok(&o);
+    let g: Vec<JsonGroup> = lines(&o);
+    assert_eq!(g.len(), 2, "{}", stdout(&o));
+    let (a, b) = (&g[0], &g[1]);
+    assert_eq!(
+        (a.by.as_deref(), a.group.as_u64()),
+        (Some("dport"), Some(443)),
+        "most connections first"
+    );
+    assert_eq!((a.connections, a.still_open, a.failed), (4, 0, 1));
+    assert_eq!(a.failures["refused"], 1);
+    assert_eq!(
+        (
+            a.failures["timeout"].as_u64(),
+            a.failures["reset"].as_u64(),
+            a.failures["error"].as_u64()
+        ),
+        (Some(0), Some(0), Some(0))
+    );
+    assert_eq!((a.retransmits, a.retransmits_per_conn), (3, 0.75));
+    assert_eq!((a.zero_window_stalls, a.zero_window_stall_ns), (0, 0));
+    let ms = 1_000_000;
+    let same = |count, v| JsonSummary {
+        count,
+        p50: v,
+        p90: v,
+        p99: v,
+        max: v,
+    };
+    assert_eq!(
+        a.handshake_ns,
+        Some(same(3, ms)),
+        "the refused connect has no handshake"
+    );
+    assert_eq!(a.srtt_us, Some(same(3, 1500)));
+    assert_eq!(
+        a.duration_ns.as_ref().map(|d| (d.count, d.p50, d.max)),
+        Some((4, 5 * ms, 5 * ms))
+    );
+    assert_eq!(
+        (b.group.as_u64(), b.connections, b.still_open, b.failed),
+        (Some(80), 1, 1, 0)
+    );
+    assert!(b.duration_ns.is_none(), "a still-open connection has no duration yet");
+
+    // The table: the same numbers; filters select connections.
+    let o = analyze(&["--stats", "-D", "80"], &rec);
+    assert_ok(&o);
+    let out = stdout(&o);
+    let l: Vec<&str> = out.lines().collect();
+    assert_eq!(l.len(), 2, "{out}");
+    assert!(l[0].starts_with("CONNS   OPEN    FAILED"), "{out}");
+    assert!(l[1].starts_with("1       1       0 "), "{out}");
+}
+
 #[test]
 fn conn_sort_and_top() {
     let dir = tempfile::tempdir().unwrap();
@@ -1057,6 +1167,13 @@ fn bad_filters_are_usage_errors() {
         ),
         (&["--since", "+9999999999h"], "too large"),
         (&["--sort", "duration"], "--conn"),
+        (&["--by", "dport"], "--stats"),
+        (
+            &["--stats", "--by", "port"],
+            "possible values: daddr, dport, sport, comm, pid, cgroup, netns, host",
+        ),
+        (&["--stats", "--conn"], "cannot be used with"),
+        (&["--stats", "-t"], "cannot be used with"),
     ] {
         let o = Command::new(bin).args(args).arg("x.parquet").output().unwrap();
         assert_eq!(o.status.code(), Some(2), "{args:?}");

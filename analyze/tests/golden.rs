@@ -139,6 +139,33 @@ const CASES: &[(&str, &[&str])] = &[
     ),
     // the real v1 recording kept for compatibility
     ("compat-v1-loopback.conn", &["--conn", "compat/v1-loopback.parquet"]),
+    // statistics
+    ("web1.stats", &["--stats", "synthetic/web1.parquet"]),
+    (
+        "web1.stats-by-dport",
+        &["--stats", "--by", "dport", "synthetic/web1.parquet"],
+    ),
+    (
+        "web1.stats-by-comm-json",
+        &["--stats", "--by", "comm", "--json", "synthetic/web1.parquet"],
+    ),
+    ("two-hosts.stats-by-host", &["--stats", "--by", "host", "synthetic"]),
+    (
+        "web1.stats-by-daddr-filter",
+        &[
+            "--stats",
+            "--by",
+            "daddr",
+            "-d",
+            "192.0.2.0/24",
+            "synthetic/web1.parquet",
+        ],
+    ),
+    (
+        "loopback.stats-by-sport",
+        &["--stats", "--by", "sport", "loopback.parquet"],
+    ),
+    ("compat-v1-loopback.stats", &["--stats", "compat/v1-loopback.parquet"]),
 ];
 
 /// Differing lines shown per mismatch.
