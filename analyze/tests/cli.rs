@@ -599,6 +599,8 @@ struct JsonConn {
     resets: u32,
     zero_windows: u32,
     errors: u32,
+    zero_window_stalls: u32,
+    zero_window_stall_ns: i64,
     bytes_acked: Option<u64>,
     bytes_received: Option<u64>,
     srtt_us: Option<u32>,
