@@ -24,6 +24,9 @@ Examples:
   sudo record -o trace.parquet --port 443      one port, either side (filtered in the kernel)
   sudo record -o trace.parquet --rotate-size 1G --rotate-secs 3600
                                                trace-000001.parquet, trace-000002.parquet, ...
+  sudo record --hive /data/tcp --rotate-secs 1h
+                                               /data/tcp/host=web1/date=2026-04-14/web1-...-000001.parquet:
+                                               a fleet's tree for DuckDB/Spark/Trino (sql/deeptcp.sql)
   sudo record --list-probes                    which probe records each event kind here
   analyze trace.parquet -t                     replay it (no root needed)
 
@@ -65,6 +68,14 @@ pub struct Cli {
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
 
+    /// Instead of -o: write the recording hive-partitioned under DIR, for a fleet's
+    /// recordings in one tree: DIR/host=HOST/date=YYYY-MM-DD/HOST-START-NNNNNN.parquet
+    /// (UTC), segments as with --rotate-*, and a new one at each UTC midnight. DuckDB,
+    /// Spark and Trino read the tree as one table and skip hosts and dates a query does
+    /// not want (sql/deeptcp.sql); analyze reads it as 'DIR/host=*/date=*/*.parquet'.
+    #[arg(long, value_name = "DIR", conflicts_with = "output")]
+    pub hive: Option<PathBuf>,
+
     /// With -o, also print the events as they are recorded (the table, or
     /// JSON lines with --json). Without -o printing is what record does.
     #[arg(long)]
@@ -86,7 +97,7 @@ pub struct Cli {
     pub wide: bool,
 
     /// Print, for this kernel, which probe of each event kind's ladder attaches (or why none does), then exit.
-    #[arg(long, conflicts_with_all = ["output", "duration", "kstack", "rotate_size", "rotate_secs", "print", "json", "timestamp", "wide"])]
+    #[arg(long, conflicts_with_all = ["output", "hive", "duration", "kstack", "rotate_size", "rotate_secs", "print", "json", "timestamp", "wide"])]
     pub list_probes: bool,
 
     /// Do not use this probe (e.g. `tp_btf:tcp_probe`); the kind falls to the next rung of its ladder.
@@ -295,6 +306,8 @@ pub enum Command {
 pub struct Rotation {
     pub size: Option<u64>,
     pub secs: Option<Duration>,
+    /// At each UTC midnight (`--hive`).
+    pub daily: bool,
 }
 
 impl Rotation {
@@ -310,10 +323,12 @@ impl Rotation {
             format!("at {n} {unit}")
         });
         let secs = self.secs.map(|d| format!("every {} s", d.as_secs_f64()));
-        match (size, secs) {
-            (Some(a), Some(b)) => format!("rotating {a} or {b}"),
-            (Some(a), None) | (None, Some(a)) => format!("rotating {a}"),
-            (None, None) => "not rotating".into(),
+        let daily = self.daily.then(|| "at each UTC midnight".to_string());
+        let when: Vec<String> = [size, secs, daily].into_iter().flatten().collect();
+        if when.is_empty() {
+            "not rotating".into()
+        } else {
+            format!("rotating {}", when.join(" or "))
         }
     }
 }
@@ -355,8 +370,10 @@ impl Filters {
 /// What a recording session does, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// `None`: print only, no file.
+    /// `None`: print only, no file (unless `hive`).
     pub output: Option<PathBuf>,
+    /// `--hive DIR`: the recording goes to DIR's partitions (see [`crate::hive`]).
+    pub hive: Option<PathBuf>,
     pub stacks_output: Option<PathBuf>,
     /// Whether events are captured with kernel stacks (`-K`).
     pub kstack: bool,
@@ -404,6 +421,16 @@ impl Command {
             if output.is_dir() {
                 bail!("{} is a directory; -o takes a file name", output.display());
             }
+        } else if let Some(dir) = &cli.hive {
+            if dir.as_os_str().is_empty() {
+                bail!("--hive directory name is empty");
+            }
+            if dir.exists() && !dir.is_dir() {
+                bail!(
+                    "{} is not a directory; --hive takes the directory of the partitions",
+                    dir.display()
+                );
+            }
         } else {
             let file_only = [
                 (cli.force, "--force"),
@@ -411,10 +438,10 @@ impl Command {
                 (cli.rotate_secs.is_some(), "--rotate-secs"),
             ];
             if let Some((_, flag)) = file_only.iter().find(|(set, _)| *set) {
-                bail!("{flag} needs -o FILE (without -o record only prints)");
+                bail!("{flag} needs -o FILE or --hive DIR (without them record only prints)");
             }
         }
-        let printing = cli.output.is_none() || cli.print;
+        let printing = (cli.output.is_none() && cli.hive.is_none()) || cli.print;
         if cli.timestamp && !printing {
             bail!("-t formats the printed table: add --print (or replay the file with `analyze -t`)");
         }
@@ -444,6 +471,7 @@ impl Command {
         if cli.json && !printing {
             bail!("--json prints JSON lines: add --print to print them while recording to -o FILE");
         }
+        let hive = cli.hive.is_some();
         let stacks_output = cli
             .output
             .as_deref()
@@ -451,6 +479,7 @@ impl Command {
             .map(deeptcp_format::stacks_path);
         Ok(Command::Record(Box::new(Config {
             output: cli.output,
+            hive: cli.hive,
             stacks_output,
             kstack: cli.kstack,
             live,
@@ -474,9 +503,10 @@ impl Command {
             quiet: cli.quiet,
             status_interval: cli.status_interval,
             flush_interval: cli.flush_interval,
-            rotate: (cli.rotate_size.is_some() || cli.rotate_secs.is_some()).then_some(Rotation {
+            rotate: (cli.rotate_size.is_some() || cli.rotate_secs.is_some() || hive).then_some(Rotation {
                 size: cli.rotate_size,
                 secs: cli.rotate_secs,
+                daily: hive,
             }),
             max_row_groups: cli.max_row_groups as usize,
         })))
@@ -600,7 +630,8 @@ mod tests {
             c.rotate,
             Some(Rotation {
                 size: Some(64 << 20),
-                secs: None
+                secs: None,
+                daily: false,
             })
         );
         assert_eq!(c.rotate.unwrap().describe(), "rotating at 64 MiB");
@@ -609,7 +640,8 @@ mod tests {
             c.rotate,
             Some(Rotation {
                 size: Some(1 << 30),
-                secs: Some(Duration::from_secs(60))
+                secs: Some(Duration::from_secs(60)),
+                daily: false,
             })
         );
         assert_eq!(c.rotate.unwrap().describe(), "rotating at 1 GiB or every 60 s");
@@ -621,6 +653,30 @@ mod tests {
         assert!(parse(&["-o", "t", "--rotate-size", "99999999999G"]).is_err());
         assert!(parse(&["-o", "t", "--rotate-secs", "0"]).is_err());
         assert!(command(&["--list-probes", "--rotate-secs", "5"]).is_err());
+    }
+
+    #[test]
+    fn hive_writes_segments_rotated_daily() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("fleet");
+        let c = parse(&["--hive", root.to_str().unwrap(), "--rotate-size", "64M"]).unwrap();
+        assert_eq!((c.output.as_deref(), c.hive.as_deref()), (None, Some(root.as_path())));
+        let r = c.rotate.unwrap();
+        assert!(r.daily);
+        assert_eq!(r.describe(), "rotating at 64 MiB or at each UTC midnight");
+        assert!(c.live.is_none(), "a file is written, nothing printed");
+        let c = parse(&["--hive", root.to_str().unwrap()]).unwrap();
+        assert_eq!(c.rotate.unwrap().describe(), "rotating at each UTC midnight");
+        // Bad input: a file, an empty name, both outputs; rotation without an output.
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"").unwrap();
+        let err = parse(&["--hive", file.to_str().unwrap()]).unwrap_err().to_string();
+        assert!(err.contains("is not a directory"), "{err}");
+        let err = parse(&["--hive", ""]).unwrap_err().to_string();
+        assert!(err.contains("empty") || err.contains("a value is required"), "{err}");
+        assert!(parse(&["--hive", "d", "-o", "t.parquet"]).is_err());
+        let err = parse(&["--rotate-secs", "60"]).unwrap_err().to_string();
+        assert!(err.contains("--hive DIR"), "{err}");
     }
 
     /// `--duration`, `--status-interval`, `--flush-interval` and

@@ -55,6 +55,11 @@ pub fn monotonic_ns() -> i64 {
     clock_ns(libc::CLOCK_MONOTONIC)
 }
 
+/// Seconds since the Unix epoch, now.
+pub fn unix_secs() -> i64 {
+    clock_ns(libc::CLOCK_REALTIME).div_euclid(1_000_000_000)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

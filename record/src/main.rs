@@ -13,6 +13,7 @@ macro_rules! say {
 
 mod btf;
 mod cli;
+mod hive;
 mod host;
 mod live;
 mod misses;

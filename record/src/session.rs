@@ -39,6 +39,7 @@ use deeptcp_format::{
 };
 
 use crate::cli::{Config, OwnerStore, Rotation};
+use crate::hive::Hive;
 use crate::live::{LivePrinter, Printed};
 use crate::misses::Misses;
 use crate::startup::Startup;
@@ -304,6 +305,8 @@ struct Plan {
     max_row_groups: usize,
     quiet: bool,
     meta: RecordingMeta,
+    /// `--hive`: segments go to partition folders (`output` is then their glob).
+    hive: Option<Hive>,
 }
 
 impl Plan {
@@ -315,7 +318,9 @@ impl Plan {
 
     /// The data file of segment `index` (0 = the file named `-o`).
     fn data_path(&self, index: u32) -> PathBuf {
-        if index > 0 {
+        if let Some(h) = &self.hive {
+            h.segment_path(index)
+        } else if index > 0 {
             segment_path(&self.output, index)
         } else {
             self.output.clone()
@@ -337,6 +342,10 @@ impl Plan {
     /// without rotation too: a recording that reaches the row-group bound
     /// continues in them, and `analyze FILE` must not mix in older ones.
     fn prepare(&self) -> Result<()> {
+        if self.hive.is_some() {
+            // Names carry the start time: each file is checked as it is created.
+            return Ok(());
+        }
         let mut existing = segment_files(&self.output);
         if self.rotate.is_some() && std::fs::symlink_metadata(&self.output).is_ok() {
             existing.insert(0, self.output.clone());
@@ -371,6 +380,11 @@ impl Plan {
     /// [`Cleanup`] is dropped without [`Cleanup::keep`].
     fn create(&self, index: u32) -> Result<(Vec<File>, Cleanup)> {
         let paths = self.paths(index);
+        if self.hive.is_some() {
+            if let Some(dir) = paths[0].parent() {
+                std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            }
+        }
         for p in &paths {
             check_output(p, self.force)?;
         }
@@ -618,6 +632,9 @@ impl Recording {
         let (Some(r), Some(seg)) = (&self.plan.rotate, &self.current) else {
             return false;
         };
+        if self.plan.hive.as_ref().is_some_and(|h| h.day_ended(self.index)) {
+            return true;
+        }
         r.secs.is_some_and(|s| seg.started.elapsed() >= s) || r.size.is_some_and(|b| seg.events.bytes_written() >= b)
     }
 
@@ -1200,11 +1217,19 @@ pub fn run(cfg: Config) -> Result<()> {
     // First: a signal during start-up then ends it (see `startup`).
     signals::install()?;
     let startup = Startup::begin(cfg.duration)?;
-    let to_file = cfg.output.is_some();
+    let to_file = cfg.output.is_some() || cfg.hive.is_some();
+    let hive = cfg
+        .hive
+        .as_deref()
+        .map(|root| Hive::new(root, &host::hostname(), host::unix_secs()));
     let plan = Plan {
         // Never used without a file.
-        output: cfg.output.clone().unwrap_or_default(),
-        kstack: cfg.stacks_output.is_some(),
+        output: match &hive {
+            Some(h) => h.glob(),
+            None => cfg.output.clone().unwrap_or_default(),
+        },
+        hive,
+        kstack: cfg.kstack && to_file,
         force: cfg.force,
         rotate: cfg.rotate,
         max_row_groups: cfg.max_row_groups,
@@ -1388,10 +1413,10 @@ pub fn run(cfg: Config) -> Result<()> {
     startup.finish();
 
     if !cfg.quiet {
-        let into = match (&cfg.output, cfg.rotate) {
-            (Some(_), Some(r)) => format!(" into {}, ... ({})", data_path.display(), r.describe()),
-            (Some(o), None) => format!(" into {}", o.display()),
-            (None, _) => String::new(),
+        let into = match (to_file, cfg.rotate) {
+            (true, Some(r)) => format!(" into {}, ... ({})", data_path.display(), r.describe()),
+            (true, None) => format!(" into {}", data_path.display()),
+            (false, _) => String::new(),
         };
         let nested = if cfg.recover_nested {
             ", nested runs recovered"

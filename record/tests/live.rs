@@ -721,6 +721,89 @@ fn a_symlink_at_the_output_path_is_refused() {
     read_all(&out_path);
 }
 
+/// `record --hive DIR`: segments in host=/date= folders, named by host and
+/// start, that `analyze` (a glob over the partitions) reads as one recording.
+#[test]
+fn hive_writes_partitions_that_read_as_one_recording() {
+    let test = "hive_writes_partitions_that_read_as_one_recording";
+    if !can_run(test) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fleet");
+    let utc_date = || {
+        let out = Command::new("date").args(["-u", "+%F"]).output().expect("date");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let day_before = utc_date();
+    let Some(mut rec) = Recorder::start_hive(test, &root, &["-K", "--rotate-secs", "0.5"]) else {
+        return;
+    };
+    let n = 300;
+    let churn = Churn::start(n);
+    let churn_pid = churn.pid();
+    assert!(churn.wait(), "churn failed");
+    std::thread::sleep(Duration::from_millis(1200));
+    let (status, stderr) = rec.stop_raw(libc::SIGINT);
+    assert!(status.success(), "{stderr}");
+    let day_after = utc_date();
+
+    // One host folder, one date folder (two across a midnight), files named HOST-START-NNNNNN.
+    let hosts: Vec<PathBuf> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(hosts.len(), 1, "{hosts:?}");
+    let host_dir = hosts[0].file_name().unwrap().to_string_lossy().into_owned();
+    let host = host_dir.strip_prefix("host=").expect("a host= folder").to_string();
+    let mut files = Vec::new();
+    for d in std::fs::read_dir(&hosts[0]).unwrap() {
+        let d = d.unwrap().path();
+        let date = d.file_name().unwrap().to_string_lossy().into_owned();
+        let date = date.strip_prefix("date=").expect("a date= folder").to_string();
+        assert!(date == day_before || date == day_after, "{date} is today's UTC date");
+        for f in std::fs::read_dir(&d).unwrap() {
+            let f = f.unwrap().path();
+            let name = f.file_name().unwrap().to_string_lossy().into_owned();
+            if !name.ends_with(".stacks.parquet") {
+                files.push(f);
+            }
+        }
+    }
+    files.sort();
+    assert!(files.len() >= 2, "rotated every 0.5 s: {files:?}\n{stderr}");
+    let summary = stderr.lines().find(|l| l.contains("events written")).unwrap();
+    assert!(summary.contains(&format!("({} segments, ", files.len())), "{summary}");
+    for (i, f) in files.iter().enumerate() {
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        let (stem, index) = name.strip_suffix(".parquet").unwrap().rsplit_once('-').unwrap();
+        assert_eq!(index, format!("{:06}", i + 1), "{name}");
+        let start = stem.strip_prefix(&format!("{host}-")).expect("named after the host");
+        assert!(
+            start.len() == 16 && start.ends_with('Z') && start.as_bytes()[8] == b'T',
+            "{name}"
+        );
+        assert!(stacks_path(f).exists(), "-K: each segment has its stacks file");
+        let r = RecordingReader::open(f).unwrap();
+        assert!(r.finished(), "{} closed cleanly", f.display());
+        assert_eq!(r.meta().segment, Some(i as u32 + 1));
+        assert_eq!(r.meta().host, host.as_str());
+    }
+
+    // Together the partitions hold every churn connection, once.
+    let mut connects = HashSet::new();
+    let mut rows = 0;
+    for f in &files {
+        for e in RecordingReader::open(f).unwrap().events() {
+            let e = e.unwrap();
+            rows += 1;
+            if e.kind == EventKind::Connect && e.pid == churn_pid {
+                assert!(connects.insert(e.cookie), "connect {} twice", e.cookie);
+            }
+        }
+    }
+    assert!(summary.contains(&format!("{rows} events written")), "{summary}");
+    assert!(summary.contains(", 0 lost"), "{summary}");
+    assert_eq!(connects.len(), n as usize, "{summary}");
+}
+
 #[test]
 fn rotation_writes_segments_that_together_hold_every_event() {
     let test = "rotation_writes_segments_that_together_hold_every_event";

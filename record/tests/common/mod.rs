@@ -3,6 +3,7 @@
 //! reading the recording back.
 #![allow(dead_code)] // each test binary uses a different subset
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -98,9 +99,17 @@ pub struct Recorder {
 impl Recorder {
     /// Starts record; `None` (after skip) when this build has no eBPF object.
     pub fn start(test: &str, path: &Path, extra: &[&str]) -> Option<Recorder> {
+        Recorder::spawn(test, path, &[OsStr::new("-o"), path.as_os_str()], extra)
+    }
+
+    /// Starts `record --hive root`.
+    pub fn start_hive(test: &str, root: &Path, extra: &[&str]) -> Option<Recorder> {
+        Recorder::spawn(test, root, &[OsStr::new("--hive"), root.as_os_str()], extra)
+    }
+
+    fn spawn(test: &str, path: &Path, output: &[&OsStr], extra: &[&str]) -> Option<Recorder> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_record"))
-            .arg("-o")
-            .arg(path)
+            .args(output)
             .args(extra)
             .stderr(Stdio::piped())
             .spawn()
