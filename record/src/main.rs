@@ -16,6 +16,7 @@ mod cli;
 mod host;
 mod live;
 mod misses;
+mod names;
 mod offsets;
 mod privileges;
 mod probes;
