@@ -28,10 +28,11 @@ use deeptcp_format::{read_stacks, stacks_path, Event, Filter, MonoWindow, ReadOp
 use crate::cli::{Config, ConnOptions, Mode, SortKey, StatsOptions, TableOptions, TimeMode};
 use crate::conn::{Conn, Match, Tracker};
 use crate::inputs;
+use crate::names;
 use crate::order::{Limits, Plan};
 use crate::render::conn::ConnTable;
 use crate::render::info::{self, Summary};
-use crate::render::json::{self, ConnJson, EventJson};
+use crate::render::json::{self, ConnJson};
 use crate::render::sanitized;
 use crate::render::table::{Stacks, TableOptions as ViewOptions, TableRenderer, TimeColumn};
 use crate::render::{self};
@@ -254,6 +255,11 @@ fn events(
     let owners = (owners.len() > 0).then(|| Arc::new(owners));
     let filter = (!config.filter.is_empty()).then(|| Arc::new(config.filter.clone()));
     let windows = windows(&config.filter, sources);
+    let per_source = |s: &Source| match &filter {
+        // --cgroup: the patterns are resolved in each recording's names.
+        Some(f) if !f.cgroups.is_empty() => Some(Arc::new(f.with_names(&s.names))),
+        f => f.clone(),
+    };
     let workers = source::workers_per_file(sources.len());
     let streams: Vec<source::Stream> = readers
         .into_iter()
@@ -263,7 +269,7 @@ fn events(
             let prep = Prep {
                 owners: owners.clone(),
                 boot: s.boot,
-                filter: filter.clone(),
+                filter: per_source(s),
                 window: config.filter.has_time_bounds().then_some(*w),
             };
             source::spawn(reader, plan, s.meta.clock, prep, workers)
@@ -295,7 +301,8 @@ fn events(
         }
         None => {
             source::merge(streams, skipped(warn), |i, ts, ev| {
-                json::line(&mut *out, &EventJson::new(ev, ts, &sources[i as usize].host)).map_err(output)
+                let s = &sources[i as usize];
+                names::event_line(&mut *out, ev, ts, &s.host, &s.names).map_err(output)
             })?;
             out.flush().map_err(output)?;
         }
@@ -360,6 +367,8 @@ fn each_conn(
     let filter = &config.filter;
     let filtering = !filter.is_empty();
     let windows = windows(filter, sources);
+    // --cgroup: the patterns are resolved in each recording's names.
+    let filters: Vec<Filter> = sources.iter().map(|s| filter.with_names(&s.names)).collect();
     let workers = source::workers_per_file(sources.len());
     let streams: Vec<source::Stream> = readers
         .into_iter()
@@ -376,7 +385,7 @@ fn each_conn(
         let idx = i as usize;
         last_ts[idx] = Some(last_ts[idx].map_or(ts, |t: i64| t.max(ts)));
         let m = if filtering {
-            match_event(filter, &windows[idx], ev)
+            match_event(&filters[idx], &windows[idx], ev)
         } else {
             Match::Yes
         };
@@ -438,7 +447,10 @@ impl<'w, W: Write> ConnSink<'w, W> {
         let host = sources.get(c.src as usize).map_or("unknown", |s| &*s.host);
         match self {
             ConnSink::Table(t) => t.conn(c, host),
-            ConnSink::Json(out) => json::line(out, &ConnJson::new(c, host)),
+            ConnSink::Json(out) => match sources.get(c.src as usize) {
+                Some(s) => names::conn_line(out, c, host, &s.names),
+                None => json::line(out, &ConnJson::new(c, host)),
+            },
         }
     }
 
@@ -538,6 +550,7 @@ fn info(paths: &[PathBuf], out: &mut impl Write, warn: &mut impl Write) -> Resul
             warn_recovered(warn, path);
         }
         let meta = reader.meta().clone();
+        let names = reader.names().clone();
         let finished = reader.finished();
         let mut summary = Summary::default();
         for ev in reader.events() {
@@ -551,6 +564,7 @@ fn info(paths: &[PathBuf], out: &mut impl Write, warn: &mut impl Write) -> Resul
             writeln!(out, "file:             {}", sanitized(&name)).map_err(output)?;
         }
         info::render(out, &meta, finished, &summary).map_err(output)?;
+        names::info_line(out, &names).map_err(output)?;
     }
     out.flush().map_err(output)
 }

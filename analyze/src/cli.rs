@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser, ValueEnum};
 use deeptcp_format::filter::{self, Cidr, Filter, TimeBound};
+use deeptcp_format::CgroupPattern;
 use deeptcp_format::EventKind;
 
 const AFTER_HELP: &str = "\
@@ -59,6 +60,9 @@ Filters (repeat an option to allow several values: OR; different options: AND):
   analyze -d 192.0.2.7 capture.parquet          one destination host
   analyze -N 4026531840 capture.parquet         one network namespace (also net:[4026531840])
   analyze --kind retransmit,reset_recv capture.parquet
+  analyze --cgroup 'docker-*.scope' capture.parquet   owners in docker containers
+  analyze --cgroup /system.slice/nginx.service capture.parquet
+                                       owners in that cgroup or below it (paths: --json)
   analyze --since +2s --until +1.5m capture.parquet     relative to the recording start
   analyze --since 2026-04-14T10:00:00Z capture.parquet  RFC 3339 wall-clock time
   analyze --since '2026-04-14 10:00:00.25' capture.parquet
@@ -214,6 +218,16 @@ pub struct Args {
     #[arg(long = "comm", value_name = "COMM", value_parser = filter::parse_comm,
           help_heading = "Filters (repeat an option: OR; combine options: AND)")]
     pub comms: Vec<String>,
+
+    /// Only events whose owner's cgroup path matches PATTERN, a glob: * (not
+    /// across /), ** (across /), ?. With a / it is anchored at the cgroup2
+    /// root (/system.slice), without one it matches a path component at any
+    /// depth (docker-*.scope); a cgroup matches when it or an ancestor does.
+    /// Paths come from the recording's name table (record resolves them):
+    /// rows whose cgroup has no known path never match.
+    #[arg(long = "cgroup", value_name = "PATTERN", value_parser = filter::parse_cgroup,
+          help_heading = "Filters (repeat an option: OR; combine options: AND)")]
+    pub cgroups: Vec<CgroupPattern>,
 
     /// Only events of these kinds, comma-separated (state_change, retransmit, reset_recv, ...).
     #[arg(long = "kind", value_name = "KIND[,KIND]", value_parser = filter::parse_kind, value_delimiter = ',',
@@ -492,6 +506,8 @@ impl Config {
             kinds: args.kinds,
             since: args.since,
             until: args.until,
+            cgroups: args.cgroups,
+            cgroup_ids: Vec::new(),
         };
         if args.info && !filter.is_empty() {
             return Err(usage_error(

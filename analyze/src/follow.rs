@@ -22,8 +22,8 @@ use deeptcp_format::{Event, Follower, FormatError, ReadOptions, RecordingReader,
 
 use crate::app::{output, warning};
 use crate::cli::{Config, Mode, TimeMode};
+use crate::names;
 use crate::owner::OwnerMap;
-use crate::render::json::{self, EventJson};
 use crate::render::table::{TableOptions as ViewOptions, TableRenderer, TimeColumn};
 use crate::source;
 
@@ -159,6 +159,10 @@ impl<'w, W: Write> State<'w, W> {
     /// Prints row groups `from..` of `reader`.
     fn print(&mut self, reader: &RecordingReader, from: usize, warn: &mut impl Write) -> Result<()> {
         let groups = reader.row_groups();
+        if !self.filter.cgroups.is_empty() {
+            // The names known by this checkpoint (they only grow).
+            self.filter = self.filter.with_names(reader.names());
+        }
         for rg in from..groups.len() {
             let first = groups.first_row(rg);
             for (i, item) in groups.events(rg).context(source::READING)?.enumerate() {
@@ -191,7 +195,7 @@ impl<'w, W: Write> State<'w, W> {
             }
             match &mut self.sink {
                 Sink::Table(r) => r.event(&ev, ts, &self.host, None).map_err(output)?,
-                Sink::Json(out) => json::line(out, &EventJson::new(&ev, ts, &self.host)).map_err(output)?,
+                Sink::Json(out) => names::event_line(out, &ev, ts, &self.host, reader.names()).map_err(output)?,
             }
         }
         // Each batch reaches a pipe at once (stdout is block-buffered).

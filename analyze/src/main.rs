@@ -13,6 +13,7 @@ mod cli;
 mod conn;
 mod follow;
 mod inputs;
+mod names;
 mod order;
 mod owner;
 mod render;

@@ -45,7 +45,7 @@ use std::thread;
 use anyhow::{anyhow, Context, Result};
 use deeptcp_format::reader::RowGroups;
 use deeptcp_format::{
-    ClockAnchor, Event, Filter, FormatError, MonoWindow, ReadOptions, RecordingMeta, RecordingReader,
+    ClockAnchor, Event, Filter, FormatError, MonoWindow, Names, ReadOptions, RecordingMeta, RecordingReader,
 };
 
 use crate::order::{self, GroupPlan, GroupScan, Limits, Plan, Reorder, CHUNK};
@@ -76,6 +76,8 @@ pub struct Source {
     /// How its readers are opened (`--skip-corrupt`), each time.
     pub read: ReadOptions,
     pub meta: RecordingMeta,
+    /// Its name tables (cgroup paths, netns names; empty for older files).
+    pub names: Names,
     /// `meta.host`, or `unknown`.
     pub host: Arc<str>,
     /// Recordings of the same host and boot share socket cookies; this
@@ -120,6 +122,7 @@ pub fn open_all(paths: &[PathBuf], read: ReadOptions) -> Result<(Vec<Source>, Ve
             path: path.clone(),
             read,
             meta,
+            names: reader.names().clone(),
             host,
             boot,
         });

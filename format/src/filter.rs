@@ -28,6 +28,7 @@ use std::str::FromStr;
 
 use crate::event::{canonical_ip, Event, EventKind};
 use crate::meta::ClockAnchor;
+use crate::names::{CgroupPattern, Names};
 
 /// Largest pid Linux can hand out (`PID_MAX_LIMIT` on 64-bit).
 pub const PID_MAX: u32 = 4_194_304;
@@ -216,6 +217,11 @@ pub fn parse_comm(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
+/// Parses a `--cgroup` pattern ([`CgroupPattern`]).
+pub fn parse_cgroup(s: &str) -> Result<CgroupPattern, String> {
+    CgroupPattern::parse(s)
+}
+
 /// Parses one event kind name (`state_change`, `retransmit`, ...).
 pub fn parse_kind(s: &str) -> Result<EventKind, String> {
     EventKind::parse(s.trim()).ok_or_else(|| {
@@ -342,6 +348,15 @@ pub struct Filter {
     pub since: Option<TimeBound>,
     /// `--until` (exclusive).
     pub until: Option<TimeBound>,
+    /// `--cgroup`: patterns on the owner's cgroup path ([`CgroupPattern`]).
+    /// Rows carry cgroup ids: a recording's name table turns the patterns
+    /// into [`cgroup_ids`](Self::cgroup_ids) ([`Filter::with_names`]).
+    pub cgroups: Vec<CgroupPattern>,
+    /// The cgroup ids whose path matches [`cgroups`](Self::cgroups) in the
+    /// recording being read, sorted; set by [`Filter::with_names`]. With
+    /// patterns, a row whose cgroup is not among them (no name known, or
+    /// a recording without names) does not match.
+    pub cgroup_ids: Vec<u64>,
 }
 
 impl Filter {
@@ -391,6 +406,20 @@ impl Filter {
         }
     }
 
+    /// This filter for a recording with name tables `names`: its
+    /// `--cgroup` patterns resolved to that recording's cgroup ids.
+    pub fn with_names(&self, names: &Names) -> Filter {
+        Filter {
+            cgroup_ids: names.matching_cgroups(&self.cgroups),
+            ..self.clone()
+        }
+    }
+
+    /// Whether a row of cgroup `id` passes `--cgroup` (see [`Filter::with_names`]).
+    pub fn matches_cgroup(&self, id: u64) -> bool {
+        self.cgroups.is_empty() || (id != 0 && self.cgroup_ids.binary_search(&id).is_ok())
+    }
+
     /// Bitmask of the kinds to keep (bit `i` = `EventKind::ALL[i]`); all
     /// bits set when `--kind` was not given.
     pub fn kind_mask(&self) -> u32 {
@@ -424,9 +453,12 @@ impl Filter {
             && (self.comms.is_empty() || self.comms.iter().any(|c| c == comm))
     }
 
-    /// Every criterion except owner and time: kind, netns, ports, addresses.
+    /// Every criterion except owner (pid, comm) and time: kind, netns,
+    /// ports, addresses, cgroup (the row's own: a row without one does not
+    /// match `--cgroup`).
     pub fn matches_socket(&self, ev: &Event) -> bool {
         (self.kinds.is_empty() || self.kinds.contains(&ev.kind))
+            && self.matches_cgroup(ev.cgroup_id)
             && (self.netns.is_empty() || self.netns.contains(&ev.netns))
             && (self.sports.is_empty() || self.sports.contains(&ev.sport))
             && (self.dports.is_empty() || self.dports.contains(&ev.dport))
@@ -774,6 +806,48 @@ mod tests {
             ..Default::default()
         };
         assert!(f.matches(&e));
+    }
+
+    #[test]
+    fn cgroup_patterns_through_the_recordings_names() {
+        use crate::names::CgroupName;
+        let mut names = Names::recorded_empty();
+        names.insert_cgroup(CgroupName::new(7005, "/deeptcp-test-1/client"));
+        names.insert_cgroup(CgroupName::new(7006, "/system.slice/sshd.service"));
+        let f = Filter {
+            cgroups: vec![parse_cgroup("deeptcp-test-*").unwrap()],
+            ..Default::default()
+        };
+        assert!(!f.is_empty());
+        let mut e = ev();
+        e.cgroup_id = 7005;
+        // Not resolved against a recording: nothing matches.
+        assert!(!f.matches(&e));
+        let r = f.with_names(&names);
+        assert_eq!(r.cgroup_ids, [7005]);
+        assert!(r.matches(&e) && r.matches_socket(&e));
+        e.cgroup_id = 7006;
+        assert!(!r.matches(&e), "another cgroup");
+        e.cgroup_id = 0;
+        assert!(!r.matches(&e), "a row without a cgroup");
+        e.cgroup_id = 9999;
+        assert!(!r.matches(&e), "a cgroup without a name");
+        // A recording without names: nothing matches the pattern.
+        assert!(!f.with_names(&Names::default()).matches(&ev()));
+        // OR within the option, AND with the others.
+        let both = Filter {
+            cgroups: vec![parse_cgroup("nothing").unwrap(), parse_cgroup("/system.slice").unwrap()],
+            dports: vec![443],
+            ..Default::default()
+        }
+        .with_names(&names);
+        e.cgroup_id = 7006;
+        assert!(both.matches(&e));
+        e.dport = 80;
+        assert!(!both.matches(&e));
+        // Without --cgroup every row passes, cgroup or not.
+        assert!(Filter::default().with_names(&names).matches(&ev()));
+        assert!(parse_cgroup("").is_err());
     }
 
     #[test]

@@ -565,6 +565,7 @@ pub struct ReadOptions {
 pub struct RecordingReader {
     path: PathBuf,
     meta: RecordingMeta,
+    names: crate::Names,
     num_rows: u64,
     num_row_groups: usize,
     finished: bool,
@@ -671,6 +672,7 @@ impl RecordingReader {
         }
 
         let decoded = schema::decode_metadata(path, &kv, version)?;
+        let names = crate::Names::decode(path, &kv)?;
         let num_rows = u64::try_from(pq.file_metadata().num_rows()).unwrap_or(0);
 
         let metadata = guarded(path, "reading the schema", || {
@@ -708,6 +710,7 @@ impl RecordingReader {
         Ok(RecordingReader {
             path: path.to_path_buf(),
             meta: decoded.meta,
+            names,
             num_rows,
             num_row_groups: pq.num_row_groups(),
             finished: decoded.events.is_some() && !recovered,
@@ -732,6 +735,12 @@ impl RecordingReader {
     /// when the file was not finished cleanly.
     pub fn meta(&self) -> &RecordingMeta {
         &self.meta
+    }
+
+    /// The recording's name tables (cgroup paths, netns names); empty and
+    /// not [`recorded`](crate::Names::recorded) for files without them.
+    pub fn names(&self) -> &crate::Names {
+        &self.names
     }
 
     /// Rows in the file, from the footer.

@@ -511,6 +511,17 @@ impl RowBatch {
         })
     }
 
+    /// The rows' owner pids, cgroup ids and network namespace inodes (0 =
+    /// unknown), in row order: what the recorder looks names up for.
+    pub fn owner_ids(&self) -> impl Iterator<Item = (u32, u64, u32)> + '_ {
+        let n = self.len();
+        self.pid[..n]
+            .iter()
+            .zip(&self.cgroup_id[..n])
+            .zip(&self.netns[..n])
+            .map(|((&p, &c), &ns)| (p, c, ns))
+    }
+
     /// The stack ids of the rows that have one, in row order.
     pub fn stack_ids(&self) -> impl Iterator<Item = i64> + '_ {
         (0..self.len()).filter_map(|i| self.stack_id.get(i))

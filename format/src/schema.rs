@@ -158,6 +158,13 @@ pub mod key {
     /// 1-based index of the file in a rotated recording, decimal (optional;
     /// set at open; absent = the recording is one file).
     pub const SEGMENT: &str = "deeptcp.segment";
+    /// JSON array of [`crate::CgroupName`]: cgroup id → path, container,
+    /// unit (optional; set by a recorder that resolves names, carried in
+    /// checkpoints, appended at finish; absent = no names known).
+    pub const CGROUPS: &str = "deeptcp.cgroups";
+    /// JSON array of [`crate::NetnsName`]: netns inode → name (optional,
+    /// like [`CGROUPS`]).
+    pub const NETNS_NAMES: &str = "deeptcp.netns_names";
 }
 
 /// Timezone of the `ts` column.
@@ -384,6 +391,8 @@ pub fn value_limit(key: &str) -> usize {
     match key {
         key::PROBES => MAX_PROBES_BYTES,
         key::LOST_INTERVALS => MAX_LOST_INTERVALS_BYTES,
+        key::CGROUPS => crate::names::MAX_CGROUPS_BYTES,
+        key::NETNS_NAMES => crate::names::MAX_NETNS_NAMES_BYTES,
         _ => MAX_VALUE_BYTES,
     }
 }
@@ -621,7 +630,11 @@ mod tests {
         let back: Vec<ProbeStatus> = serde_json::from_str(probes).unwrap();
         assert!(back[0].detail.len() <= MAX_PROBE_DETAIL_BYTES && back[0].detail.ends_with("é..."));
         // Everything at its limit stays under the total.
-        let total = MAX_PROBES_BYTES + MAX_LOST_INTERVALS_BYTES + 16 * (MAX_VALUE_BYTES + 64);
+        let total = MAX_PROBES_BYTES
+            + MAX_LOST_INTERVALS_BYTES
+            + crate::names::MAX_CGROUPS_BYTES
+            + crate::names::MAX_NETNS_NAMES_BYTES
+            + 16 * (MAX_VALUE_BYTES + 64);
         assert!(total <= MAX_METADATA_BYTES);
     }
 

@@ -146,6 +146,9 @@ pub struct EventWriter {
     lost: Vec<LostInterval>,
     /// `deeptcp.segment` to write at finish (see [`set_segment`](Self::set_segment)).
     segment: Option<u32>,
+    /// `deeptcp.cgroups` and `deeptcp.netns_names` to write at finish (see
+    /// [`set_names`](Self::set_names)); none: the file gets no name tables.
+    names: Option<[(&'static str, String); 2]>,
 }
 
 impl EventWriter {
@@ -191,6 +194,7 @@ impl EventWriter {
             rows: 0,
             lost: Vec::new(),
             segment: None,
+            names: None,
         })
     }
 
@@ -321,6 +325,20 @@ impl EventWriter {
         self.segment = Some(index);
     }
 
+    /// Sets the name tables of the recording (`deeptcp.cgroups`,
+    /// `deeptcp.netns_names`, see [`crate::names`]): carried by the next
+    /// checkpoint (so a recovered file has the names known at its last
+    /// checkpoint) and written at finish. Call it again when names were
+    /// added; each call replaces the tables. A writer never given names
+    /// writes neither key (readers then show no names, as for older files).
+    pub fn set_names(&mut self, names: &crate::Names) {
+        let kvs = names.key_values();
+        for (k, v) in &kvs {
+            self.out.set_update(k, v.clone());
+        }
+        self.names = Some(kvs);
+    }
+
     /// Rows up to the last checkpoint (the last [`flush`](Self::flush)):
     /// what [`close_at_checkpoint`](Self::close_at_checkpoint) or a repair keeps.
     pub fn checkpointed_rows(&self) -> u64 {
@@ -368,8 +386,8 @@ impl EventWriter {
         self.lost.iter().map(|i| i.lost).sum()
     }
 
-    /// Flushes, appends `deeptcp.lost_events`, `deeptcp.events` and
-    /// `deeptcp.lost_intervals`, writes the footer, fsyncs the file and
+    /// Flushes, appends `deeptcp.lost_events`, `deeptcp.events`,
+    /// `deeptcp.lost_intervals` (and the name tables, if set), writes the footer, fsyncs the file and
     /// removes its checkpoint sidecar. When that fails, the file is closed
     /// at its last checkpoint (best effort, see
     /// [`close_at_checkpoint`](Self::close_at_checkpoint)) and the error
@@ -399,6 +417,9 @@ impl EventWriter {
         ));
         if let Some(index) = self.segment {
             extra.push(KeyValue::new(key::SEGMENT.to_owned(), index.to_string()));
+        }
+        for (k, v) in self.names.iter().flatten() {
+            extra.push(KeyValue::new((*k).to_owned(), v.clone()));
         }
         self.out.finish(extra, self.rows)
     }

@@ -691,3 +691,67 @@ fn follower_hands_out_new_row_groups_until_the_file_is_closed() {
     assert_eq!(new(&mut d), (0, 2, false, true));
     assert!(matches!(d.poll().unwrap(), Step::Abandoned));
 }
+
+#[test]
+fn name_tables_survive_finish_crash_repair_and_close_at_checkpoint() {
+    use deeptcp_format::{CgroupName, Names};
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("names.parquet");
+    let mut w = write_flushed(&live, 1, 100, 0, WriterOptions::default());
+    let mut names = Names::recorded_empty();
+    names.insert_cgroup(CgroupName::new(77, "/system.slice/docker-0123456789ab.scope"));
+    w.set_names(&names);
+    w.flush().unwrap(); // a checkpoint record with the names and no row group
+    for i in 0..50 {
+        w.push(&event(1000 + i, &probes())).unwrap();
+    }
+    names.insert_netns(4026531840, "blue");
+    w.set_names(&names);
+    w.flush().unwrap();
+    w.push(&event(5000, &probes())).unwrap(); // not checkpointed
+
+    // A crash now: the names of the last checkpoint, through recovery and repair.
+    let crashed = dir.path().join("crashed.parquet");
+    copy_pair(&live, &crashed);
+    let r = RecordingReader::open_recovering(&crashed).unwrap();
+    assert_eq!(r.num_rows(), 150);
+    assert_eq!(r.names(), &names);
+    let c = r.names().cgroup(77).unwrap();
+    assert_eq!(
+        (c.info.container_id.as_deref(), c.info.runtime.as_deref()),
+        (Some("0123456789ab"), Some("docker"))
+    );
+    assert_eq!(r.names().netns_name(4026531840), Some("blue"));
+    repair(&crashed).unwrap();
+    assert_eq!(RecordingReader::open(&crashed).unwrap().names(), &names);
+
+    // Closed at the checkpoint (disk full): the same.
+    let salvaged = dir.path().join("salvaged.parquet");
+    let mut w2 = write_flushed(&salvaged, 1, 10, 0, WriterOptions::default());
+    w2.set_names(&names);
+    w2.flush().unwrap();
+    w2.push(&event(10, &probes())).unwrap();
+    w2.close_at_checkpoint().unwrap();
+    let r = RecordingReader::open(&salvaged).unwrap();
+    assert_eq!((r.num_rows(), r.names()), (10, &names));
+
+    // Finished: the names set last.
+    names.insert_cgroup(CgroupName::new(78, "/user.slice/user-1000.slice/session-3.scope"));
+    w.set_names(&names);
+    w.finish(0).unwrap();
+    let r = RecordingReader::open(&live).unwrap();
+    assert!(r.names().recorded());
+    assert_eq!(r.names(), &names);
+    assert_eq!(
+        r.names().cgroup(78).unwrap().info.unit.as_deref(),
+        Some("session-3.scope")
+    );
+
+    // A writer never given names writes no tables: read as before.
+    let plain = dir.path().join("plain.parquet");
+    write_flushed(&plain, 1, 10, 0, WriterOptions::default())
+        .finish(0)
+        .unwrap();
+    let r = RecordingReader::open(&plain).unwrap();
+    assert!(!r.names().recorded() && r.names().cgroups().is_empty());
+}

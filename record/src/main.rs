@@ -17,6 +17,7 @@ mod hive;
 mod host;
 mod live;
 mod misses;
+mod names;
 mod offsets;
 mod privileges;
 mod probes;

@@ -44,7 +44,7 @@ use crate::live::{LivePrinter, Printed};
 use crate::misses::Misses;
 use crate::startup::Startup;
 use crate::symbolize::Symbolizer;
-use crate::{btf, host, offsets, probes, requirements, snapshot};
+use crate::{btf, host, names, offsets, probes, requirements, snapshot};
 use deeptcp_cli::signals;
 use deeptcp_record::convert;
 
@@ -503,6 +503,8 @@ struct Recording {
     rows: u64,
     all_stacks: HashMap<i64, Vec<String>>,
     progress: Arc<Progress>,
+    /// Names of the rows' cgroups and namespaces (with a file only).
+    names: Option<names::Resolver>,
 }
 
 impl Recording {
@@ -561,6 +563,13 @@ impl Recording {
                             s.push(id, frames)?;
                         }
                     }
+                }
+            }
+            if let Some(r) = self.names.as_mut() {
+                r.observe_batch(&batch);
+                r.maybe_rescan();
+                if let Some(table) = r.changes() {
+                    seg.events.set_names(table);
                 }
             }
             seg.events.write_rows(&batch)?;
@@ -654,7 +663,11 @@ impl Recording {
             self.index = 1;
         }
         self.index += 1;
-        self.current = Some(self.plan.open(self.index)?);
+        let mut seg = self.plan.open(self.index)?;
+        if let Some(r) = &self.names {
+            seg.events.set_names(r.table());
+        }
+        self.current = Some(seg);
         if let (Some(n), Some(before)) = (bound, before) {
             let next = self.plan.data_path(self.index);
             if self.index == 2 && self.plan.rotate.is_none() {
@@ -702,6 +715,12 @@ impl Recording {
         let Some(mut seg) = self.current.take() else {
             return Ok(());
         };
+        if let Some(r) = self.names.as_mut() {
+            // Ids still without a name: one more look before the file is closed.
+            r.rescan_if_unnamed();
+            r.changes();
+            seg.events.set_names(r.table());
+        }
         let lost = seg.events.lost_in_intervals();
         let r = seg.events.try_finish(lost);
         let summary = match r {
@@ -1350,6 +1369,15 @@ pub fn run(cfg: Config) -> Result<()> {
         },
         ..plan
     };
+    let mut resolver = None;
+    if to_file {
+        startup.stage("looking up cgroup and network namespace names")?;
+        let mut r = names::Resolver::new(names::Sources::host(&mounts));
+        for row in &snapshot_rows {
+            r.observe(row.pid, row.cgroup_id, row.netns);
+        }
+        resolver = Some(r);
+    }
     let mut seg = None;
     if let Some(files) = files {
         startup.stage("writing the snapshot rows")?;
@@ -1358,6 +1386,9 @@ pub fn run(cfg: Config) -> Result<()> {
             let mut seg = plan.start(first, files)?;
             for row in &snapshot_rows {
                 seg.events.push(row)?;
+            }
+            if let Some(table) = resolver.as_mut().and_then(names::Resolver::changes) {
+                seg.events.set_names(table);
             }
             // A first checkpoint with the snapshot rows: from now on a killed
             // recorder leaves a file that repairs to at least these.
@@ -1396,6 +1427,7 @@ pub fn run(cfg: Config) -> Result<()> {
         rows: snapshot_rows.len() as u64,
         all_stacks: HashMap::new(),
         progress: Arc::clone(&progress),
+        names: resolver,
     };
     let (tx, rx) = mpsc::sync_channel::<Msg>(256);
     // Messages sent and not yet received: the writer's backlog.
