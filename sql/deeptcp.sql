@@ -10,7 +10,9 @@
 --
 --   deeptcp_events(FILES)      the rows, with the recording's host
 --                              (rec_host) and boot id from each file's
---                              metadata, and the merge order (ord)
+--                              metadata, the names of their cgroup and
+--                              netns where the file has them, and the
+--                              merge order (ord)
 --   deeptcp_conns(FILES)       one row per connection, the columns of
 --                              `analyze --conn --json` (analyze/JSON.md)
 --   deeptcp_stats(FILES, BY)   one row per group, the fields of
@@ -75,10 +77,26 @@ WITH meta AS (
     FROM parquet_kv_metadata(files)
     GROUP BY file_name
 ),
+-- The name tables record stores (format/SCHEMA.md, "Names").
+cgroup_names AS (
+    SELECT file_name, c.id, c.path AS cgroup, c.container_id, c.runtime AS container_runtime, c.pod_uid, c.unit
+    FROM (SELECT file_name,
+                 unnest(from_json(decode(value),
+                        '[{"id":"UBIGINT","path":"VARCHAR","container_id":"VARCHAR","runtime":"VARCHAR","pod_uid":"VARCHAR","unit":"VARCHAR"}]')) AS c
+          FROM parquet_kv_metadata(files) WHERE decode(key) = 'deeptcp.cgroups')
+),
+netns_names AS (
+    SELECT file_name, n.inode, n.name AS netns_name
+    FROM (SELECT file_name, unnest(from_json(decode(value), '[{"inode":"UINTEGER","name":"VARCHAR"}]')) AS n
+          FROM parquet_kv_metadata(files) WHERE decode(key) = 'deeptcp.netns_names')
+),
 rows AS (
-    SELECT r.*, coalesce(m.rec_host, 'unknown') AS rec_host, m.boot_id
+    SELECT r.*, coalesce(m.rec_host, 'unknown') AS rec_host, m.boot_id,
+           c.cgroup, c.container_id, c.container_runtime, c.pod_uid, c.unit, n.netns_name
     FROM read_parquet(files, filename = true, file_row_number = true, union_by_name = true) r
     JOIN meta m ON r.filename = m.file_name
+    LEFT JOIN cgroup_names c ON c.file_name = r.filename AND c.id = r.cgroup_id
+    LEFT JOIN netns_names n ON n.file_name = r.filename AND n.inode = r.netns
 )
 -- analyze merges the inputs by ts, stably: file by file, then row order.
 SELECT *, row_number() OVER (ORDER BY ts, filename, file_row_number) AS ord,
@@ -246,6 +264,12 @@ conn AS (
            max(sock_cookie) AS cookie,
            coalesce(min_by(netns, ord) FILTER (WHERE netns <> 0), 0) AS netns,
            coalesce(min_by(cgroup_id, ord) FILTER (WHERE cgroup_id <> 0), 0) AS cgroup_id,
+           min_by(cgroup, ord) FILTER (WHERE cgroup_id <> 0) AS cgroup,
+           min_by(container_id, ord) FILTER (WHERE cgroup_id <> 0) AS container_id,
+           min_by(container_runtime, ord) FILTER (WHERE cgroup_id <> 0) AS container_runtime,
+           min_by(pod_uid, ord) FILTER (WHERE cgroup_id <> 0) AS pod_uid,
+           min_by(unit, ord) FILTER (WHERE cgroup_id <> 0) AS unit,
+           min_by(netns_name, ord) FILTER (WHERE netns <> 0) AS netns_name,
            min_by(family, ord) AS family,
            coalesce(min_by(saddr, ord) FILTER (WHERE saddr NOT IN ('0.0.0.0', '::')), min_by(saddr, ord)) AS saddr,
            coalesce(min_by(sport, ord) FILTER (WHERE sport <> 0), 0) AS sport,
@@ -331,6 +355,7 @@ SELECT host,
        coalesce(comm, '') AS comm,
        coalesce(attribution, 'unknown') AS attribution,
        cookie, cgroup_id, netns, family, saddr, sport, daddr, dport,
+       cgroup, container_id, container_runtime, pod_uid, unit, netns_name,
        state_path, events, retransmits, resets, zero_windows, errors, zero_window_stalls, zero_window_stall_ns,
        bytes_acked, bytes_received, srtt_us, srtt_min_us, srtt_max_us, cwnd,
        CAST(epoch_ns(established_ts) - epoch_ns(handshake_from) AS BIGINT) AS handshake_ns,
@@ -348,8 +373,8 @@ WITH c AS (
                    WHEN 'sport' THEN CAST(sport AS VARCHAR)
                    WHEN 'comm' THEN CASE WHEN pid <> 0 THEN comm END
                    WHEN 'pid' THEN CAST(nullif(pid, 0) AS VARCHAR)
-                   WHEN 'cgroup' THEN CAST(nullif(cgroup_id, 0) AS VARCHAR)
-                   WHEN 'netns' THEN CAST(nullif(netns, 0) AS VARCHAR)
+                   WHEN 'cgroup' THEN coalesce(cgroup, CAST(nullif(cgroup_id, 0) AS VARCHAR))
+                   WHEN 'netns' THEN coalesce(netns_name, CAST(nullif(netns, 0) AS VARCHAR))
                    WHEN 'host' THEN host
            END AS grp
     FROM deeptcp_conns(files)

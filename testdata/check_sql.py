@@ -26,6 +26,8 @@ CONN_FIELDS = [
     "zero_window_stall_ns", "bytes_acked",
     "bytes_received", "srtt_us", "srtt_min_us", "srtt_max_us", "cwnd", "handshake_ns",
 ]
+NAME_FIELDS = ["cgroup", "container_id", "container_runtime", "pod_uid", "unit", "netns_name"]
+CONN_FIELDS += NAME_FIELDS
 STATS_FIELDS = [
     "connections", "still_open", "failed", "failures", "retransmits",
     "retransmits_per_conn", "zero_window_stalls", "zero_window_stall_ns",
@@ -86,6 +88,8 @@ def compare(what, want, got, fields):
             out.append(f"{what} {k!r}: only in {'SQL' if k in got else 'analyze'}")
             continue
         for f in fields:
+            if f in NAME_FIELDS and f not in want[k]:
+                continue  # a recording without name tables
             a, b = normal(want[k][f]), normal(got[k][f])
             if a != b:
                 out.append(f"{what} {k!r}: {f}: analyze {a!r}, SQL {b!r}")

@@ -340,10 +340,13 @@ fn stats(
     warn: &mut impl Write,
 ) -> Result<()> {
     let unknown: Arc<str> = Arc::from("unknown");
+    let no_names = deeptcp_format::Names::default();
     let mut stats = Stats::new(opts.by);
     each_conn(config, sources, readers, warn, |c| {
-        let host = sources.get(c.src as usize).map_or(&unknown, |s| &s.host);
-        stats.add(&c, host);
+        let (host, names) = sources
+            .get(c.src as usize)
+            .map_or((&unknown, &no_names), |s| (&s.host, &s.names));
+        stats.add(&c, host, names);
         Ok(())
     })?;
     let groups = stats.into_sorted();

@@ -274,9 +274,10 @@ pub enum StatsBy {
     Comm,
     /// The connection owner's process id.
     Pid,
-    /// The owner's cgroup (v2 id).
+    /// The owner's cgroup: its path where the recording names it (record stores the
+    /// names), else its v2 id.
     Cgroup,
-    /// Network namespace (inode).
+    /// Network namespace: its name under /run/netns where the recording has it, else its inode.
     Netns,
     /// The recording's host.
     Host,

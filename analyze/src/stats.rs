@@ -23,6 +23,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use deeptcp_format::Names;
+
 use crate::cli::StatsBy;
 use crate::conn::{CloseReason, Conn};
 
@@ -146,8 +148,10 @@ pub enum GroupKey {
 }
 
 impl GroupKey {
-    /// The key of `c` (of input host `host`) under `by`.
-    pub fn of(by: Option<StatsBy>, c: &Conn, host: &Arc<str>) -> GroupKey {
+    /// The key of `c` (of input host `host`, whose recording holds `names`)
+    /// under `by`: a cgroup or network namespace by its name where the
+    /// recording has one (`record` stores them), else by its number.
+    pub fn of(by: Option<StatsBy>, c: &Conn, host: &Arc<str>, names: &Names) -> GroupKey {
         let known = |n: u64| GroupKey::Number((n != 0).then_some(n));
         match by {
             None => GroupKey::All,
@@ -159,8 +163,14 @@ impl GroupKey {
                 None => GroupKey::Number(None),
             },
             Some(StatsBy::Pid) => known(c.owner.as_ref().map_or(0, |o| u64::from(o.pid))),
-            Some(StatsBy::Cgroup) => known(c.cgroup_id),
-            Some(StatsBy::Netns) => known(u64::from(c.netns)),
+            Some(StatsBy::Cgroup) => match names.cgroup(c.cgroup_id) {
+                Some(n) => GroupKey::Text(Arc::from(n.path.as_str())),
+                None => known(c.cgroup_id),
+            },
+            Some(StatsBy::Netns) => match names.netns_name(c.netns) {
+                Some(n) => GroupKey::Text(Arc::from(n)),
+                None => known(u64::from(c.netns)),
+            },
             Some(StatsBy::Host) => GroupKey::Text(Arc::clone(host)),
         }
     }
@@ -256,11 +266,14 @@ impl Stats {
     }
 
     /// Folds in one finished connection; listeners are not connections.
-    pub fn add(&mut self, c: &Conn, host: &Arc<str>) {
+    pub fn add(&mut self, c: &Conn, host: &Arc<str>, names: &Names) {
         if c.is_listener() {
             return;
         }
-        self.groups.entry(GroupKey::of(self.by, c, host)).or_default().add(c);
+        self.groups
+            .entry(GroupKey::of(self.by, c, host, names))
+            .or_default()
+            .add(c);
     }
 
     /// The groups, most connections first (ties by key).

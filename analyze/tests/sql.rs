@@ -2,8 +2,9 @@
 //! connections (`--conn --json`) and statistics (`--stats --json`, without
 //! and with every `--by`) on the committed fixtures, read one by one, as a
 //! glob over several hosts and from a hive-partitioned tree
-//! (testdata/check_sql.py compares them field by field, and checks the SQL
-//! bucket function against the integer definition).
+//! and with the name tables `record` stores (cgroup paths, containers,
+//! netns names) (testdata/check_sql.py compares them field by field, and
+//! checks the SQL bucket function against the integer definition).
 //!
 //! Needs python3 with duckdb (scripts/bootstrap installs it into .venv).
 //! Without it the test skips with a printed reason, unless
@@ -75,6 +76,38 @@ fn sql_gives_the_same_connections_and_statistics_as_analyze() {
             return;
         }
     }
+}
+
+/// web1's rows again, in a recording that names its cgroups (a docker
+/// container, a kubepods pod, systemd services) and one netns.
+#[test]
+fn sql_names_cgroups_and_namespaces_as_analyze_does() {
+    use deeptcp_format::{CgroupName, EventWriter, Names, RecordingReader, WriterOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let from = RecordingReader::open(&repo_root().join("testdata/synthetic/web1.parquet")).unwrap();
+    let mut names = Names::default();
+    for (id, path) in [
+        (7001, "/system.slice/nginx.service"),
+        (7002, "/system.slice/postgresql.service"),
+        (7003, "/user.slice/user-1000.slice/session-2.scope"),
+        (7004, "/system.slice/docker-4f2a9c0d1e3b5a7f9c0d1e3b5a7f9c0d1e3b5a7f9c0d1e3b5a7f9c0d1e3b5a7f.scope"),
+        (
+            7005,
+            "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1b2c3d4e_5f60_7182_93a4_b5c6d7e8f901.slice/cri-containerd-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.scope",
+        ),
+    ] {
+        names.insert_cgroup(CgroupName::new(id, path));
+    }
+    names.insert_netns(4026532300, "blue");
+    let path = dir.path().join("web1-named.parquet");
+    let file = std::fs::File::create(&path).unwrap();
+    let mut w = EventWriter::new(file, from.meta(), WriterOptions::default()).unwrap();
+    for e in from.events() {
+        w.push(&e.unwrap()).unwrap();
+    }
+    w.set_names(&names);
+    w.finish(0).unwrap();
+    check(&[path.to_str().unwrap()]);
 }
 
 #[test]
