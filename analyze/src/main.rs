@@ -16,6 +16,7 @@ mod inputs;
 mod order;
 mod owner;
 mod render;
+mod report;
 mod source;
 mod stats;
 mod version;
