@@ -135,6 +135,7 @@ pub fn run(config: &Config, out: &mut impl Write, warn: &mut impl Write) -> Resu
         Mode::Json => events(config, &sources, readers, &layout, None, out, warn),
         Mode::Conn(opts) => conns(config, &sources, readers, &layout, opts, out, warn),
         Mode::Stats(opts) => stats(config, &sources, readers, opts, out, warn),
+        Mode::Report | Mode::TraceJson => crate::report::run(config, &sources, readers, layout.origin_ns, out, warn),
         Mode::Info | Mode::Repair => Ok(()),
     }
 }
@@ -365,6 +366,18 @@ fn each_conn(
     sources: &[Source],
     readers: Vec<(RecordingReader, Plan)>,
     warn: &mut impl Write,
+    f: impl FnMut(Conn) -> Result<()>,
+) -> Result<()> {
+    each_conn_in(Tracker::new(), config, sources, readers, warn, f)
+}
+
+/// [`each_conn`] with a tracker of the caller's (e.g. one that keeps marks).
+pub(crate) fn each_conn_in(
+    mut tracker: Tracker,
+    config: &Config,
+    sources: &[Source],
+    readers: Vec<(RecordingReader, Plan)>,
+    warn: &mut impl Write,
     mut f: impl FnMut(Conn) -> Result<()>,
 ) -> Result<()> {
     let filter = &config.filter;
@@ -379,7 +392,6 @@ fn each_conn(
         .map(|((reader, plan), s)| source::spawn(reader, plan, s.meta.clock, Prep::default(), workers))
         .collect();
 
-    let mut tracker = Tracker::new();
     let mut done: Vec<Conn> = Vec::new();
     let mut last_ts: Vec<Option<i64>> = vec![None; sources.len()];
     let selected = |c: &Conn| !filtering || c.selected(|pid, comm| filter.matches_owner(pid, comm));

@@ -41,6 +41,15 @@ Examples:
   analyze --stats --by daddr 'fleet/*.parquet'
                                        the same per peer (also dport, sport, comm, pid,
                                        cgroup, netns, host); --json for one object per group
+  analyze --report report.html capture.parquet
+                                       one self-contained HTML page (open it in any browser,
+                                       offline): connections and failures over time, handshake
+                                       and RTT histograms, a timeline of the 50 most
+                                       interesting connections
+  analyze --trace-json trace.json -D 443 capture.parquet
+                                       Chrome/Perfetto trace events (open in ui.perfetto.dev or
+                                       chrome://tracing): a track per socket, states as slices,
+                                       retransmits/RSTs/zero windows/errors as instants
   analyze capture.parquet | less -S    output stops cleanly when the pager quits
 
 Inputs:
@@ -168,6 +177,27 @@ pub struct Args {
     /// (field names are the Parquet column names; see analyze/JSON.md).
     #[arg(long = "json", conflicts_with_all = ["timestamp", "seconds", "kstack"])]
     pub json: bool,
+
+    /// Write a self-contained HTML report to PATH ('-': stdout), viewable
+    /// offline: connections and failures over time, handshake-latency and
+    /// RTT histograms (log-scaled bins), and a timeline lane for each of the
+    /// 50 most interesting connections (failed first, then by retransmits,
+    /// resets, zero-window stalls, errors, handshake time), its states as
+    /// spans and retransmits, RSTs, zero windows, errors as marks. Streams:
+    /// memory holds the histograms, at most 240 time buckets, the 50 lanes
+    /// and, per open connection, at most 256 marks.
+    #[arg(long = "report", value_name = "PATH", conflicts_with_all = ["timestamp", "seconds", "kstack", "conn", "json", "stats", "info", "repair", "follow", "wide"])]
+    pub report: Option<PathBuf>,
+
+    /// Write Chrome/Perfetto trace-event JSON to PATH ('-': stdout), for
+    /// ui.perfetto.dev or chrome://tracing: a process per owner, a track
+    /// per socket, its states as slices, retransmits, loss probes, RSTs,
+    /// zero windows and errors as instants (times in µs from the start of
+    /// the earliest recording). Streams: a socket is written when it
+    /// finishes; memory holds the open sockets and, per socket, at most
+    /// 10,000 instants (the rest are counted in its slice's args).
+    #[arg(long = "trace-json", value_name = "PATH", conflicts_with_all = ["timestamp", "seconds", "kstack", "conn", "json", "stats", "info", "repair", "follow", "wide", "report"])]
+    pub trace_json: Option<PathBuf>,
 
     /// Order connections (--conn): longest first, most retransmits first, or by start.
     /// Without --top, every finished connection is held in memory until the end.
@@ -358,6 +388,10 @@ pub enum Mode {
     Info,
     /// Complete unfinished recordings in place.
     Repair,
+    /// `--report`: an HTML page, written to [`Config::output`].
+    Report,
+    /// `--trace-json`: trace-event JSON, written to [`Config::output`].
+    TraceJson,
 }
 
 /// The table's optional time column.
@@ -416,6 +450,8 @@ pub struct Config {
     pub skip_corrupt: bool,
     /// `--follow`: one recording, printed as it grows (table or JSON).
     pub follow: bool,
+    /// Where `--report`/`--trace-json` write (`-`: stdout); `None` otherwise.
+    pub output: Option<PathBuf>,
 }
 
 /// Suffix of the stack sidecar that sits next to a recording.
@@ -495,6 +531,37 @@ impl Config {
                 "--sort and --top order connections: add --conn".to_string(),
             ));
         }
+        let output = args.report.clone().or_else(|| args.trace_json.clone());
+        if let Some(path) = &output {
+            let flag = if args.report.is_some() {
+                "--report"
+            } else {
+                "--trace-json"
+            };
+            if path.as_os_str().is_empty() {
+                return Err(usage_error(
+                    ErrorKind::InvalidValue,
+                    format!("{flag} needs a file name (or - for stdout)"),
+                ));
+            }
+            let other = args.conn
+                || args.json
+                || args.stats
+                || args.info
+                || args.repair
+                || args.follow
+                || args.kstack
+                || args.timestamp
+                || args.seconds
+                || args.wide
+                || (args.report.is_some() && args.trace_json.is_some());
+            if other {
+                return Err(usage_error(
+                    ErrorKind::ArgumentConflict,
+                    format!("{flag} is an output of its own: without --conn, --json, --stats, --info, --repair, --follow, -K, -t, --seconds, -w or the other of --report/--trace-json"),
+                ));
+            }
+        }
         let filter = Filter {
             pids: args.pids,
             netns: args.netns.clone(),
@@ -525,7 +592,11 @@ impl Config {
                 "--repair rewrites whole files and takes no filters".to_string(),
             ));
         }
-        let mode = if args.repair {
+        let mode = if args.report.is_some() {
+            Mode::Report
+        } else if args.trace_json.is_some() {
+            Mode::TraceJson
+        } else if args.repair {
             Mode::Repair
         } else if args.info {
             Mode::Info
@@ -565,6 +636,7 @@ impl Config {
             filter,
             skip_corrupt: args.skip_corrupt,
             follow: args.follow,
+            output,
         })
     }
 }
@@ -716,6 +788,37 @@ mod tests {
                 wide: false
             })
         );
+    }
+
+    #[test]
+    fn report_and_trace_write_to_a_file() {
+        let c = config(&["--report", "out.html", "-D", "443", "x.parquet"]).unwrap();
+        assert_eq!(c.mode, Mode::Report);
+        assert_eq!(c.output, Some(PathBuf::from("out.html")));
+        assert_eq!(c.filter.dports, [443]);
+        let c = config(&["--trace-json", "-", "--since", "+1s", "x.parquet"]).unwrap();
+        assert_eq!(c.mode, Mode::TraceJson);
+        assert_eq!(c.output, Some(PathBuf::from("-")));
+        assert_eq!(config(&["x.parquet"]).unwrap().output, None);
+        for argv in [
+            &["--report", "r.html", "--conn"][..],
+            &["--report", "r.html", "--json"],
+            &["--report", "r.html", "--stats"],
+            &["--report", "r.html", "-t"],
+            &["--trace-json", "t.json", "--info"],
+            &["--trace-json", "t.json", "--follow"],
+            &["--trace-json", "t.json", "--report", "r.html"],
+        ] {
+            let e = err(argv);
+            assert_eq!(e.kind(), ErrorKind::ArgumentConflict, "{argv:?}");
+            assert_eq!(e.exit_code(), 2);
+        }
+        assert_eq!(err(&["--report", ""]).kind(), ErrorKind::InvalidValue);
+        assert_eq!(err(&["--report"]).exit_code(), 2);
+        // Also when clap's attributes are bypassed.
+        let mut args = parse(&["--report", "r.html", "x.parquet"]).unwrap();
+        args.conn = true;
+        assert_eq!(Config::from_args(args).unwrap_err().kind(), ErrorKind::ArgumentConflict);
     }
 
     #[test]
@@ -922,6 +1025,8 @@ mod tests {
             "-S 8080",
             "-D 443",
             "--port 5432",
+            "--report report.html",
+            "--trace-json trace.json",
             "-s 10.0.0.0/8",
             "-d 2001:db8::/32",
             "--comm nginx",

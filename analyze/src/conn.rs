@@ -113,21 +113,36 @@ impl StatePath {
     /// `None` for a closed socket's last state. A state whose successors
     /// were elided has no time either.
     pub fn timed(&self, open_until: Option<i64>) -> impl Iterator<Item = (TcpState, Option<i64>)> + '_ {
+        self.spans(open_until).map(|(s, start, end)| {
+            let ns = match (start, end) {
+                (Some(start), Some(end)) => Some(end.saturating_sub(start).max(0)),
+                _ => None,
+            };
+            (s, ns)
+        })
+    }
+
+    /// The kept states with when each was entered and left (wall-clock
+    /// ns), as [`StatePath::timed`] counts them: `None` where the
+    /// recording does not show it (entered before the first row, left for
+    /// an elided state, or the last state of a closed socket when
+    /// `open_until` is `None`).
+    pub fn spans(&self, open_until: Option<i64>) -> impl Iterator<Item = (TcpState, Option<i64>, Option<i64>)> + '_ {
         let n = self.len as usize;
+        let known = |at: i64| (at != UNKNOWN_AT).then_some(at);
         (0..n).filter_map(move |i| {
             let s = TcpState::from_kernel(self.states[i])?;
             let next = if i + 1 < n {
                 let gap = i + 2 == PATH_MAX && self.elided > 0;
-                (!gap).then_some(self.at[i + 1])
+                if gap {
+                    None
+                } else {
+                    known(self.at[i + 1])
+                }
             } else {
                 open_until
             };
-            let start = self.at[i];
-            let ns = match next {
-                Some(end) if start != UNKNOWN_AT && end != UNKNOWN_AT => Some(end.saturating_sub(start).max(0)),
-                _ => None,
-            };
-            Some((s, ns))
+            Some((s, known(self.at[i]), next))
         })
     }
 }
@@ -251,6 +266,36 @@ impl Tuple {
 /// (boot, netns, daddr, dport) of a v1 connect waiting for its source port.
 type PendingKey = (u32, u32, IpAddr, u16);
 
+/// An event shown as a mark on a connection's timeline (`--report`,
+/// `--trace-json`): retransmits, tail loss probes, RSTs, zero windows and
+/// socket errors, kept only when the [`Tracker`] was made
+/// [`Tracker::with_marks`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mark {
+    /// Wall-clock ns.
+    pub ts: i64,
+    pub kind: EventKind,
+    /// The errno of a `sock_error`, else 0.
+    pub sk_err: i32,
+}
+
+impl Mark {
+    /// Whether `ev` is a mark (see [`Mark`]).
+    pub fn of(ts: i64, ev: &Event) -> Option<Mark> {
+        use EventKind::*;
+        let mark = match ev.kind {
+            Retransmit | RetransmitSynack | LossProbe | ResetRecv | ResetSent | ZeroWindowRecv | ZeroWindowSent => true,
+            SockError => ev.sk_err != 0,
+            _ => false,
+        };
+        mark.then_some(Mark {
+            ts,
+            kind: ev.kind,
+            sk_err: ev.sk_err,
+        })
+    }
+}
+
 /// One socket's lifetime.
 #[derive(Debug, Clone)]
 pub struct Conn {
@@ -315,6 +360,11 @@ pub struct Conn {
     pub matched: bool,
     /// Some owner-less event matched every filter but pid/comm.
     pub matched_if_owner: bool,
+    /// The first marks, in time order (empty unless the tracker keeps them).
+    pub marks: Vec<Mark>,
+    /// Marks beyond the tracker's limit, not kept.
+    pub marks_dropped: u32,
+    mark_limit: u32,
 
     state: Option<TcpState>,
     established: bool,
@@ -393,6 +443,9 @@ impl Conn {
             reason: CloseReason::StillOpen,
             matched: false,
             matched_if_owner: false,
+            marks: Vec::new(),
+            marks_dropped: 0,
+            mark_limit: 0,
             state: None,
             established: false,
             listener: false,
@@ -477,6 +530,15 @@ impl Conn {
                     if let Some((first, last)) = self.stall[dir].take() {
                         self.stalled_ns = self.stalled_ns.saturating_add(last - first);
                     }
+                }
+            }
+        }
+        if self.mark_limit > 0 {
+            if let Some(mark) = Mark::of(ts, ev) {
+                if self.marks.len() < self.mark_limit as usize {
+                    self.marks.push(mark);
+                } else {
+                    self.marks_dropped = self.marks_dropped.saturating_add(1);
                 }
             }
         }
@@ -729,11 +791,22 @@ pub struct Tracker {
     next_seq: u64,
     /// Connections currently tracked.
     open: usize,
+    /// Marks kept per connection (0: none).
+    mark_limit: u32,
 }
 
 impl Tracker {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A tracker whose connections keep their first `limit` [`Mark`]s
+    /// (memory: up to `limit` marks per open connection).
+    pub fn with_marks(limit: u32) -> Self {
+        Tracker {
+            mark_limit: limit,
+            ..Self::default()
+        }
     }
 
     /// Connections currently tracked (open or waiting for their destroy).
@@ -932,7 +1005,8 @@ impl Tracker {
     }
 
     fn create(&mut self, src: u32, ts: i64, ev: &Event, key: Key) -> u32 {
-        let conn = Conn::new(src, self.next_seq, ts, ev, key);
+        let mut conn = Conn::new(src, self.next_seq, ts, ev, key);
+        conn.mark_limit = self.mark_limit;
         self.next_seq += 1;
         self.open += 1;
         let slot = match self.free.pop() {

@@ -17,6 +17,7 @@ mod names;
 mod order;
 mod owner;
 mod render;
+mod report;
 mod source;
 mod stats;
 mod version;

@@ -166,6 +166,13 @@ const CASES: &[(&str, &[&str])] = &[
         &["--stats", "--by", "sport", "loopback.parquet"],
     ),
     ("compat-v1-loopback.stats", &["--stats", "compat/v1-loopback.parquet"]),
+    // trace-event JSON (--report's HTML is checked structurally in tests/report.rs)
+    ("loopback.trace-json", &["--trace-json", "-", "loopback.parquet"]),
+    (
+        "web1.trace-json-filter",
+        &["--trace-json", "-", "-D", "9999", "synthetic/web1.parquet"],
+    ),
+    ("two-hosts.trace-json", &["--trace-json", "-", "synthetic"]),
 ];
 
 /// Differing lines shown per mismatch.

@@ -4,12 +4,15 @@
 //!
 //! `table` is the classic deeptcptracer event table, `conn` the connection
 //! table of `--conn`, `json` the JSON lines of `--json`, `info` the recording
-//! summary of `--info`, `stats` the groups of `--stats`. Helpers shared by several renderers live here.
+//! summary of `--info`, `stats` the groups of `--stats`, `html` the page of `--report`, `trace` the
+//! trace-event JSON of `--trace-json`. Helpers shared by several renderers live here.
 
 pub mod conn;
+pub mod html;
 pub mod info;
 pub mod json;
 pub mod stats;
+pub mod trace;
 
 // The event views are shared with `record`'s live output (crate deeptcp-view).
 pub use deeptcp_view::table;
