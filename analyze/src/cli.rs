@@ -56,6 +56,8 @@ Inputs:
   analyze a.parquet b.parquet          several recordings, merged in time order
   analyze recordings/                  every *.parquet in a directory (not *.stacks.parquet)
   analyze 'recordings/web*.parquet'    a glob (quoted: expanded by analyze, not the shell)
+  analyze --stats 'fleet/**/*.parquet' ** crosses folders (record --hive's host=/date= tree);
+                                       also ?, [a-z], [!x], {web1,db1}
   Recordings from several hosts get a HOST column (JSON always has \"host\").
 
 Filters (repeat an option to allow several values: OR; different options: AND):

@@ -3,8 +3,9 @@
 //! An input is a file, a directory (its `*.parquet` files, not recursively,
 //! without `*.stacks.parquet` sidecars and hidden `.name` files, which are
 //! in-progress or editor files), or a glob (`*`, `?`, `[abc]`, `[a-z]`,
-//! `[!x]` in any path component; quoted so that analyze, not the shell,
-//! expands it — also the way past the shell's argument-length limit).
+//! `[!x]`, `{a,b}` in any path component, `**` across them; quoted so that
+//! analyze, not the shell, expands it — also the way past the shell's
+//! argument-length limit).
 //! A recording rotated into segments (`trace-000001.parquet`, ...) can be
 //! named as `trace.parquet`. Sidecars and hidden files found by a directory
 //! or a glob are skipped; the same file named twice is read once.
@@ -13,6 +14,8 @@ use std::collections::HashSet;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use globset::GlobBuilder;
+use walkdir::WalkDir;
 
 /// Expands `inputs` into recording paths, in argument order; within one
 /// directory or glob, sorted by name.
@@ -98,165 +101,60 @@ fn dir_recordings(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 fn has_glob_chars(s: &str) -> bool {
-    s.contains(['*', '?', '['])
+    s.contains(['*', '?', '[', '{'])
 }
 
-/// Paths matching `pattern`, component by component (no `**`).
+/// Paths matching `pattern`: `*` and `?` within a path component, `**`
+/// across components (`fleet/**/*.parquet`), classes `[a-z]`, `[!x]`,
+/// alternatives `{web1,db1}` (globset's syntax). Like the shell, a name
+/// starting with `.` matches only a pattern component that starts with one.
+/// The literal directory before the first wildcard is where the walk
+/// starts; it goes only as deep as the pattern can match.
 fn glob(pattern: &Path) -> Result<Vec<PathBuf>> {
-    let mut current: Vec<PathBuf> = vec![PathBuf::new()];
+    let mut base = PathBuf::new();
+    let mut rest: Vec<String> = Vec::new();
     for comp in pattern.components() {
-        let next_is_pattern = matches!(comp, Component::Normal(c) if has_glob_chars(&c.to_string_lossy()));
-        let mut next = Vec::new();
-        for base in &current {
-            match comp {
-                Component::Normal(c) if next_is_pattern => {
-                    let pat: Vec<char> = c.to_string_lossy().chars().collect();
-                    let dir = if base.as_os_str().is_empty() {
-                        Path::new(".")
-                    } else {
-                        base.as_path()
-                    };
-                    let Ok(entries) = std::fs::read_dir(dir) else {
-                        continue;
-                    };
-                    for e in entries.flatten() {
-                        let name = e.file_name();
-                        let name = name.to_string_lossy();
-                        // Like the shell: `*` does not match a leading dot.
-                        if name.starts_with('.') && pat.first() != Some(&'.') {
-                            continue;
-                        }
-                        let chars: Vec<char> = name.chars().collect();
-                        if glob_match(&pat, &chars) {
-                            next.push(base.join(e.file_name()));
-                        }
-                    }
-                }
-                other => {
-                    let p = base.join(other.as_os_str());
-                    if base.as_os_str().is_empty() || p.exists() {
-                        next.push(p);
-                    }
-                }
-            }
-        }
-        current = next;
-        if current.is_empty() {
-            break;
-        }
-    }
-    Ok(current.into_iter().filter(|p| p.exists()).collect())
-}
-
-/// Shell-style match of one path component.
-fn glob_match(pat: &[char], name: &[char]) -> bool {
-    // Iterative matcher with backtracking to the last `*`.
-    let (mut p, mut n) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while n < name.len() {
-        if p < pat.len() {
-            match pat[p] {
-                '*' => {
-                    star = Some((p, n));
-                    p += 1;
-                    continue;
-                }
-                '?' => {
-                    p += 1;
-                    n += 1;
-                    continue;
-                }
-                '[' => {
-                    if let Some((matched, len)) = class_match(&pat[p..], name[n]) {
-                        if matched {
-                            p += len;
-                            n += 1;
-                            continue;
-                        }
-                    } else if name[n] == '[' {
-                        // An unclosed `[` is literal.
-                        p += 1;
-                        n += 1;
-                        continue;
-                    }
-                }
-                c if c == name[n] => {
-                    p += 1;
-                    n += 1;
-                    continue;
-                }
-                _ => {}
-            }
-        }
-        match star {
-            Some((sp, sn)) => {
-                p = sp + 1;
-                n = sn + 1;
-                star = Some((sp, sn + 1));
-            }
-            None => return false,
-        }
-    }
-    pat[p..].iter().all(|&c| c == '*')
-}
-
-/// Matches `c` against the class at the start of `pat` (`[...]`); returns
-/// (matched, length of the class in `pat`), or `None` when unclosed.
-fn class_match(pat: &[char], c: char) -> Option<(bool, usize)> {
-    let mut i = 1;
-    let negate = matches!(pat.get(i), Some('!') | Some('^'));
-    if negate {
-        i += 1;
-    }
-    let mut matched = false;
-    let mut first = true;
-    while i < pat.len() {
-        let a = pat[i];
-        if a == ']' && !first {
-            return Some((matched != negate, i + 1));
-        }
-        first = false;
-        if pat.get(i + 1) == Some(&'-') && pat.get(i + 2).is_some_and(|&b| b != ']') {
-            let b = pat[i + 2];
-            if a <= c && c <= b {
-                matched = true;
-            }
-            i += 3;
+        let text = comp.as_os_str().to_string_lossy();
+        if rest.is_empty() && !(matches!(comp, Component::Normal(_)) && has_glob_chars(&text)) {
+            base.push(comp.as_os_str());
         } else {
-            if a == c {
-                matched = true;
-            }
-            i += 1;
+            rest.push(text.into_owned());
         }
     }
-    None
+    let matcher = GlobBuilder::new(&rest.join("/"))
+        .literal_separator(true)
+        .build()
+        .with_context(|| format!("{} is not a valid glob", pattern.display()))?
+        .compile_matcher();
+    let deep = rest.iter().any(|c| c.contains("**"));
+    let dotted = rest.iter().any(|c| c.starts_with('.') || c.starts_with("{."));
+    let root = if base.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        base.clone()
+    };
+    let walk = WalkDir::new(&root)
+        .min_depth(1)
+        .max_depth(if deep { usize::MAX } else { rest.len() })
+        .follow_links(true)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| dotted || !e.file_name().to_string_lossy().starts_with('.'));
+    let mut out = Vec::new();
+    for entry in walk.flatten() {
+        let Ok(rel) = entry.path().strip_prefix(&root) else {
+            continue;
+        };
+        if matcher.is_match(rel) {
+            out.push(base.join(rel));
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn m(p: &str, n: &str) -> bool {
-        glob_match(&p.chars().collect::<Vec<_>>(), &n.chars().collect::<Vec<_>>())
-    }
-
-    #[test]
-    fn matcher() {
-        assert!(m("*.parquet", "a.parquet"));
-        assert!(m("*.parquet", ".parquet"));
-        assert!(!m("*.parquet", "a.parquetx"));
-        assert!(m("web?.parquet", "web1.parquet"));
-        assert!(!m("web?.parquet", "web10.parquet"));
-        assert!(m("web[0-9]*", "web7-x"));
-        assert!(!m("web[!0-9]*", "web7-x"));
-        assert!(m("web[!0-9]*", "weba"));
-        assert!(m("[]a]", "]"));
-        assert!(m("a[b", "a[b"));
-        assert!(m("*a*b*c", "xxaxxbxxc"));
-        assert!(!m("*a*b*c", "xxaxxbxx"));
-        assert!(m("**", ""));
-        assert!(m("é*", "été"));
-    }
 
     fn touch(p: &Path) {
         std::fs::write(p, b"").unwrap();
@@ -291,6 +189,17 @@ mod tests {
         );
         assert_eq!(names(&expand(&[d.join("*/*.parquet")]).unwrap()), ["c.parquet"]);
         assert_eq!(names(&expand(&[d.join("s*")]).unwrap()), ["c.parquet"]);
+        assert_eq!(
+            names(&expand(&[d.join("{b,sub/c}.parquet")]).unwrap()),
+            ["b.parquet", "c.parquet"]
+        );
+        assert_eq!(names(&expand(&[d.join("[!a].parquet")]).unwrap()), ["b.parquet"]);
+        assert_eq!(
+            names(&expand(&[d.join("?.parquet")]).unwrap()),
+            ["a.parquet", "b.parquet"]
+        );
+        // Hidden files are never recordings, even when the pattern names them.
+        assert!(expand(&[d.join(".*.parquet")]).is_err());
         // Explicit files are taken as given, once.
         let v = expand(&[d.join("b.parquet"), d.to_path_buf(), d.join("notes.txt")]).unwrap();
         assert_eq!(names(&v), ["b.parquet", "a.parquet", "notes.txt"]);
@@ -310,5 +219,42 @@ mod tests {
         );
         let e = expand(&[d.join("missing.parquet")]).unwrap_err();
         assert!(format!("{e:#}").contains("missing.parquet"), "{e:#}");
+    }
+
+    /// `record --hive`'s tree: `**` and a pattern per partition level.
+    #[test]
+    fn globs_over_partition_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for f in [
+            "host=web1/date=2026-04-14/web1-1.parquet",
+            "host=web1/date=2026-04-15/web1-2.parquet",
+            "host=db1/date=2026-04-14/db1-1.parquet",
+            "host=db1/date=2026-04-14/db1-1.stacks.parquet",
+            "host=db1/.tmp/x.parquet",
+            "top.parquet",
+        ] {
+            std::fs::create_dir_all(d.join(f).parent().unwrap()).unwrap();
+            touch(&d.join(f));
+        }
+        let all = ["db1-1.parquet", "web1-1.parquet", "web1-2.parquet"];
+        assert_eq!(names(&expand(&[d.join("host=*/date=*/*.parquet")]).unwrap()), all);
+        let mut deep = names(&expand(&[d.join("**/*.parquet")]).unwrap());
+        deep.sort();
+        assert_eq!(
+            deep,
+            ["db1-1.parquet", "top.parquet", "web1-1.parquet", "web1-2.parquet"],
+            "no hidden folder, no sidecar"
+        );
+        assert_eq!(
+            names(&expand(&[d.join("host=*/date=2026-04-14/*.parquet")]).unwrap()),
+            ["db1-1.parquet", "web1-1.parquet"]
+        );
+        assert_eq!(
+            names(&expand(&[d.join("host={web1,db1}/**/*-1.parquet")]).unwrap()),
+            ["db1-1.parquet", "web1-1.parquet"]
+        );
+        let e = expand(&[d.join("host=[/*.parquet")]).unwrap_err();
+        assert!(format!("{e:#}").contains("not a valid glob"), "{e:#}");
     }
 }
