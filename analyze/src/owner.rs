@@ -14,54 +14,13 @@
 //! usually the owner's last close.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use deeptcp_format::{Attribution, Event, EventKind, TcpState};
 
-/// FxHash-style hasher: connection keys are hashed once per event, and
-/// SipHash would cost more than the rest of the per-event work.
-#[derive(Default, Clone, Copy)]
-pub struct FastHasher(u64);
-
-const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-
-impl Hasher for FastHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut b = [0u8; 8];
-            b[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(b));
-        }
-    }
-
-    fn write_u8(&mut self, i: u8) {
-        self.write_u64(u64::from(i));
-    }
-
-    fn write_u16(&mut self, i: u16) {
-        self.write_u64(u64::from(i));
-    }
-
-    fn write_u32(&mut self, i: u32) {
-        self.write_u64(u64::from(i));
-    }
-
-    fn write_u64(&mut self, i: u64) {
-        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(SEED);
-    }
-
-    fn write_usize(&mut self, i: usize) {
-        self.write_u64(i as u64);
-    }
-}
-
-/// A `HashMap` with [`FastHasher`].
-pub type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
+/// A `HashMap` with rustc's Fx hash: connection keys are hashed once per
+/// event, and SipHash would cost more than the rest of the per-event work.
+pub type FastMap<K, V> = rustc_hash::FxHashMap<K, V>;
 
 /// A socket's owner as one row tells it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -327,17 +286,5 @@ pub(crate) mod tests {
         b.observe(0, 1, 1, &ev(EventKind::Retransmit, 777, Task, 7));
         m.merge(b);
         assert_eq!(m.get(0, 7).unwrap().pid, 777, "same rank, earlier");
-    }
-
-    #[test]
-    fn hasher_spreads_keys() {
-        use std::hash::BuildHasher;
-        let b = BuildHasherDefault::<FastHasher>::default();
-        let h = |k: (u32, u64)| b.hash_one(k);
-        let mut seen = std::collections::HashSet::new();
-        for c in 0..10_000u64 {
-            seen.insert(h((0, c)) >> 50);
-        }
-        assert!(seen.len() > 1000, "{}", seen.len());
     }
 }
