@@ -456,9 +456,6 @@ pub struct Config {
     pub output: Option<PathBuf>,
 }
 
-/// Suffix of the stack sidecar that sits next to a recording.
-const SIDECAR_SUFFIX: &str = ".stacks.parquet";
-
 impl Config {
     /// Checks option combinations clap cannot express and builds the config.
     pub fn from_args(args: Args) -> Result<Config, clap::Error> {
@@ -649,12 +646,7 @@ fn usage_error(kind: ErrorKind, msg: String) -> clap::Error {
 
 /// `x.stacks.parquet` → `Some(x.parquet)`; anything else → `None`.
 pub fn recording_of_sidecar(path: &Path) -> Option<PathBuf> {
-    let name = path.file_name()?.to_str()?;
-    let stem = name.strip_suffix(SIDECAR_SUFFIX)?;
-    if stem.is_empty() {
-        return None;
-    }
-    Some(path.with_file_name(format!("{stem}.parquet")))
+    deeptcp_format::paths::recording_of_stacks(path)
 }
 
 #[cfg(test)]

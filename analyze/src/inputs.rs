@@ -14,6 +14,7 @@ use std::collections::HashSet;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use deeptcp_format::paths;
 use globset::GlobBuilder;
 use walkdir::WalkDir;
 
@@ -82,7 +83,7 @@ fn is_recording_name(p: &Path) -> bool {
     let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
         return false;
     };
-    name.ends_with(".parquet") && !name.ends_with(".stacks.parquet") && !name.starts_with('.')
+    name.ends_with(paths::RECORDING_SUFFIX) && !paths::is_stacks_name(name) && !name.starts_with('.')
 }
 
 /// The recordings directly in `dir`, sorted by name.

@@ -71,12 +71,10 @@ use parquet::file::properties::WriterProperties;
 use parquet::schema::types::SchemaDescPtr;
 
 use crate::pagecrc::ChecksummedWriter;
+use crate::paths::checkpoint_path;
 use crate::reader::{check_layout, guarded};
 use crate::writer::WriteSummary;
 use crate::FormatError;
-
-/// Appended to a recording's file name to name its checkpoint sidecar.
-pub const CHECKPOINT_SUFFIX: &str = ".checkpoint";
 
 const MAGIC: &[u8; 16] = b"deeptcp ckpt v1\n";
 /// Bytes at each end of the checkpointed data whose hashes tie a sidecar to its file.
@@ -87,14 +85,6 @@ const MAX_RECORD: usize = 256 << 20;
 const BODY_HEAD: usize = 32;
 /// Parquet's magic.
 const PAR1: &[u8; 4] = b"PAR1";
-
-/// The checkpoint sidecar of a recording: `FILE` + `.checkpoint`
-/// (`trace.parquet` → `trace.parquet.checkpoint`).
-pub fn checkpoint_path(recording: &Path) -> PathBuf {
-    let mut s = recording.as_os_str().to_owned();
-    s.push(CHECKPOINT_SUFFIX);
-    PathBuf::from(s)
-}
 
 /// 64-bit FNV-1a: a stable, dependency-free checksum (not a defence against
 /// forgery: sidecars are written by the recorder, mode 0600).

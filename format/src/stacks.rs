@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use arrow_array::builder::{Int64Builder, ListBuilder, StringBuilder};
@@ -27,24 +27,6 @@ use crate::FormatError;
 
 /// Stacks buffered before they are encoded.
 const STACK_BATCH: usize = 1024;
-
-/// Path of the stacks sidecar of a recording: `x.parquet` → `x.stacks.parquet`;
-/// any other name gets `.stacks.parquet` appended.
-pub fn stacks_path(recording: &Path) -> PathBuf {
-    let stem = recording
-        .file_name()
-        .and_then(|n| n.to_str())
-        .and_then(|n| n.strip_suffix(".parquet"))
-        .filter(|stem| !stem.is_empty());
-    match stem {
-        Some(stem) => recording.with_file_name(format!("{stem}.stacks.parquet")),
-        None => {
-            let mut s = recording.as_os_str().to_owned();
-            s.push(".stacks.parquet");
-            PathBuf::from(s)
-        }
-    }
-}
 
 fn frames_item_field() -> Arc<Field> {
     Arc::new(Field::new("item", DataType::Utf8, false))

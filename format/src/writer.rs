@@ -14,10 +14,10 @@
 //! [`EventWriter::close_at_checkpoint`] closes it at the last checkpoint.
 //!
 //! A recording may also be rotated into numbered segments
-//! ([`segment_path`], [`segments`]), each a complete recording.
+//! ([`segment_path`](crate::paths::segment_path), [`segments`](crate::paths::segments)), each a complete recording.
 
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
@@ -439,66 +439,4 @@ impl EventWriter {
     pub fn path(&self) -> Option<&Path> {
         self.out.path()
     }
-}
-
-/// The file of segment `index` (1-based) of a rotated recording named
-/// `recording`: `trace.parquet`, 3 → `trace-000003.parquet`; a name without
-/// `.parquet` gets `-000003` appended.
-pub fn segment_path(recording: &Path, index: u32) -> PathBuf {
-    let name = recording.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    match name.strip_suffix(".parquet").filter(|s| !s.is_empty()) {
-        Some(stem) => recording.with_file_name(format!("{stem}-{index:06}.parquet")),
-        None => {
-            let mut s = recording.as_os_str().to_owned();
-            s.push(format!("-{index:06}"));
-            PathBuf::from(s)
-        }
-    }
-}
-
-/// The files of the recording named `path`, in order: `[path]` when that
-/// file exists, otherwise its rotated segments (`record --rotate-size` /
-/// `--rotate-secs`: `trace-000001.parquet`, `trace-000002.parquet`, ...)
-/// sorted by index; empty when there are neither. Read together, in this
-/// order, the segments are the whole recording (each is a complete
-/// recording with the same start metadata and its `deeptcp.segment`).
-pub fn segments(path: &Path) -> Vec<PathBuf> {
-    if std::fs::symlink_metadata(path).is_ok() {
-        return vec![path.to_path_buf()];
-    }
-    segment_files(path)
-}
-
-/// The rotated segments of the recording named `path` that exist, sorted by
-/// index (whether or not a file named `path` exists too).
-pub fn segment_files(path: &Path) -> Vec<PathBuf> {
-    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-        return Vec::new();
-    };
-    let (stem, suffix) = match name.strip_suffix(".parquet").filter(|s| !s.is_empty()) {
-        Some(stem) => (stem, ".parquet"),
-        None => (name, ""),
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Vec::new();
-    };
-    let mut found: Vec<(u64, PathBuf)> = entries
-        .filter_map(Result::ok)
-        .filter_map(|e| {
-            let n = e.file_name();
-            let n = n.to_str()?;
-            let digits = n.strip_prefix(stem)?.strip_prefix('-')?.strip_suffix(suffix)?;
-            if digits.len() < 6 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            let index: u64 = digits.parse().ok()?;
-            Some((index, path.with_file_name(n)))
-        })
-        .collect();
-    found.sort();
-    found.into_iter().map(|(_, p)| p).collect()
 }

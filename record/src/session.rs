@@ -32,7 +32,7 @@ use aya::maps::HashMap as AyaHashMap;
 use aya::maps::{MapData, PerCpuArray, RingBuf, StackTraceMap};
 use aya::{Ebpf, EbpfLoader};
 use deeptcp_common::{Config as BpfConfig, ExtraFilters, ListenKey, Owner, TupleKey, WireEvent};
-use deeptcp_format::writer::segment_files;
+use deeptcp_format::paths::segment_files;
 use deeptcp_format::{
     checkpoint_path, segment_path, stacks_path, EventKind, EventWriter, LostInterval, ProbeStatus, RecordingMeta,
     RowBatch, StackWriter, WriterOptions, SCHEMA_VERSION,
