@@ -15,7 +15,7 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use crate::cli::StatsBy;
-use crate::render::table::{push_cell, push_cell_with};
+use crate::render::table::push_cell;
 use crate::render::{push_sanitized, push_u64};
 use crate::stats::{GroupKey, GroupStats, Histogram, Summary};
 
@@ -45,8 +45,9 @@ pub fn table(out: &mut impl Write, by: Option<StatsBy>, groups: &[(GroupKey, Gro
         if let Some(w) = key_width {
             push_cell(&mut l, key, w);
         }
+        // One value per heading, in its order: the widths are the headings'.
         let f = &g.failures;
-        for n in [
+        let mut cells: Vec<String> = [
             g.connections,
             g.still_open,
             f.total(),
@@ -55,18 +56,23 @@ pub fn table(out: &mut impl Write, by: Option<StatsBy>, groups: &[(GroupKey, Gro
             f.reset,
             f.error,
             g.retransmits,
-        ] {
-            push_cell_with(&mut l, NUM + 1, |l| push_u64(l, n));
-        }
-        push_cell(&mut l, &format!("{:.2}", g.retransmits_per_conn()), 10);
-        push_cell_with(&mut l, 5, |l| push_u64(l, g.zero_window_stalls));
-        push_cell(&mut l, &fixed(g.zero_window_stall_ns, 1_000_000), 10);
+        ]
+        .iter()
+        .map(u64::to_string)
+        .collect();
+        cells.push(format!("{:.2}", g.retransmits_per_conn()));
+        cells.push(g.zero_window_stalls.to_string());
+        cells.push(fixed(g.zero_window_stall_ns, 1_000_000));
         for (h, div) in [
             (&g.handshake_ns, 1_000_000),
             (&g.srtt_us, 1_000),
             (&g.duration_ns, 1_000_000),
         ] {
-            push_percentiles(&mut l, h, div);
+            push_percentiles(&mut cells, h, div);
+        }
+        debug_assert_eq!(cells.len(), HEADINGS.len());
+        for (cell, (_, w)) in cells.iter().zip(HEADINGS) {
+            push_cell(&mut l, cell, *w);
         }
         emit(out, &mut l)?;
     }
@@ -99,19 +105,15 @@ const HEADINGS: &[(&str, usize)] = &[
     ("DURMAX_MS", MS),
 ];
 
-fn push_percentiles(l: &mut String, h: &Histogram, div: u64) {
+/// p50, p90, p99 and max of `h` in units of `div` (`-` each when empty).
+fn push_percentiles(cells: &mut Vec<String>, h: &Histogram, div: u64) {
     match h.summary() {
-        Some(s) => {
-            for (i, v) in [s.p50, s.p90, s.p99, s.max].into_iter().enumerate() {
-                let w = if i == 3 && div == 1_000 { MS + 1 } else { MS };
-                push_cell(l, &fixed(i64::try_from(v).unwrap_or(i64::MAX), div as i64), w);
-            }
-        }
-        None => {
-            for i in 0..4 {
-                push_cell(l, "-", if i == 3 && div == 1_000 { MS + 1 } else { MS });
-            }
-        }
+        Some(s) => cells.extend(
+            [s.p50, s.p90, s.p99, s.max]
+                .into_iter()
+                .map(|v| fixed(i64::try_from(v).unwrap_or(i64::MAX), div as i64)),
+        ),
+        None => cells.extend(std::iter::repeat_n("-".to_string(), 4)),
     }
 }
 
