@@ -204,12 +204,6 @@ elems AS (
                 WHEN path_start AND kind = 'connect' THEN 'SYN_SENT'
                 WHEN path_start THEN newstate END AS entered,
            (kind = 'state_change' OR (path_start AND kind = 'connect')) AS entered_at_known,
-           -- the state after this row (rows that are not transitions keep it)
-           last_value(CASE WHEN kind = 'state_change' OR path_start
-                           THEN CASE WHEN kind = 'connect' AND path_start THEN 'SYN_SENT'
-                                     WHEN kind = 'state_change' THEN newstate ELSE newstate END END IGNORE NULLS)
-               OVER (PARTITION BY rec_host, boot_id, sock, life ORDER BY ord
-                     ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS state_now,
            CASE WHEN pid = 0 THEN NULL
                 WHEN attribution = 'task' THEN 0 WHEN attribution = 'owner' THEN 1
                 WHEN attribution = 'listener' THEN 2 WHEN attribution = 'snapshot' THEN 3
@@ -226,6 +220,14 @@ elems AS (
            CASE WHEN kind = 'reset_recv' THEN 'remote' WHEN kind = 'reset_sent' THEN 'local' END AS reset_side
     FROM prev
 ),
+tracked AS (
+    SELECT *,
+           -- the state after this row (rows that are not transitions keep it)
+           last_value(entered IGNORE NULLS)
+               OVER (PARTITION BY rec_host, boot_id, sock, life ORDER BY ord
+                     ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS state_now
+    FROM elems
+),
 closing AS (
     SELECT *,
            -- the row at which the lifetime reached CLOSE (its end), if any
@@ -239,7 +241,7 @@ closing AS (
            sum(CASE WHEN kind NOT IN ('zero_window_recv', 'zero_window_sent') AND rcv_wnd > 0 THEN 1 ELSE 0 END)
                OVER (PARTITION BY rec_host, boot_id, sock, life ORDER BY ord
                      ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS sent_run
-    FROM elems
+    FROM tracked
 ),
 stalls AS (
     SELECT rec_host AS host, boot_id, sock, life, count(*) AS zero_window_stalls,
@@ -255,7 +257,6 @@ conn AS (
            min_by(filename, ord) AS first_file,
            min(ts) AS start_ts, min_by(mono_ns, ord) AS start_mono_ns,
            max(ts) AS last_ts,
-           max(file_end_ts) FILTER (WHERE ord = close_ord OR close_ord IS NULL) AS file_end_any,
            min_by(file_end_ts, ord) AS file_end_ts,
            min(ts) FILTER (WHERE ord = close_ord) AS close_ts,
            min(mono_ns) FILTER (WHERE ord = close_ord) AS close_mono,
