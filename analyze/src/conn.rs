@@ -1062,6 +1062,7 @@ pub fn owner_attribution(c: &Conn) -> Attribution {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use deeptcp_format::testing;
     use deeptcp_format::TcpInfo;
     use std::sync::Arc;
     use TcpState::*;
@@ -1092,29 +1093,23 @@ mod tests {
             self.t += 1_000;
             let e = Event {
                 mono_ns: self.t,
-                kind,
                 pid: self.pid,
                 tid: self.pid,
                 comm: Arc::from("app"),
-                family: Family::Inet,
                 saddr: self.local.0.parse().unwrap(),
                 daddr: self.remote.0.parse().unwrap(),
                 sport: self.local.1,
                 dport: self.remote.1,
                 oldstate: old,
                 newstate: new,
-                sk_err: 0,
                 netns: 4026531840,
-                stack_id: None,
-                probe: Arc::from(""),
                 cookie: self.cookie,
-                cgroup_id: 0,
                 attribution: if self.pid == 0 {
                     Attribution::Unknown
                 } else {
                     Attribution::Task
                 },
-                tcp: TcpInfo::default(),
+                ..testing::event(kind)
             };
             self.events.push((self.t, e));
             &mut self.events.last_mut().unwrap().1

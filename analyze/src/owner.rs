@@ -201,30 +201,22 @@ impl OwnerMap {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use deeptcp_format::{Family, TcpInfo};
+    use deeptcp_format::testing;
 
     pub(crate) fn ev(kind: EventKind, pid: u32, attribution: Attribution, cookie: u64) -> Event {
         Event {
-            mono_ns: 0,
-            kind,
             pid,
             tid: pid + 1,
             comm: Arc::from(format!("c{pid}")),
-            family: Family::Inet,
             saddr: "10.0.0.1".parse().unwrap(),
             daddr: "10.0.0.2".parse().unwrap(),
             sport: 1000,
             dport: 80,
-            oldstate: None,
             newstate: Some(TcpState::Established),
-            sk_err: 0,
             netns: 1,
-            stack_id: None,
-            probe: Arc::from(""),
             cookie,
-            cgroup_id: 0,
             attribution,
-            tcp: TcpInfo::default(),
+            ..testing::event(kind)
         }
     }
 

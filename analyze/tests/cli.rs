@@ -7,6 +7,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use deeptcp_format::testing;
 use deeptcp_format::{
     stacks_path, Attribution, ClockAnchor, Event, EventKind, EventWriter, Family, ProbeStatus, RecordingMeta,
     StackWriter, TcpInfo, TcpState, WriterOptions,
@@ -52,25 +53,16 @@ fn meta(kstack: bool) -> RecordingMeta {
 fn ev(kind: EventKind, after_start_ns: i64) -> Event {
     Event {
         mono_ns: START_MONO + after_start_ns,
-        kind,
         pid: 16065,
         tid: 16065,
         comm: "wget".into(),
-        family: Family::Inet,
         saddr: IpAddr::V4(Ipv4Addr::new(10, 0, 2, 15)),
         daddr: IpAddr::V4(Ipv4Addr::new(87, 250, 250, 242)),
         sport: 60590,
         dport: 443,
-        oldstate: None,
         newstate: Some(TcpState::Established),
-        sk_err: 0,
         netns: 4026531840,
-        stack_id: None,
-        probe: "".into(),
-        cookie: 0,
-        cgroup_id: 0,
-        attribution: Attribution::Unknown,
-        tcp: TcpInfo::default(),
+        ..testing::event(kind)
     }
 }
 

@@ -537,7 +537,7 @@ mod harness {
     }
 
     fn tiny_recording(dir: &Path) {
-        use deeptcp_format::{Event, EventKind, EventWriter, Family, RecordingMeta, WriterOptions};
+        use deeptcp_format::{testing, Event, EventKind, EventWriter, RecordingMeta, WriterOptions};
         let file = std::fs::File::create(dir.join("tiny.parquet")).unwrap();
         let meta = RecordingMeta {
             host: "h".into(),
@@ -546,25 +546,12 @@ mod harness {
         let mut w = EventWriter::new(file, &meta, WriterOptions::default()).unwrap();
         w.push(&Event {
             mono_ns: 5,
-            kind: EventKind::ResetRecv,
             pid: 7,
             tid: 7,
             comm: "curl".into(),
-            family: Family::Inet,
-            saddr: "127.0.0.1".parse().unwrap(),
-            daddr: "127.0.0.1".parse().unwrap(),
             sport: 1,
             dport: 2,
-            oldstate: None,
-            newstate: None,
-            sk_err: 0,
-            netns: 0,
-            stack_id: None,
-            probe: "".into(),
-            cookie: 0,
-            cgroup_id: 0,
-            attribution: Default::default(),
-            tcp: Default::default(),
+            ..testing::event(EventKind::ResetRecv)
         })
         .unwrap();
         w.finish(0).unwrap();

@@ -6,9 +6,9 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use deeptcp_format::testing;
 use deeptcp_format::{
-    Attribution, CgroupName, ClockAnchor, Event, EventKind, EventWriter, Family, Names, RecordingMeta, TcpInfo,
-    TcpState, WriterOptions,
+    Attribution, CgroupName, ClockAnchor, Event, EventKind, EventWriter, Names, RecordingMeta, TcpState, WriterOptions,
 };
 use serde_json::Value;
 
@@ -22,25 +22,17 @@ const HOST_NS: u32 = 4026531840;
 fn events() -> Vec<Event> {
     let row = |i: i64, cookie: u64, cgroup_id: u64, netns: u32, newstate: TcpState| Event {
         mono_ns: 1_000_000 * (i + 1),
-        kind: EventKind::StateChange,
         pid: if cgroup_id == 0 { 0 } else { 100 + cookie as u32 },
-        tid: 0,
         comm: "python3".into(),
-        family: Family::Inet,
-        saddr: "127.0.0.1".parse().unwrap(),
-        daddr: "127.0.0.1".parse().unwrap(),
         sport: 40000 + cookie as u16,
         dport: 8080,
-        oldstate: None,
         newstate: Some(newstate),
-        sk_err: 0,
         netns,
-        stack_id: None,
         probe: "tp_btf:inet_sock_set_state".into(),
         cookie,
         cgroup_id,
         attribution: Attribution::Task,
-        tcp: TcpInfo::default(),
+        ..testing::event(EventKind::StateChange)
     };
     vec![
         row(0, 1, TEST_CG, BLUE, TcpState::SynSent),

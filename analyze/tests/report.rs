@@ -23,9 +23,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use deeptcp_format::{
-    Attribution, ClockAnchor, Event, EventKind, EventWriter, Family, RecordingMeta, TcpInfo, TcpState, WriterOptions,
-};
+use deeptcp_format::testing;
+use deeptcp_format::{Attribution, ClockAnchor, Event, EventKind, EventWriter, RecordingMeta, TcpState, WriterOptions};
 use serde_json::Value;
 
 fn testdata() -> PathBuf {
@@ -246,25 +245,18 @@ fn report_html_is_self_contained_with_four_charts() {
 fn event(i: i64, kind: EventKind) -> Event {
     Event {
         mono_ns: 1_000_000_000 + i * 1_000_000,
-        kind,
         pid: 4242,
         tid: 4242,
         comm: "<b>x&\"y'</b>".into(),
-        family: Family::Inet,
         saddr: "10.0.0.1".parse::<IpAddr>().unwrap(),
         daddr: "10.0.0.2".parse::<IpAddr>().unwrap(),
         sport: 40000,
         dport: 443,
-        oldstate: None,
         newstate: Some(TcpState::Established),
-        sk_err: 0,
         netns: 4026531840,
-        stack_id: None,
-        probe: "".into(),
         cookie: 77,
-        cgroup_id: 0,
         attribution: Attribution::Task,
-        tcp: TcpInfo::default(),
+        ..testing::event(kind)
     }
 }
 
@@ -311,14 +303,6 @@ fn strings_from_the_recording_are_escaped() {
     let (tracks, _, instants) = check_trace(&json, "evil");
     assert_eq!((tracks, instants), (1, 2));
     assert!(!json.contains('\u{1b}'));
-}
-
-/// Skips (after saying why), or fails under `DEEPTCP_REQUIRE_INTEROP=1`.
-fn skip(why: &str) {
-    if std::env::var_os("DEEPTCP_REQUIRE_INTEROP").is_some_and(|v| v == "1") {
-        panic!("browser test cannot run ({why}) but DEEPTCP_REQUIRE_INTEROP=1");
-    }
-    eprintln!("SKIPPED browser test: {why} (run scripts/bootstrap)");
 }
 
 /// Debian's chromium, if installed.
@@ -376,7 +360,7 @@ fn rgb(hex: &str) -> [u8; 3] {
 #[test]
 fn report_renders_in_a_headless_browser() {
     let Some(bin) = chromium() else {
-        return skip("chromium is not installed");
+        return testing::python::skip("browser test", "chromium is not installed");
     };
     let dir = tempfile::tempdir().unwrap();
     let page = dir.path().join("report.html");

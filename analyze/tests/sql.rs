@@ -10,40 +10,22 @@
 //! Without it the test skips with a printed reason, unless
 //! `DEEPTCP_REQUIRE_INTEROP=1` (set by CI), where that is a failure.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn repo_root() -> PathBuf {
-    let analyze = Path::new(env!("CARGO_MANIFEST_DIR"));
-    analyze.parent().unwrap_or(analyze).to_path_buf()
-}
-
-fn python() -> PathBuf {
-    let venv = repo_root().join(".venv/bin/python3");
-    if venv.is_file() {
-        venv
-    } else {
-        PathBuf::from("python3")
-    }
-}
+use deeptcp_format::testing::python::{python, repo_root, run};
 
 /// Runs the checker on `inputs` (relative to testdata/ or absolute);
 /// false when it could not run (skipped).
 fn check(inputs: &[&str]) -> bool {
-    let out = Command::new(python())
-        .current_dir(repo_root().join("testdata"))
+    let mut cmd = Command::new(python());
+    cmd.current_dir(repo_root().join("testdata"))
         .arg("check_sql.py")
         .arg(env!("CARGO_BIN_EXE_analyze"))
-        .args(inputs)
-        .output();
-    let out = match out {
-        Ok(o) => o,
-        Err(e) => return skip(&format!("{} not runnable: {e}", python().display())),
+        .args(inputs);
+    let Some(out) = run("SQL test", &mut cmd) else {
+        return false;
     };
     let stderr = String::from_utf8_lossy(&out.stderr);
-    if out.status.code() == Some(3) {
-        return skip(stderr.trim());
-    }
     assert!(
         out.status.success(),
         "SQL and analyze differ on {inputs:?}:\n{}\n{stderr}",
@@ -52,14 +34,6 @@ fn check(inputs: &[&str]) -> bool {
     assert!(stderr.contains("same connections and statistics"), "{stderr}");
     eprintln!("{}", stderr.trim());
     true
-}
-
-fn skip(why: &str) -> bool {
-    if std::env::var_os("DEEPTCP_REQUIRE_INTEROP").is_some_and(|v| v == "1") {
-        panic!("SQL test cannot run ({why}) but DEEPTCP_REQUIRE_INTEROP=1");
-    }
-    eprintln!("SKIPPED interop test: {why} (run scripts/bootstrap)");
-    false
 }
 
 #[test]

@@ -15,6 +15,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use deeptcp_format::testing;
 use deeptcp_format::{
     checkpoint_path, Attribution, ClockAnchor, Event, EventKind, EventWriter, Family, RecordingMeta, StackWriter,
     TcpInfo, TcpState, WriterOptions,
@@ -42,7 +43,6 @@ fn event(i: u64, probes: &[Arc<str>]) -> Event {
     let v6 = i.is_multiple_of(5);
     Event {
         mono_ns: 1_000_000_000 + i as i64 * 977,
-        kind: EventKind::ALL[i as usize % EventKind::ALL.len()],
         pid: 100 + (i % 7) as u32,
         tid: 100 + (i % 11) as u32,
         comm: ["curl", "nginx", ""][i as usize % 3].into(),
@@ -73,6 +73,7 @@ fn event(i: u64, probes: &[Arc<str>]) -> Event {
                 ..TcpInfo::default()
             }
         },
+        ..testing::event(EventKind::ALL[i as usize % EventKind::ALL.len()])
     }
 }
 

@@ -27,6 +27,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use deeptcp_format::testing;
 use deeptcp_format::{
     Attribution, ClockAnchor, Event, EventKind, EventWriter, Family, ProbeStatus, RecordingMeta, TcpInfo, TcpState,
     WriterOptions,
@@ -172,8 +173,6 @@ impl Sock<'_> {
         self.rows.push((
             glued,
             Event {
-                mono_ns: 0,
-                kind,
                 pid,
                 tid: if by == By::Task { pid + 1 } else { pid },
                 comm: if known {
@@ -188,14 +187,12 @@ impl Sock<'_> {
                 dport: self.dport,
                 oldstate: old,
                 newstate: new,
-                sk_err: 0,
                 netns: self.netns,
-                stack_id: None,
                 probe: self.comm.probe(kind),
                 cookie: self.cookie,
                 cgroup_id: if known { self.proc_.cgroup_id } else { 0 },
                 attribution,
-                tcp: TcpInfo::default(),
+                ..testing::event(kind)
             },
         ));
         &mut self.rows.last_mut().expect("just pushed").1

@@ -16,8 +16,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
+use deeptcp_format::testing;
 use deeptcp_format::{
-    Attribution, ClockAnchor, Event, EventKind, EventWriter, Family, RecordingMeta, TcpInfo, TcpState, WriterOptions,
+    Attribution, ClockAnchor, Event, EventKind, EventWriter, RecordingMeta, TcpInfo, TcpState, WriterOptions,
 };
 
 const USAGE: &str = "usage: writebench [--events N | --from FILE] [--out FILE] [--zstd-level L]";
@@ -69,20 +70,16 @@ fn connection(i: u64, mono: &mut i64, comms: &[Arc<str>; 4], probes: &[Arc<str>;
         let n = i as u32;
         out.push(Event {
             mono_ns: *mono,
-            kind,
             pid,
             tid: pid + 1 + (i % 4) as u32,
             comm: Arc::clone(if client_side { client } else { acceptor }),
-            family: Family::Inet,
             saddr: lo,
             daddr: lo,
             sport,
             dport,
             oldstate: old,
             newstate: Some(new),
-            sk_err: 0,
             netns: 4026531840,
-            stack_id: None,
             probe: Arc::clone(&probes[probe]),
             cookie: if client_side { cookie_c } else { cookie_s },
             cgroup_id: 7000,
@@ -104,6 +101,7 @@ fn connection(i: u64, mono: &mut i64, comms: &[Arc<str>; 4], probes: &[Arc<str>;
             } else {
                 TcpInfo::default()
             },
+            ..testing::event(kind)
         });
     };
     let sc = EventKind::StateChange;

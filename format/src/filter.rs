@@ -481,31 +481,24 @@ pub fn kind_bit(kind: EventKind) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Attribution, Family, TcpInfo, TcpState};
-    use std::sync::Arc;
+    use crate::event::{Attribution, TcpState};
+    use crate::testing::event;
 
     fn ev() -> Event {
         Event {
             mono_ns: 1_000,
-            kind: EventKind::Retransmit,
             pid: 42,
             tid: 43,
-            comm: Arc::from("curl"),
-            family: Family::Inet,
+            comm: "curl".into(),
             saddr: "10.1.2.3".parse().unwrap(),
             daddr: "192.168.0.9".parse().unwrap(),
             sport: 40000,
             dport: 443,
-            oldstate: None,
             newstate: Some(TcpState::Established),
-            sk_err: 0,
             netns: 4026531840,
-            stack_id: None,
-            probe: Arc::from(""),
             cookie: 7,
-            cgroup_id: 0,
             attribution: Attribution::Task,
-            tcp: TcpInfo::default(),
+            ..event(EventKind::Retransmit)
         }
     }
 

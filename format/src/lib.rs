@@ -30,6 +30,8 @@ pub mod rows;
 pub mod schema;
 pub mod stacks;
 mod table;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod timearg;
 pub mod writer;
 

@@ -8,12 +8,11 @@
 use std::fs::File;
 use std::net::IpAddr;
 use std::path::Path;
-use std::process::Command;
 
-mod support;
 use std::sync::Arc;
-use support::{python, repo_root};
 
+use deeptcp_format::testing;
+use deeptcp_format::testing::python::check_interop;
 use deeptcp_format::{
     checkpoint_path, repair, segment_path, segments, Attribution, ClockAnchor, Event, EventKind, EventWriter, Family,
     FormatError, LostInterval, ProbeStatus, RecordingMeta, RecordingReader, RepairOutcome, StackWriter, TcpInfo,
@@ -59,7 +58,6 @@ fn event(i: u64, probes: &[Arc<str>]) -> Event {
     let kind = EventKind::ALL[i as usize % EventKind::ALL.len()];
     Event {
         mono_ns: 5_000_000_000 + i as i64 * 1000,
-        kind,
         pid: 1000 + (i % 13) as u32,
         tid: 2000 + (i % 5) as u32,
         comm: ["curl", "nginx", "python3", "sshd"][i as usize % 4].into(),
@@ -70,7 +68,6 @@ fn event(i: u64, probes: &[Arc<str>]) -> Event {
         dport: 443,
         oldstate: (kind == EventKind::StateChange).then_some(TcpState::SynSent),
         newstate: (kind == EventKind::StateChange).then_some(TcpState::Established),
-        sk_err: 0,
         netns: 4026531840,
         stack_id: i.is_multiple_of(3).then_some(i as i64),
         probe: Arc::clone(&probes[i as usize % probes.len()]),
@@ -90,6 +87,7 @@ fn event(i: u64, probes: &[Arc<str>]) -> Event {
                 window: None,
             }
         },
+        ..testing::event(kind)
     }
 }
 
@@ -627,32 +625,9 @@ fn segments_are_named_found_and_ordered() {
 // ---- interop: other readers read a repaired file ----
 
 fn interop(path: &Path, rows: u64) {
-    let out = match Command::new(python())
-        .arg(repo_root().join("testdata/check_interop.py"))
-        .arg(path)
-        .args(["--expect-rows", &rows.to_string()])
-        .output()
-    {
-        Ok(o) => o,
-        Err(e) => return skip(&format!("{} not runnable: {e}", python().display())),
-    };
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if out.status.code() == Some(3) {
-        return skip(stderr.trim());
+    if let Some(stdout) = check_interop(path, Some(rows)) {
+        assert!(stdout.contains(&format!("interop ok: {rows} rows")), "{stdout}");
     }
-    assert!(
-        out.status.success(),
-        "interop check of the repaired file failed:\n{stderr}"
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains(&format!("interop ok: {rows} rows")), "{stdout}");
-}
-
-fn skip(why: &str) {
-    if std::env::var_os("DEEPTCP_REQUIRE_INTEROP").is_some_and(|v| v == "1") {
-        panic!("interop check cannot run ({why}) but DEEPTCP_REQUIRE_INTEROP=1");
-    }
-    eprintln!("SKIPPED interop check of a repaired file: {why} (run scripts/bootstrap)");
 }
 
 /// `Follower` hands out each checkpointed row group once, waits while

@@ -12,32 +12,26 @@ use std::sync::Arc;
 mod support;
 use support::set_fsize_limit;
 
+use deeptcp_format::testing;
 use deeptcp_format::{
-    checkpoint_path, ClockAnchor, Event, EventKind, EventWriter, Family, RecordingMeta, RecordingReader, WriterOptions,
+    checkpoint_path, ClockAnchor, Event, EventKind, EventWriter, RecordingMeta, RecordingReader, WriterOptions,
 };
 
 fn event(i: u64, probe: &Arc<str>) -> Event {
     Event {
         mono_ns: i as i64,
-        kind: EventKind::ALL[i as usize % EventKind::ALL.len()],
         pid: i as u32,
         tid: i as u32,
         comm: "c".into(),
-        family: Family::Inet,
         saddr: "10.0.0.1".parse().unwrap(),
         daddr: "192.0.2.1".parse().unwrap(),
         sport: i as u16,
         dport: 443,
-        oldstate: None,
-        newstate: None,
-        sk_err: 0,
         netns: 1,
-        stack_id: None,
         probe: Arc::clone(probe),
         cookie: i,
-        cgroup_id: 0,
         attribution: deeptcp_format::Attribution::Task,
-        tcp: Default::default(),
+        ..testing::event(EventKind::ALL[i as usize % EventKind::ALL.len()])
     }
 }
 

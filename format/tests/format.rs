@@ -13,6 +13,8 @@ use arrow_array::{
 };
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use deeptcp_format::schema::{self, col, key};
+use deeptcp_format::testing;
+use deeptcp_format::testing::python::repo_root;
 use deeptcp_format::{
     read_stacks, stacks_path, Attribution, ClockAnchor, Event, EventKind, EventWriter, Family, FormatError,
     ProbeStatus, RecordingMeta, RecordingReader, StackWriter, TcpInfo, TcpState, WriterOptions, SCHEMA_VERSION,
@@ -136,7 +138,6 @@ fn events_v1(n: usize) -> Vec<Event> {
             let st = |k: usize| TcpState::ALL[k % TcpState::ALL.len()];
             Event {
                 mono_ns: 5_000_000_000 + (i as i64) * 1000 + (i as i64 % 7),
-                kind,
                 pid: (i % 13) as u32,
                 tid: (i % 17) as u32 + 100,
                 comm: format!("comm-{}", i % 5).into(),
@@ -150,11 +151,7 @@ fn events_v1(n: usize) -> Vec<Event> {
                 sk_err: if kind == EventKind::SockError { 104 } else { 0 },
                 netns: 4026531840,
                 stack_id: (i % 3 == 0).then_some(i as i64 / 3),
-                probe: Arc::from(""),
-                cookie: 0,
-                cgroup_id: 0,
-                attribution: Attribution::Unknown,
-                tcp: TcpInfo::default(),
+                ..testing::event(kind)
             }
         })
         .collect()
@@ -860,10 +857,6 @@ fn missing_or_mistyped_column_is_bad_column() {
 // ---------------------------------------------------------------------------
 // Schema v1 files and v2 specifics
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
 /// The committed v1 recording (testdata/compat/, frozen copy of the v1
 /// testdata/loopback.parquet): still reads, with the v2 fields defaulted.
 #[test]
@@ -1393,25 +1386,22 @@ fn realistic(n: usize) -> Vec<Event> {
         };
         Event {
             mono_ns: mono,
-            kind,
             pid: c.pid,
             tid: c.pid + if soft { 0 } else { (rng.next() % 8) as u32 },
             comm: Arc::clone(&c.comm),
-            family: Family::Inet,
             saddr: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5)),
             daddr: c.peer,
             sport: c.sport,
             dport: c.dport,
             oldstate: old,
             newstate: new,
-            sk_err: 0,
             netns: 4026531840,
-            stack_id: None,
             probe: Arc::clone(probe),
             cookie: c.cookie,
             cgroup_id: c.cgroup,
             attribution,
             tcp,
+            ..testing::event(kind)
         }
     }
     while out.len() < n {

@@ -13,12 +13,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-mod support;
-use support::{python, repo_root};
-
 use deeptcp_format::schema::key;
+use deeptcp_format::testing;
+use deeptcp_format::testing::python::{python, repo_root, run};
 use deeptcp_format::{
-    checkpoint_path, repair, Attribution, ClockAnchor, Event, EventKind, EventWriter, Family, FormatError, ProbeStatus,
+    checkpoint_path, repair, Attribution, ClockAnchor, Event, EventKind, EventWriter, FormatError, ProbeStatus,
     ReadOptions, RecordingMeta, RecordingReader, RepairOutcome, StackWriter, TcpInfo, TcpState, WriterOptions,
 };
 use parquet::file::metadata::{FileMetaData, KeyValue, ParquetMetaData, ParquetMetaDataReader, ParquetMetaDataWriter};
@@ -83,20 +82,16 @@ fn events(n: usize) -> Vec<Event> {
             let peer = IpAddr::V4(Ipv4Addr::new(10, (r >> 16) as u8 % 4, (r >> 24) as u8, (r >> 32) as u8));
             Event {
                 mono_ns: mono,
-                kind,
                 pid: 1000 + (r >> 40) as u32 % 50,
                 tid: 1000 + (r >> 44) as u32 % 80,
                 comm: Arc::clone(&comms[(r >> 48) as usize % comms.len()]),
-                family: Family::Inet,
                 saddr: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
                 daddr: peer,
                 sport: (r >> 20) as u16 | 1024,
                 dport: [443, 80, 5432, 22][(r >> 52) as usize % 4],
                 oldstate: (kind == EventKind::StateChange).then_some(TcpState::SynSent),
                 newstate: (kind == EventKind::StateChange).then_some(TcpState::Established),
-                sk_err: 0,
                 netns: 4026531840,
-                stack_id: None,
                 probe: Arc::clone(&probes[(r >> 56) as usize % probes.len()]),
                 cookie: 1 << 32 | (i as u64 / 3) ^ (r & 0xff),
                 cgroup_id: 0x1a2b,
@@ -114,6 +109,7 @@ fn events(n: usize) -> Vec<Event> {
                         window: None,
                     }
                 },
+                ..testing::event(kind)
             }
         })
         .collect()
@@ -457,29 +453,14 @@ except OSError as e:
 print("pyarrow read the flipped file without a checksum error", file=sys.stderr)
 sys.exit(1)
 "#;
-    let out = match Command::new(python())
-        .arg("-c")
-        .arg(script)
-        .arg(&good)
-        .arg(&bad)
-        .output()
-    {
-        Ok(o) => o,
-        Err(e) => return skip(&format!("{} not runnable: {e}", python().display())),
+    let mut cmd = Command::new(python());
+    cmd.arg("-c").arg(script).arg(&good).arg(&bad);
+    let Some(out) = run("interop test", &mut cmd) else {
+        return;
     };
     let stderr = String::from_utf8_lossy(&out.stderr);
-    if out.status.code() == Some(3) {
-        return skip(stderr.trim());
-    }
     assert!(out.status.success(), "pyarrow: {stderr}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("checksums ok"));
-}
-
-fn skip(why: &str) {
-    if std::env::var_os("DEEPTCP_REQUIRE_INTEROP").is_some_and(|v| v == "1") {
-        panic!("interop test cannot run ({why}) but DEEPTCP_REQUIRE_INTEROP=1");
-    }
-    eprintln!("SKIPPED interop test: {why} (run scripts/bootstrap)");
 }
 
 // ---------------------------------------------------------------------------

@@ -7,46 +7,12 @@
 //! `DEEPTCP_REQUIRE_INTEROP=1` (set by CI), where that is a failure.
 
 use std::net::IpAddr;
-use std::path::Path;
-use std::process::Command;
 
-mod support;
-use support::{python, repo_root};
-
+use deeptcp_format::testing;
+use deeptcp_format::testing::python::{check_interop, repo_root};
 use deeptcp_format::{
     Attribution, ClockAnchor, Event, EventKind, EventWriter, Family, RecordingMeta, TcpInfo, TcpState, WriterOptions,
 };
-
-/// Runs the checker; `None` when python packages are missing (after skip/panic).
-fn check(path: &Path, rows: Option<u64>) -> Option<String> {
-    let mut cmd = Command::new(python());
-    cmd.arg(repo_root().join("testdata/check_interop.py")).arg(path);
-    if let Some(n) = rows {
-        cmd.args(["--expect-rows", &n.to_string()]);
-    }
-    let out = match cmd.output() {
-        Ok(o) => o,
-        Err(e) => return skip(&format!("{} not runnable: {e}", python().display())),
-    };
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    if out.status.code() == Some(3) {
-        return skip(stderr.trim());
-    }
-    assert!(
-        out.status.success(),
-        "interop check failed for {}:\n{stderr}",
-        path.display()
-    );
-    Some(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn skip(why: &str) -> Option<String> {
-    if std::env::var_os("DEEPTCP_REQUIRE_INTEROP").is_some_and(|v| v == "1") {
-        panic!("interop test cannot run ({why}) but DEEPTCP_REQUIRE_INTEROP=1");
-    }
-    eprintln!("SKIPPED interop test: {why} (run scripts/bootstrap)");
-    None
-}
 
 fn event(i: i64, kind: EventKind, v6: bool) -> Event {
     let (family, s, d): (Family, IpAddr, IpAddr) = if v6 {
@@ -56,7 +22,6 @@ fn event(i: i64, kind: EventKind, v6: bool) -> Event {
     };
     Event {
         mono_ns: 1_000_000_000 + i * 1_000,
-        kind,
         pid: if i % 5 == 0 { 0 } else { 1000 + i as u32 % 3 },
         tid: 2000,
         comm: ["curl", "nginx", "python3"][i as usize % 3].into(),
@@ -93,6 +58,7 @@ fn event(i: i64, kind: EventKind, v6: bool) -> Event {
                 window: (i % 3 == 1).then_some(0),
             }
         },
+        ..testing::event(kind)
     }
 }
 
@@ -118,7 +84,7 @@ fn written_files_load_with_documented_types() {
         }
     }
     w.finish(0).unwrap();
-    if let Some(out) = check(&path, Some(n as u64)) {
+    if let Some(out) = check_interop(&path, Some(n as u64)) {
         assert!(out.contains("interop ok: 3000 rows"), "{out}");
         for k in EventKind::ALL {
             assert!(out.contains(&format!("'{}': 200", k.as_str())), "{out}");
@@ -132,7 +98,7 @@ fn written_files_load_with_documented_types() {
 #[test]
 fn v1_compat_fixture_loads_with_documented_v1_types() {
     let path = repo_root().join("testdata/compat/v1-loopback.parquet");
-    if let Some(out) = check(&path, Some(61)) {
+    if let Some(out) = check_interop(&path, Some(61)) {
         assert!(out.contains("interop ok: 61 rows (schema v1)"), "{out}");
     }
 }
@@ -145,5 +111,5 @@ fn committed_fixture_loads_with_documented_types() {
         return;
     }
     let rows = deeptcp_format::RecordingReader::open(&path).unwrap().num_rows();
-    check(&path, Some(rows));
+    check_interop(&path, Some(rows));
 }

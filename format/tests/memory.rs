@@ -10,7 +10,8 @@ use std::fs::File;
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::sync::Arc;
 
-use deeptcp_format::{ClockAnchor, Event, EventKind, EventWriter, Family, RecordingMeta, WriterOptions};
+use deeptcp_format::testing;
+use deeptcp_format::{ClockAnchor, Event, EventKind, EventWriter, RecordingMeta, WriterOptions};
 
 struct Counting;
 
@@ -41,25 +42,18 @@ static ALLOC: Counting = Counting;
 fn event(i: u64, probe: &Arc<str>, comms: &[Arc<str>]) -> Event {
     Event {
         mono_ns: 1_000_000_000 + i as i64 * 5000,
-        kind: EventKind::ALL[i as usize % EventKind::ALL.len()],
         pid: 1000 + (i % 97) as u32,
         tid: 1000 + (i % 97) as u32,
         comm: Arc::clone(&comms[i as usize % comms.len()]),
-        family: Family::Inet,
         saddr: format!("127.0.{}.{}", (i / 256) % 4, i % 256).parse().unwrap(),
-        daddr: "127.0.0.1".parse().unwrap(),
         sport: (i % 60000) as u16,
         dport: 8080,
-        oldstate: None,
-        newstate: None,
-        sk_err: 0,
         netns: 4026531840,
-        stack_id: None,
         probe: Arc::clone(probe),
         cookie: 1 << 40 | i,
         cgroup_id: 1,
         attribution: deeptcp_format::Attribution::Task,
-        tcp: Default::default(),
+        ..testing::event(EventKind::ALL[i as usize % EventKind::ALL.len()])
     }
 }
 

@@ -11,33 +11,27 @@ use std::sync::Arc;
 mod support;
 use support::set_fsize_limit;
 
+use deeptcp_format::testing;
 use deeptcp_format::{
-    checkpoint_path, ClockAnchor, Event, EventKind, EventWriter, Family, FormatError, RecordingMeta, RecordingReader,
+    checkpoint_path, ClockAnchor, Event, EventKind, EventWriter, FormatError, RecordingMeta, RecordingReader,
     WriterOptions,
 };
 
 fn event(i: u64, probe: &Arc<str>) -> Event {
     Event {
         mono_ns: i as i64,
-        kind: EventKind::ALL[i as usize % EventKind::ALL.len()],
         pid: i as u32,
         tid: (i * 7) as u32,
         comm: format!("c{}", i % 1000).into(),
-        family: Family::Inet,
         saddr: format!("10.{}.{}.{}", i % 256, (i / 256) % 256, i % 7).parse().unwrap(),
         daddr: "192.0.2.1".parse().unwrap(),
         sport: i as u16,
         dport: (i * 13) as u16,
-        oldstate: None,
-        newstate: None,
-        sk_err: 0,
         netns: 1,
-        stack_id: None,
         probe: Arc::clone(probe),
         cookie: i.wrapping_mul(0x9e37_79b9_7f4a_7c15),
-        cgroup_id: 0,
         attribution: deeptcp_format::Attribution::Task,
-        tcp: Default::default(),
+        ..testing::event(EventKind::ALL[i as usize % EventKind::ALL.len()])
     }
 }
 

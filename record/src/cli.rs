@@ -516,6 +516,7 @@ impl Command {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use deeptcp_format::testing;
 
     #[test]
     fn man_page_and_completions_mention_every_option() {
@@ -773,26 +774,17 @@ mod tests {
 
     fn ev(pid: u32, netns: u32, sport: u16, dport: u16) -> Event {
         Event {
-            mono_ns: 0,
-            kind: EventKind::Snapshot,
             pid,
             tid: pid,
             comm: "curl".into(),
-            family: deeptcp_format::Family::Inet,
             saddr: "10.1.2.3".parse().unwrap(),
             daddr: "192.0.2.9".parse().unwrap(),
             sport,
             dport,
-            oldstate: None,
-            newstate: None,
-            sk_err: 0,
             netns,
-            stack_id: None,
             probe: "snapshot:proc".into(),
-            cookie: 0,
-            cgroup_id: 0,
             attribution: deeptcp_format::Attribution::Snapshot,
-            tcp: Default::default(),
+            ..testing::event(EventKind::Snapshot)
         }
     }
 

@@ -119,32 +119,24 @@ impl<W: Write> LivePrinter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use deeptcp_format::{Attribution, EventKind, Family, TcpState};
+    use deeptcp_format::testing;
+    use deeptcp_format::{Attribution, EventKind, TcpState};
     use deeptcp_view::table::TimeColumn;
-    use std::net::{IpAddr, Ipv4Addr};
 
     fn ev() -> Event {
         Event {
             mono_ns: 5_000_000_000,
-            kind: EventKind::Connect,
             pid: 7,
             tid: 7,
             comm: "curl".into(),
-            family: Family::Inet,
-            saddr: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            daddr: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            sport: 0,
             dport: 80,
-            oldstate: None,
             newstate: Some(TcpState::SynSent),
-            sk_err: 0,
             netns: 1,
             stack_id: Some(3),
             probe: "inferred:inet_sock_set_state".into(),
             cookie: 9,
-            cgroup_id: 0,
             attribution: Attribution::Task,
-            tcp: Default::default(),
+            ..testing::event(EventKind::Connect)
         }
     }
 

@@ -357,6 +357,7 @@ fn push_comm(line: &mut String, comm: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use deeptcp_format::testing;
     use deeptcp_format::{Family, TcpState};
     use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -365,25 +366,16 @@ mod tests {
     fn ev(kind: EventKind) -> Event {
         Event {
             mono_ns: 1_000_000_000,
-            kind,
             pid: 16065,
             tid: 16065,
             comm: "wget".into(),
-            family: Family::Inet,
             saddr: IpAddr::V4(Ipv4Addr::new(10, 0, 2, 15)),
             daddr: IpAddr::V4(Ipv4Addr::new(87, 250, 250, 242)),
             sport: 60590,
             dport: 443,
-            oldstate: None,
             newstate: Some(TcpState::Established),
-            sk_err: 0,
             netns: 4026531840,
-            stack_id: None,
-            probe: "".into(),
-            cookie: 0,
-            cgroup_id: 0,
-            attribution: deeptcp_format::Attribution::Unknown,
-            tcp: Default::default(),
+            ..testing::event(kind)
         }
     }
 

@@ -200,8 +200,8 @@ fn rfc3339(unix_ns: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use deeptcp_format::{ClockAnchor, Family, ProbeStatus, TcpState};
-    use std::net::{IpAddr, Ipv4Addr};
+    use deeptcp_format::testing;
+    use deeptcp_format::{ClockAnchor, ProbeStatus, TcpState};
 
     fn meta() -> RecordingMeta {
         RecordingMeta {
@@ -238,25 +238,13 @@ mod tests {
     fn ev(kind: EventKind, mono_ns: i64) -> Event {
         Event {
             mono_ns,
-            kind,
             pid: 1,
             tid: 1,
             comm: "x".into(),
-            family: Family::Inet,
-            saddr: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            daddr: IpAddr::V4(Ipv4Addr::LOCALHOST),
             sport: 1,
             dport: 2,
-            oldstate: None,
             newstate: Some(TcpState::Established),
-            sk_err: 0,
-            netns: 0,
-            stack_id: None,
-            probe: "".into(),
-            cookie: 0,
-            cgroup_id: 0,
-            attribution: Default::default(),
-            tcp: Default::default(),
+            ..testing::event(kind)
         }
     }
 

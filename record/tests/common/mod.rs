@@ -16,12 +16,7 @@ use deeptcp_format::{checkpoint_path, Event, EventKind, ProbeStatus, RecordingMe
 pub const ECONNREFUSED: i32 = 111;
 pub const ECONNRESET: i32 = 104;
 
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("record/ has a parent")
-        .to_path_buf()
-}
+pub use deeptcp_format::testing::python::repo_root;
 
 pub fn traffic_script() -> PathBuf {
     repo_root().join("testdata/traffic.py")
