@@ -24,7 +24,8 @@
 -- test analyze/tests/sql.rs holds the two to the same numbers on the
 -- committed fixtures. Where they differ, by design:
 --   * Schema v2 files (sockets are identified by their cookie). Rows
---     without a cookie (the start-up snapshot's) join the socket with the
+--     without a cookie (the start-up snapshot's where it read /proc, and
+--     in older recordings) join the socket with the
 --     same addresses that appears after them, as in analyze; v1 files,
 --     which have no cookies at all, need analyze.
 --   * A socket's rows after its CLOSE belong to it however late they come

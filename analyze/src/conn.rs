@@ -892,8 +892,9 @@ impl Tracker {
                 }
                 self.finalize(slot, Some((ts, ev.mono_ns)), out);
             } else if let Some(slot) = self.cookieless_twin(boot, ev) {
-                // The start-up snapshot has no cookie: its socket's first
-                // cookie row takes it over.
+                // A start-up snapshot read from /proc (older recordings,
+                // or no sock_diag) has no cookie: its socket's first cookie
+                // row takes it over.
                 self.by_key.insert(key, slot);
                 if let Some(c) = self.slots[slot as usize].conn.as_mut() {
                     c.cookie = ev.cookie;

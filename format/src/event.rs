@@ -189,7 +189,7 @@ pub enum Attribution {
     Owner,
     /// An accepted socket: owner inherited from its listener.
     Listener,
-    /// The start-up snapshot of sockets (`/proc/net/tcp` + `/proc/*/fd`).
+    /// The start-up snapshot of sockets (owners from `/proc/*/fd`).
     Snapshot,
     /// Filled in by `analyze` from other rows of the same connection (never stored).
     Backfill,

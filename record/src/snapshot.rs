@@ -1,6 +1,9 @@
 //! The start-up snapshot: TCP sockets that already exist when recording
-//! starts, with their owners, the way `ss -tanp` finds them
-//! (`/proc/<pid>/net/tcp{,6}` per network namespace + `/proc/*/fd`).
+//! starts, with their owners, the way `ss -tanp` finds them: the socket
+//! tables of every network namespace through sock_diag netlink
+//! ([`sock_diag`], with each socket's cookie and TCP fields; the text
+//! tables of [`proc_net`] where that is unavailable) and the owners from
+//! `/proc/*/fd`.
 //!
 //! They are written as `snapshot` rows and seeded into the kernel's
 //! `TUPLE_OWNERS`/`LISTENERS` maps, so that later events on these sockets
@@ -16,7 +19,10 @@ use deeptcp_common::AF_INET6;
 use deeptcp_format::event::canonical_ip;
 use deeptcp_format::{Attribution, Event, EventKind, Family, TcpInfo, TcpState};
 
-/// One socket line of `/proc/net/tcp{,6}`, with its owner if found.
+mod proc_net;
+mod sock_diag;
+
+/// One socket of the snapshot, with its owner if found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapSocket {
     pub netns: u32,
@@ -29,6 +35,11 @@ pub struct SnapSocket {
     pub dport: u16,
     pub state: u8,
     pub inode: u64,
+    /// The socket cookie later events of this socket carry; 0 from [`proc_net`].
+    pub cookie: u64,
+    /// From the kernel's `tcp_info`; all null from [`proc_net`], for
+    /// listeners, and for time-wait and request sockets.
+    pub tcp: TcpInfo,
     pub owner: Option<SnapOwner>,
 }
 
@@ -37,54 +48,6 @@ pub struct SnapOwner {
     pub pid: u32,
     pub comm: String,
     pub cgroup_id: u64,
-}
-
-fn parse_addr(hex: &str, v6: bool) -> Option<[u8; 16]> {
-    let mut out = [0u8; 16];
-    let words = if v6 { 4 } else { 1 };
-    if hex.len() != words * 8 {
-        return None;
-    }
-    for i in 0..words {
-        let w = u32::from_str_radix(&hex[i * 8..i * 8 + 8], 16).ok()?;
-        // /proc prints each 32-bit word of the network-order address as a host-order number.
-        out[i * 4..i * 4 + 4].copy_from_slice(&w.to_le_bytes());
-    }
-    Some(out)
-}
-
-fn parse_endpoint(s: &str, v6: bool) -> Option<([u8; 16], u16)> {
-    let (addr, port) = s.split_once(':')?;
-    Some((parse_addr(addr, v6)?, u16::from_str_radix(port, 16).ok()?))
-}
-
-/// Parses the text of `/proc/net/tcp` (`v6 = false`) or `/proc/net/tcp6`.
-pub fn parse_proc_net_tcp(text: &str, v6: bool, netns: u32) -> Vec<SnapSocket> {
-    text.lines()
-        .skip(1)
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            let (saddr, sport) = parse_endpoint(f.get(1)?, v6)?;
-            let (daddr, dport) = parse_endpoint(f.get(2)?, v6)?;
-            let state = u8::from_str_radix(f.get(3)?, 16).ok()?;
-            let inode = f.get(9)?.parse().ok()?;
-            Some(SnapSocket {
-                netns,
-                family: if v6 {
-                    deeptcp_common::AF_INET6
-                } else {
-                    deeptcp_common::AF_INET
-                },
-                saddr,
-                daddr,
-                sport,
-                dport,
-                state,
-                inode,
-                owner: None,
-            })
-        })
-        .collect()
 }
 
 /// `net:[4026531840]` → 4026531840.
@@ -137,11 +100,26 @@ pub fn take(proc: &Path, cgroup2: Option<&Path>) -> Vec<SnapSocket> {
             owners.entry(inode).or_insert(pid);
         }
     }
+    let own_ns = ns_inode(&proc.join("self/ns/net"));
     let mut out = Vec::new();
+    let mut warned = false;
     for (&ns, &pid) in &namespaces {
-        for (file, v6) in [("tcp", false), ("tcp6", true)] {
-            let text = fs::read_to_string(proc.join(format!("{pid}/net/{file}"))).unwrap_or_default();
-            out.extend(parse_proc_net_tcp(&text, v6, ns));
+        let entered = match (Some(ns) != own_ns).then(|| fs::File::open(proc.join(format!("{pid}/ns/net")))) {
+            Some(Err(_)) => continue, // its process has exited: so have its tables
+            Some(Ok(f)) => Some(f),
+            None => None,
+        };
+        match from_sock_diag(entered.as_ref(), ns) {
+            Ok(sockets) => out.extend(sockets),
+            Err(e) => {
+                if !std::mem::replace(&mut warned, true) {
+                    say!(
+                        "record: warning: sock_diag netlink unavailable ({e}); the start-up snapshot reads \
+                         /proc/net/tcp{{,6}} instead, whose sockets have no cookies or TCP fields"
+                    );
+                }
+                out.extend(proc_net::read(proc, pid, ns));
+            }
         }
     }
     let mut comms: HashMap<u32, SnapOwner> = HashMap::new();
@@ -159,6 +137,15 @@ pub fn take(proc: &Path, cgroup2: Option<&Path>) -> Vec<SnapSocket> {
     }
     out.sort_by_key(|s| (s.netns, s.family, s.sport, s.dport));
     out
+}
+
+/// Both families of namespace `netns`, entered through `netns_file`
+/// (`None`: this process's own).
+fn from_sock_diag(netns_file: Option<&fs::File>, netns: u32) -> std::io::Result<Vec<SnapSocket>> {
+    let sock = sock_diag::open(netns_file)?;
+    let mut out = sock_diag::dump(&sock, deeptcp_common::AF_INET, netns)?;
+    out.extend(sock_diag::dump(&sock, AF_INET6, netns)?);
+    Ok(out)
 }
 
 /// A `snapshot` row for a socket that existed when recording started.
@@ -192,54 +179,20 @@ pub fn row(s: &SnapSocket, mono_ns: i64, probe: &Arc<str>) -> Event {
         netns: s.netns,
         stack_id: None,
         probe: probe.clone(),
-        cookie: 0,
+        cookie: s.cookie,
         cgroup_id: owner.map_or(0, |o| o.cgroup_id),
         attribution: if owner.is_some() {
             Attribution::Snapshot
         } else {
             Attribution::Unknown
         },
-        tcp: TcpInfo::default(),
+        tcp: s.tcp,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const TCP: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
-   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 12345 1 0000000000000000 100 0 0 10 0
-   1: 0100007F:A1B2 0100007F:1F90 01 00000000:00000000 00:00000000 00000000  1000        0 67890 1 0000000000000000 20 4 30 10 -1
-   2: garbage
-";
-    const TCP6: &str = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
-   0: 00000000000000000000000001000000:0050 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 555 1 0000000000000000 100 0 0 10 0
-   1: 0000000000000000FFFF00000100007F:0050 0000000000000000FFFF00000200007F:C000 01 00000000:00000000 00:00000000 00000000     0        0 556 1 0000000000000000 100 0 0 10 0
-";
-
-    #[test]
-    fn parses_ipv4_lines() {
-        let s = parse_proc_net_tcp(TCP, false, 7);
-        assert_eq!(s.len(), 2, "header and garbage skipped");
-        assert_eq!(&s[0].saddr[..4], &[127, 0, 0, 1]);
-        assert_eq!((s[0].sport, s[0].dport, s[0].state, s[0].inode), (8080, 0, 10, 12345));
-        assert_eq!((s[1].sport, s[1].dport, s[1].state, s[1].netns), (0xA1B2, 8080, 1, 7));
-        assert_eq!(s[1].family, deeptcp_common::AF_INET);
-    }
-
-    #[test]
-    fn parses_ipv6_and_v4_mapped_lines() {
-        let s = parse_proc_net_tcp(TCP6, true, 1);
-        assert_eq!(s.len(), 2);
-        assert_eq!(std::net::Ipv6Addr::from(s[0].saddr), std::net::Ipv6Addr::LOCALHOST);
-        assert_eq!(s[0].sport, 80);
-        let mapped = std::net::Ipv6Addr::from(s[1].saddr);
-        assert_eq!(mapped.to_ipv4_mapped(), Some(std::net::Ipv4Addr::new(127, 0, 0, 1)));
-        assert_eq!(
-            std::net::Ipv6Addr::from(s[1].daddr).to_ipv4_mapped(),
-            Some(std::net::Ipv4Addr::new(127, 0, 0, 2))
-        );
-    }
 
     #[test]
     fn finds_own_listening_socket_with_owner() {
@@ -253,5 +206,32 @@ mod tests {
             .unwrap_or_else(|| panic!("listener on {port} not in snapshot"));
         assert_eq!(s.owner.as_ref().map(|o| o.pid), Some(me));
         assert_ne!(s.netns, 0);
+    }
+
+    /// Through sock_diag a connected socket comes with its cookie and TCP
+    /// fields, which its snapshot row carries.
+    #[test]
+    fn a_connected_socket_has_its_cookie_and_tcp_fields() {
+        if let Err(e) = sock_diag::open(None) {
+            return eprintln!("skipped: no sock_diag here ({e})");
+        }
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let port = c.local_addr().unwrap().port();
+        let snap = take(Path::new("/proc"), None);
+        let s = snap
+            .iter()
+            .find(|s| s.sport == port && s.state == deeptcp_common::tcp_state::ESTABLISHED)
+            .unwrap_or_else(|| panic!("client socket on {port} not in snapshot"));
+        assert_ne!(s.cookie, 0);
+        assert!(
+            s.tcp.srtt_us.is_some() && s.tcp.snd_cwnd.is_some_and(|c| c > 0),
+            "{:?}",
+            s.tcp
+        );
+        let probe: Arc<str> = Arc::from("snapshot:proc");
+        let r = row(s, 5, &probe);
+        assert_eq!((r.kind, r.cookie, r.tcp), (EventKind::Snapshot, s.cookie, s.tcp));
+        assert_eq!((r.sport, r.newstate), (port, Some(TcpState::Established)));
     }
 }
