@@ -234,14 +234,7 @@ fn parse_flush_secs(s: &str) -> Result<Duration, String> {
 }
 
 fn parse_rotate_size(s: &str) -> Result<u64, String> {
-    let (num, mult) = match s.as_bytes().last() {
-        Some(b'k' | b'K') => (&s[..s.len() - 1], 1u64 << 10),
-        Some(b'm' | b'M') => (&s[..s.len() - 1], 1u64 << 20),
-        Some(b'g' | b'G') => (&s[..s.len() - 1], 1u64 << 30),
-        _ => (s, 1u64),
-    };
-    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a size"))?;
-    let bytes = n.checked_mul(mult).ok_or_else(|| format!("`{s}` is too large"))?;
+    let bytes = crate::bytes::parse(s, true)?;
     if bytes < 64 << 10 {
         return Err(format!("`{s}` is too small (at least 64K)"));
     }
@@ -249,13 +242,7 @@ fn parse_rotate_size(s: &str) -> Result<u64, String> {
 }
 
 fn parse_ring_size(s: &str) -> Result<u32, String> {
-    let (num, mult) = match s.as_bytes().last() {
-        Some(b'k' | b'K') => (&s[..s.len() - 1], 1u64 << 10),
-        Some(b'm' | b'M') => (&s[..s.len() - 1], 1u64 << 20),
-        _ => (s, 1u64),
-    };
-    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a size"))?;
-    let bytes = n.checked_mul(mult).ok_or_else(|| format!("`{s}` is too large"))?;
+    let bytes = crate::bytes::parse(s, false)?;
     if !(4096..=(1 << 30)).contains(&bytes) || !bytes.is_power_of_two() {
         return Err(format!("`{s}` must be a power of two between 4K and 1024M"));
     }
@@ -313,15 +300,7 @@ pub struct Rotation {
 impl Rotation {
     /// `rotating at 1 GiB or every 3600 s`.
     pub fn describe(&self) -> String {
-        let size = self.size.map(|b| {
-            let (n, unit) = match b {
-                b if b % (1 << 30) == 0 => (b >> 30, "GiB"),
-                b if b % (1 << 20) == 0 => (b >> 20, "MiB"),
-                b if b % (1 << 10) == 0 => (b >> 10, "KiB"),
-                b => (b, "bytes"),
-            };
-            format!("at {n} {unit}")
-        });
+        let size = self.size.map(|b| format!("at {}", crate::bytes::exact(b)));
         let secs = self.secs.map(|d| format!("every {} s", d.as_secs_f64()));
         let daily = self.daily.then(|| "at each UTC midnight".to_string());
         let when: Vec<String> = [size, secs, daily].into_iter().flatten().collect();

@@ -12,6 +12,7 @@ macro_rules! say {
 }
 
 mod btf;
+mod bytes;
 mod cli;
 mod hive;
 mod host;

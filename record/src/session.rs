@@ -44,7 +44,7 @@ use crate::live::{LivePrinter, Printed};
 use crate::misses::Misses;
 use crate::startup::Startup;
 use crate::symbolize::Symbolizer;
-use crate::{btf, host, names, offsets, probes, requirements, snapshot};
+use crate::{btf, bytes, host, names, offsets, probes, requirements, snapshot};
 use deeptcp_cli::signals;
 use deeptcp_record::convert;
 
@@ -1001,7 +1001,7 @@ impl Status {
             } else {
                 String::new()
             },
-            human_bytes(progress.bytes.load(Ordering::Relaxed))
+            bytes::human(progress.bytes.load(Ordering::Relaxed))
         )
     }
 
@@ -1034,14 +1034,6 @@ fn lost_total(ring_full: u64, skipped: u64, recovered: u64) -> u64 {
 /// Slots of the `LOST` map (the eBPF programs' per-CPU counts).
 const LOST_RING_FULL: u32 = 0;
 const LOST_RECOVERED: u32 = 1;
-
-fn human_bytes(n: u64) -> String {
-    match n {
-        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
-        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
-        n => format!("{n} B"),
-    }
-}
 
 fn no_object() -> anyhow::Error {
     anyhow!("this record binary was built without its eBPF programs; run scripts/bootstrap, then rebuild")
@@ -1556,7 +1548,7 @@ pub fn run(cfg: Config) -> Result<()> {
         say!("record: {} events, {lost} lost", rec.rows);
     } else if !cfg.quiet {
         let rows: u64 = rec.closed.iter().map(|c| c.rows).sum();
-        let size = human_bytes(rec.done_bytes());
+        let size = bytes::human(rec.done_bytes());
         let into = match rec.closed.as_slice() {
             [one] => format!("{} ({size})", one.path.display()),
             [first, .., last] => format!(
