@@ -475,7 +475,7 @@ impl Filter {
 
 /// Bit of `kind` in [`Filter::kind_mask`].
 pub fn kind_bit(kind: EventKind) -> u32 {
-    1u32 << (kind as u32)
+    1u32 << kind.code()
 }
 
 #[cfg(test)]

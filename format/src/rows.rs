@@ -251,7 +251,7 @@ impl Probes {
 pub struct RowBatch {
     len: usize,
     pub(crate) mono_ns: Vec<i64>,
-    /// [`schema::kind_index`] codes.
+    /// [`EventKind::code`]s.
     pub(crate) kind: Vec<u8>,
     pub(crate) pid: Vec<u32>,
     pub(crate) tid: Vec<u32>,
@@ -262,7 +262,7 @@ pub struct RowBatch {
     pub(crate) daddr: Vec<u128>,
     pub(crate) sport: Vec<u16>,
     pub(crate) dport: Vec<u16>,
-    /// [`schema::state_index`] codes, [`NO_STATE`] for null.
+    /// [`TcpState::code`]s, [`NO_STATE`] for null.
     pub(crate) oldstate: Vec<u8>,
     pub(crate) newstate: Vec<u8>,
     pub(crate) sk_err: Vec<i32>,
@@ -387,7 +387,7 @@ impl RowBatch {
             }};
         }
         put!(self.mono_ns, row.mono_ns);
-        put!(self.kind, schema::kind_index(row.kind));
+        put!(self.kind, row.kind.code());
         put!(self.pid, row.pid);
         put!(self.tid, row.tid);
         put!(self.comm, comm);
@@ -396,15 +396,15 @@ impl RowBatch {
         put!(self.daddr, row.daddr.0);
         put!(self.sport, row.sport);
         put!(self.dport, row.dport);
-        put!(self.oldstate, row.oldstate.map_or(NO_STATE, schema::state_index));
-        put!(self.newstate, row.newstate.map_or(NO_STATE, schema::state_index));
+        put!(self.oldstate, row.oldstate.map_or(NO_STATE, TcpState::code));
+        put!(self.newstate, row.newstate.map_or(NO_STATE, TcpState::code));
         put!(self.sk_err, row.sk_err);
         put!(self.netns, row.netns);
         put_opt!(self.stack_id, row.stack_id);
         put!(self.probe, row.probe.0);
         put!(self.cookie, row.cookie);
         put!(self.cgroup_id, row.cgroup_id);
-        put!(self.attribution, schema::attribution_index(row.attribution));
+        put!(self.attribution, row.attribution.code());
         put_opt!(self.snd_wnd, t.snd_wnd);
         put_opt!(self.rcv_wnd, t.rcv_wnd);
         put_opt!(self.srtt_us, t.srtt_us);

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
-use crate::event::{Attribution, EventKind, Family, TcpState};
+use crate::event::Family;
 use crate::meta::{ClockAnchor, ProbeStatus, RecordingMeta};
 use crate::FormatError;
 
@@ -232,49 +232,11 @@ pub fn stacks_schema() -> SchemaRef {
 // fixed list of names (each row group's dictionary lists the names its rows
 // use, found by code, so pushing an event never hashes a string).
 
-/// Index into [`EventKind::ALL`].
-pub(crate) fn kind_index(k: EventKind) -> u8 {
-    match k {
-        EventKind::StateChange => 0,
-        EventKind::Retransmit => 1,
-        EventKind::ResetRecv => 2,
-        EventKind::ResetSent => 3,
-        EventKind::SockError => 4,
-        EventKind::DestroySock => 5,
-        EventKind::FinRecv => 6,
-        EventKind::FinSent => 7,
-        EventKind::ZeroWindowRecv => 8,
-        EventKind::ZeroWindowSent => 9,
-        EventKind::Connect => 10,
-        EventKind::Accept => 11,
-        EventKind::LossProbe => 12,
-        EventKind::RetransmitSynack => 13,
-        EventKind::Snapshot => 14,
-    }
-}
-
-/// Index into [`Attribution::ALL`].
-pub(crate) fn attribution_index(a: Attribution) -> u8 {
-    match a {
-        Attribution::Task => 0,
-        Attribution::Owner => 1,
-        Attribution::Listener => 2,
-        Attribution::Snapshot => 3,
-        Attribution::Backfill => 4,
-        Attribution::Unknown => 5,
-    }
-}
-
 pub(crate) fn family_index(f: Family) -> u8 {
     match f {
         Family::Inet => 0,
         Family::Inet6 => 1,
     }
-}
-
-/// Index into [`TcpState::ALL`] (whose order is the kernel numbering 1..=13).
-pub(crate) fn state_index(s: TcpState) -> u8 {
-    (s as u8).wrapping_sub(1)
 }
 
 /// The key-value metadata written when a recording is opened (everything but
@@ -590,16 +552,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn state_index_matches_all_order() {
-        for (i, s) in TcpState::ALL.iter().enumerate() {
-            assert_eq!(state_index(*s) as usize, i);
-        }
-        for (i, k) in EventKind::ALL.iter().enumerate() {
-            assert_eq!(kind_index(*k) as usize, i);
-        }
-        for (i, a) in Attribution::ALL.iter().enumerate() {
-            assert_eq!(attribution_index(*a) as usize, i);
-        }
+    fn family_index_is_its_dictionary_order() {
+        assert_eq!(family_index(Family::Inet), 0);
         assert_eq!(family_index(Family::Inet6), 1);
     }
 

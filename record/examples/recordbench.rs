@@ -26,9 +26,9 @@ use std::process::ExitCode;
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use deeptcp_common::{attribution, flags, probe, WireEvent, AF_INET, AF_INET6, NO_STACK};
+use deeptcp_common::{flags, probe, WireEvent, AF_INET, AF_INET6, NO_STACK};
 use deeptcp_format::{Attribution, Event, EventKind, EventWriter, Family, RecordingMeta, RowBatch, WriterOptions};
-use deeptcp_record::convert::{self, Converter, Inference};
+use deeptcp_record::convert::{Converter, Inference};
 
 const USAGE: &str = "usage: recordbench --from FILE [--out FILE] [--check] [--observed-only]";
 
@@ -92,7 +92,7 @@ fn assign_probe_ids(events: &[Event]) -> Result<Vec<Option<String>>, String> {
 }
 
 fn wire_kind(k: EventKind) -> Option<u8> {
-    (1..32).find(|&id| convert::event_kind(id) == Some(k))
+    (k != EventKind::Snapshot).then_some(k as u8)
 }
 
 /// The record the programs sent for `ev`; `inferred_next`: the converter
@@ -103,12 +103,9 @@ fn wire_of(ev: &Event, probe_id: u8, inferred_next: bool) -> Option<WireEvent> {
     w.kind = wire_kind(ev.kind)?;
     w.probe = probe_id;
     w.attribution = match ev.attribution {
-        Attribution::Task => attribution::TASK,
-        Attribution::Owner => attribution::OWNER,
-        Attribution::Listener => attribution::LISTENER,
-        Attribution::Snapshot => attribution::SNAPSHOT,
-        Attribution::Backfill | Attribution::Unknown => attribution::UNKNOWN,
-    };
+        Attribution::Backfill => Attribution::Unknown,
+        a => a,
+    } as u8;
     w.pid_tgid = (u64::from(ev.pid) << 32) | u64::from(ev.tid);
     let n = ev.comm.len().min(16);
     w.comm[..n].copy_from_slice(&ev.comm.as_bytes()[..n]);

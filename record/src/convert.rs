@@ -13,7 +13,8 @@
 //! [`Inference`]); where a transition also happens without the event, the
 //! programs send a flag that tells the cases apart, or there is no row.
 
-use deeptcp_common::{attribution, flags, kind, probe, tcp_state, WireEvent, AF_INET, AF_INET6, NO_STACK};
+use deeptcp_common::{flags, probe, WireEvent, AF_INET, AF_INET6, NO_STACK};
+use deeptcp_format::filter::kind_bit;
 use deeptcp_format::{
     Addr, Attribution, Comm, Event, EventKind, Family, ProbeId, ProbeStatus, Row, RowBatch, TcpInfo, TcpState,
 };
@@ -25,34 +26,18 @@ pub enum Reject {
     UnknownFamily(u16),
 }
 
-/// The event kind of a wire kind id.
+/// The event kind of a wire kind id (`None` for ids the programs do not
+/// send: snapshot rows are made by `record` itself).
 pub fn event_kind(k: u8) -> Option<EventKind> {
-    Some(match k {
-        kind::STATE_CHANGE => EventKind::StateChange,
-        kind::RETRANSMIT => EventKind::Retransmit,
-        kind::RESET_RECV => EventKind::ResetRecv,
-        kind::RESET_SENT => EventKind::ResetSent,
-        kind::SOCK_ERROR => EventKind::SockError,
-        kind::DESTROY_SOCK => EventKind::DestroySock,
-        kind::FIN_RECV => EventKind::FinRecv,
-        kind::FIN_SENT => EventKind::FinSent,
-        kind::ZERO_WINDOW_RECV => EventKind::ZeroWindowRecv,
-        kind::ZERO_WINDOW_SENT => EventKind::ZeroWindowSent,
-        kind::CONNECT => EventKind::Connect,
-        kind::ACCEPT => EventKind::Accept,
-        kind::LOSS_PROBE => EventKind::LossProbe,
-        kind::RETRANSMIT_SYNACK => EventKind::RetransmitSynack,
-        _ => return None,
-    })
+    EventKind::from_u8(k).filter(|k| *k != EventKind::Snapshot)
 }
 
+/// The attribution of a wire attribution id (`backfill` is `analyze`'s,
+/// never sent).
 fn attribution_of(a: u8) -> Attribution {
-    match a {
-        attribution::TASK => Attribution::Task,
-        attribution::OWNER => Attribution::Owner,
-        attribution::LISTENER => Attribution::Listener,
-        attribution::SNAPSHOT => Attribution::Snapshot,
-        _ => Attribution::Unknown,
+    match Attribution::from_u8(a) {
+        Some(Attribution::Backfill) | None => Attribution::Unknown,
+        Some(a) => a,
     }
 }
 
@@ -112,25 +97,25 @@ impl Inference {
     ///   takes the same transition in a simultaneous open, and a Fast Open
     ///   child accept()ed before the handshake's end is left out.
     fn kind_of(&self, w: &WireEvent) -> Option<EventKind> {
-        use tcp_state::*;
-        if w.kind != kind::STATE_CHANGE {
+        use TcpState::*;
+        if w.kind != EventKind::StateChange as u8 {
             return None;
         }
-        let (old, new) = (w.oldstate, w.newstate);
+        let (old, new) = (TcpState::from_kernel(w.oldstate)?, TcpState::from_kernel(w.newstate)?);
         let fin_seen = w.flags & flags::SOCK_DONE != 0;
-        if (old, new) == (CLOSE, SYN_SENT) && self.connect {
+        if (old, new) == (Close, SynSent) && self.connect {
             Some(EventKind::Connect)
-        } else if (old, new) == (SYN_RECV, ESTABLISHED) && w.flags & flags::NO_USER_SOCKET != 0 && self.accept {
+        } else if (old, new) == (SynRecv, Established) && w.flags & flags::NO_USER_SOCKET != 0 && self.accept {
             Some(EventKind::Accept)
         } else if matches!(
             (old, new),
-            (ESTABLISHED, FIN_WAIT1) | (CLOSE_WAIT, LAST_ACK) | (SYN_RECV, FIN_WAIT1)
+            (Established, FinWait1) | (CloseWait, LastAck) | (SynRecv, FinWait1)
         ) && self.fin_sent
         {
             Some(EventKind::FinSent)
         } else if matches!(
             (old, new),
-            (ESTABLISHED, CLOSE_WAIT) | (SYN_RECV, CLOSE_WAIT) | (FIN_WAIT1, CLOSING) | (FIN_WAIT2, CLOSE)
+            (Established, CloseWait) | (SynRecv, CloseWait) | (FinWait1, Closing) | (FinWait2, Close)
         ) && fin_seen
             && self.fin_recv
         {
@@ -162,7 +147,7 @@ pub struct Converter {
     probes: Vec<Option<ProbeId>>,
     names: ProbeNames,
     inference: Inference,
-    /// Bit `1 << kind_index` for each kind wanted (`--kind`; all by
+    /// [`kind_bit`] of each kind wanted (`--kind`; all by
     /// default). The programs let a `state_change` record through when a
     /// kind inferred from it is wanted.
     wanted: u32,
@@ -173,12 +158,6 @@ impl Default for Converter {
     fn default() -> Self {
         Converter::new(Inference::default(), Vec::new(), no_names)
     }
-}
-
-/// The bit of `kind` in [`Converter::wanted`].
-fn kind_bit(kind: EventKind) -> u32 {
-    let i = EventKind::ALL.iter().position(|k| *k == kind).unwrap_or(31);
-    1 << i
 }
 
 impl Converter {
@@ -359,9 +338,9 @@ mod tests {
         w.sport = 5000;
         w.dport = 80;
         w.family = AF_INET;
-        w.kind = kind::STATE_CHANGE;
+        w.kind = EventKind::StateChange as u8;
         w.probe = probe::TP_SET_STATE;
-        w.attribution = attribution::TASK;
+        w.attribution = Attribution::Task as u8;
         w.oldstate = 7;
         w.newstate = 2;
         w.saddr[..4].copy_from_slice(&[127, 0, 0, 1]);
@@ -393,9 +372,9 @@ mod tests {
     fn ipv6_mapped_tcp_info_and_window() {
         let mut w = wire();
         w.family = AF_INET6;
-        w.kind = kind::ZERO_WINDOW_SENT;
+        w.kind = EventKind::ZeroWindowSent as u8;
         w.probe = probe::CGROUP_SKB_EGRESS;
-        w.attribution = attribution::LISTENER;
+        w.attribution = Attribution::Listener as u8;
         w.stack_id = 17;
         w.saddr = Ipv6Addr::LOCALHOST.octets();
         w.daddr = Ipv4Addr::new(192, 0, 2, 1).to_ipv6_mapped().octets();
@@ -432,7 +411,7 @@ mod tests {
     #[test]
     fn unknown_owner_is_pid_zero_never_the_interrupted_task() {
         let mut w = wire();
-        w.attribution = attribution::UNKNOWN;
+        w.attribution = Attribution::Unknown as u8;
         let e = one(&mut conv(), &w);
         assert_eq!((e.pid, e.tid, &*e.comm, e.cgroup_id), (0, 0, "", 0));
         assert_eq!(e.attribution, Attribution::Unknown);
@@ -445,9 +424,9 @@ mod tests {
         fin_recv: true,
     };
 
-    fn transition(old: u8, new: u8) -> WireEvent {
+    fn transition(old: TcpState, new: TcpState) -> WireEvent {
         let mut w = wire();
-        (w.oldstate, w.newstate) = (old, new);
+        (w.oldstate, w.newstate) = (old as u8, new as u8);
         w
     }
 
@@ -463,33 +442,33 @@ mod tests {
 
     #[test]
     fn inferred_rows_follow_their_transition() {
-        use tcp_state::*;
         use EventKind::*;
+        use TcpState::*;
         let mut c = Converter::new(ALL_INFERRED, Vec::new(), names);
         let sc = StateChange;
-        let s = |k| TcpState::from_kernel(k);
+        let s = Some;
         assert_eq!(
-            kinds(&mut c, &transition(CLOSE, SYN_SENT)),
-            [(sc, s(SYN_SENT)), (Connect, s(SYN_SENT))]
+            kinds(&mut c, &transition(Close, SynSent)),
+            [(sc, s(SynSent)), (Connect, s(SynSent))]
         );
         // A listener's child that no process holds yet.
         assert_eq!(
             kinds(
                 &mut c,
-                &with_flags(transition(SYN_RECV, ESTABLISHED), flags::NO_USER_SOCKET)
+                &with_flags(transition(SynRecv, Established), flags::NO_USER_SOCKET)
             ),
-            [(sc, s(ESTABLISHED)), (Accept, s(ESTABLISHED))]
+            [(sc, s(Established)), (Accept, s(Established))]
         );
         // FIN sent rows carry the state tcp_send_fin() runs in (the new
         // one), FIN received rows the one tcp_fin() runs in (the old one).
-        for (old, new) in [(ESTABLISHED, FIN_WAIT1), (CLOSE_WAIT, LAST_ACK), (SYN_RECV, FIN_WAIT1)] {
+        for (old, new) in [(Established, FinWait1), (CloseWait, LastAck), (SynRecv, FinWait1)] {
             assert_eq!(kinds(&mut c, &transition(old, new)), [(sc, s(new)), (FinSent, s(new))]);
         }
         for (old, new) in [
-            (ESTABLISHED, CLOSE_WAIT),
-            (SYN_RECV, CLOSE_WAIT),
-            (FIN_WAIT1, CLOSING),
-            (FIN_WAIT2, CLOSE),
+            (Established, CloseWait),
+            (SynRecv, CloseWait),
+            (FinWait1, Closing),
+            (FinWait2, Close),
         ] {
             let fin = with_flags(transition(old, new), flags::SOCK_DONE);
             assert_eq!(kinds(&mut c, &fin), [(sc, s(new)), (FinRecv, s(old))]);
@@ -498,74 +477,71 @@ mod tests {
 
     #[test]
     fn transitions_that_also_happen_without_the_event_need_its_flag() {
-        use tcp_state::*;
         use EventKind::*;
+        use TcpState::*;
         let mut c = Converter::new(ALL_INFERRED, Vec::new(), names);
-        let only_sc = |new| [(StateChange, TcpState::from_kernel(new))];
-        // FIN_WAIT2 -> CLOSE without tcp_fin(): handed to a FIN_WAIT2
+        let only_sc = |new| [(StateChange, Some(new))];
+        // FinWait2 -> Close without tcp_fin(): handed to a FinWait2
         // time-wait socket, TCP_LINGER2 < 0, a reset (sk_err set or not).
-        assert_eq!(kinds(&mut c, &transition(FIN_WAIT2, CLOSE)), only_sc(CLOSE));
-        let mut reset = transition(FIN_WAIT2, CLOSE);
+        assert_eq!(kinds(&mut c, &transition(FinWait2, Close)), only_sc(Close));
+        let mut reset = transition(FinWait2, Close);
         reset.sk_err = 104;
-        assert_eq!(kinds(&mut c, &reset), only_sc(CLOSE));
+        assert_eq!(kinds(&mut c, &reset), only_sc(Close));
         // The other FIN rules want tcp_fin()'s mark too.
-        for (old, new) in [(ESTABLISHED, CLOSE_WAIT), (FIN_WAIT1, CLOSING)] {
+        for (old, new) in [(Established, CloseWait), (FinWait1, Closing)] {
             assert_eq!(kinds(&mut c, &transition(old, new)), only_sc(new));
         }
-        // SYN_RECV -> ESTABLISHED of a socket a process holds: a
+        // SynRecv -> Established of a socket a process holds: a
         // simultaneous open, not an accept.
-        assert_eq!(kinds(&mut c, &transition(SYN_RECV, ESTABLISHED)), only_sc(ESTABLISHED));
+        assert_eq!(kinds(&mut c, &transition(SynRecv, Established)), only_sc(Established));
         // The flags make no row from other transitions.
-        let w = with_flags(transition(ESTABLISHED, FIN_WAIT1), flags::SOCK_DONE);
+        let w = with_flags(transition(Established, FinWait1), flags::SOCK_DONE);
         assert_eq!(
             kinds(&mut c, &w),
-            [
-                (StateChange, TcpState::from_kernel(FIN_WAIT1)),
-                (FinSent, TcpState::from_kernel(FIN_WAIT1))
-            ]
+            [(StateChange, Some(FinWait1)), (FinSent, Some(FinWait1))]
         );
     }
 
     #[test]
     fn every_row_carries_sk_err_and_the_inferred_row_too() {
         let mut c = Converter::new(ALL_INFERRED, Vec::new(), names);
-        let mut w = with_flags(transition(tcp_state::FIN_WAIT1, tcp_state::CLOSING), flags::SOCK_DONE);
+        let mut w = with_flags(transition(TcpState::FinWait1, TcpState::Closing), flags::SOCK_DONE);
         w.sk_err = 32;
         let (sc, fin) = two(&mut c, &w);
         assert_eq!((sc.sk_err, fin.sk_err), (32, 32));
         let mut w = wire();
-        w.kind = kind::RETRANSMIT;
+        w.kind = EventKind::Retransmit as u8;
         w.sk_err = 110;
         assert_eq!(one(&mut c, &w).sk_err, 110);
     }
 
     #[test]
     fn unrelated_transitions_infer_nothing() {
-        use tcp_state::*;
         use EventKind::*;
+        use TcpState::*;
         let mut c = Converter::new(ALL_INFERRED, Vec::new(), names);
         let sc = StateChange;
-        let s = |k| TcpState::from_kernel(k);
+        let s = Some;
         for (old, new) in [
-            (SYN_SENT, ESTABLISHED),
-            (FIN_WAIT1, FIN_WAIT2),
-            (LAST_ACK, CLOSE),
-            (LISTEN, SYN_RECV),
+            (SynSent, Established),
+            (FinWait1, FinWait2),
+            (LastAck, Close),
+            (Listen, SynRecv),
         ] {
             // Not even with the flags other rules want.
             let w = with_flags(transition(old, new), flags::SOCK_DONE | flags::NO_USER_SOCKET);
-            assert_eq!(kinds(&mut c, &w), [(sc, s(new))], "{old}->{new}");
+            assert_eq!(kinds(&mut c, &w), [(sc, s(new))], "{old:?}->{new:?}");
         }
         // Only state_change records stand for another kind.
-        let mut not_sc = transition(CLOSE, SYN_SENT);
-        not_sc.kind = kind::DESTROY_SOCK;
-        assert_eq!(kinds(&mut c, &not_sc), [(DestroySock, s(SYN_SENT))]);
+        let mut not_sc = transition(Close, SynSent);
+        not_sc.kind = EventKind::DestroySock as u8;
+        assert_eq!(kinds(&mut c, &not_sc), [(DestroySock, s(SynSent))]);
     }
 
     #[test]
     fn inferred_row_copies_the_record_but_not_its_oldstate() {
         let mut c = Converter::new(ALL_INFERRED, Vec::new(), names);
-        let (sc, connect) = two(&mut c, &transition(tcp_state::CLOSE, tcp_state::SYN_SENT));
+        let (sc, connect) = two(&mut c, &transition(TcpState::Close, TcpState::SynSent));
         assert_eq!(&*connect.probe, "inferred:inet_sock_set_state");
         assert_eq!(connect.oldstate, None);
         assert_eq!(
@@ -582,7 +558,7 @@ mod tests {
 
     #[test]
     fn inference_only_for_rungs_in_use_and_kind_filter_applies() {
-        use tcp_state::*;
+        use TcpState::*;
         let status = |kind: &str, probe: &str, used: bool| ProbeStatus {
             kind: kind.into(),
             probe: probe.into(),
@@ -613,24 +589,24 @@ mod tests {
         assert_eq!(
             kinds(
                 &mut c,
-                &with_flags(transition(ESTABLISHED, CLOSE_WAIT), flags::SOCK_DONE)
+                &with_flags(transition(Established, CloseWait), flags::SOCK_DONE)
             )
             .len(),
             1,
             "fin_recv has its own probe"
         );
         assert_eq!(
-            kinds(&mut c, &transition(CLOSE, SYN_SENT)).len(),
+            kinds(&mut c, &transition(Close, SynSent)).len(),
             1,
             "connect not in use"
         );
         // --kind fin_sent: the state_change row that carried it is dropped.
         let mut c = Converter::new(inf, vec![EventKind::FinSent], names);
         assert_eq!(
-            kinds(&mut c, &transition(ESTABLISHED, FIN_WAIT1)),
-            [(EventKind::FinSent, TcpState::from_kernel(FIN_WAIT1))]
+            kinds(&mut c, &transition(Established, FinWait1)),
+            [(EventKind::FinSent, Some(FinWait1))]
         );
-        assert!(kinds(&mut c, &transition(SYN_SENT, ESTABLISHED)).is_empty());
+        assert!(kinds(&mut c, &transition(SynSent, Established)).is_empty());
     }
 
     #[test]

@@ -86,9 +86,27 @@ impl Rung {
     }
 }
 
-/// Every rung of one event kind (or `owner`, the attribution refreshers).
+/// What a ladder's rungs give: rows of an event kind, or the owner
+/// refreshes that attribute other kinds' rows (no rows of their own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LadderOf {
+    Kind(EventKind),
+    Owner,
+}
+
+impl LadderOf {
+    /// The name in `--list-probes` and in the recording's probe statuses.
+    pub const fn name(self) -> &'static str {
+        match self {
+            LadderOf::Kind(k) => k.as_str(),
+            LadderOf::Owner => "owner",
+        }
+    }
+}
+
+/// Every rung of one event kind (or the owner refreshers).
 pub struct Ladder {
-    pub kind: &'static str,
+    pub kind: LadderOf,
     pub rungs: &'static [Rung],
 }
 
@@ -132,35 +150,35 @@ const INFERRED: Rung = Rung {
 /// The ladders, in attach order (`state_change` first: inference rungs need it).
 pub const LADDERS: &[Ladder] = &[
     Ladder {
-        kind: "state_change",
+        kind: LadderOf::Kind(EventKind::StateChange),
         rungs: &[tp("inet_sock_set_state", id::TP_SET_STATE)],
     },
     Ladder {
-        kind: "retransmit",
+        kind: LadderOf::Kind(EventKind::Retransmit),
         rungs: &[tp("tcp_retransmit_skb", id::TP_RETRANSMIT_SKB)],
     },
     Ladder {
-        kind: "retransmit_synack",
+        kind: LadderOf::Kind(EventKind::RetransmitSynack),
         rungs: &[tp("tcp_retransmit_synack", id::TP_RETRANSMIT_SYNACK)],
     },
     Ladder {
-        kind: "reset_recv",
+        kind: LadderOf::Kind(EventKind::ResetRecv),
         rungs: &[tp("tcp_receive_reset", id::TP_RECEIVE_RESET)],
     },
     Ladder {
-        kind: "reset_sent",
+        kind: LadderOf::Kind(EventKind::ResetSent),
         rungs: &[tp("tcp_send_reset", id::TP_SEND_RESET)],
     },
     Ladder {
-        kind: "sock_error",
+        kind: LadderOf::Kind(EventKind::SockError),
         rungs: &[tp("inet_sk_error_report", id::TP_ERROR_REPORT)],
     },
     Ladder {
-        kind: "destroy_sock",
+        kind: LadderOf::Kind(EventKind::DestroySock),
         rungs: &[tp("tcp_destroy_sock", id::TP_DESTROY_SOCK)],
     },
     Ladder {
-        kind: "fin_recv",
+        kind: LadderOf::Kind(EventKind::FinRecv),
         rungs: &[
             Rung {
                 hook: Hook::FEntry,
@@ -180,7 +198,7 @@ pub const LADDERS: &[Ladder] = &[
         ],
     },
     Ladder {
-        kind: "fin_sent",
+        kind: LadderOf::Kind(EventKind::FinSent),
         rungs: &[
             Rung {
                 hook: Hook::FEntry,
@@ -200,7 +218,7 @@ pub const LADDERS: &[Ladder] = &[
         ],
     },
     Ladder {
-        kind: "zero_window_recv",
+        kind: LadderOf::Kind(EventKind::ZeroWindowRecv),
         rungs: &[
             tp("tcp_probe", id::TP_TCP_PROBE),
             Rung {
@@ -220,7 +238,7 @@ pub const LADDERS: &[Ladder] = &[
         ],
     },
     Ladder {
-        kind: "zero_window_sent",
+        kind: LadderOf::Kind(EventKind::ZeroWindowSent),
         rungs: &[
             Rung {
                 hook: Hook::FExit,
@@ -239,11 +257,11 @@ pub const LADDERS: &[Ladder] = &[
         ],
     },
     Ladder {
-        kind: "connect",
+        kind: LadderOf::Kind(EventKind::Connect),
         rungs: &[INFERRED],
     },
     Ladder {
-        kind: "accept",
+        kind: LadderOf::Kind(EventKind::Accept),
         rungs: &[
             hook(
                 Hook::FExit,
@@ -276,7 +294,7 @@ pub const LADDERS: &[Ladder] = &[
         ],
     },
     Ladder {
-        kind: "loss_probe",
+        kind: LadderOf::Kind(EventKind::LossProbe),
         rungs: &[
             Rung {
                 hook: Hook::FEntry,
@@ -296,7 +314,7 @@ pub const LADDERS: &[Ladder] = &[
     },
     // Supplements of reset_sent on kernels before 6.10 (see OLD_SEND_RESET).
     Ladder {
-        kind: "reset_sent",
+        kind: LadderOf::Kind(EventKind::ResetSent),
         rungs: &[
             hook(
                 Hook::FEntry,
@@ -315,7 +333,7 @@ pub const LADDERS: &[Ladder] = &[
         ],
     },
     Ladder {
-        kind: "reset_sent",
+        kind: LadderOf::Kind(EventKind::ResetSent),
         rungs: &[
             hook(
                 Hook::FEntry,
@@ -337,7 +355,7 @@ pub const LADDERS: &[Ladder] = &[
     // receive) that keep the socket → owner map fresh. The tracepoints
     // exist since 6.5; older kernels hook the functions.
     Ladder {
-        kind: "owner",
+        kind: LadderOf::Owner,
         rungs: &[
             tp("sock_send_length", 0),
             hook(Hook::FEntry, "fentry_tcp_sendmsg", "tcp_sendmsg", 0, Needs::Always),
@@ -345,7 +363,7 @@ pub const LADDERS: &[Ladder] = &[
         ],
     },
     Ladder {
-        kind: "owner",
+        kind: LadderOf::Owner,
         rungs: &[
             tp("sock_recv_length", 0),
             hook(Hook::FEntry, "fentry_tcp_recvmsg", "tcp_recvmsg", 0, Needs::Always),
@@ -441,8 +459,11 @@ pub struct AttachEnv<'a> {
 /// (empty: all). `state_change` always does (owners, inferred rows), and so
 /// do the owner refreshers; every other program would only run to have its
 /// records dropped by the kind filter — per packet, for the zero-window rungs.
-pub fn ladder_wanted(kind: &str, kinds: &[EventKind]) -> bool {
-    kinds.is_empty() || kind == "state_change" || kind == "owner" || kinds.iter().any(|k| k.as_str() == kind)
+pub fn ladder_wanted(of: LadderOf, kinds: &[EventKind]) -> bool {
+    match of {
+        LadderOf::Owner => true,
+        LadderOf::Kind(k) => kinds.is_empty() || k == EventKind::StateChange || kinds.contains(&k),
+    }
 }
 
 /// Whether a rung name is a kprobe or kretprobe one.
@@ -529,9 +550,9 @@ pub fn attach_all(ebpf: &mut Ebpf, env: &AttachEnv<'_>) -> Vec<ProbeStatus> {
     let mut set_state_attached = false;
     for ladder in LADDERS {
         if !ladder_wanted(ladder.kind, env.kinds) {
-            if !out.iter().any(|s: &ProbeStatus| s.kind == ladder.kind) {
+            if !out.iter().any(|s: &ProbeStatus| s.kind == ladder.kind.name()) {
                 out.push(ProbeStatus {
-                    kind: ladder.kind.to_owned(),
+                    kind: ladder.kind.name().to_owned(),
                     probe: "-".to_owned(),
                     attached: false,
                     detail: NOT_WANTED.to_owned(),
@@ -555,7 +576,7 @@ pub fn attach_all(ebpf: &mut Ebpf, env: &AttachEnv<'_>) -> Vec<ProbeStatus> {
                 set_state_attached = true;
             }
             out.push(ProbeStatus {
-                kind: ladder.kind.to_owned(),
+                kind: ladder.kind.name().to_owned(),
                 probe: name,
                 attached,
                 detail: result
@@ -577,7 +598,7 @@ pub fn attach_all(ebpf: &mut Ebpf, env: &AttachEnv<'_>) -> Vec<ProbeStatus> {
 pub fn owner_programs() -> Vec<&'static str> {
     LADDERS
         .iter()
-        .filter(|l| l.kind == "owner")
+        .filter(|l| l.kind == LadderOf::Owner)
         .flat_map(|l| l.rungs.iter().map(|r| r.program))
         .collect()
 }
@@ -618,7 +639,7 @@ pub fn uses_kprobes(statuses: &[ProbeStatus]) -> bool {
 
 /// Kinds whose ladder has no attached rung.
 pub fn missing_kinds(statuses: &[ProbeStatus]) -> Vec<String> {
-    let mut kinds: Vec<String> = LADDERS.iter().map(|l| l.kind.to_owned()).collect();
+    let mut kinds: Vec<String> = LADDERS.iter().map(|l| l.kind.name().to_owned()).collect();
     kinds.dedup();
     kinds
         .into_iter()
@@ -727,31 +748,32 @@ mod tests {
 
     #[test]
     fn ladders_put_state_change_first_and_every_kind_has_a_no_kprobe_rung() {
-        assert_eq!(LADDERS[0].kind, "state_change");
+        assert_eq!(LADDERS[0].kind, LadderOf::Kind(EventKind::StateChange));
         let supplement = |l: &&Ladder| l.rungs.iter().all(|r| r.needs != Needs::Always);
-        for l in LADDERS.iter().filter(|l| l.kind != "loss_probe" && !supplement(l)) {
+        for l in LADDERS
+            .iter()
+            .filter(|l| l.kind != LadderOf::Kind(EventKind::LossProbe) && !supplement(l))
+        {
             assert!(
                 l.rungs
                     .iter()
                     .any(|r| !matches!(r.hook, Hook::KProbe | Hook::KRetProbe | Hook::FEntry | Hook::FExit)),
                 "{} depends on kprobes/fentry only",
-                l.kind
+                l.kind.name()
             );
         }
     }
 
     #[test]
     fn only_wanted_kinds_get_programs_but_state_changes_and_owners_always_do() {
-        assert!(ladder_wanted("cgroup_skb", &[]), "no --kind: everything");
-        let k = [EventKind::ResetSent];
-        assert!(ladder_wanted("reset_sent", &k));
-        assert!(ladder_wanted("state_change", &k) && ladder_wanted("owner", &k));
-        assert!(!ladder_wanted("zero_window_sent", &k) && !ladder_wanted("zero_window_recv", &k));
-        assert!(ladder_wanted("zero_window_recv", &[EventKind::ZeroWindowRecv]));
-        // Every ladder kind but "owner" is an event kind's name.
-        for l in LADDERS.iter().filter(|l| l.kind != "owner") {
-            assert!(EventKind::parse(l.kind).is_some(), "{}", l.kind);
-        }
+        use EventKind::*;
+        let of = LadderOf::Kind;
+        assert!(ladder_wanted(of(ZeroWindowSent), &[]), "no --kind: everything");
+        let k = [ResetSent];
+        assert!(ladder_wanted(of(ResetSent), &k));
+        assert!(ladder_wanted(of(StateChange), &k) && ladder_wanted(LadderOf::Owner, &k));
+        assert!(!ladder_wanted(of(ZeroWindowSent), &k) && !ladder_wanted(of(ZeroWindowRecv), &k));
+        assert!(ladder_wanted(of(ZeroWindowRecv), &[ZeroWindowRecv]));
     }
 
     #[test]

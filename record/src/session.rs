@@ -34,8 +34,8 @@ use aya::{Ebpf, EbpfLoader};
 use deeptcp_common::{Config as BpfConfig, ExtraFilters, ListenKey, Owner, TupleKey, WireEvent};
 use deeptcp_format::paths::segment_files;
 use deeptcp_format::{
-    checkpoint_path, segment_path, stacks_path, EventKind, EventWriter, LostInterval, ProbeStatus, RecordingMeta,
-    RowBatch, StackWriter, WriterOptions, SCHEMA_VERSION,
+    checkpoint_path, segment_path, stacks_path, Attribution, EventKind, EventWriter, LostInterval, ProbeStatus,
+    RecordingMeta, RowBatch, StackWriter, TcpState, WriterOptions, SCHEMA_VERSION,
 };
 
 use crate::cli::{Config, OwnerStore, Rotation};
@@ -1080,9 +1080,10 @@ fn kernel_kinds(kinds: &[EventKind]) -> u32 {
         kinds.contains(&e)
             || (e == EventKind::StateChange && convert::Inference::KINDS.iter().any(|k| kinds.contains(k)))
     };
-    (1..32u8)
-        .filter(|k| convert::event_kind(*k).is_some_and(wants))
-        .fold(0, |m, k| m | (1u32 << k))
+    EventKind::ALL
+        .into_iter()
+        .filter(|k| *k != EventKind::Snapshot && wants(*k))
+        .fold(0, |m, k| m | (1u32 << k as u8))
 }
 
 /// What [`load_and_attach`] attaches, besides the filters.
@@ -1188,7 +1189,7 @@ fn seed_owners(ebpf: &mut Ebpf, sockets: &[snapshot::SnapSocket]) -> Result<()> 
                 cgroup_id: o.cgroup_id,
                 comm,
                 netns: s.netns,
-                attribution: deeptcp_common::attribution::SNAPSHOT,
+                attribution: Attribution::Snapshot as u8,
                 _pad: [0; 3],
             }
         })
@@ -1206,7 +1207,7 @@ fn seed_owners(ebpf: &mut Ebpf, sockets: &[snapshot::SnapSocket]) -> Result<()> 
     }
     let mut listeners: AyaHashMap<_, ListenKey, Owner> =
         AyaHashMap::try_from(ebpf.map_mut("LISTENERS").context("map LISTENERS missing")?)?;
-    for s in sockets.iter().filter(|s| s.state == deeptcp_common::tcp_state::LISTEN) {
+    for s in sockets.iter().filter(|s| s.state == TcpState::Listen as u8) {
         let Some(owner) = owner_of(s) else { continue };
         listeners.insert(
             ListenKey {
@@ -1588,16 +1589,15 @@ mod tests {
 
     #[test]
     fn kernel_kind_mask_keeps_state_changes_for_inferred_kinds() {
-        use deeptcp_common::kind;
         assert_eq!(kernel_kinds(&[]), 0, "no --kind: everything");
-        assert_eq!(kernel_kinds(&[EventKind::ResetSent]), 1 << kind::RESET_SENT);
+        assert_eq!(kernel_kinds(&[EventKind::ResetSent]), 1 << EventKind::ResetSent as u8);
         assert_eq!(
             kernel_kinds(&[EventKind::FinRecv]),
-            (1 << kind::FIN_RECV) | (1 << kind::STATE_CHANGE)
+            (1 << EventKind::FinRecv as u8) | (1 << EventKind::StateChange as u8)
         );
         assert_eq!(
             kernel_kinds(&[EventKind::Connect, EventKind::Retransmit]),
-            (1 << kind::CONNECT) | (1 << kind::RETRANSMIT) | (1 << kind::STATE_CHANGE)
+            (1 << EventKind::Connect as u8) | (1 << EventKind::Retransmit as u8) | (1 << EventKind::StateChange as u8)
         );
     }
 

@@ -221,7 +221,7 @@ mod tests {
         let snap = take(Path::new("/proc"), None);
         let s = snap
             .iter()
-            .find(|s| s.sport == port && s.state == deeptcp_common::tcp_state::ESTABLISHED)
+            .find(|s| s.sport == port && s.state == TcpState::Established as u8)
             .unwrap_or_else(|| panic!("client socket on {port} not in snapshot"));
         assert_ne!(s.cookie, 0);
         assert!(

@@ -8,23 +8,8 @@
 //! record may change with any build, the file schema is versioned.
 #![no_std]
 
-/// Event kinds as sent by the programs ([`WireEvent::kind`]).
-pub mod kind {
-    pub const STATE_CHANGE: u8 = 1;
-    pub const RETRANSMIT: u8 = 2;
-    pub const RESET_RECV: u8 = 3;
-    pub const RESET_SENT: u8 = 4;
-    pub const SOCK_ERROR: u8 = 5;
-    pub const DESTROY_SOCK: u8 = 6;
-    pub const FIN_RECV: u8 = 7;
-    pub const FIN_SENT: u8 = 8;
-    pub const ZERO_WINDOW_RECV: u8 = 9;
-    pub const ZERO_WINDOW_SENT: u8 = 10;
-    pub const CONNECT: u8 = 11;
-    pub const ACCEPT: u8 = 12;
-    pub const LOSS_PROBE: u8 = 13;
-    pub const RETRANSMIT_SYNACK: u8 = 14;
-}
+mod enums;
+pub use enums::{Attribution, EventKind, TcpState};
 
 /// Which program produced a record ([`WireEvent::probe`]); `record` maps
 /// these to the `probe` column's text.
@@ -56,19 +41,6 @@ pub mod probe {
     pub const KPROBE_TCP_V4_SEND_RESET: u8 = 23;
     pub const KPROBE_TCP_V6_SEND_RESET: u8 = 24;
     pub const FEXIT_INET_CSK_ACCEPT: u8 = 25;
-}
-
-/// How a record's pid/tid/comm were attributed ([`WireEvent::attribution`]).
-pub mod attribution {
-    pub const UNKNOWN: u8 = 0;
-    /// Current task, in process context of the socket's owner.
-    pub const TASK: u8 = 1;
-    /// From the `OWNERS` map.
-    pub const OWNER: u8 = 2;
-    /// Inherited from the listener (accepted socket).
-    pub const LISTENER: u8 = 3;
-    /// From the start-up snapshot (`TUPLE_OWNERS`).
-    pub const SNAPSHOT: u8 = 4;
 }
 
 /// [`WireEvent::flags`] bits.
@@ -136,7 +108,7 @@ pub struct WireEvent {
     pub dport: u16,
     /// [`AF_INET`] or [`AF_INET6`].
     pub family: u16,
-    /// One of [`kind`].
+    /// An [`EventKind`] (`as u8`).
     pub kind: u8,
     /// Previous state (state changes only), else 0.
     pub oldstate: u8,
@@ -144,7 +116,7 @@ pub struct WireEvent {
     pub newstate: u8,
     /// One of [`probe`].
     pub probe: u8,
-    /// One of [`attribution`].
+    /// An [`Attribution`] (`as u8`).
     pub attribution: u8,
     /// Bits of [`flags`].
     pub flags: u8,
@@ -181,7 +153,7 @@ impl WireEvent {
         oldstate: 0,
         newstate: 0,
         probe: 0,
-        attribution: attribution::UNKNOWN,
+        attribution: Attribution::Unknown as u8,
         flags: 0,
         _pad: [0; 4],
     };
@@ -198,7 +170,7 @@ pub struct Owner {
     pub comm: [u8; 16],
     /// The socket's network namespace (hooks without socket access use it).
     pub netns: u32,
-    /// One of [`attribution`]: how this owner was learned.
+    /// An [`Attribution`] (`as u8`): how this owner was learned.
     pub attribution: u8,
     pub _pad: [u8; 3],
 }
@@ -414,7 +386,7 @@ pub struct ExtraFilters {
     /// Owner comm, NUL padded (when `has_comm`).
     pub comm: [u8; 16],
     pub has_comm: u32,
-    /// Bit `1 << kind` for each wanted [`kind`]; 0 = every kind.
+    /// Bit `1 << (kind as u8)` for each wanted [`EventKind`]; 0 = every kind.
     pub kinds: u32,
 }
 
@@ -438,22 +410,6 @@ impl ExtraFilters {
         has_comm: 0,
         kinds: 0,
     };
-}
-
-/// Kernel TCP states the programs need to tell apart.
-pub mod tcp_state {
-    pub const ESTABLISHED: u8 = 1;
-    pub const SYN_SENT: u8 = 2;
-    pub const SYN_RECV: u8 = 3;
-    pub const FIN_WAIT1: u8 = 4;
-    pub const FIN_WAIT2: u8 = 5;
-    pub const TIME_WAIT: u8 = 6;
-    pub const CLOSE: u8 = 7;
-    pub const CLOSE_WAIT: u8 = 8;
-    pub const LAST_ACK: u8 = 9;
-    pub const LISTEN: u8 = 10;
-    pub const CLOSING: u8 = 11;
-    pub const NEW_SYN_RECV: u8 = 12;
 }
 
 #[cfg(feature = "user")]

@@ -50,8 +50,8 @@ use aya_ebpf::{
     EbpfContext, Global,
 };
 use deeptcp_common::{
-    attribution, flags, kind, owner_store, probe, tcp_state, AddrMatch, Config, ExtraFilters, ListenKey, Offsets,
-    Owner, TupleKey, WireEvent, AF_INET, AF_INET6, NO_STACK,
+    flags, owner_store, probe, AddrMatch, Attribution, Config, EventKind, ExtraFilters, ListenKey, Offsets, Owner,
+    TcpState, TupleKey, WireEvent, AF_INET, AF_INET6, NO_STACK,
 };
 
 /// `BPF_RB_AVAIL_DATA` for `bpf_ringbuf_query`.
@@ -358,7 +358,7 @@ fn current_owner(netns: u32) -> Owner {
         // SAFETY: helper without arguments.
         cgroup_id: unsafe { bpf_get_current_cgroup_id() },
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
-        attribution: attribution::TASK,
+        attribution: Attribution::Task as u8,
         _pad: [0; 3],
     }
 }
@@ -387,13 +387,13 @@ fn attribute<M: Mem>(ev: &mut WireEvent, sk: *const u8, in_task: bool) {
             let o = unsafe { *p };
             if o.pid_tgid == me {
                 // This task is the kept owner already: no comm/cgroup helpers.
-                apply_owner(ev, &o, attribution::TASK);
+                apply_owner(ev, &o, Attribution::Task as u8);
                 return;
             }
         }
         let me = current_owner(ev.netns);
         M::keep_owner(sk, ev.cookie, &me, true);
-        apply_owner(ev, &me, attribution::TASK);
+        apply_owner(ev, &me, Attribution::Task as u8);
         return;
     }
     if let Some(p) = kept {
@@ -404,7 +404,7 @@ fn attribute<M: Mem>(ev: &mut WireEvent, sk: *const u8, in_task: bool) {
     }
     if let Some(o) = snapshot_owner(ev) {
         M::keep_owner(sk, ev.cookie, &o, false);
-        apply_owner(ev, &o, attribution::SNAPSHOT);
+        apply_owner(ev, &o, Attribution::Snapshot as u8);
     }
 }
 
@@ -412,8 +412,8 @@ fn attribute<M: Mem>(ev: &mut WireEvent, sk: *const u8, in_task: bool) {
 /// current when it was kept is the socket's owner now.
 #[inline(always)]
 fn kept_attribution(how: u8) -> u8 {
-    if how == attribution::TASK {
-        attribution::OWNER
+    if how == Attribution::Task as u8 {
+        Attribution::Owner as u8
     } else {
         how
     }
@@ -458,7 +458,7 @@ fn fill_from_sock<M: Mem>(ev: &mut WireEvent, sk: *const u8) {
     // Time-wait and request sockets are only a sock_common: the local port
     // is skc_num there. Full sockets have inet_sport, which, unlike
     // skc_num, is still set when the port is released on the way to CLOSE.
-    let tp = if state == tcp_state::TIME_WAIT || state == tcp_state::NEW_SYN_RECV {
+    let tp = if state == TcpState::TimeWait as u8 || state == TcpState::NewSynRecv as u8 {
         core::ptr::null()
     } else {
         M::tcp_sock(sk)
@@ -471,7 +471,7 @@ fn fill_from_sock<M: Mem>(ev: &mut WireEvent, sk: *const u8) {
     // sk_err lies past sock_common: full sockets only. Read through `tp`,
     // the typed pointer the verifier knows to be a whole tcp_sock.
     ev.sk_err = M::get(tp, off!(sk_err));
-    if state == tcp_state::LISTEN {
+    if state == TcpState::Listen as u8 {
         return;
     }
     ev.snd_wnd = M::get(tp, off!(tcp_snd_wnd));
@@ -703,15 +703,18 @@ fn is_tcp<M: Mem>(sk: *const u8) -> bool {
 /// Transitions that only happen inside a syscall of the socket's owner.
 #[inline(always)]
 fn in_owner_context(old: u8, new: u8) -> bool {
-    use tcp_state::*;
+    use TcpState::*;
+    let (Some(old), Some(new)) = (TcpState::from_kernel(old), TcpState::from_kernel(new)) else {
+        return false;
+    };
     matches!(
         (old, new),
-        (CLOSE, SYN_SENT) | (CLOSE, LISTEN) | (LISTEN, CLOSE) | (ESTABLISHED, FIN_WAIT1) | (CLOSE_WAIT, LAST_ACK)
+        (Close, SynSent) | (Close, Listen) | (Listen, Close) | (Established, FinWait1) | (CloseWait, LastAck)
     )
 }
 
 fn try_set_state(ctx: &BtfTracePointContext) -> Result<(), i32> {
-    use tcp_state::*;
+    use TcpState::*;
     let sk: *const u8 = ctx.arg(0);
     if sk.is_null() {
         return Err(-1);
@@ -721,7 +724,7 @@ fn try_set_state(ctx: &BtfTracePointContext) -> Result<(), i32> {
     if !is_tcp::<Btf>(sk) {
         return Ok(());
     }
-    let mut ev = new_event(kind::STATE_CHANGE, probe::TP_SET_STATE);
+    let mut ev = new_event(EventKind::StateChange as u8, probe::TP_SET_STATE);
     ev.oldstate = old;
     ev.newstate = new;
     ev.cookie = Btf::get(sk, off!(skc_cookie));
@@ -731,7 +734,7 @@ fn try_set_state(ctx: &BtfTracePointContext) -> Result<(), i32> {
         ev.cookie = unsafe { bpf_get_socket_cookie(sk as *mut _) };
     }
     fill_from_sock::<Btf>(&mut ev, sk);
-    if new == LISTEN {
+    if new == Listen as u8 {
         // The fields were read in the state before (CLOSE): a listener has
         // no connection, so no TCP fields, as on its LISTEN -> CLOSE row.
         ev.flags &= !flags::TCP_INFO;
@@ -742,7 +745,7 @@ fn try_set_state(ctx: &BtfTracePointContext) -> Result<(), i32> {
         port: ev.sport,
         _pad: 0,
     };
-    if old == LISTEN && new == SYN_RECV {
+    if old == Listen as u8 && new == SynRecv as u8 {
         // A child of a listener: inherit the listener's owner.
         // SAFETY: the map value is copied out at once.
         let listener = unsafe { LISTENERS.get(&listen_key) }.copied();
@@ -752,7 +755,7 @@ fn try_set_state(ctx: &BtfTracePointContext) -> Result<(), i32> {
             // the fields read are still the listener's. Hold the row until
             // the child's next transition (see `flush_pending_child`).
             if let Some(l) = listener {
-                apply_owner(&mut ev, &l, attribution::LISTENER);
+                apply_owner(&mut ev, &l, Attribution::Listener as u8);
             }
             // SAFETY: helper without memory arguments.
             ev.ts_ns = unsafe { bpf_ktime_get_ns() };
@@ -761,18 +764,18 @@ fn try_set_state(ctx: &BtfTracePointContext) -> Result<(), i32> {
             return Ok(());
         }
         if let Some(mut inherited) = listener {
-            inherited.attribution = attribution::LISTENER;
+            inherited.attribution = Attribution::Listener as u8;
             // Never replaces an owner the socket already has.
             Btf::keep_owner(sk, ev.cookie, &inherited, false);
         }
-    } else if old == SYN_RECV {
+    } else if old == SynRecv as u8 {
         flush_pending_child(sk, &ev);
     }
     attribute::<Btf>(&mut ev, sk, in_owner_context(old, new));
-    if new == LISTEN {
+    if new == Listen as u8 {
         let owner = current_owner(ev.netns);
         let _ = LISTENERS.insert(&listen_key, &owner, 0);
-    } else if old == LISTEN && new == CLOSE {
+    } else if old == Listen as u8 && new == Close as u8 {
         let _ = LISTENERS.remove(&listen_key);
     }
     // What `record` infers rows from besides the states (see `flags`): did
@@ -805,7 +808,7 @@ fn flush_pending_child(sk: *const u8, cur: &WireEvent) {
     held.sport = cur.sport;
     held.dport = cur.dport;
     held.netns = cur.netns;
-    if held.attribution != attribution::UNKNOWN && cur.cookie != 0 {
+    if held.attribution != Attribution::Unknown as u8 && cur.cookie != 0 {
         let owner = Owner {
             netns: held.netns,
             pid_tgid: held.pid_tgid,
@@ -829,7 +832,7 @@ fn try_error_report(ctx: &BtfTracePointContext) -> Result<(), i32> {
     if !is_tcp::<Btf>(sk) {
         return Ok(());
     }
-    let mut ev = new_event(kind::SOCK_ERROR, probe::TP_ERROR_REPORT);
+    let mut ev = new_event(EventKind::SockError as u8, probe::TP_ERROR_REPORT);
     fill_from_sock::<Btf>(&mut ev, sk);
     attribute::<Btf>(&mut ev, sk, false);
     submit(&mut ev, stack_of(ctx))
@@ -838,7 +841,7 @@ fn try_error_report(ctx: &BtfTracePointContext) -> Result<(), i32> {
 fn try_send_reset(ctx: &BtfTracePointContext) -> Result<(), i32> {
     let sk: *const u8 = ctx.arg(0);
     let skb: *const u8 = ctx.arg(1);
-    let mut ev = new_event(kind::RESET_SENT, probe::TP_SEND_RESET);
+    let mut ev = new_event(EventKind::ResetSent as u8, probe::TP_SEND_RESET);
     if sk.is_null() {
         fill_from_skb(&mut ev, skb)?;
     } else {
@@ -853,7 +856,7 @@ fn try_destroy(ctx: &BtfTracePointContext) -> Result<(), i32> {
     if sk.is_null() {
         return Err(-1);
     }
-    let mut ev = new_event(kind::DESTROY_SOCK, probe::TP_DESTROY_SOCK);
+    let mut ev = new_event(EventKind::DestroySock as u8, probe::TP_DESTROY_SOCK);
     fill_from_sock::<Btf>(&mut ev, sk);
     attribute::<Btf>(&mut ev, sk, false);
     let result = submit(&mut ev, stack_of(ctx));
@@ -879,7 +882,7 @@ fn zero_window_recv<M: Mem, C: StackIdContext>(ctx: &C, sk: *const u8, skb: *con
     if window != 0 || flags_byte & (TCP_FLAG_SYN | TCP_FLAG_RST) != 0 {
         return Ok(());
     }
-    let mut ev = new_event(kind::ZERO_WINDOW_RECV, probe);
+    let mut ev = new_event(EventKind::ZeroWindowRecv as u8, probe);
     ev.flags |= flags::WINDOW;
     fill_from_sock::<M>(&mut ev, sk);
     attribute::<M>(&mut ev, sk, false);
@@ -927,12 +930,12 @@ fn reset_without_full_sock<M: Mem, C: StackIdContext>(
     skb: *const u8,
     probe: u8,
 ) -> Result<(), i32> {
-    let mut ev = new_event(kind::RESET_SENT, probe);
+    let mut ev = new_event(EventKind::ResetSent as u8, probe);
     if sk.is_null() {
         fill_from_skb(&mut ev, skb)?;
     } else {
         let state: u8 = M::get(sk, off!(skc_state));
-        if state != tcp_state::TIME_WAIT && state != tcp_state::NEW_SYN_RECV {
+        if state != TcpState::TimeWait as u8 && state != TcpState::NewSynRecv as u8 {
             return Ok(());
         }
         fill_from_sock::<M>(&mut ev, sk);
@@ -1014,7 +1017,13 @@ tp_with_twin!(
     tcp_retransmit_skb,
     tcp_retransmit_skb_nested,
     twin::RETRANSMIT,
-    |ctx| sock_event::<Btf, _>(&ctx, ctx.arg(0), kind::RETRANSMIT, probe::TP_RETRANSMIT_SKB, false)
+    |ctx| sock_event::<Btf, _>(
+        &ctx,
+        ctx.arg(0),
+        EventKind::Retransmit as u8,
+        probe::TP_RETRANSMIT_SKB,
+        false
+    )
 );
 
 #[btf_tracepoint(function = "tcp_retransmit_synack")]
@@ -1023,7 +1032,7 @@ pub fn tcp_retransmit_synack(ctx: BtfTracePointContext) -> i32 {
     let _ = sock_event::<Btf, _>(
         &ctx,
         ctx.arg(1),
-        kind::RETRANSMIT_SYNACK,
+        EventKind::RetransmitSynack as u8,
         probe::TP_RETRANSMIT_SYNACK,
         false,
     );
@@ -1035,7 +1044,13 @@ tp_with_twin!(
     tcp_receive_reset,
     tcp_receive_reset_nested,
     twin::RECEIVE_RESET,
-    |ctx| sock_event::<Btf, _>(&ctx, ctx.arg(0), kind::RESET_RECV, probe::TP_RECEIVE_RESET, false)
+    |ctx| sock_event::<Btf, _>(
+        &ctx,
+        ctx.arg(0),
+        EventKind::ResetRecv as u8,
+        probe::TP_RECEIVE_RESET,
+        false
+    )
 );
 
 tp_with_twin!(
@@ -1084,13 +1099,19 @@ pub fn sock_recv_length(ctx: BtfTracePointContext) -> i32 {
 
 #[fentry(function = "tcp_fin")]
 pub fn fentry_tcp_fin(ctx: FEntryContext) -> i32 {
-    let _ = sock_event::<Btf, _>(&ctx, ctx.arg(0), kind::FIN_RECV, probe::FENTRY_TCP_FIN, false);
+    let _ = sock_event::<Btf, _>(&ctx, ctx.arg(0), EventKind::FinRecv as u8, probe::FENTRY_TCP_FIN, false);
     0
 }
 
 #[fentry(function = "tcp_send_fin")]
 pub fn fentry_tcp_send_fin(ctx: FEntryContext) -> i32 {
-    let _ = sock_event::<Btf, _>(&ctx, ctx.arg(0), kind::FIN_SENT, probe::FENTRY_TCP_SEND_FIN, false);
+    let _ = sock_event::<Btf, _>(
+        &ctx,
+        ctx.arg(0),
+        EventKind::FinSent as u8,
+        probe::FENTRY_TCP_SEND_FIN,
+        false,
+    );
     0
 }
 
@@ -1099,7 +1120,7 @@ pub fn fentry_tcp_send_loss_probe(ctx: FEntryContext) -> i32 {
     let _ = sock_event::<Btf, _>(
         &ctx,
         ctx.arg(0),
-        kind::LOSS_PROBE,
+        EventKind::LossProbe as u8,
         probe::FENTRY_TCP_SEND_LOSS_PROBE,
         false,
     );
@@ -1137,10 +1158,10 @@ fn try_fexit_transmit(ctx: &FExitContext) -> Result<(), i32> {
     }
     let state: u8 = read(sk, off!(skc_state))?;
     // After transmit, tp->rcv_wnd is the window just advertised.
-    if state != tcp_state::ESTABLISHED || read::<u32>(sk, off!(tcp_rcv_wnd))? != 0 {
+    if state != TcpState::Established as u8 || read::<u32>(sk, off!(tcp_rcv_wnd))? != 0 {
         return Ok(());
     }
-    let mut ev = new_event(kind::ZERO_WINDOW_SENT, probe::FEXIT_TCP_TRANSMIT_SKB);
+    let mut ev = new_event(EventKind::ZeroWindowSent as u8, probe::FEXIT_TCP_TRANSMIT_SKB);
     ev.flags |= flags::WINDOW;
     fill_from_sock::<Btf>(&mut ev, sk);
     attribute::<Btf>(&mut ev, sk, false);
@@ -1159,7 +1180,7 @@ pub fn fexit_tcp_transmit_skb(ctx: FExitContext) -> i32 {
 /// verifier only takes constant context offsets.
 #[inline(always)]
 fn accept_returned(ctx: &FExitContext, sk: *const u8) -> i32 {
-    let _ = sock_event::<Btf, _>(ctx, sk, kind::ACCEPT, probe::FEXIT_INET_CSK_ACCEPT, true);
+    let _ = sock_event::<Btf, _>(ctx, sk, EventKind::Accept as u8, probe::FEXIT_INET_CSK_ACCEPT, true);
     0
 }
 
@@ -1182,7 +1203,7 @@ pub fn kprobe_tcp_fin(ctx: ProbeContext) -> u32 {
     let _ = sock_event::<Probe, _>(
         &ctx,
         ctx.arg(0).unwrap_or(core::ptr::null()),
-        kind::FIN_RECV,
+        EventKind::FinRecv as u8,
         probe::KPROBE_TCP_FIN,
         false,
     );
@@ -1192,7 +1213,7 @@ pub fn kprobe_tcp_fin(ctx: ProbeContext) -> u32 {
 #[kprobe(function = "tcp_send_fin")]
 pub fn kprobe_tcp_send_fin(ctx: ProbeContext) -> u32 {
     let sk = ctx.arg(0).unwrap_or(core::ptr::null());
-    let _ = sock_event::<Probe, _>(&ctx, sk, kind::FIN_SENT, probe::KPROBE_TCP_SEND_FIN, false);
+    let _ = sock_event::<Probe, _>(&ctx, sk, EventKind::FinSent as u8, probe::KPROBE_TCP_SEND_FIN, false);
     0
 }
 
@@ -1207,7 +1228,13 @@ pub fn kprobe_tcp_ack(ctx: ProbeContext) -> u32 {
 #[kprobe(function = "tcp_send_loss_probe")]
 pub fn kprobe_tcp_send_loss_probe(ctx: ProbeContext) -> u32 {
     let sk = ctx.arg(0).unwrap_or(core::ptr::null());
-    let _ = sock_event::<Probe, _>(&ctx, sk, kind::LOSS_PROBE, probe::KPROBE_TCP_SEND_LOSS_PROBE, false);
+    let _ = sock_event::<Probe, _>(
+        &ctx,
+        sk,
+        EventKind::LossProbe as u8,
+        probe::KPROBE_TCP_SEND_LOSS_PROBE,
+        false,
+    );
     0
 }
 
@@ -1243,7 +1270,13 @@ pub fn kprobe_tcp_v6_send_reset(ctx: ProbeContext) -> u32 {
 #[kretprobe(function = "inet_csk_accept")]
 pub fn kretprobe_inet_csk_accept(ctx: RetProbeContext) -> u32 {
     let sk: *const u8 = ctx.ret();
-    let _ = sock_event::<Probe, _>(&ctx, sk, kind::ACCEPT, probe::KRETPROBE_INET_CSK_ACCEPT, true);
+    let _ = sock_event::<Probe, _>(
+        &ctx,
+        sk,
+        EventKind::Accept as u8,
+        probe::KRETPROBE_INET_CSK_ACCEPT,
+        true,
+    );
     0
 }
 
@@ -1369,13 +1402,13 @@ fn nonzero_window(ctx: &SkBuffContext) -> bool {
 
 #[cgroup_skb(egress)]
 pub fn cgroup_skb_egress(ctx: SkBuffContext) -> i32 {
-    let _ = try_zero_window_skb(&ctx, kind::ZERO_WINDOW_SENT, probe::CGROUP_SKB_EGRESS, true);
+    let _ = try_zero_window_skb(&ctx, EventKind::ZeroWindowSent as u8, probe::CGROUP_SKB_EGRESS, true);
     SKB_PASS
 }
 
 #[cgroup_skb(ingress)]
 pub fn cgroup_skb_ingress(ctx: SkBuffContext) -> i32 {
-    let _ = try_zero_window_skb(&ctx, kind::ZERO_WINDOW_RECV, probe::CGROUP_SKB_INGRESS, false);
+    let _ = try_zero_window_skb(&ctx, EventKind::ZeroWindowRecv as u8, probe::CGROUP_SKB_INGRESS, false);
     SKB_PASS
 }
 

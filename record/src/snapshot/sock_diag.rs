@@ -14,7 +14,7 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use deeptcp_common::{tcp_state, AF_INET, AF_INET6};
+use deeptcp_common::{TcpState, AF_INET, AF_INET6};
 use deeptcp_format::TcpInfo;
 
 use super::SnapSocket;
@@ -217,7 +217,7 @@ fn socket_of(m: &[u8], netns: u32) -> io::Result<SnapSocket> {
         }
         // A listener's tcp_info is not a connection's: the recorder's own
         // rows leave listeners' TCP fields null too.
-        if u16_at(attrs, 2) == Some(INET_DIAG_INFO) && state != tcp_state::LISTEN {
+        if u16_at(attrs, 2) == Some(INET_DIAG_INFO) && state != TcpState::Listen as u8 {
             tcp = tcp_info(&attrs[4..len]);
         }
         attrs = &attrs[align4(len).min(attrs.len())..];
@@ -320,9 +320,9 @@ mod tests {
 
     #[test]
     fn replies_give_addresses_cookie_and_tcp_info() {
-        let mut d = reply(2, tcp_state::ESTABLISHED, 40000, 0x1_0000_0007, Some(&info(248)));
-        d.extend(reply(2, tcp_state::LISTEN, 8080, 9, Some(&info(248))));
-        d.extend(reply(2, tcp_state::TIME_WAIT, 40001, 11, None));
+        let mut d = reply(2, TcpState::Established as u8, 40000, 0x1_0000_0007, Some(&info(248)));
+        d.extend(reply(2, TcpState::Listen as u8, 8080, 9, Some(&info(248))));
+        d.extend(reply(2, TcpState::TimeWait as u8, 40001, 11, None));
         let mut out = Vec::new();
         assert_eq!(parse(&d, 77, &mut out).unwrap(), Part::More);
         assert_eq!(out.len(), 3);
@@ -356,7 +356,7 @@ mod tests {
     #[test]
     fn an_older_kernels_shorter_tcp_info_leaves_the_later_fields_null() {
         // Up to tcpi_snd_wnd, without tcpi_rcv_wnd.
-        let d = reply(10, tcp_state::ESTABLISHED, 1, 1, Some(&info(232)));
+        let d = reply(10, TcpState::Established as u8, 1, 1, Some(&info(232)));
         let mut out = Vec::new();
         parse(&d, 1, &mut out).unwrap();
         assert_eq!(out[0].family, AF_INET6);
@@ -391,7 +391,7 @@ mod tests {
         let find = |sock: &OwnedFd| {
             let all = dump(sock, AF_INET, 1).unwrap();
             all.into_iter()
-                .find(|s| s.sport == port && s.state == tcp_state::LISTEN)
+                .find(|s| s.sport == port && s.state == TcpState::Listen as u8)
         };
         let own = match open(None) {
             Ok(s) => s,
