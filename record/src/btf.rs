@@ -103,8 +103,11 @@ enum Type {
     },
 }
 
-/// Parsed kernel BTF.
-pub struct Btf {
+/// The kernel's BTF as `record` reads it: struct field offsets, enumerator
+/// values, tracepoint and function argument counts. (aya parses the same
+/// bytes into its own `aya::Btf` to load BTF programs; it answers none of
+/// these questions.)
+pub struct KernelBtf {
     strings: Vec<u8>,
     /// Index = type id - 1.
     types: Vec<Type>,
@@ -121,20 +124,18 @@ fn u32_at(data: &[u8], off: usize) -> Result<u32, BtfError> {
     Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
-impl Btf {
-    /// Reads the running kernel's BTF.
-    pub fn from_sys_fs() -> Result<Self, BtfError> {
-        Self::from_file(Path::new("/sys/kernel/btf/vmlinux"))
-    }
+/// Where the running kernel shows its BTF.
+pub const SYS_FS: &str = "/sys/kernel/btf/vmlinux";
 
-    pub fn from_file(path: &Path) -> Result<Self, BtfError> {
-        let data = std::fs::read(path).map_err(|source| BtfError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::parse(&data)
-    }
+/// The raw BTF in `path` (for both [`KernelBtf::parse`] and aya's parser).
+pub fn read(path: &Path) -> Result<Vec<u8>, BtfError> {
+    std::fs::read(path).map_err(|source| BtfError::Read {
+        path: path.display().to_string(),
+        source,
+    })
+}
 
+impl KernelBtf {
     /// Parses little-endian BTF (the only kind a little-endian host exposes).
     pub fn parse(data: &[u8]) -> Result<Self, BtfError> {
         if data.len() < 24 {
@@ -287,7 +288,7 @@ impl Btf {
             return Err(BtfError::Malformed("type section ends inside a type"));
         }
 
-        let mut btf = Btf {
+        let mut btf = KernelBtf {
             strings,
             types,
             structs_by_name: HashMap::new(),
@@ -467,7 +468,7 @@ mod tests {
 
     #[test]
     fn tracepoint_arguments_come_from_the_btf_trace_typedef() {
-        let btf = Btf::parse(&sample()).unwrap();
+        let btf = KernelBtf::parse(&sample()).unwrap();
         assert_eq!(btf.tracepoint_args("demo"), Some(2));
         assert_eq!(btf.tracepoint_args("missing"), None);
         assert!(btf.has_struct("outer") && !btf.has_struct("btf_trace_demo"));
@@ -475,7 +476,7 @@ mod tests {
 
     #[test]
     fn function_arguments_come_from_the_func_prototype() {
-        let btf = Btf::parse(&sample()).unwrap();
+        let btf = KernelBtf::parse(&sample()).unwrap();
         assert_eq!(btf.function_args("demo_fn"), Some(3));
         assert_eq!(btf.function_args("missing"), None);
     }
@@ -564,7 +565,7 @@ mod tests {
 
     #[test]
     fn resolves_direct_anonymous_and_nested_fields() {
-        let btf = Btf::parse(&sample()).unwrap();
+        let btf = KernelBtf::parse(&sample()).unwrap();
         assert_eq!(btf.field_offset("outer", "x", Some(4)).unwrap(), 0);
         assert_eq!(btf.field_offset("outer", "y", Some(4)).unwrap(), 4);
         assert_eq!(btf.field_offset("outer", "in.b", Some(2)).unwrap(), 6);
@@ -575,7 +576,7 @@ mod tests {
 
     #[test]
     fn enumerators_by_enum_and_name() {
-        let btf = Btf::parse(&sample()).unwrap();
+        let btf = KernelBtf::parse(&sample()).unwrap();
         assert_eq!(btf.enum_value("demo_flags", "DEMO_DONE").unwrap(), 1);
         assert_eq!(btf.enum_value("demo_flags", "DEMO_DEAD").unwrap(), 0);
         assert!(matches!(
@@ -587,7 +588,7 @@ mod tests {
 
     #[test]
     fn reports_missing_bitfield_and_size_errors() {
-        let btf = Btf::parse(&sample()).unwrap();
+        let btf = KernelBtf::parse(&sample()).unwrap();
         assert!(matches!(
             btf.field_offset("nope", "x", None),
             Err(BtfError::NoStruct(_))
@@ -616,21 +617,21 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        assert!(Btf::parse(b"").is_err());
-        assert!(Btf::parse(&[0u8; 64]).is_err());
+        assert!(KernelBtf::parse(b"").is_err());
+        assert!(KernelBtf::parse(&[0u8; 64]).is_err());
         let mut s = sample();
         s.truncate(s.len() - 20);
-        assert!(Btf::parse(&s).is_err());
+        assert!(KernelBtf::parse(&s).is_err());
     }
 
     #[test]
     fn running_kernel_has_every_field_we_read() {
-        let path = Path::new("/sys/kernel/btf/vmlinux");
+        let path = Path::new(SYS_FS);
         if !path.exists() {
             eprintln!("skipping: {} not present on this machine", path.display());
             return;
         }
-        let btf = Btf::from_file(path).unwrap();
+        let btf = KernelBtf::parse(&read(path).unwrap()).unwrap();
         let o = crate::offsets::resolve(&btf).unwrap();
         // struct sock starts with sock_common, whose address pair comes first.
         assert_eq!(o.skc_daddr, 0);

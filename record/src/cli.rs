@@ -1,10 +1,15 @@
 //! Command line of `record` and its validated form, [`Config`].
+//!
+//! What clap cannot check (option combinations, names and paths) is
+//! checked in [`Command::from_cli`]; those problems are usage errors like
+//! clap's own: reported through clap (usage line, `--help` hint) with exit
+//! status 2, while failures once recording starts exit 1.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
-use clap::Parser;
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
 use deeptcp_format::filter::Cidr;
 use deeptcp_format::timearg;
 use deeptcp_format::{Event, EventKind};
@@ -380,11 +385,16 @@ pub struct Config {
 }
 
 impl Command {
-    pub fn from_cli(cli: Cli) -> Result<Self> {
+    /// The validated command; a usage error (exit status 2) when the
+    /// options do not go together or name what does not exist.
+    pub fn from_cli(cli: Cli) -> Result<Self, clap::Error> {
         let known = crate::probes::all_rung_names();
         for p in &cli.disable_probe {
             if !known.contains(p) {
-                bail!("--disable-probe {p}: no such probe (known: {})", known.join(", "));
+                return Err(usage(
+                    ErrorKind::InvalidValue,
+                    format!("--disable-probe {p}: no such probe (known: {})", known.join(", ")),
+                ));
             }
         }
         if cli.list_probes {
@@ -395,20 +405,26 @@ impl Command {
         }
         if let Some(output) = &cli.output {
             if output.as_os_str().is_empty() {
-                bail!("output file name is empty");
+                return Err(usage(ErrorKind::InvalidValue, "output file name is empty"));
             }
             if output.is_dir() {
-                bail!("{} is a directory; -o takes a file name", output.display());
+                return Err(usage(
+                    ErrorKind::InvalidValue,
+                    format!("{} is a directory; -o takes a file name", output.display()),
+                ));
             }
         } else if let Some(dir) = &cli.hive {
             if dir.as_os_str().is_empty() {
-                bail!("--hive directory name is empty");
+                return Err(usage(ErrorKind::InvalidValue, "--hive directory name is empty"));
             }
             if dir.exists() && !dir.is_dir() {
-                bail!(
-                    "{} is not a directory; --hive takes the directory of the partitions",
-                    dir.display()
-                );
+                return Err(usage(
+                    ErrorKind::InvalidValue,
+                    format!(
+                        "{} is not a directory; --hive takes the directory of the partitions",
+                        dir.display()
+                    ),
+                ));
             }
         } else {
             let file_only = [
@@ -417,15 +433,24 @@ impl Command {
                 (cli.rotate_secs.is_some(), "--rotate-secs"),
             ];
             if let Some((_, flag)) = file_only.iter().find(|(set, _)| *set) {
-                bail!("{flag} needs -o FILE or --hive DIR (without them record only prints)");
+                return Err(usage(
+                    ErrorKind::MissingRequiredArgument,
+                    format!("{flag} needs -o FILE or --hive DIR (without them record only prints)"),
+                ));
             }
         }
         let printing = (cli.output.is_none() && cli.hive.is_none()) || cli.print;
         if cli.timestamp && !printing {
-            bail!("-t formats the printed table: add --print (or replay the file with `analyze -t`)");
+            return Err(usage(
+                ErrorKind::MissingRequiredArgument,
+                "-t formats the printed table: add --print (or replay the file with `analyze -t`)",
+            ));
         }
         if cli.wide && !printing {
-            bail!("-w formats the printed table: add --print (or replay the file with `analyze -w`)");
+            return Err(usage(
+                ErrorKind::MissingRequiredArgument,
+                "-w formats the printed table: add --print (or replay the file with `analyze -w`)",
+            ));
         }
         let live = printing.then(|| {
             if cli.json {
@@ -448,7 +473,10 @@ impl Command {
             }
         });
         if cli.json && !printing {
-            bail!("--json prints JSON lines: add --print to print them while recording to -o FILE");
+            return Err(usage(
+                ErrorKind::MissingRequiredArgument,
+                "--json prints JSON lines: add --print to print them while recording to -o FILE",
+            ));
         }
         let hive = cli.hive.is_some();
         let stacks_output = cli
@@ -492,9 +520,15 @@ impl Command {
     }
 }
 
+/// A usage error in clap's form: `error: MSG`, the usage line, exit status 2.
+fn usage(kind: ErrorKind, msg: impl std::fmt::Display) -> clap::Error {
+    Cli::command().error(kind, msg)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use anyhow::Result;
     use deeptcp_format::testing;
 
     #[test]
@@ -505,7 +539,7 @@ mod tests {
 
     fn command(args: &[&str]) -> Result<Command> {
         let cli = Cli::try_parse_from(std::iter::once("record").chain(args.iter().copied()))?;
-        Command::from_cli(cli)
+        Ok(Command::from_cli(cli)?)
     }
 
     fn parse(args: &[&str]) -> Result<Config> {
@@ -600,6 +634,37 @@ mod tests {
             command(&["--list-probes", "-o", "t"]).is_err(),
             "--list-probes writes no file"
         );
+    }
+
+    /// What `from_cli` refuses is bad usage, like what clap refuses: status
+    /// 2 (README: "2 for bad usage"), the message in clap's form.
+    #[test]
+    fn refused_combinations_are_usage_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"").unwrap();
+        let (dir_arg, file_arg) = (dir.path().to_str().unwrap(), file.to_str().unwrap());
+        for (args, needle) in [
+            (&["--disable-probe", "kprobe:nope"][..], "no such probe"),
+            (&["-o", dir_arg], "is a directory; -o takes a file name"),
+            (&["--hive", file_arg], "is not a directory; --hive takes"),
+            (&["--force"], "--force needs -o FILE or --hive DIR"),
+            (&["--rotate-size", "1M"], "--rotate-size needs -o FILE"),
+            (&["--rotate-secs", "60"], "--rotate-secs needs -o FILE"),
+            (&["-o", "t", "-t"], "-t formats the printed table"),
+            (&["-o", "t", "-w"], "-w formats the printed table"),
+            (&["-o", "t", "--json"], "--json prints JSON lines"),
+        ] {
+            let cli = Cli::try_parse_from(std::iter::once("record").chain(args.iter().copied()))
+                .unwrap_or_else(|e| panic!("{args:?}: clap refused it already: {e}"));
+            let Err(e) = Command::from_cli(cli) else {
+                panic!("{args:?} accepted")
+            };
+            assert_eq!(e.exit_code(), 2, "{args:?}");
+            let text = e.to_string();
+            assert!(text.starts_with("error: ") && text.contains(needle), "{args:?}: {text}");
+            assert!(text.contains("Usage: record"), "{args:?}: {text}");
+        }
     }
 
     #[test]

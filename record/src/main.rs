@@ -1,5 +1,7 @@
 //! `record`: loads deeptcp's eBPF programs and writes TCP events to Parquet.
 //! `main` only parses arguments and dispatches; see `session` for the work.
+//! Exit status: 0 when done, 1 on any error (one line on stderr), 2 for bad
+//! usage (clap's own errors and those of `cli::Command::from_cli`).
 
 /// `eprintln!` that never panics: stderr may be a pipe whose reader left
 /// (`record 2>&1 | head`), and a diagnostic must not end a recording
@@ -37,10 +39,11 @@ fn main() {
     let result = match cli.generate {
         // Before any validation: needs no -o, no root.
         Some(kind) => deeptcp_cli::generate::print(kind, cli::Cli::command()),
-        None => cli::Command::from_cli(cli).and_then(|cmd| match cmd {
+        // Bad usage: clap's message and status 2, like its own parse errors.
+        None => match cli::Command::from_cli(cli).unwrap_or_else(|e| e.exit()) {
             cli::Command::Record(cfg) => session::run(*cfg),
             cli::Command::ListProbes { disabled, owner_store } => session::list_probes(&disabled, owner_store),
-        }),
+        },
     };
     if let Err(e) = result {
         // Live output whose reader left before the first line (`record |

@@ -40,10 +40,10 @@ pub struct Sources {
 }
 
 impl Sources {
-    /// This host's: the cgroup2 mount found in `mounts` (`/proc/self/mounts`).
-    pub fn host(mounts: &str) -> Sources {
+    /// This host's, with its cgroup2 mount (found in `/proc/self/mounts`).
+    pub fn host(cgroup2: Option<PathBuf>) -> Sources {
         Sources {
-            cgroup2: crate::probes::cgroup2_mount(mounts),
+            cgroup2,
             netns_dirs: vec![PathBuf::from("/run/netns")],
             proc: PathBuf::from("/proc"),
         }
@@ -359,9 +359,11 @@ mod tests {
     }
 
     #[test]
-    fn host_sources_use_the_cgroup2_mount() {
-        let s = Sources::host("cgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0\n");
+    fn host_sources_are_this_hosts_paths() {
+        let mount = crate::probes::cgroup2_mount("cgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0\n");
+        let s = Sources::host(mount);
         assert_eq!(s.cgroup2.as_deref(), Some(Path::new("/sys/fs/cgroup/unified")));
         assert_eq!(s.netns_dirs, [PathBuf::from("/run/netns")]);
+        assert_eq!(s.proc, Path::new("/proc"));
     }
 }

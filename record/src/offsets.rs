@@ -4,11 +4,11 @@
 use anyhow::{Context, Result};
 use deeptcp_common::Offsets;
 
-use crate::btf::Btf;
+use crate::btf::KernelBtf;
 
 /// Resolves every offset the programs need, failing with the first field the
 /// kernel does not have (naming it).
-pub fn resolve(btf: &Btf) -> Result<Offsets> {
+pub fn resolve(btf: &KernelBtf) -> Result<Offsets> {
     let f = |strukt: &str, path: &str, size: u32| {
         btf.field_offset(strukt, path, Some(size))
             .with_context(|| format!("resolving {strukt}.{path} from kernel BTF"))
@@ -47,7 +47,7 @@ pub fn resolve(btf: &Btf) -> Result<Offsets> {
 
 /// The bit of `SOCK_DONE` in `sk_flags` (`tcp_fin()` sets it): a bit
 /// number the programs can shift by, from `enum sock_flags`.
-fn sock_done_bit(btf: &Btf) -> Result<u32> {
+fn sock_done_bit(btf: &KernelBtf) -> Result<u32> {
     let v = btf
         .enum_value("sock_flags", "SOCK_DONE")
         .context("resolving enum sock_flags.SOCK_DONE from kernel BTF")?;

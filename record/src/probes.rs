@@ -373,7 +373,7 @@ pub const LADDERS: &[Ladder] = &[
 ];
 
 /// Why `rung` is not wanted on this kernel, if it is not.
-fn not_needed(kbtf: &crate::btf::Btf, rung: &Rung) -> Option<String> {
+fn not_needed(kbtf: &crate::btf::KernelBtf, rung: &Rung) -> Option<String> {
     match rung.needs {
         Needs::Always => None,
         Needs::TracepointArgsBelow { tracepoint, args } => {
@@ -445,7 +445,7 @@ pub fn cgroup2_mount(mounts: &str) -> Option<PathBuf> {
 pub struct AttachEnv<'a> {
     pub btf: &'a aya::Btf,
     /// The same BTF, for what aya does not answer (tracepoint arguments).
-    pub kbtf: &'a crate::btf::Btf,
+    pub kbtf: &'a crate::btf::KernelBtf,
     pub cgroup: Option<&'a Path>,
     /// Rung names the user turned off (`--disable-probe`).
     pub disabled: &'a [String],

@@ -22,7 +22,7 @@ pub struct Features {
 }
 
 impl Features {
-    pub fn of(btf: &crate::btf::Btf) -> Self {
+    pub fn of(btf: &crate::btf::KernelBtf) -> Self {
         Features {
             set_state_tracepoint: btf.tracepoint_args("inet_sock_set_state").is_some(),
             ring_buffer: btf.has_struct("bpf_ringbuf"),

@@ -1,5 +1,6 @@
-//! What packagers and `scripts/install` rely on, through the built binary
-//! (no root needed): `record --version` and the hidden `--generate KIND`.
+//! What packagers, `scripts/install` and scripts rely on, through the built
+//! binary (no root needed): `record --version`, the hidden `--generate
+//! KIND`, and the exit status of bad usage.
 
 use std::process::{Command, Output};
 
@@ -61,4 +62,34 @@ fn generate_rejects_unknown_kinds_and_other_options() {
         assert_eq!(o.status.code(), Some(2), "{args:?}");
         assert!(o.stdout.is_empty(), "{args:?}");
     }
+}
+
+/// README: "1 on any error (one line on stderr), 2 for bad usage". Options
+/// that clap takes but that do not go together are bad usage too; an
+/// output that cannot be created is an error of the run.
+#[test]
+fn bad_usage_exits_2_and_failures_exit_1() {
+    for (args, needle) in [
+        (&["--force"][..], "error: --force needs -o FILE or --hive DIR"),
+        (&["-o", "t.parquet", "--json"], "error: --json prints JSON lines"),
+        (
+            &["--disable-probe", "kprobe:nope"],
+            "error: --disable-probe kprobe:nope: no such probe",
+        ),
+        (&["--duration", "5x"], "error: invalid value '5x'"),
+    ] {
+        let o = run(args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.starts_with(needle), "{args:?}: {err}");
+        assert!(err.contains("try '--help'"), "{args:?}: {err}");
+        assert!(o.stdout.is_empty(), "{args:?}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("no-such-dir/t.parquet");
+    let o = run(&["-o", out.to_str().unwrap(), "--duration", "1"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.starts_with("record: ") && err.lines().count() == 1, "{err}");
+    assert!(!out.exists());
 }
