@@ -49,66 +49,13 @@ use parquet::errors::ParquetError;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 
 use crate::event::{canonical_ip, Attribution, Event, EventKind, Family, TcpInfo, TcpState};
+use crate::guard::guarded;
 use crate::meta::RecordingMeta;
 use crate::schema::{self, col, shown};
 use crate::FormatError;
 
 /// Rows decoded per step of [`Events`].
 const READ_BATCH: usize = 8192;
-
-/// Runs parquet/arrow decoding, turning a panic into an error.
-///
-/// parquet 60.1 still has `assert!`s that corrupt bytes can reach (bit
-/// readers, buffer bounds); a recording from another machine must not crash
-/// `analyze`, so decoding calls go through here. A panic inside is an error
-/// like any other: the panic hook stays quiet for it (see [`quiet_hook`]), so
-/// the user sees one error line, not a library backtrace. With
-/// `panic = "abort"` this cannot help. Callers never touch the decoder again
-/// after a panic, which is what makes `AssertUnwindSafe` sound here.
-pub(crate) fn guarded<T>(
-    path: &Path,
-    what: &str,
-    f: impl FnOnce() -> Result<T, FormatError>,
-) -> Result<T, FormatError> {
-    quiet_hook();
-    let was = IN_GUARD.with(|g| g.replace(true));
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    IN_GUARD.with(|g| g.set(was));
-    match result {
-        Ok(r) => r,
-        Err(payload) => {
-            let msg = payload
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".to_owned());
-            Err(FormatError::parquet(
-                Some(path),
-                ParquetError::General(format!("corrupt data: the decoder failed while {what}: {msg}")),
-            ))
-        }
-    }
-}
-
-thread_local! {
-    /// Whether this thread is inside [`guarded`].
-    static IN_GUARD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Wraps the process's panic hook (once) so that panics caught by
-/// [`guarded`] print nothing; every other panic reaches the previous hook
-/// unchanged.
-fn quiet_hook() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if !IN_GUARD.with(|g| g.get()) {
-                previous(info);
-            }
-        }));
-    });
-}
 
 /// A Parquet file whose footer parsed.
 pub(crate) struct OpenedParquet {
@@ -139,27 +86,6 @@ pub(crate) fn open_parquet(path: &Path) -> Result<OpenedParquet, FormatError> {
             .map_err(|e| FormatError::parquet(Some(path), e))?;
         Ok(OpenedParquet { file, metadata })
     })
-}
-
-/// [`open_parquet`], or for a file without its footer that has a checkpoint
-/// sidecar, the file as of its last checkpoint (read-only); the flag says
-/// which.
-pub(crate) fn open_parquet_recovering(path: &Path) -> Result<(OpenedParquet, bool), FormatError> {
-    for _ in 0..2 {
-        match open_parquet(path) {
-            Err(FormatError::NotParquet { .. }) if crate::checkpoint::has_checkpoint(path) => {}
-            r => return r.map(|o| (o, false)),
-        }
-        // `None`: the sidecar went meanwhile (the recorder closed the file); again.
-        if let Some((file, rec)) = crate::checkpoint::recover_readonly(path)? {
-            let metadata = guarded(path, "reading the checkpoint", || {
-                ArrowReaderMetadata::try_new(Arc::new(rec.metadata), ArrowReaderOptions::new())
-                    .map_err(|e| FormatError::parquet(Some(path), e))
-            })?;
-            return Ok((OpenedParquet { file, metadata }, true));
-        }
-    }
-    open_parquet(path).map(|o| (o, false))
 }
 
 /// Checks the footer's column chunks before anything reads them: each must
@@ -600,7 +526,7 @@ impl RecordingReader {
     /// [`open`](Self::open) with `options`.
     pub fn open_with(path: &Path, options: ReadOptions) -> Result<Self, FormatError> {
         let opened = match open_parquet(path) {
-            Err(FormatError::NotParquet { .. }) if crate::checkpoint::has_checkpoint(path) => {
+            Err(FormatError::NotParquet { .. }) if crate::paths::has_checkpoint(path) => {
                 return Err(FormatError::Unfinished {
                     path: path.to_path_buf(),
                 })
@@ -610,23 +536,7 @@ impl RecordingReader {
         Self::from_opened(path, opened, false, options)
     }
 
-    /// Like [`open`](Self::open), but reads an unfinished recording through
-    /// its checkpoint sidecar, without changing either file: the rows up to
-    /// the last checkpoint (the recorder's last flush), as [`crate::repair`]
-    /// would keep them. Also reads a recording that is still being recorded,
-    /// up to its last flush. [`recovered`](Self::recovered) tells which;
-    /// such a reader is never [`finished`](Self::finished).
-    pub fn open_recovering(path: &Path) -> Result<Self, FormatError> {
-        Self::open_recovering_with(path, ReadOptions::default())
-    }
-
-    /// [`open_recovering`](Self::open_recovering) with `options`.
-    pub fn open_recovering_with(path: &Path, options: ReadOptions) -> Result<Self, FormatError> {
-        let (opened, recovered) = open_parquet_recovering(path)?;
-        Self::from_opened(path, opened, recovered, options)
-    }
-
-    fn from_opened(
+    pub(crate) fn from_opened(
         path: &Path,
         opened: OpenedParquet,
         recovered: bool,
@@ -1931,19 +1841,6 @@ mod tests {
                 (x, y) => assert_eq!(x, y),
             }
         }
-    }
-
-    #[test]
-    fn guarded_turns_panics_into_errors() {
-        let p = Path::new("x.parquet");
-        let err = guarded::<()>(p, "testing", || panic!("boom {}", 1)).unwrap_err();
-        let cause = std::error::Error::source(&err)
-            .map(|c| c.to_string())
-            .unwrap_or_default();
-        let msg = format!("{err}: {cause}");
-        assert!(msg.starts_with("x.parquet: "), "{msg}");
-        assert!(msg.contains("while testing: boom 1"), "{msg}");
-        assert_eq!(guarded(p, "testing", || Ok(7)).unwrap(), 7);
     }
 
     #[test]
