@@ -646,4 +646,13 @@ mod tests {
         let v1_then_v2: Vec<&str> = col::V1.iter().chain(col::ADDED_V2.iter()).copied().collect();
         assert_eq!(v1_then_v2, col::ALL);
     }
+
+    #[test]
+    fn shown_truncates_on_char_boundary() {
+        let s = "é".repeat(100);
+        let out = shown(&s);
+        assert!(out.ends_with("..."));
+        assert!(out.len() < 80);
+        assert_eq!(shown("ok"), "\"ok\"");
+    }
 }
