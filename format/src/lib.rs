@@ -17,6 +17,7 @@
 //! command line are parsed by [`timearg`].
 
 pub mod checkpoint;
+pub mod columns;
 mod encode;
 pub mod error;
 pub mod event;

@@ -1,7 +1,8 @@
 //! Record batches into [`Event`]s: a whole batch a column at a time
 //! ([`decode_fast`], each distinct dictionary value parsed once), or, when
 //! some row is bad, row by row up to it so that the error names its row and
-//! column ([`decode_row`]).
+//! column ([`decode_row`]). Both are made from the column list
+//! ([`crate::columns`]); how each kind of column is decoded is [`Decode`].
 //!
 //! Schema versions 1 and 2 are read: a v1 file lacks the v2 columns, and its
 //! events get their defaults (empty `probe`, `cookie`/`cgroup_id` 0,
@@ -17,140 +18,181 @@ use arrow_array::types::{ArrowPrimitiveType, Int32Type, Int64Type, UInt16Type, U
 use arrow_array::{Array, PrimitiveArray, RecordBatch};
 
 use super::text::{intern, Memo, SharedText, TextColumn};
-use crate::event::{canonical_ip, Attribution, Event, EventKind, Family, TcpInfo, TcpState};
+use crate::columns::stores::*;
+use crate::columns::{event_columns, Coded};
+use crate::event::{canonical_ip, Event, TcpInfo};
 use crate::schema::{col, shown};
 use crate::FormatError;
-
-/// Decoding state carried from batch to batch.
-#[derive(Default)]
-pub(super) struct TextState {
-    comm: SharedText,
-    probe: SharedText,
-    /// The `probe` of v1 rows.
-    empty: Arc<str>,
-    /// The column-at-a-time decoder's state.
-    fast: FastState,
-    /// Its distinct `comm`/`probe` strings (at most [`MAX_INTERNED`]).
-    interned: HashSet<Arc<str>>,
-}
-
-/// Typed views of one record batch's columns.
-struct Columns<'a> {
-    mono_ns: &'a PrimitiveArray<Int64Type>,
-    kind: TextColumn<'a>,
-    pid: &'a PrimitiveArray<UInt32Type>,
-    tid: &'a PrimitiveArray<UInt32Type>,
-    comm: TextColumn<'a>,
-    family: TextColumn<'a>,
-    saddr: TextColumn<'a>,
-    daddr: TextColumn<'a>,
-    sport: &'a PrimitiveArray<UInt16Type>,
-    dport: &'a PrimitiveArray<UInt16Type>,
-    oldstate: TextColumn<'a>,
-    newstate: TextColumn<'a>,
-    sk_err: &'a PrimitiveArray<Int32Type>,
-    netns: &'a PrimitiveArray<UInt32Type>,
-    stack_id: &'a PrimitiveArray<Int64Type>,
-    /// `None` for a v1 file.
-    v2: Option<ColumnsV2<'a>>,
-}
-
-/// Typed views of the columns schema v2 added.
-struct ColumnsV2<'a> {
-    probe: TextColumn<'a>,
-    cookie: &'a PrimitiveArray<UInt64Type>,
-    cgroup_id: &'a PrimitiveArray<UInt64Type>,
-    attribution: TextColumn<'a>,
-    snd_wnd: &'a PrimitiveArray<UInt32Type>,
-    rcv_wnd: &'a PrimitiveArray<UInt32Type>,
-    srtt_us: &'a PrimitiveArray<UInt32Type>,
-    snd_cwnd: &'a PrimitiveArray<UInt32Type>,
-    bytes_acked: &'a PrimitiveArray<UInt64Type>,
-    bytes_received: &'a PrimitiveArray<UInt64Type>,
-    window: &'a PrimitiveArray<UInt32Type>,
-}
-
-impl<'a> Columns<'a> {
-    fn new(path: &Path, batch: &'a RecordBatch, v2: bool) -> Result<Self, FormatError> {
-        let n = batch.num_rows();
-        let bad = |name: &str, detail: &str| FormatError::BadColumn {
-            path: path.to_path_buf(),
-            column: name.to_owned(),
-            detail: detail.to_owned(),
-        };
-        let column = |name: &str| -> Result<&'a dyn Array, FormatError> {
-            let a = batch
-                .column_by_name(name)
-                .ok_or_else(|| bad(name, "missing from record batch"))?;
-            if a.len() != n {
-                return Err(bad(name, "length differs from the record batch"));
-            }
-            Ok(a.as_ref())
-        };
-        fn prim<'b, T: ArrowPrimitiveType>(
-            a: &'b dyn Array,
-            name: &str,
-            bad: &dyn Fn(&str, &str) -> FormatError,
-        ) -> Result<&'b PrimitiveArray<T>, FormatError> {
-            a.as_primitive_opt::<T>()
-                .ok_or_else(|| bad(name, "unexpected type in record batch"))
-        }
-        let text = |name: &str| -> Result<TextColumn<'a>, FormatError> {
-            TextColumn::new(column(name)?).ok_or_else(|| bad(name, "unexpected type in record batch"))
-        };
-        let v2 = if v2 {
-            Some(ColumnsV2 {
-                probe: text(col::PROBE)?,
-                cookie: prim(column(col::COOKIE)?, col::COOKIE, &bad)?,
-                cgroup_id: prim(column(col::CGROUP_ID)?, col::CGROUP_ID, &bad)?,
-                attribution: text(col::ATTRIBUTION)?,
-                snd_wnd: prim(column(col::SND_WND)?, col::SND_WND, &bad)?,
-                rcv_wnd: prim(column(col::RCV_WND)?, col::RCV_WND, &bad)?,
-                srtt_us: prim(column(col::SRTT_US)?, col::SRTT_US, &bad)?,
-                snd_cwnd: prim(column(col::SND_CWND)?, col::SND_CWND, &bad)?,
-                bytes_acked: prim(column(col::BYTES_ACKED)?, col::BYTES_ACKED, &bad)?,
-                bytes_received: prim(column(col::BYTES_RECEIVED)?, col::BYTES_RECEIVED, &bad)?,
-                window: prim(column(col::WINDOW)?, col::WINDOW, &bad)?,
-            })
-        } else {
-            None
-        };
-        Ok(Columns {
-            v2,
-            mono_ns: prim(column(col::MONO_NS)?, col::MONO_NS, &bad)?,
-            kind: text(col::KIND)?,
-            pid: prim(column(col::PID)?, col::PID, &bad)?,
-            tid: prim(column(col::TID)?, col::TID, &bad)?,
-            comm: text(col::COMM)?,
-            family: text(col::FAMILY)?,
-            saddr: text(col::SADDR)?,
-            daddr: text(col::DADDR)?,
-            sport: prim(column(col::SPORT)?, col::SPORT, &bad)?,
-            dport: prim(column(col::DPORT)?, col::DPORT, &bad)?,
-            oldstate: text(col::OLDSTATE)?,
-            newstate: text(col::NEWSTATE)?,
-            sk_err: prim(column(col::SK_ERR)?, col::SK_ERR, &bad)?,
-            netns: prim(column(col::NETNS)?, col::NETNS, &bad)?,
-            stack_id: prim(column(col::STACK_ID)?, col::STACK_ID, &bad)?,
-        })
-    }
-}
 
 /// A bad value: (column, detail).
 type Bad = (&'static str, String);
 
 const NULL_IN_NON_NULL: &str = "null in a non-null column";
 
-fn req<T: ArrowPrimitiveType>(a: &PrimitiveArray<T>, i: usize, name: &'static str) -> Result<T::Native, Bad> {
-    if a.is_null(i) {
-        Err((name, NULL_IN_NON_NULL.into()))
-    } else {
-        Ok(a.value(i))
+/// What decoding keeps from batch to batch besides each column's state.
+#[derive(Default)]
+pub(super) struct Shared {
+    /// The `probe` of v1 rows.
+    empty: Arc<str>,
+    /// The distinct `comm`/`probe` strings of the column-at-a-time decoder
+    /// (at most [`super::text::MAX_INTERNED`]).
+    interned: HashSet<Arc<str>>,
+}
+
+/// How the reader decodes each way of storing a column
+/// ([`crate::columns`]) into the value an [`Event`] holds.
+trait Decode {
+    /// A typed view of the column in a record batch.
+    type View<'a>;
+    /// What an [`Event`] holds.
+    type Value;
+    /// State kept from batch to batch (parsed dictionaries, scratch).
+    type State: Default;
+    /// The batch's values, checked, from [`ready`](Self::ready).
+    type Ready<'a>;
+
+    fn view(a: &dyn Array) -> Option<Self::View<'_>>;
+
+    /// Row `i`, or what is wrong with it.
+    fn row(v: &Self::View<'_>, i: usize, name: &'static str, state: &mut Self::State) -> Result<Self::Value, Bad>;
+
+    /// Prepares [`row`](Self::row) for a new batch.
+    fn start_batch(_state: &mut Self::State, _v: &Self::View<'_>) {}
+
+    /// The batch's `n` values at once; `None` when some row is bad.
+    fn ready<'a>(
+        v: &Self::View<'a>,
+        state: &'a mut Self::State,
+        shared: &mut Shared,
+        n: usize,
+    ) -> Option<Self::Ready<'a>>;
+
+    /// Row `i` of what [`ready`](Self::ready) made (`None` past the end).
+    fn get(r: &Self::Ready<'_>, i: usize) -> Option<Self::Value>;
+}
+
+/// What a row of a file whose schema lacks the column holds (a v1 file's
+/// rows: the columns schema v2 added).
+trait Absent: Decode {
+    fn absent(shared: &Shared) -> Self::Value;
+}
+
+impl<T: ArrowInt + Default> Absent for Delta<T> {
+    fn absent(_: &Shared) -> T {
+        T::default()
     }
 }
 
-fn opt<T: ArrowPrimitiveType>(a: &PrimitiveArray<T>, i: usize) -> Option<T::Native> {
-    (!a.is_null(i)).then(|| a.value(i))
+impl<T: ArrowInt> Absent for Nullable<T> {
+    fn absent(_: &Shared) -> Option<T> {
+        None
+    }
+}
+
+impl<E: Coded + Default> Absent for Code<E> {
+    fn absent(_: &Shared) -> E {
+        E::default()
+    }
+}
+
+impl Absent for ProbeName {
+    fn absent(shared: &Shared) -> Arc<str> {
+        Arc::clone(&shared.empty)
+    }
+}
+
+/// The Arrow type of an integer column's values.
+trait ArrowInt: arrow_buffer::ArrowNativeType {
+    type Arrow: ArrowPrimitiveType<Native = Self>;
+}
+
+macro_rules! arrow_ints {
+    ($($t:ty => $a:ty),*) => {$(
+        impl ArrowInt for $t {
+            type Arrow = $a;
+        }
+    )*};
+}
+arrow_ints!(i32 => Int32Type, i64 => Int64Type, u16 => UInt16Type, u32 => UInt32Type, u64 => UInt64Type);
+
+/// [`Decode`] for the required integer stores.
+macro_rules! required_ints {
+    ($($store:ident),*) => {$(
+        impl<T: ArrowInt + Default> Decode for $store<T> {
+            type View<'a> = &'a PrimitiveArray<T::Arrow>;
+            type Value = T;
+            type State = ();
+            type Ready<'a> = &'a [T];
+
+            fn view(a: &dyn Array) -> Option<Self::View<'_>> {
+                a.as_primitive_opt::<T::Arrow>()
+            }
+
+            fn row(v: &Self::View<'_>, i: usize, name: &'static str, _: &mut ()) -> Result<T, Bad> {
+                if v.is_null(i) {
+                    Err((name, NULL_IN_NON_NULL.into()))
+                } else {
+                    Ok(v.value(i))
+                }
+            }
+
+
+            fn ready<'a>(v: &Self::View<'a>, _: &'a mut (), _: &mut Shared, n: usize) -> Option<&'a [T]> {
+                let values: &'a [T] = v.values().as_ref();
+                (v.null_count() == 0 && values.len() == n).then_some(values)
+            }
+
+            #[inline]
+            fn get(r: &&[T], i: usize) -> Option<T> {
+                r.get(i).copied()
+            }
+        }
+    )*};
+}
+required_ints!(Delta, Plain);
+
+impl<T: ArrowInt> Decode for Nullable<T> {
+    type View<'a> = &'a PrimitiveArray<T::Arrow>;
+    type Value = Option<T>;
+    type State = ();
+    type Ready<'a> = &'a PrimitiveArray<T::Arrow>;
+
+    fn view(a: &dyn Array) -> Option<Self::View<'_>> {
+        a.as_primitive_opt::<T::Arrow>()
+    }
+
+    fn row(v: &Self::View<'_>, i: usize, _: &'static str, _: &mut ()) -> Result<Option<T>, Bad> {
+        Ok((!v.is_null(i)).then(|| v.value(i)))
+    }
+
+    fn ready<'a>(v: &Self::View<'a>, _: &'a mut (), _: &mut Shared, n: usize) -> Option<Self::Ready<'a>> {
+        (v.len() == n).then_some(*v)
+    }
+
+    #[inline]
+    fn get(r: &Self::Ready<'_>, i: usize) -> Option<Option<T>> {
+        match r.nulls() {
+            Some(n) if n.is_null(i) => Some(None),
+            _ => r.values().get(i).copied().map(Some),
+        }
+    }
+}
+
+/// A text column's dictionary, parsed, and the batch's values.
+type Parsed<T> = (Memo<T>, Vec<Option<T>>);
+
+/// Parses the text columns the fast way: the rows of `v` into `state`'s
+/// vector, each distinct dictionary value parsed once; `None` if a row is
+/// bad (or null where `required`).
+fn parsed<'a, T: Clone>(
+    v: &TextColumn<'_>,
+    state: &'a mut Parsed<T>,
+    required: bool,
+    n: usize,
+    parse: impl FnMut(&str) -> Option<T>,
+) -> Option<&'a [Option<T>]> {
+    let (memo, out) = state;
+    (memo.column(v, required, parse, out) && out.len() == n).then_some(out.as_slice())
 }
 
 fn text_opt<'a>(c: &TextColumn<'a>, i: usize, name: &'static str) -> Result<Option<&'a str>, Bad> {
@@ -161,253 +203,321 @@ fn text_req<'a>(c: &TextColumn<'a>, i: usize, name: &'static str) -> Result<&'a 
     text_opt(c, i, name)?.ok_or_else(|| (name, NULL_IN_NON_NULL.into()))
 }
 
-fn addr(c: &TextColumn<'_>, i: usize, name: &'static str) -> Result<IpAddr, Bad> {
-    let s = text_req(c, i, name)?;
-    s.parse::<IpAddr>()
-        .map(canonical_ip)
-        .map_err(|_| (name, format!("not an IP address: {}", shown(s))))
+fn unknown<E: Coded>(name: &'static str, s: &str) -> Bad {
+    (name, format!("unknown {} {}", E::WHAT, shown(s)))
 }
 
-fn state(c: &TextColumn<'_>, i: usize, name: &'static str) -> Result<Option<TcpState>, Bad> {
-    match text_opt(c, i, name)? {
-        None => Ok(None),
-        Some(s) => TcpState::parse(s)
-            .map(Some)
-            .ok_or_else(|| (name, format!("unknown TCP state {}", shown(s)))),
+impl<E: Coded> Decode for Code<E> {
+    type View<'a> = TextColumn<'a>;
+    type Value = E;
+    type State = Parsed<E>;
+    type Ready<'a> = &'a [Option<E>];
+
+    fn view(a: &dyn Array) -> Option<TextColumn<'_>> {
+        TextColumn::new(a)
+    }
+
+    fn row(v: &TextColumn<'_>, i: usize, name: &'static str, _: &mut Self::State) -> Result<E, Bad> {
+        let s = text_req(v, i, name)?;
+        E::parse(s).ok_or_else(|| unknown::<E>(name, s))
+    }
+
+    fn ready<'a>(v: &TextColumn<'a>, state: &'a mut Self::State, _: &mut Shared, n: usize) -> Option<&'a [Option<E>]> {
+        parsed(v, state, true, n, E::parse)
+    }
+
+    #[inline]
+    fn get(r: &&[Option<E>], i: usize) -> Option<E> {
+        r.get(i).copied().flatten()
     }
 }
 
-fn shared_req(t: &mut SharedText, c: &TextColumn<'_>, i: usize, name: &'static str) -> Result<Arc<str>, Bad> {
-    t.get(c, i)
-        .map_err(|d| (name, d))?
-        .ok_or_else(|| (name, NULL_IN_NON_NULL.into()))
-}
+impl<E: Coded> Decode for NullableCode<E> {
+    type View<'a> = TextColumn<'a>;
+    type Value = Option<E>;
+    type State = Parsed<E>;
+    type Ready<'a> = &'a [Option<E>];
 
-fn decode_row(c: &Columns<'_>, i: usize, text: &mut TextState) -> Result<Event, Bad> {
-    let kind_s = text_req(&c.kind, i, col::KIND)?;
-    let kind = EventKind::parse(kind_s).ok_or_else(|| (col::KIND, format!("unknown event kind {}", shown(kind_s))))?;
-    let family_s = text_req(&c.family, i, col::FAMILY)?;
-    let family =
-        Family::parse(family_s).ok_or_else(|| (col::FAMILY, format!("unknown address family {}", shown(family_s))))?;
-    let (probe, cookie, cgroup_id, attribution, tcp) = match &c.v2 {
-        None => (Arc::clone(&text.empty), 0, 0, Attribution::Unknown, TcpInfo::default()),
-        Some(v) => {
-            let attr_s = text_req(&v.attribution, i, col::ATTRIBUTION)?;
-            let attribution = Attribution::parse(attr_s)
-                .ok_or_else(|| (col::ATTRIBUTION, format!("unknown attribution {}", shown(attr_s))))?;
-            let tcp = TcpInfo {
-                snd_wnd: opt(v.snd_wnd, i),
-                rcv_wnd: opt(v.rcv_wnd, i),
-                srtt_us: opt(v.srtt_us, i),
-                snd_cwnd: opt(v.snd_cwnd, i),
-                bytes_acked: opt(v.bytes_acked, i),
-                bytes_received: opt(v.bytes_received, i),
-                window: opt(v.window, i),
-            };
-            (
-                shared_req(&mut text.probe, &v.probe, i, col::PROBE)?,
-                req(v.cookie, i, col::COOKIE)?,
-                req(v.cgroup_id, i, col::CGROUP_ID)?,
-                attribution,
-                tcp,
-            )
+    fn view(a: &dyn Array) -> Option<TextColumn<'_>> {
+        TextColumn::new(a)
+    }
+
+    fn row(v: &TextColumn<'_>, i: usize, name: &'static str, _: &mut Self::State) -> Result<Option<E>, Bad> {
+        match text_opt(v, i, name)? {
+            None => Ok(None),
+            Some(s) => E::parse(s).map(Some).ok_or_else(|| unknown::<E>(name, s)),
         }
-    };
-    Ok(Event {
-        mono_ns: req(c.mono_ns, i, col::MONO_NS)?,
-        kind,
-        pid: req(c.pid, i, col::PID)?,
-        tid: req(c.tid, i, col::TID)?,
-        comm: shared_req(&mut text.comm, &c.comm, i, col::COMM)?,
-        family,
-        saddr: addr(&c.saddr, i, col::SADDR)?,
-        daddr: addr(&c.daddr, i, col::DADDR)?,
-        sport: req(c.sport, i, col::SPORT)?,
-        dport: req(c.dport, i, col::DPORT)?,
-        oldstate: state(&c.oldstate, i, col::OLDSTATE)?,
-        newstate: state(&c.newstate, i, col::NEWSTATE)?,
-        sk_err: req(c.sk_err, i, col::SK_ERR)?,
-        netns: req(c.netns, i, col::NETNS)?,
-        stack_id: opt(c.stack_id, i),
-        probe,
-        cookie,
-        cgroup_id,
-        attribution,
-        tcp,
-    })
+    }
+
+    fn ready<'a>(v: &TextColumn<'a>, state: &'a mut Self::State, _: &mut Shared, n: usize) -> Option<&'a [Option<E>]> {
+        parsed(v, state, false, n, E::parse)
+    }
+
+    #[inline]
+    fn get(r: &&[Option<E>], i: usize) -> Option<Option<E>> {
+        r.get(i).copied()
+    }
 }
 
-/// State of the column-at-a-time decoder ([`decode_fast`]), kept from batch
-/// to batch: parsed dictionaries and per-column scratch vectors.
-#[derive(Default)]
-struct FastState {
-    kind: (Memo<EventKind>, Vec<Option<EventKind>>),
-    family: (Memo<Family>, Vec<Option<Family>>),
-    saddr: (Memo<IpAddr>, Vec<Option<IpAddr>>),
-    daddr: (Memo<IpAddr>, Vec<Option<IpAddr>>),
-    oldstate: (Memo<TcpState>, Vec<Option<TcpState>>),
-    newstate: (Memo<TcpState>, Vec<Option<TcpState>>),
-    attribution: (Memo<Attribution>, Vec<Option<Attribution>>),
-    comm: (Memo<Arc<str>>, Vec<Option<Arc<str>>>),
-    probe: (Memo<Arc<str>>, Vec<Option<Arc<str>>>),
-}
-
+/// A canonical address from its text.
 pub(super) fn parse_addr(s: &str) -> Option<IpAddr> {
     s.parse::<IpAddr>().ok().map(canonical_ip)
 }
 
-/// A non-null primitive column's values; `None` if it holds a null.
-fn required<T: ArrowPrimitiveType>(a: &PrimitiveArray<T>) -> Option<&[T::Native]> {
-    (a.null_count() == 0).then(|| a.values().as_ref())
+impl Decode for IpText {
+    type View<'a> = TextColumn<'a>;
+    type Value = IpAddr;
+    type State = Parsed<IpAddr>;
+    type Ready<'a> = &'a [Option<IpAddr>];
+
+    fn view(a: &dyn Array) -> Option<TextColumn<'_>> {
+        TextColumn::new(a)
+    }
+
+    fn row(v: &TextColumn<'_>, i: usize, name: &'static str, _: &mut Self::State) -> Result<IpAddr, Bad> {
+        let s = text_req(v, i, name)?;
+        parse_addr(s).ok_or_else(|| (name, format!("not an IP address: {}", shown(s))))
+    }
+
+    fn ready<'a>(
+        v: &TextColumn<'a>,
+        state: &'a mut Self::State,
+        _: &mut Shared,
+        n: usize,
+    ) -> Option<&'a [Option<IpAddr>]> {
+        parsed(v, state, true, n, parse_addr)
+    }
+
+    #[inline]
+    fn get(r: &&[Option<IpAddr>], i: usize) -> Option<IpAddr> {
+        r.get(i).copied().flatten()
+    }
 }
 
-/// Row `i` of a nullable primitive column.
-#[inline]
-fn nullable<T: ArrowPrimitiveType>(a: &PrimitiveArray<T>, i: usize) -> Option<T::Native> {
-    match a.nulls() {
-        Some(n) if n.is_null(i) => None,
-        _ => a.values().get(i).copied(),
-    }
+/// The state of a text column decoded into shared strings: per batch for
+/// [`Decode::row`], across batches for [`Decode::ready`].
+#[derive(Default)]
+pub(super) struct SharedState {
+    rows: SharedText,
+    fast: Parsed<Arc<str>>,
 }
 
-/// Decodes a whole batch a column at a time, each distinct dictionary value
-/// (event kinds, states, addresses, comms) parsed once. Returns `false`,
-/// having appended nothing, when any row is invalid: [`decode_batch`] then
-/// decodes row by row to report the first bad value exactly as it always
-/// did, after the rows before it.
-fn decode_fast(c: &Columns<'_>, text: &mut TextState, out: &mut VecDeque<Event>) -> bool {
-    let n = c.kind.len();
-    let f = &mut text.fast;
-    let ok = f.kind.0.column(&c.kind, true, EventKind::parse, &mut f.kind.1)
-        && f.family.0.column(&c.family, true, Family::parse, &mut f.family.1)
-        && f.saddr.0.column(&c.saddr, true, parse_addr, &mut f.saddr.1)
-        && f.daddr.0.column(&c.daddr, true, parse_addr, &mut f.daddr.1)
-        && f.oldstate
-            .0
-            .column(&c.oldstate, false, TcpState::parse, &mut f.oldstate.1)
-        && f.newstate
-            .0
-            .column(&c.newstate, false, TcpState::parse, &mut f.newstate.1);
-    if !ok {
-        return false;
-    }
-    let interned = &mut text.interned;
-    let ok = f
-        .comm
-        .0
-        .column(&c.comm, true, |s| Some(intern(interned, s)), &mut f.comm.1);
-    if !ok {
-        return false;
-    }
-    let (Some(mono_ns), Some(pid), Some(tid), Some(sport), Some(dport), Some(sk_err), Some(netns)) = (
-        required(c.mono_ns),
-        required(c.pid),
-        required(c.tid),
-        required(c.sport),
-        required(c.dport),
-        required(c.sk_err),
-        required(c.netns),
-    ) else {
-        return false;
-    };
-    let v2 = match &c.v2 {
-        None => None,
-        Some(v) => {
-            let ok = f
-                .attribution
-                .0
-                .column(&v.attribution, true, Attribution::parse, &mut f.attribution.1)
-                && f.probe
-                    .0
-                    .column(&v.probe, true, |s| Some(intern(interned, s)), &mut f.probe.1);
-            let (true, Some(cookie), Some(cgroup_id)) = (ok, required(v.cookie), required(v.cgroup_id)) else {
+/// [`Decode`] for the text columns decoded into shared strings.
+macro_rules! shared_text {
+    ($($store:ty),*) => {$(
+        impl Decode for $store {
+            type View<'a> = TextColumn<'a>;
+            type Value = Arc<str>;
+            type State = SharedState;
+            type Ready<'a> = &'a [Option<Arc<str>>];
+
+            fn view(a: &dyn Array) -> Option<TextColumn<'_>> {
+                TextColumn::new(a)
+            }
+
+            fn row(v: &TextColumn<'_>, i: usize, name: &'static str, state: &mut SharedState) -> Result<Arc<str>, Bad> {
+                state
+                    .rows
+                    .get(v, i)
+                    .map_err(|d| (name, d))?
+                    .ok_or_else(|| (name, NULL_IN_NON_NULL.into()))
+            }
+
+            fn start_batch(state: &mut SharedState, v: &TextColumn<'_>) {
+                state.rows.start_batch(v);
+            }
+
+
+            fn ready<'a>(
+                v: &TextColumn<'a>,
+                state: &'a mut SharedState,
+                shared: &mut Shared,
+                n: usize,
+            ) -> Option<&'a [Option<Arc<str>>]> {
+                let interned = &mut shared.interned;
+                parsed(v, &mut state.fast, true, n, |s| Some(intern(interned, s)))
+            }
+
+            #[inline]
+            fn get(r: &&[Option<Arc<str>>], i: usize) -> Option<Arc<str>> {
+                r.get(i)?.clone()
+            }
+        }
+    )*};
+}
+shared_text!(CommText, ProbeName);
+
+/// The views, the state and the two decoders, from [`event_columns!`].
+macro_rules! decoders {
+    (
+        time {
+            $(#[$wm:meta])* $w:ident : $wc:ident = $ws:ty,
+            $(#[$mm:meta])* $m:ident : $mc:ident = $ms:ty $(,)?
+        }
+        v1 { $( $(#[$am:meta])* $a:ident : $ac:ident = $as:ty ),* $(,)? }
+        v2 { $( $(#[$bm:meta])* $b:ident : $bc:ident = $bs:ty ),* $(,)? }
+        tcp { $( $(#[$tm:meta])* $t:ident : $tc:ident = $ts:ty ),* $(,)? }
+    ) => {
+        /// Typed views of one record batch's columns (all but `ts`, which
+        /// the reader computes from `mono_ns`).
+        struct Columns<'a> {
+            $m: <$ms as Decode>::View<'a>,
+            $( $a: <$as as Decode>::View<'a>, )*
+            /// `None` for a v1 file.
+            v2: Option<ColumnsV2<'a>>,
+        }
+
+        /// Typed views of the columns schema v2 added.
+        struct ColumnsV2<'a> {
+            $( $b: <$bs as Decode>::View<'a>, )*
+            $( $t: <$ts as Decode>::View<'a>, )*
+        }
+
+        impl<'a> Columns<'a> {
+            fn new(path: &Path, batch: &'a RecordBatch, v2: bool) -> Result<Self, FormatError> {
+                let n = batch.num_rows();
+                let bad = |name: &str, detail: &str| FormatError::BadColumn {
+                    path: path.to_path_buf(),
+                    column: name.to_owned(),
+                    detail: detail.to_owned(),
+                };
+                let column = |name: &str| -> Result<&'a dyn Array, FormatError> {
+                    let a = batch
+                        .column_by_name(name)
+                        .ok_or_else(|| bad(name, "missing from record batch"))?;
+                    if a.len() != n {
+                        return Err(bad(name, "length differs from the record batch"));
+                    }
+                    Ok(a.as_ref())
+                };
+                fn view<'b, S: Decode>(
+                    a: &'b dyn Array,
+                    name: &str,
+                    bad: &dyn Fn(&str, &str) -> FormatError,
+                ) -> Result<S::View<'b>, FormatError> {
+                    S::view(a).ok_or_else(|| bad(name, "unexpected type in record batch"))
+                }
+                let v2 = if v2 {
+                    Some(ColumnsV2 {
+                        $( $b: view::<$bs>(column(col::$bc)?, col::$bc, &bad)?, )*
+                        $( $t: view::<$ts>(column(col::$tc)?, col::$tc, &bad)?, )*
+                    })
+                } else {
+                    None
+                };
+                Ok(Columns {
+                    $m: view::<$ms>(column(col::$mc)?, col::$mc, &bad)?,
+                    $( $a: view::<$as>(column(col::$ac)?, col::$ac, &bad)?, )*
+                    v2,
+                })
+            }
+        }
+
+        /// Decoding state carried from batch to batch: each column's, and
+        /// what they share.
+        #[derive(Default)]
+        pub(super) struct TextState {
+            $m: <$ms as Decode>::State,
+            $( $a: <$as as Decode>::State, )*
+            $( $b: <$bs as Decode>::State, )*
+            $( $t: <$ts as Decode>::State, )*
+            shared: Shared,
+        }
+
+        /// Row `i` of `c`, or its first bad value (in file order).
+        fn decode_row(c: &Columns<'_>, i: usize, st: &mut TextState) -> Result<Event, Bad> {
+            let $m = <$ms as Decode>::row(&c.$m, i, col::$mc, &mut st.$m)?;
+            $( let $a = <$as as Decode>::row(&c.$a, i, col::$ac, &mut st.$a)?; )*
+            $(
+                let $b = match &c.v2 {
+                    None => <$bs as Absent>::absent(&st.shared),
+                    Some(v) => <$bs as Decode>::row(&v.$b, i, col::$bc, &mut st.$b)?,
+                };
+            )*
+            $(
+                let $t = match &c.v2 {
+                    None => <$ts as Absent>::absent(&st.shared),
+                    Some(v) => <$ts as Decode>::row(&v.$t, i, col::$tc, &mut st.$t)?,
+                };
+            )*
+            Ok(Event { $m, $( $a, )* $( $b, )* tcp: TcpInfo { $( $t ),* } })
+        }
+
+        /// Prepares [`decode_row`] for the batch of `c`.
+        fn start_batch(c: &Columns<'_>, st: &mut TextState) {
+            <$ms as Decode>::start_batch(&mut st.$m, &c.$m);
+            $( <$as as Decode>::start_batch(&mut st.$a, &c.$a); )*
+            if let Some(v) = &c.v2 {
+                $( <$bs as Decode>::start_batch(&mut st.$b, &v.$b); )*
+                $( <$ts as Decode>::start_batch(&mut st.$t, &v.$t); )*
+            }
+        }
+
+        /// Decodes a whole batch of `n` rows a column at a time, each
+        /// distinct dictionary value (event kinds, states, addresses,
+        /// comms) parsed once. Returns `false`, having appended nothing,
+        /// when any row is invalid: [`decode_batch`] then decodes row by
+        /// row to report the first bad value exactly, after the rows
+        /// before it.
+        fn decode_fast(c: &Columns<'_>, n: usize, st: &mut TextState, out: &mut VecDeque<Event>) -> bool {
+            let shared = &mut st.shared;
+            let Some($m) = <$ms as Decode>::ready(&c.$m, &mut st.$m, shared, n) else {
                 return false;
             };
-            Some((v, cookie, cgroup_id))
-        }
-    };
-    let lens = [
-        f.kind.1.len(),
-        f.family.1.len(),
-        f.saddr.1.len(),
-        f.daddr.1.len(),
-        f.oldstate.1.len(),
-        f.newstate.1.len(),
-        f.comm.1.len(),
-        mono_ns.len(),
-        pid.len(),
-        tid.len(),
-        sport.len(),
-        dport.len(),
-        sk_err.len(),
-        netns.len(),
-    ];
-    if lens.iter().any(|&l| l != n) {
-        return false;
-    }
-    if let Some((_, cookie, cgroup_id)) = &v2 {
-        if f.attribution.1.len() != n || f.probe.1.len() != n || cookie.len() != n || cgroup_id.len() != n {
-            return false;
-        }
-    }
-    let rows = f
-        .kind
-        .1
-        .iter()
-        .zip(&f.family.1)
-        .zip(f.saddr.1.iter().zip(&f.daddr.1))
-        .zip(f.oldstate.1.iter().zip(&f.newstate.1))
-        .zip(&f.comm.1)
-        .enumerate();
-    for (i, ((((kind, family), (saddr, daddr)), (oldstate, newstate)), comm)) in rows {
-        // Required columns were checked above: every `?` here holds a value.
-        let (Some(kind), Some(family), Some(saddr), Some(daddr), Some(comm)) = (*kind, *family, *saddr, *daddr, comm)
-        else {
-            return false;
-        };
-        let (probe, cookie, cgroup_id, attribution, tcp) = match &v2 {
-            None => (Arc::clone(&text.empty), 0, 0, Attribution::Unknown, TcpInfo::default()),
-            Some((v, cookie, cgroup_id)) => {
-                let (Some(Some(probe)), Some(Some(attribution))) = (f.probe.1.get(i), f.attribution.1.get(i)) else {
+            $(
+                let Some($a) = <$as as Decode>::ready(&c.$a, &mut st.$a, shared, n) else {
                     return false;
                 };
-                let tcp = TcpInfo {
-                    snd_wnd: nullable(v.snd_wnd, i),
-                    rcv_wnd: nullable(v.rcv_wnd, i),
-                    srtt_us: nullable(v.srtt_us, i),
-                    snd_cwnd: nullable(v.snd_cwnd, i),
-                    bytes_acked: nullable(v.bytes_acked, i),
-                    bytes_received: nullable(v.bytes_received, i),
-                    window: nullable(v.window, i),
+            )*
+            let v2 = match &c.v2 {
+                None => None,
+                Some(v) => {
+                    $(
+                        let Some($b) = <$bs as Decode>::ready(&v.$b, &mut st.$b, shared, n) else {
+                            return false;
+                        };
+                    )*
+                    $(
+                        let Some($t) = <$ts as Decode>::ready(&v.$t, &mut st.$t, shared, n) else {
+                            return false;
+                        };
+                    )*
+                    Some(($( $b, )* $( $t, )*))
+                }
+            };
+            let shared = &st.shared;
+            for i in 0..n {
+                let Some($m) = <$ms as Decode>::get(&$m, i) else {
+                    return false;
                 };
-                (Arc::clone(probe), cookie[i], cgroup_id[i], *attribution, tcp)
+                $(
+                    let Some($a) = <$as as Decode>::get(&$a, i) else {
+                        return false;
+                    };
+                )*
+                let ($( $b, )* $( $t, )*) = match &v2 {
+                    None => ($( <$bs as Absent>::absent(shared), )* $( <$ts as Absent>::absent(shared), )*),
+                    Some(($( $b, )* $( $t, )*)) => {
+                        $(
+                            let Some($b) = <$bs as Decode>::get($b, i) else {
+                                return false;
+                            };
+                        )*
+                        $(
+                            let Some($t) = <$ts as Decode>::get($t, i) else {
+                                return false;
+                            };
+                        )*
+                        ($( $b, )* $( $t, )*)
+                    }
+                };
+                out.push_back(Event { $m, $( $a, )* $( $b, )* tcp: TcpInfo { $( $t ),* } });
             }
-        };
-        out.push_back(Event {
-            mono_ns: mono_ns[i],
-            kind,
-            pid: pid[i],
-            tid: tid[i],
-            comm: Arc::clone(comm),
-            family,
-            saddr,
-            daddr,
-            sport: sport[i],
-            dport: dport[i],
-            oldstate: *oldstate,
-            newstate: *newstate,
-            sk_err: sk_err[i],
-            netns: netns[i],
-            stack_id: nullable(c.stack_id, i),
-            probe,
-            cookie,
-            cgroup_id,
-            attribution,
-            tcp,
-        });
-    }
-    true
+            true
+        }
+    };
 }
+event_columns!(decoders);
 
 /// Decodes `batch` (with the v2 columns when `v2`) into `out` up to the first bad row.
 pub(super) fn decode_batch(
@@ -419,17 +529,13 @@ pub(super) fn decode_batch(
     out: &mut VecDeque<Event>,
 ) -> Result<(), FormatError> {
     let cols = Columns::new(path, batch, v2)?;
-    debug_assert_eq!(cols.kind.len(), batch.num_rows());
     let before = out.len();
-    if decode_fast(&cols, text, out) {
+    if decode_fast(&cols, batch.num_rows(), text, out) {
         return Ok(());
     }
     // Some row is bad: decode row by row to find and report the first one.
     out.truncate(before);
-    text.comm.start_batch(&cols.comm);
-    if let Some(v) = &cols.v2 {
-        text.probe.start_batch(&v.probe);
-    }
+    start_batch(&cols, text);
     for i in 0..batch.num_rows() {
         match decode_row(&cols, i, text) {
             Ok(ev) => out.push_back(ev),

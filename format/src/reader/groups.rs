@@ -26,7 +26,7 @@ use crate::schema::col;
 use crate::FormatError;
 
 /// A recording's row groups, each decodable on its own
-/// ([`RecordingReader::row_groups`]). Cheap to clone and shareable across
+/// ([`RecordingReader::row_groups`](super::RecordingReader::row_groups)). Cheap to clone and shareable across
 /// threads: every clone reads the same open file with positional reads.
 #[derive(Clone)]
 pub struct RowGroups {
@@ -77,7 +77,7 @@ impl RowGroups {
     }
 
     /// The rows of row group `rg` (`< len()`), in file order. Errors name
-    /// rows by their absolute index in the file, as [`RecordingReader::events`]
+    /// rows by their absolute index in the file, as [`RecordingReader::events`](super::RecordingReader::events)
     /// does; a row group that cannot be read is a
     /// [`FormatError::CorruptRowGroup`], or with
     /// [`ReadOptions::skip_corrupt`] a [`FormatError::SkippedRowGroup`]

@@ -15,7 +15,7 @@ use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 
 use super::text::TextColumn;
 use crate::guard::guarded;
-use crate::schema::col;
+use crate::schema::{col, COLUMNS};
 use crate::FormatError;
 
 /// A Parquet file whose footer parsed.
@@ -131,42 +131,21 @@ enum Want {
     Exactly(DataType),
 }
 
-/// The columns the reader decodes from a file of `version` (1 or 2).
-fn required_columns(version: u32) -> Vec<(&'static str, Want)> {
-    use Want::{Exactly, Text};
-    let mut cols = vec![
-        (col::MONO_NS, Exactly(DataType::Int64)),
-        (col::KIND, Text),
-        (col::PID, Exactly(DataType::UInt32)),
-        (col::TID, Exactly(DataType::UInt32)),
-        (col::COMM, Text),
-        (col::FAMILY, Text),
-        (col::SADDR, Text),
-        (col::DADDR, Text),
-        (col::SPORT, Exactly(DataType::UInt16)),
-        (col::DPORT, Exactly(DataType::UInt16)),
-        (col::OLDSTATE, Text),
-        (col::NEWSTATE, Text),
-        (col::SK_ERR, Exactly(DataType::Int32)),
-        (col::NETNS, Exactly(DataType::UInt32)),
-        (col::STACK_ID, Exactly(DataType::Int64)),
-    ];
-    if version >= 2 {
-        cols.extend([
-            (col::PROBE, Text),
-            (col::COOKIE, Exactly(DataType::UInt64)),
-            (col::CGROUP_ID, Exactly(DataType::UInt64)),
-            (col::ATTRIBUTION, Text),
-            (col::SND_WND, Exactly(DataType::UInt32)),
-            (col::RCV_WND, Exactly(DataType::UInt32)),
-            (col::SRTT_US, Exactly(DataType::UInt32)),
-            (col::SND_CWND, Exactly(DataType::UInt32)),
-            (col::BYTES_ACKED, Exactly(DataType::UInt64)),
-            (col::BYTES_RECEIVED, Exactly(DataType::UInt64)),
-            (col::WINDOW, Exactly(DataType::UInt32)),
-        ]);
-    }
-    cols
+/// The columns the reader decodes from a file of `version` (1 or 2): all
+/// of that version's but the derived `ts`, with the types the reader
+/// takes (text of any kind, other columns as written).
+fn required_columns(version: u32) -> impl Iterator<Item = (&'static str, Want)> {
+    COLUMNS
+        .iter()
+        .filter(move |c| !c.derived && c.since <= version)
+        .map(|c| {
+            let want = if c.ty.is_text() {
+                Want::Text
+            } else {
+                Want::Exactly(c.ty.data_type())
+            };
+            (c.name, want)
+        })
 }
 
 /// Finds the columns the reader decodes from a file of schema `version`
