@@ -67,8 +67,8 @@ trait Decode {
         n: usize,
     ) -> Option<Self::Ready<'a>>;
 
-    /// Row `i` of what [`ready`](Self::ready) made (`None` past the end).
-    fn get(r: &Self::Ready<'_>, i: usize) -> Option<Self::Value>;
+    /// Row `i` of what [`ready`](Self::ready) made; `i` is below its `n`.
+    fn get(r: &Self::Ready<'_>, i: usize) -> Self::Value;
 }
 
 /// What a row of a file whose schema lacks the column holds (a v1 file's
@@ -143,8 +143,8 @@ macro_rules! required_ints {
             }
 
             #[inline]
-            fn get(r: &&[T], i: usize) -> Option<T> {
-                r.get(i).copied()
+            fn get(r: &&[T], i: usize) -> T {
+                r[i]
             }
         }
     )*};
@@ -170,29 +170,28 @@ impl<T: ArrowInt> Decode for Nullable<T> {
     }
 
     #[inline]
-    fn get(r: &Self::Ready<'_>, i: usize) -> Option<Option<T>> {
+    fn get(r: &Self::Ready<'_>, i: usize) -> Option<T> {
         match r.nulls() {
-            Some(n) if n.is_null(i) => Some(None),
-            _ => r.values().get(i).copied().map(Some),
+            Some(n) if n.is_null(i) => None,
+            _ => Some(r.values()[i]),
         }
     }
 }
 
 /// A text column's dictionary, parsed, and the batch's values.
-type Parsed<T> = (Memo<T>, Vec<Option<T>>);
+type Parsed<V, T = V> = (Memo<T>, Vec<V>);
 
-/// Parses the text columns the fast way: the rows of `v` into `state`'s
+/// The rows of a text column without nulls, the fast way: into `state`'s
 /// vector, each distinct dictionary value parsed once; `None` if a row is
-/// bad (or null where `required`).
+/// bad or null.
 fn parsed<'a, T: Clone>(
     v: &TextColumn<'_>,
     state: &'a mut Parsed<T>,
-    required: bool,
     n: usize,
     parse: impl FnMut(&str) -> Option<T>,
-) -> Option<&'a [Option<T>]> {
+) -> Option<&'a [T]> {
     let (memo, out) = state;
-    (memo.column(v, required, parse, out) && out.len() == n).then_some(out.as_slice())
+    (memo.column_required(v, parse, out) && out.len() == n).then_some(out.as_slice())
 }
 
 fn text_opt<'a>(c: &TextColumn<'a>, i: usize, name: &'static str) -> Result<Option<&'a str>, Bad> {
@@ -211,7 +210,7 @@ impl<E: Coded> Decode for Code<E> {
     type View<'a> = TextColumn<'a>;
     type Value = E;
     type State = Parsed<E>;
-    type Ready<'a> = &'a [Option<E>];
+    type Ready<'a> = &'a [E];
 
     fn view(a: &dyn Array) -> Option<TextColumn<'_>> {
         TextColumn::new(a)
@@ -222,20 +221,20 @@ impl<E: Coded> Decode for Code<E> {
         E::parse(s).ok_or_else(|| unknown::<E>(name, s))
     }
 
-    fn ready<'a>(v: &TextColumn<'a>, state: &'a mut Self::State, _: &mut Shared, n: usize) -> Option<&'a [Option<E>]> {
-        parsed(v, state, true, n, E::parse)
+    fn ready<'a>(v: &TextColumn<'a>, state: &'a mut Self::State, _: &mut Shared, n: usize) -> Option<&'a [E]> {
+        parsed(v, state, n, E::parse)
     }
 
     #[inline]
-    fn get(r: &&[Option<E>], i: usize) -> Option<E> {
-        r.get(i).copied().flatten()
+    fn get(r: &&[E], i: usize) -> E {
+        r[i]
     }
 }
 
 impl<E: Coded> Decode for NullableCode<E> {
     type View<'a> = TextColumn<'a>;
     type Value = Option<E>;
-    type State = Parsed<E>;
+    type State = Parsed<Option<E>, E>;
     type Ready<'a> = &'a [Option<E>];
 
     fn view(a: &dyn Array) -> Option<TextColumn<'_>> {
@@ -250,12 +249,13 @@ impl<E: Coded> Decode for NullableCode<E> {
     }
 
     fn ready<'a>(v: &TextColumn<'a>, state: &'a mut Self::State, _: &mut Shared, n: usize) -> Option<&'a [Option<E>]> {
-        parsed(v, state, false, n, E::parse)
+        let (memo, out) = state;
+        (memo.column(v, E::parse, out) && out.len() == n).then_some(out.as_slice())
     }
 
     #[inline]
-    fn get(r: &&[Option<E>], i: usize) -> Option<Option<E>> {
-        r.get(i).copied()
+    fn get(r: &&[Option<E>], i: usize) -> Option<E> {
+        r[i]
     }
 }
 
@@ -268,7 +268,7 @@ impl Decode for IpText {
     type View<'a> = TextColumn<'a>;
     type Value = IpAddr;
     type State = Parsed<IpAddr>;
-    type Ready<'a> = &'a [Option<IpAddr>];
+    type Ready<'a> = &'a [IpAddr];
 
     fn view(a: &dyn Array) -> Option<TextColumn<'_>> {
         TextColumn::new(a)
@@ -279,18 +279,13 @@ impl Decode for IpText {
         parse_addr(s).ok_or_else(|| (name, format!("not an IP address: {}", shown(s))))
     }
 
-    fn ready<'a>(
-        v: &TextColumn<'a>,
-        state: &'a mut Self::State,
-        _: &mut Shared,
-        n: usize,
-    ) -> Option<&'a [Option<IpAddr>]> {
-        parsed(v, state, true, n, parse_addr)
+    fn ready<'a>(v: &TextColumn<'a>, state: &'a mut Self::State, _: &mut Shared, n: usize) -> Option<&'a [IpAddr]> {
+        parsed(v, state, n, parse_addr)
     }
 
     #[inline]
-    fn get(r: &&[Option<IpAddr>], i: usize) -> Option<IpAddr> {
-        r.get(i).copied().flatten()
+    fn get(r: &&[IpAddr], i: usize) -> IpAddr {
+        r[i]
     }
 }
 
@@ -309,7 +304,7 @@ macro_rules! shared_text {
             type View<'a> = TextColumn<'a>;
             type Value = Arc<str>;
             type State = SharedState;
-            type Ready<'a> = &'a [Option<Arc<str>>];
+            type Ready<'a> = &'a [Arc<str>];
 
             fn view(a: &dyn Array) -> Option<TextColumn<'_>> {
                 TextColumn::new(a)
@@ -333,14 +328,14 @@ macro_rules! shared_text {
                 state: &'a mut SharedState,
                 shared: &mut Shared,
                 n: usize,
-            ) -> Option<&'a [Option<Arc<str>>]> {
+            ) -> Option<&'a [Arc<str>]> {
                 let interned = &mut shared.interned;
-                parsed(v, &mut state.fast, true, n, |s| Some(intern(interned, s)))
+                parsed(v, &mut state.fast, n, |s| Some(intern(interned, s)))
             }
 
             #[inline]
-            fn get(r: &&[Option<Arc<str>>], i: usize) -> Option<Arc<str>> {
-                r.get(i)?.clone()
+            fn get(r: &&[Arc<str>], i: usize) -> Arc<str> {
+                Arc::clone(&r[i])
             }
         }
     )*};
@@ -487,28 +482,12 @@ macro_rules! decoders {
             };
             let shared = &st.shared;
             for i in 0..n {
-                let Some($m) = <$ms as Decode>::get(&$m, i) else {
-                    return false;
-                };
-                $(
-                    let Some($a) = <$as as Decode>::get(&$a, i) else {
-                        return false;
-                    };
-                )*
+                let $m = <$ms as Decode>::get(&$m, i);
+                $( let $a = <$as as Decode>::get(&$a, i); )*
                 let ($( $b, )* $( $t, )*) = match &v2 {
                     None => ($( <$bs as Absent>::absent(shared), )* $( <$ts as Absent>::absent(shared), )*),
                     Some(($( $b, )* $( $t, )*)) => {
-                        $(
-                            let Some($b) = <$bs as Decode>::get($b, i) else {
-                                return false;
-                            };
-                        )*
-                        $(
-                            let Some($t) = <$ts as Decode>::get($t, i) else {
-                                return false;
-                            };
-                        )*
-                        ($( $b, )* $( $t, )*)
+                        ($( <$bs as Decode>::get($b, i), )* $( <$ts as Decode>::get($t, i), )*)
                     }
                 };
                 out.push_back(Event { $m, $( $a, )* $( $b, )* tcp: TcpInfo { $( $t ),* } });

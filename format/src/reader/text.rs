@@ -327,22 +327,37 @@ impl<T: Clone> Memo<T> {
     }
 
     /// The rows of `c` into `out` (cleared first); `false` if a row is
-    /// invalid or null where `required`.
+    /// invalid.
     pub(super) fn column(
         &mut self,
         c: &TextColumn<'_>,
-        required: bool,
         parse: impl FnMut(&str) -> Option<T>,
         out: &mut Vec<Option<T>>,
     ) -> bool {
         out.clear();
         out.reserve(c.len());
         self.each(c, parse, |v| {
-            if required && v.is_none() {
-                return false;
-            }
             out.push(v);
             true
+        })
+    }
+
+    /// [`column`](Self::column) of a column without nulls: a null is an
+    /// invalid row too.
+    pub(super) fn column_required(
+        &mut self,
+        c: &TextColumn<'_>,
+        parse: impl FnMut(&str) -> Option<T>,
+        out: &mut Vec<T>,
+    ) -> bool {
+        out.clear();
+        out.reserve(c.len());
+        self.each(c, parse, |v| match v {
+            Some(v) => {
+                out.push(v);
+                true
+            }
+            None => false,
         })
     }
 }
@@ -445,7 +460,6 @@ mod tests {
         let parse = |s: &str| s.parse().ok();
         assert!(memo.column(
             &c,
-            false,
             |s| {
                 calls += 1;
                 parse(s)
@@ -455,24 +469,24 @@ mod tests {
         assert_eq!(out, [Some(1), Some(2), None, Some(1), None]);
         assert_eq!(calls, 2, "each used value parsed once");
         // Null where required.
-        assert!(!memo.column(&c, true, parse, &mut out));
+        let mut required = Vec::new();
+        assert!(!memo.column_required(&c, parse, &mut required));
         // The next batch over the same dictionary reuses what was parsed.
         let d2 = DictionaryArray::<Int32Type>::try_new(vec![Some(3), Some(0)].into(), Arc::clone(&values)).unwrap();
         let c2 = TextColumn::new(&d2).unwrap();
         let mut again = 0;
-        assert!(memo.column(
+        assert!(memo.column_required(
             &c2,
-            true,
             |s| {
                 again += 1;
                 parse(s)
             },
-            &mut out
+            &mut required
         ));
-        assert_eq!((out.as_slice(), again), ([Some(2), Some(1)].as_slice(), 0));
+        assert_eq!((required.as_slice(), again), ([2, 1].as_slice(), 0));
         // A value that does not parse, and a key out of range, are bad rows.
         let d3 = DictionaryArray::<Int32Type>::try_new(vec![Some(0), Some(1)].into(), Arc::clone(&values)).unwrap();
-        assert!(!memo.column(&TextColumn::new(&d3).unwrap(), false, parse, &mut out));
+        assert!(!memo.column(&TextColumn::new(&d3).unwrap(), parse, &mut out));
         let short: arrow_array::ArrayRef = Arc::new(StringArray::from(vec!["5"]));
         let keys = Int32Array::from(vec![0, 1]);
         let c4 = TextColumn {
@@ -480,10 +494,10 @@ mod tests {
             values: Strings::new(short.as_ref()).unwrap(),
             dict: Some(&short),
         };
-        assert!(!memo.column(&c4, false, parse, &mut out));
+        assert!(!memo.column(&c4, parse, &mut out));
         // Plain columns: row by row.
         let plain = StringArray::from(vec![Some("7"), None]);
-        assert!(memo.column(&TextColumn::new(&plain).unwrap(), false, parse, &mut out));
+        assert!(memo.column(&TextColumn::new(&plain).unwrap(), parse, &mut out));
         assert_eq!(out, [Some(7), None]);
     }
 }
