@@ -116,6 +116,9 @@ pub(crate) struct IpText;
 /// A probe name, `Dictionary(UInt8, Utf8)`.
 pub(crate) struct ProbeName;
 
+/// Timezone of the `ts` column.
+pub const TS_TIMEZONE: &str = "UTC";
+
 /// An Arrow type of a column; [`crate::schema::event_schema`] spells it out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ColumnType {
@@ -139,7 +142,7 @@ impl ColumnType {
     pub fn data_type(self) -> DataType {
         let dict = |key: DataType| DataType::Dictionary(Box::new(key), Box::new(DataType::Utf8));
         match self {
-            ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Nanosecond, Some(crate::schema::TS_TIMEZONE.into())),
+            ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Nanosecond, Some(TS_TIMEZONE.into())),
             ColumnType::Int32 => DataType::Int32,
             ColumnType::Int64 => DataType::Int64,
             ColumnType::UInt16 => DataType::UInt16,
@@ -228,7 +231,9 @@ impl Stored for ProbeName {
 }
 
 /// An enum stored as text: a code (an index into [`ALL`](Self::ALL)) in
-/// column buffers, its name in the file.
+/// column buffers, its name in the file. Each row group's dictionary lists
+/// the names its rows use, found by code, so pushing a row never hashes a
+/// string.
 pub(crate) trait Coded: Copy + 'static {
     /// Every value, in code order.
     const ALL: &'static [Self];
@@ -253,7 +258,23 @@ impl Coded for EventKind {
     const ALL: &'static [Self] = &EventKind::ALL;
     const WHAT: &'static str = "event kind";
     fn code(self) -> u8 {
-        crate::schema::kind_index(self)
+        match self {
+            EventKind::StateChange => 0,
+            EventKind::Retransmit => 1,
+            EventKind::ResetRecv => 2,
+            EventKind::ResetSent => 3,
+            EventKind::SockError => 4,
+            EventKind::DestroySock => 5,
+            EventKind::FinRecv => 6,
+            EventKind::FinSent => 7,
+            EventKind::ZeroWindowRecv => 8,
+            EventKind::ZeroWindowSent => 9,
+            EventKind::Connect => 10,
+            EventKind::Accept => 11,
+            EventKind::LossProbe => 12,
+            EventKind::RetransmitSynack => 13,
+            EventKind::Snapshot => 14,
+        }
     }
     fn name(self) -> &'static str {
         self.as_str()
@@ -267,7 +288,10 @@ impl Coded for Family {
     const ALL: &'static [Self] = &[Family::Inet, Family::Inet6];
     const WHAT: &'static str = "address family";
     fn code(self) -> u8 {
-        crate::schema::family_index(self)
+        match self {
+            Family::Inet => 0,
+            Family::Inet6 => 1,
+        }
     }
     fn name(self) -> &'static str {
         self.as_str()
@@ -280,8 +304,9 @@ impl Coded for Family {
 impl Coded for TcpState {
     const ALL: &'static [Self] = &TcpState::ALL;
     const WHAT: &'static str = "TCP state";
+    /// [`TcpState::ALL`] is in the kernel's order, from 1.
     fn code(self) -> u8 {
-        crate::schema::state_index(self)
+        (self as u8).wrapping_sub(1)
     }
     fn name(self) -> &'static str {
         TcpState::name(self)
@@ -295,12 +320,42 @@ impl Coded for Attribution {
     const ALL: &'static [Self] = &Attribution::ALL;
     const WHAT: &'static str = "attribution";
     fn code(self) -> u8 {
-        crate::schema::attribution_index(self)
+        match self {
+            Attribution::Task => 0,
+            Attribution::Owner => 1,
+            Attribution::Listener => 2,
+            Attribution::Snapshot => 3,
+            Attribution::Backfill => 4,
+            Attribution::Unknown => 5,
+        }
     }
     fn name(self) -> &'static str {
         self.as_str()
     }
     fn parse(s: &str) -> Option<Self> {
         Attribution::parse(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn codes_are_indices<E: Coded + PartialEq + std::fmt::Debug>() {
+        for (i, v) in E::ALL.iter().enumerate() {
+            assert_eq!(usize::from(v.code()), i, "{v:?}");
+            assert_eq!(E::of_code(v.code()), Some(*v));
+            assert_eq!(E::parse(v.name()), Some(*v));
+        }
+        assert_eq!(E::of_code(u8::MAX), None);
+    }
+
+    #[test]
+    fn enum_codes_are_indices_into_all() {
+        codes_are_indices::<EventKind>();
+        codes_are_indices::<Family>();
+        codes_are_indices::<TcpState>();
+        codes_are_indices::<Attribution>();
+        assert_eq!(Family::ALL.len(), 2);
     }
 }

@@ -18,7 +18,6 @@ use std::sync::Arc;
 use crate::columns::stores::*;
 use crate::columns::{event_columns, Coded};
 use crate::event::{canonical_ip, Attribution, Event, EventKind, Family, TcpInfo, TcpState};
-use crate::schema;
 
 /// An address as the writer keys it: IPv6 form, IPv4 as IPv4-mapped. The
 /// file holds its canonical text (IPv4-mapped IPv6 as IPv4), as for
@@ -530,7 +529,7 @@ impl RowBatch {
             pid: self.pid[i],
             tid: self.tid[i],
             comm: Arc::from(self.comms.get(self.comm[i])),
-            family: if self.family[i] == schema::family_index(Family::Inet6) {
+            family: if self.family[i] == Family::Inet6.code() {
                 Family::Inet6
             } else {
                 Family::Inet

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
 use crate::columns::{ColumnDef, Stored};
-use crate::event::{Attribution, EventKind, Family, TcpState};
 use crate::meta::{ClockAnchor, ProbeStatus, RecordingMeta};
 use crate::FormatError;
 
@@ -171,8 +170,7 @@ pub mod key {
     pub const NETNS_NAMES: &str = "deeptcp.netns_names";
 }
 
-/// Timezone of the `ts` column.
-pub const TS_TIMEZONE: &str = "UTC";
+pub use crate::columns::TS_TIMEZONE;
 
 /// The Arrow schema of a recording (schema v2, the one the writer writes), without metadata.
 pub fn event_schema() -> SchemaRef {
@@ -193,55 +191,6 @@ pub fn stacks_schema() -> SchemaRef {
             false,
         ),
     ]))
-}
-
-// The codes of the enum columns in `crate::RowBatch`: indices into the
-// fixed list of names (each row group's dictionary lists the names its rows
-// use, found by code, so pushing an event never hashes a string).
-
-/// Index into [`EventKind::ALL`].
-pub(crate) fn kind_index(k: EventKind) -> u8 {
-    match k {
-        EventKind::StateChange => 0,
-        EventKind::Retransmit => 1,
-        EventKind::ResetRecv => 2,
-        EventKind::ResetSent => 3,
-        EventKind::SockError => 4,
-        EventKind::DestroySock => 5,
-        EventKind::FinRecv => 6,
-        EventKind::FinSent => 7,
-        EventKind::ZeroWindowRecv => 8,
-        EventKind::ZeroWindowSent => 9,
-        EventKind::Connect => 10,
-        EventKind::Accept => 11,
-        EventKind::LossProbe => 12,
-        EventKind::RetransmitSynack => 13,
-        EventKind::Snapshot => 14,
-    }
-}
-
-/// Index into [`Attribution::ALL`].
-pub(crate) fn attribution_index(a: Attribution) -> u8 {
-    match a {
-        Attribution::Task => 0,
-        Attribution::Owner => 1,
-        Attribution::Listener => 2,
-        Attribution::Snapshot => 3,
-        Attribution::Backfill => 4,
-        Attribution::Unknown => 5,
-    }
-}
-
-pub(crate) fn family_index(f: Family) -> u8 {
-    match f {
-        Family::Inet => 0,
-        Family::Inet6 => 1,
-    }
-}
-
-/// Index into [`TcpState::ALL`] (whose order is the kernel numbering 1..=13).
-pub(crate) fn state_index(s: TcpState) -> u8 {
-    (s as u8).wrapping_sub(1)
 }
 
 /// The key-value metadata written when a recording is opened (everything but
@@ -337,8 +286,16 @@ pub const MAX_VALUE_BYTES: usize = 1 << 10;
 /// Longest `deeptcp.probes` value (JSON of some 40 probes, each detail cut
 /// to [`MAX_PROBE_DETAIL_BYTES`] when writing).
 pub const MAX_PROBES_BYTES: usize = 64 << 10;
+/// Longest `deeptcp.cgroups` value (JSON); the writer leaves out the
+/// cgroups that would not fit (the first ones known stay).
+pub const MAX_CGROUPS_BYTES: usize = 256 << 10;
+/// Longest `deeptcp.netns_names` value (JSON), likewise.
+pub const MAX_NETNS_NAMES_BYTES: usize = 64 << 10;
+/// Most lost intervals a file keeps: beyond that, neighbours are merged
+/// pairwise (coarser times, same total), so the metadata stays small.
+pub const MAX_LOST_INTERVALS: usize = 1024;
 /// Longest `deeptcp.lost_intervals` value (JSON of at most
-/// [`crate::writer::MAX_LOST_INTERVALS`] intervals).
+/// [`MAX_LOST_INTERVALS`] intervals).
 pub const MAX_LOST_INTERVALS_BYTES: usize = 256 << 10;
 /// Most bytes of `deeptcp.*` keys and values in one file, all together.
 pub const MAX_METADATA_BYTES: usize = 1 << 20;
@@ -358,8 +315,8 @@ pub fn value_limit(key: &str) -> usize {
     match key {
         key::PROBES => MAX_PROBES_BYTES,
         key::LOST_INTERVALS => MAX_LOST_INTERVALS_BYTES,
-        key::CGROUPS => crate::names::MAX_CGROUPS_BYTES,
-        key::NETNS_NAMES => crate::names::MAX_NETNS_NAMES_BYTES,
+        key::CGROUPS => MAX_CGROUPS_BYTES,
+        key::NETNS_NAMES => MAX_NETNS_NAMES_BYTES,
         _ => MAX_VALUE_BYTES,
     }
 }
@@ -453,6 +410,7 @@ pub(crate) fn check_version(path: &Path, kv: &HashMap<String, String>) -> Result
         return Err(FormatError::UnsupportedVersion {
             path: path.to_path_buf(),
             found,
+            oldest: MIN_SCHEMA_VERSION,
             supported: SCHEMA_VERSION,
         });
     }
@@ -557,20 +515,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn state_index_matches_all_order() {
-        for (i, s) in TcpState::ALL.iter().enumerate() {
-            assert_eq!(state_index(*s) as usize, i);
-        }
-        for (i, k) in EventKind::ALL.iter().enumerate() {
-            assert_eq!(kind_index(*k) as usize, i);
-        }
-        for (i, a) in Attribution::ALL.iter().enumerate() {
-            assert_eq!(attribution_index(*a) as usize, i);
-        }
-        assert_eq!(family_index(Family::Inet6), 1);
-    }
-
-    #[test]
     fn what_the_writer_writes_fits_the_limits() {
         // The most lost intervals a writer keeps, with the longest numbers.
         let worst = crate::LostInterval {
@@ -578,7 +522,7 @@ mod tests {
             to_mono_ns: i64::MIN,
             lost: u64::MAX,
         };
-        let json = lost_intervals_json(&vec![worst; crate::writer::MAX_LOST_INTERVALS]).unwrap();
+        let json = lost_intervals_json(&vec![worst; MAX_LOST_INTERVALS]).unwrap();
         assert!(json.len() <= MAX_LOST_INTERVALS_BYTES, "{}", json.len());
         // Long probe details are cut, on a character boundary.
         let meta = RecordingMeta {
@@ -599,8 +543,8 @@ mod tests {
         // Everything at its limit stays under the total.
         let total = MAX_PROBES_BYTES
             + MAX_LOST_INTERVALS_BYTES
-            + crate::names::MAX_CGROUPS_BYTES
-            + crate::names::MAX_NETNS_NAMES_BYTES
+            + MAX_CGROUPS_BYTES
+            + MAX_NETNS_NAMES_BYTES
             + 16 * (MAX_VALUE_BYTES + 64);
         assert!(total <= MAX_METADATA_BYTES);
     }

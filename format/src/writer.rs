@@ -117,9 +117,7 @@ fn event_properties(meta: &RecordingMeta, opts: &WriterOptions) -> Result<(Write
     Ok((props, level))
 }
 
-/// Most lost intervals a file keeps: beyond that, neighbours are merged
-/// pairwise (coarser times, same total), so the metadata stays small.
-pub const MAX_LOST_INTERVALS: usize = 1024;
+pub use crate::schema::MAX_LOST_INTERVALS;
 
 /// Writes one recording. Create with [`EventWriter::new`] (or
 /// [`EventWriter::with_checkpoints`]), [`push`](Self::push) events,
