@@ -41,16 +41,19 @@ pub enum FormatError {
     )]
     NotRecording { path: PathBuf },
 
-    /// A deeptcp file of a schema version this build cannot read.
-    /// `supported` is the newest version it reads; it reads every version from
-    /// [`crate::schema::MIN_SCHEMA_VERSION`] up to that.
+    /// A deeptcp file of a schema version this build cannot read: it reads
+    /// every version from `oldest` to `supported`.
     #[error(
-        "{}: schema version {found} is not supported by this build (supports {}..={supported}); {}",
+        "{}: schema version {found} is not supported by this build (supports {oldest}..={supported}); {}",
         path.display(),
-        crate::schema::MIN_SCHEMA_VERSION,
         version_hint(*found, *supported)
     )]
-    UnsupportedVersion { path: PathBuf, found: u32, supported: u32 },
+    UnsupportedVersion {
+        path: PathBuf,
+        found: u32,
+        oldest: u32,
+        supported: u32,
+    },
 
     /// A metadata key that every recording of this version carries is absent.
     #[error("{}: deeptcp recording lacks metadata key `{key}`", path.display())]

@@ -27,8 +27,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::checkpoint::{has_checkpoint, recorder_holds};
-use crate::paths::checkpoint_path;
+use crate::checkpoint::recorder_holds;
+use crate::paths::{checkpoint_path, has_checkpoint};
 use crate::{FormatError, ReadOptions, RecordingReader};
 
 /// How long a file may be neither complete nor checkpointed before that is

@@ -9,23 +9,27 @@
 //! tests anywhere. Every page it writes carries a CRC32 checksum, and the
 //! reader checks each row group's pages before it hands out any of its rows
 //! (`pagecrc`; [`ReadOptions::skip_corrupt`] skips a damaged row group with
-//! a warning instead of ending there). Crash safety (checkpoint sidecars,
-//! [`repair`], [`RecordingReader::open_recovering`]) is in [`checkpoint`], following a
+//! a warning instead of ending there). Crash safety: checkpoint sidecars in
+//! [`checkpoint`], reading them back ([`repair`],
+//! [`RecordingReader::open_recovering`]) in [`recovery`], following a
 //! recording still being written in [`follow`]; rotated
 //! recordings are listed by [`segments`]. Durations typed on either tool's
 //! command line are parsed by [`timearg`].
 
 pub mod checkpoint;
+pub mod columns;
 mod encode;
 pub mod error;
 pub mod event;
 pub mod filter;
 pub mod follow;
+mod guard;
 pub mod meta;
 pub mod names;
 mod pagecrc;
 pub mod paths;
 pub mod reader;
+pub mod recovery;
 pub mod rows;
 pub mod schema;
 pub mod stacks;
@@ -35,7 +39,6 @@ pub mod testing;
 pub mod timearg;
 pub mod writer;
 
-pub use checkpoint::{repair, RepairOutcome, RepairReport};
 pub use error::FormatError;
 pub use event::{Attribution, Event, EventKind, Family, TcpInfo, TcpState};
 pub use filter::{Cidr, Filter, MonoWindow, TimeBound};
@@ -44,6 +47,7 @@ pub use meta::{ClockAnchor, LostInterval, ProbeStatus, RecordingMeta};
 pub use names::{CgroupInfo, CgroupName, CgroupPattern, Names, NetnsName};
 pub use paths::{checkpoint_path, segment_path, segments, stacks_path};
 pub use reader::{ReadOptions, RecordingReader};
+pub use recovery::{repair, RepairOutcome, RepairReport};
 pub use rows::{Addr, Comm, ProbeId, Row, RowBatch};
 pub use schema::SCHEMA_VERSION;
 pub use stacks::{read_stacks, StackWriter};

@@ -18,11 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::schema::{key, shown};
 use crate::FormatError;
 
-/// Longest `deeptcp.cgroups` value (JSON); the writer leaves out the
-/// cgroups that would not fit (the first ones known stay).
-pub const MAX_CGROUPS_BYTES: usize = 256 << 10;
-/// Longest `deeptcp.netns_names` value (JSON), likewise.
-pub const MAX_NETNS_NAMES_BYTES: usize = 64 << 10;
+pub use crate::schema::{MAX_CGROUPS_BYTES, MAX_NETNS_NAMES_BYTES};
 
 /// One cgroup: its id (the inode of its directory under the cgroup2 mount,
 /// the rows' `cgroup_id`), its path from the cgroup2 root as

@@ -22,6 +22,11 @@ pub fn checkpoint_path(recording: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// Whether `path` has a checkpoint sidecar.
+pub(crate) fn has_checkpoint(path: &Path) -> bool {
+    std::fs::symlink_metadata(checkpoint_path(path)).is_ok_and(|m| m.is_file())
+}
+
 /// Path of the stacks sidecar of a recording: `x.parquet` → `x.stacks.parquet`;
 /// any other name gets `.stacks.parquet` appended.
 pub fn stacks_path(recording: &Path) -> PathBuf {

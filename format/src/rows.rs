@@ -15,8 +15,9 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
+use crate::columns::stores::*;
+use crate::columns::{event_columns, Coded};
 use crate::event::{canonical_ip, Attribution, Event, EventKind, Family, TcpInfo, TcpState};
-use crate::schema;
 
 /// An address as the writer keys it: IPv6 form, IPv4 as IPv4-mapped. The
 /// file holds its canonical text (IPv4-mapped IPv6 as IPv4), as for
@@ -240,48 +241,198 @@ impl Probes {
     }
 }
 
-/// Rows of a recording, column by column (see the module docs). Columns
-/// are the file's, in its order; `ts` is computed from `mono_ns` when
-/// encoding.
-///
-/// Every column vector is as long as the batch's capacity and rows are
-/// written in place (`len` of them are filled), so appending a row costs a
-/// store per column, not a vector push.
-#[derive(Default, Clone)]
-pub struct RowBatch {
-    len: usize,
-    pub(crate) mono_ns: Vec<i64>,
-    /// [`EventKind::code`]s.
-    pub(crate) kind: Vec<u8>,
-    pub(crate) pid: Vec<u32>,
-    pub(crate) tid: Vec<u32>,
-    /// Ids into `comms`.
-    pub(crate) comm: Vec<u32>,
-    pub(crate) family: Vec<u8>,
-    pub(crate) saddr: Vec<u128>,
-    pub(crate) daddr: Vec<u128>,
-    pub(crate) sport: Vec<u16>,
-    pub(crate) dport: Vec<u16>,
-    /// [`TcpState::code`]s, [`NO_STATE`] for null.
-    pub(crate) oldstate: Vec<u8>,
-    pub(crate) newstate: Vec<u8>,
-    pub(crate) sk_err: Vec<i32>,
-    pub(crate) netns: Vec<u32>,
-    pub(crate) stack_id: Opt<i64>,
-    pub(crate) probe: Vec<u16>,
-    pub(crate) cookie: Vec<u64>,
-    pub(crate) cgroup_id: Vec<u64>,
-    pub(crate) attribution: Vec<u8>,
-    pub(crate) snd_wnd: Opt<u32>,
-    pub(crate) rcv_wnd: Opt<u32>,
-    pub(crate) srtt_us: Opt<u32>,
-    pub(crate) snd_cwnd: Opt<u32>,
-    pub(crate) bytes_acked: Opt<u64>,
-    pub(crate) bytes_received: Opt<u64>,
-    pub(crate) window: Opt<u32>,
-    pub(crate) comms: CommDict,
-    pub(crate) probes: Probes,
+/// How a [`RowBatch`] holds a column of each kind of [`crate::columns`],
+/// and how a [`Row`]'s value goes in.
+pub(crate) trait Buffer {
+    /// The column's buffer: as long as the batch's capacity.
+    type Buf: Default + Clone;
+    /// The value a [`Row`] holds.
+    type Value<'a>;
+    fn resize(buf: &mut Self::Buf, n: usize);
+    /// Stores `v` at row `i` without a bounds check.
+    ///
+    /// # Safety
+    /// `i` is below the buffer's length.
+    unsafe fn put(buf: &mut Self::Buf, comms: &mut CommDict, i: usize, v: Self::Value<'_>);
 }
+
+/// Stores `x` at `v[i]` without a bounds check.
+///
+/// # Safety
+/// `i < v.len()`.
+#[inline(always)]
+unsafe fn store<T>(v: &mut [T], i: usize, x: T) {
+    // SAFETY: the caller's contract.
+    unsafe { *v.get_unchecked_mut(i) = x }
+}
+
+macro_rules! int_buffers {
+    ($($store:ident),*) => {$(
+        impl<T: Copy + Default> Buffer for $store<T> {
+            type Buf = Vec<T>;
+            type Value<'a> = T;
+            fn resize(buf: &mut Vec<T>, n: usize) {
+                buf.resize(n, T::default());
+            }
+            #[inline(always)]
+            unsafe fn put(buf: &mut Vec<T>, _: &mut CommDict, i: usize, v: T) {
+                // SAFETY: the caller's contract.
+                unsafe { store(buf, i, v) }
+            }
+        }
+    )*};
+}
+int_buffers!(Delta, Plain);
+
+impl<T: Copy + Default> Buffer for Nullable<T> {
+    type Buf = Opt<T>;
+    type Value<'a> = Option<T>;
+    fn resize(buf: &mut Opt<T>, n: usize) {
+        buf.resize(n);
+    }
+    #[inline(always)]
+    unsafe fn put(buf: &mut Opt<T>, _: &mut CommDict, i: usize, v: Option<T>) {
+        // SAFETY: the caller's contract (both vectors are resized together).
+        unsafe {
+            store(&mut buf.values, i, v.unwrap_or_default());
+            store(&mut buf.valid, i, v.is_some());
+        }
+    }
+}
+
+impl<E: Coded> Buffer for Code<E> {
+    /// [`Coded::code`]s.
+    type Buf = Vec<u8>;
+    type Value<'a> = E;
+    fn resize(buf: &mut Vec<u8>, n: usize) {
+        buf.resize(n, 0);
+    }
+    #[inline(always)]
+    unsafe fn put(buf: &mut Vec<u8>, _: &mut CommDict, i: usize, v: E) {
+        // SAFETY: the caller's contract.
+        unsafe { store(buf, i, v.code()) }
+    }
+}
+
+impl<E: Coded> Buffer for NullableCode<E> {
+    /// [`Coded::code`]s, [`NO_STATE`] for null.
+    type Buf = Vec<u8>;
+    type Value<'a> = Option<E>;
+    fn resize(buf: &mut Vec<u8>, n: usize) {
+        buf.resize(n, NO_STATE);
+    }
+    #[inline(always)]
+    unsafe fn put(buf: &mut Vec<u8>, _: &mut CommDict, i: usize, v: Option<E>) {
+        // SAFETY: the caller's contract.
+        unsafe { store(buf, i, v.map_or(NO_STATE, E::code)) }
+    }
+}
+
+impl Buffer for CommText {
+    /// Ids into the batch's `comms`.
+    type Buf = Vec<u32>;
+    type Value<'a> = Comm<'a>;
+    fn resize(buf: &mut Vec<u32>, n: usize) {
+        buf.resize(n, 0);
+    }
+    #[inline(always)]
+    unsafe fn put(buf: &mut Vec<u32>, comms: &mut CommDict, i: usize, v: Comm<'_>) {
+        let id = match v {
+            Comm::Raw(raw) => comms.raw(raw),
+            Comm::Text(text) => comms.text_id(text),
+        };
+        // SAFETY: the caller's contract.
+        unsafe { store(buf, i, id) }
+    }
+}
+
+impl Buffer for IpText {
+    /// The 16 bytes of [`Addr`].
+    type Buf = Vec<u128>;
+    type Value<'a> = Addr;
+    fn resize(buf: &mut Vec<u128>, n: usize) {
+        buf.resize(n, 0);
+    }
+    #[inline(always)]
+    unsafe fn put(buf: &mut Vec<u128>, _: &mut CommDict, i: usize, v: Addr) {
+        // SAFETY: the caller's contract.
+        unsafe { store(buf, i, v.0) }
+    }
+}
+
+impl Buffer for ProbeName {
+    /// [`ProbeId`]s.
+    type Buf = Vec<u16>;
+    type Value<'a> = ProbeId;
+    fn resize(buf: &mut Vec<u16>, n: usize) {
+        buf.resize(n, 0);
+    }
+    #[inline(always)]
+    unsafe fn put(buf: &mut Vec<u16>, _: &mut CommDict, i: usize, v: ProbeId) {
+        // SAFETY: the caller's contract.
+        unsafe { store(buf, i, v.0) }
+    }
+}
+
+/// [`RowBatch`] and its per-column code, from [`event_columns!`]: a
+/// buffer per column but `ts` (computed when encoding), in file order.
+macro_rules! row_batch {
+    (
+        time {
+            $(#[$wm:meta])* $w:ident : $wc:ident = $ws:ty,
+            $(#[$mm:meta])* $m:ident : $mc:ident = $ms:ty $(,)?
+        }
+        v1 { $( $(#[$am:meta])* $a:ident : $AC:ident = $AS:ty ),* $(,)? }
+        v2 { $( $(#[$bm:meta])* $b:ident : $BC:ident = $BS:ty ),* $(,)? }
+        tcp { $( $(#[$tm:meta])* $t:ident : $TC:ident = $TS:ty ),* $(,)? }
+    ) => {
+        /// Rows of a recording, column by column (see the module docs). Columns
+        /// are the file's, in its order; `ts` is computed from `mono_ns` when
+        /// encoding.
+        ///
+        /// Every column vector is as long as the batch's capacity and rows are
+        /// written in place (`len` of them are filled), so appending a row costs a
+        /// store per column, not a vector push.
+        #[derive(Default, Clone)]
+        pub struct RowBatch {
+            len: usize,
+            pub(crate) $m: <$ms as Buffer>::Buf,
+            $( pub(crate) $a: <$AS as Buffer>::Buf, )*
+            $( pub(crate) $b: <$BS as Buffer>::Buf, )*
+            $( pub(crate) $t: <$TS as Buffer>::Buf, )*
+            pub(crate) comms: CommDict,
+            pub(crate) probes: Probes,
+        }
+
+        impl RowBatch {
+            /// Makes every column `n` rows long.
+            fn resize(&mut self, n: usize) {
+                <$ms as Buffer>::resize(&mut self.$m, n);
+                $( <$AS as Buffer>::resize(&mut self.$a, n); )*
+                $( <$BS as Buffer>::resize(&mut self.$b, n); )*
+                $( <$TS as Buffer>::resize(&mut self.$t, n); )*
+            }
+
+            /// Stores `row` at row `i` of every column, without bounds checks.
+            ///
+            /// # Safety
+            /// `i < self.capacity()`.
+            #[inline(always)]
+            unsafe fn put(&mut self, i: usize, row: &Row<'_>) {
+                // SAFETY: every column vector is exactly `capacity()` long
+                // (`resize` is the only code that changes their lengths, and
+                // it sets them all), and `i < capacity()`: the caller's contract.
+                unsafe {
+                    <$ms as Buffer>::put(&mut self.$m, &mut self.comms, i, row.$m);
+                    $( <$AS as Buffer>::put(&mut self.$a, &mut self.comms, i, row.$a); )*
+                    $( <$BS as Buffer>::put(&mut self.$b, &mut self.comms, i, row.$b); )*
+                    $( <$TS as Buffer>::put(&mut self.$t, &mut self.comms, i, row.tcp.$t); )*
+                }
+            }
+        }
+    };
+}
+event_columns!(row_batch);
 
 impl RowBatch {
     /// An empty batch with room for `rows` rows.
@@ -294,36 +445,6 @@ impl RowBatch {
     /// Rows the batch holds before it has to grow.
     pub fn capacity(&self) -> usize {
         self.mono_ns.len()
-    }
-
-    /// Makes every column `n` rows long.
-    fn resize(&mut self, n: usize) {
-        self.mono_ns.resize(n, 0);
-        self.kind.resize(n, 0);
-        self.pid.resize(n, 0);
-        self.tid.resize(n, 0);
-        self.comm.resize(n, 0);
-        self.family.resize(n, 0);
-        self.saddr.resize(n, 0);
-        self.daddr.resize(n, 0);
-        self.sport.resize(n, 0);
-        self.dport.resize(n, 0);
-        self.oldstate.resize(n, NO_STATE);
-        self.newstate.resize(n, NO_STATE);
-        self.sk_err.resize(n, 0);
-        self.netns.resize(n, 0);
-        self.stack_id.resize(n);
-        self.probe.resize(n, 0);
-        self.cookie.resize(n, 0);
-        self.cgroup_id.resize(n, 0);
-        self.attribution.resize(n, 0);
-        self.snd_wnd.resize(n);
-        self.rcv_wnd.resize(n);
-        self.srtt_us.resize(n);
-        self.snd_cwnd.resize(n);
-        self.bytes_acked.resize(n);
-        self.bytes_received.resize(n);
-        self.window.resize(n);
     }
 
     #[cold]
@@ -360,58 +481,12 @@ impl RowBatch {
     /// Appends one row: a store per column, no bounds check (the hot path).
     #[inline]
     pub fn push(&mut self, row: &Row<'_>) {
-        let comm = match row.comm {
-            Comm::Raw(raw) => self.comms.raw(raw),
-            Comm::Text(text) => self.comms.text_id(text),
-        };
         let i = self.len;
         if i >= self.capacity() {
             self.grow();
         }
-        let t = &row.tcp;
-        /// Stores `v` at row `i` of column vectors `col` without a bounds check.
-        macro_rules! put {
-            ($col:expr, $v:expr) => {
-                // SAFETY: every column vector is exactly `capacity()` long:
-                // `resize` is the only code that changes their lengths (no
-                // other code mutates them), and it sets them all. And
-                // `i < capacity()`: grown above when it was not.
-                unsafe { *$col.get_unchecked_mut(i) = $v }
-            };
-        }
-        macro_rules! put_opt {
-            ($col:expr, $v:expr) => {{
-                let v = $v;
-                put!($col.values, v.unwrap_or_default());
-                put!($col.valid, v.is_some());
-            }};
-        }
-        put!(self.mono_ns, row.mono_ns);
-        put!(self.kind, row.kind.code());
-        put!(self.pid, row.pid);
-        put!(self.tid, row.tid);
-        put!(self.comm, comm);
-        put!(self.family, schema::family_index(row.family));
-        put!(self.saddr, row.saddr.0);
-        put!(self.daddr, row.daddr.0);
-        put!(self.sport, row.sport);
-        put!(self.dport, row.dport);
-        put!(self.oldstate, row.oldstate.map_or(NO_STATE, TcpState::code));
-        put!(self.newstate, row.newstate.map_or(NO_STATE, TcpState::code));
-        put!(self.sk_err, row.sk_err);
-        put!(self.netns, row.netns);
-        put_opt!(self.stack_id, row.stack_id);
-        put!(self.probe, row.probe.0);
-        put!(self.cookie, row.cookie);
-        put!(self.cgroup_id, row.cgroup_id);
-        put!(self.attribution, row.attribution.code());
-        put_opt!(self.snd_wnd, t.snd_wnd);
-        put_opt!(self.rcv_wnd, t.rcv_wnd);
-        put_opt!(self.srtt_us, t.srtt_us);
-        put_opt!(self.snd_cwnd, t.snd_cwnd);
-        put_opt!(self.bytes_acked, t.bytes_acked);
-        put_opt!(self.bytes_received, t.bytes_received);
-        put_opt!(self.window, t.window);
+        // SAFETY: `i < capacity()`: grown above when it was not.
+        unsafe { self.put(i, row) };
         self.len = i + 1;
     }
 
@@ -454,7 +529,7 @@ impl RowBatch {
             pid: self.pid[i],
             tid: self.tid[i],
             comm: Arc::from(self.comms.get(self.comm[i])),
-            family: if self.family[i] == schema::family_index(Family::Inet6) {
+            family: if self.family[i] == Family::Inet6.code() {
                 Family::Inet6
             } else {
                 Family::Inet

@@ -10,9 +10,9 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
-use crate::event::Family;
+use crate::columns::{ColumnDef, Stored};
 use crate::meta::{ClockAnchor, ProbeStatus, RecordingMeta};
 use crate::FormatError;
 
@@ -23,105 +23,30 @@ pub const SCHEMA_VERSION: u32 = 2;
 /// v1 files lack the v2 columns; the reader fills their defaults.
 pub const MIN_SCHEMA_VERSION: u32 = 1;
 
-/// Column names, in file order.
+/// Column names, in file order (the list is [`crate::columns`]'s).
 pub mod col {
-    /// Wall-clock time, `Timestamp(ns, "UTC")`.
-    pub const TS: &str = "ts";
-    /// CLOCK_MONOTONIC nanoseconds, `Int64`.
-    pub const MONO_NS: &str = "mono_ns";
-    pub const KIND: &str = "kind";
-    pub const PID: &str = "pid";
-    pub const TID: &str = "tid";
-    pub const COMM: &str = "comm";
-    pub const FAMILY: &str = "family";
-    pub const SADDR: &str = "saddr";
-    pub const DADDR: &str = "daddr";
-    pub const SPORT: &str = "sport";
-    pub const DPORT: &str = "dport";
-    pub const OLDSTATE: &str = "oldstate";
-    pub const NEWSTATE: &str = "newstate";
-    pub const SK_ERR: &str = "sk_err";
-    pub const NETNS: &str = "netns";
-    pub const STACK_ID: &str = "stack_id";
-    // ---- added in schema v2 ----
-    /// `Dictionary(UInt8, Utf8)`, `type:name` of the probe that produced the row.
-    pub const PROBE: &str = "probe";
-    /// `UInt64`, the kernel's socket cookie (0 = unknown).
-    pub const COOKIE: &str = "cookie";
-    /// `UInt64`, cgroup v2 id of the owner (0 = unknown).
-    pub const CGROUP_ID: &str = "cgroup_id";
-    /// `Dictionary(UInt8, Utf8)`, [`crate::Attribution::as_str`].
-    pub const ATTRIBUTION: &str = "attribution";
-    /// `UInt32`, nullable.
-    pub const SND_WND: &str = "snd_wnd";
-    /// `UInt32`, nullable.
-    pub const RCV_WND: &str = "rcv_wnd";
-    /// `UInt32`, nullable.
-    pub const SRTT_US: &str = "srtt_us";
-    /// `UInt32`, nullable.
-    pub const SND_CWND: &str = "snd_cwnd";
-    /// `UInt64`, nullable.
-    pub const BYTES_ACKED: &str = "bytes_acked";
-    /// `UInt64`, nullable.
-    pub const BYTES_RECEIVED: &str = "bytes_received";
-    /// `UInt32`, nullable.
-    pub const WINDOW: &str = "window";
+    use super::{Pick, COLUMNS};
+
+    /// The constants, from the column list.
+    macro_rules! names {
+        ($( $group:ident { $( $(#[$doc:meta])* $field:ident : $c:ident = $s:ty ),* $(,)? } )*) => {
+            $( $( $(#[$doc])* pub const $c: &str = stringify!($field); )* )*
+        };
+    }
+    crate::columns::event_columns!(names);
 
     /// All columns of schema v1, in file order.
-    pub const V1: [&str; 16] = [
-        TS, MONO_NS, KIND, PID, TID, COMM, FAMILY, SADDR, DADDR, SPORT, DPORT, OLDSTATE, NEWSTATE, SK_ERR, NETNS,
-        STACK_ID,
-    ];
+    pub const V1: [&str; Pick::Since(1).count()] = Pick::Since(1).names();
 
     /// Columns schema v2 appended after [`V1`], in file order.
-    pub const ADDED_V2: [&str; 11] = [
-        PROBE,
-        COOKIE,
-        CGROUP_ID,
-        ATTRIBUTION,
-        SND_WND,
-        RCV_WND,
-        SRTT_US,
-        SND_CWND,
-        BYTES_ACKED,
-        BYTES_RECEIVED,
-        WINDOW,
-    ];
+    pub const ADDED_V2: [&str; Pick::Since(2).count()] = Pick::Since(2).names();
 
     /// All columns of the current schema (v2), in file order: [`V1`] then [`ADDED_V2`].
-    pub const ALL: [&str; 27] = [
-        TS,
-        MONO_NS,
-        KIND,
-        PID,
-        TID,
-        COMM,
-        FAMILY,
-        SADDR,
-        DADDR,
-        SPORT,
-        DPORT,
-        OLDSTATE,
-        NEWSTATE,
-        SK_ERR,
-        NETNS,
-        STACK_ID,
-        PROBE,
-        COOKIE,
-        CGROUP_ID,
-        ATTRIBUTION,
-        SND_WND,
-        RCV_WND,
-        SRTT_US,
-        SND_CWND,
-        BYTES_ACKED,
-        BYTES_RECEIVED,
-        WINDOW,
-    ];
+    pub const ALL: [&str; COLUMNS.len()] = Pick::All.names();
 
     /// The text columns (`Utf8` or dictionaries of it), in file order: the
     /// writer dictionary-encodes them and keeps no min/max statistics.
-    pub const TEXT: [&str; 9] = [KIND, COMM, FAMILY, SADDR, DADDR, OLDSTATE, NEWSTATE, PROBE, ATTRIBUTION];
+    pub const TEXT: [&str; Pick::Text.count()] = Pick::Text.names();
 
     /// Columns of the stacks sidecar (`*.stacks.parquet`).
     pub mod stacks {
@@ -129,6 +54,84 @@ pub mod col {
         pub const STACK_ID: &str = "stack_id";
         /// `List<Utf8>`, innermost frame first.
         pub const FRAMES: &str = "frames";
+    }
+}
+
+/// Every column of the current schema, in file order.
+pub const COLUMNS: &[ColumnDef] = {
+    use crate::columns::stores::*;
+    macro_rules! defs {
+        (
+        time {
+            $(#[$wm:meta])* $w:ident : $wc:ident = $ws:ty,
+            $(#[$mm:meta])* $m:ident : $mc:ident = $ms:ty $(,)?
+        }
+            v1 { $( $(#[$am:meta])* $a:ident : $ac:ident = $as:ty ),* $(,)? }
+            v2 { $( $(#[$bm:meta])* $b:ident : $bc:ident = $bs:ty ),* $(,)? }
+            tcp { $( $(#[$tm:meta])* $t:ident : $tc:ident = $ts:ty ),* $(,)? }
+        ) => {
+            &[
+                def::<$ws>(col::$wc, 1, true),
+                def::<$ms>(col::$mc, 1, false),
+                $( def::<$as>(col::$ac, 1, false), )*
+                $( def::<$bs>(col::$bc, 2, false), )*
+                $( def::<$ts>(col::$tc, 2, false), )*
+            ]
+        };
+    }
+    const fn def<S: Stored>(name: &'static str, since: u32, derived: bool) -> ColumnDef {
+        ColumnDef {
+            name,
+            ty: S::TYPE,
+            nullable: S::NULLABLE,
+            since,
+            derived,
+        }
+    }
+    crate::columns::event_columns!(defs)
+};
+
+/// A selection of [`COLUMNS`], for the name lists of [`col`].
+#[derive(Clone, Copy)]
+enum Pick {
+    All,
+    Since(u32),
+    Text,
+}
+
+impl Pick {
+    const fn has(self, c: &ColumnDef) -> bool {
+        match self {
+            Pick::All => true,
+            Pick::Since(v) => c.since == v,
+            Pick::Text => c.ty.is_text(),
+        }
+    }
+
+    const fn count(self) -> usize {
+        let mut n = 0;
+        let mut i = 0;
+        while i < COLUMNS.len() {
+            if self.has(&COLUMNS[i]) {
+                n += 1;
+            }
+            i += 1;
+        }
+        n
+    }
+
+    /// The names of the columns picked, in file order (`N` = [`count`](Self::count)).
+    const fn names<const N: usize>(self) -> [&'static str; N] {
+        let mut out = [""; N];
+        let (mut i, mut j) = (0, 0);
+        while i < COLUMNS.len() {
+            if self.has(&COLUMNS[i]) {
+                out[j] = COLUMNS[i].name;
+                j += 1;
+            }
+            i += 1;
+        }
+        out
     }
 }
 
@@ -167,53 +170,15 @@ pub mod key {
     pub const NETNS_NAMES: &str = "deeptcp.netns_names";
 }
 
-/// Timezone of the `ts` column.
-pub const TS_TIMEZONE: &str = "UTC";
-
-fn enum_dict() -> DataType {
-    DataType::Dictionary(Box::new(DataType::UInt8), Box::new(DataType::Utf8))
-}
+pub use crate::columns::TS_TIMEZONE;
 
 /// The Arrow schema of a recording (schema v2, the one the writer writes), without metadata.
 pub fn event_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new(
-            col::TS,
-            DataType::Timestamp(TimeUnit::Nanosecond, Some(TS_TIMEZONE.into())),
-            false,
-        ),
-        Field::new(col::MONO_NS, DataType::Int64, false),
-        Field::new(col::KIND, enum_dict(), false),
-        Field::new(col::PID, DataType::UInt32, false),
-        Field::new(col::TID, DataType::UInt32, false),
-        Field::new(
-            col::COMM,
-            DataType::Dictionary(Box::new(DataType::UInt32), Box::new(DataType::Utf8)),
-            false,
-        ),
-        Field::new(col::FAMILY, enum_dict(), false),
-        Field::new(col::SADDR, DataType::Utf8, false),
-        Field::new(col::DADDR, DataType::Utf8, false),
-        Field::new(col::SPORT, DataType::UInt16, false),
-        Field::new(col::DPORT, DataType::UInt16, false),
-        Field::new(col::OLDSTATE, enum_dict(), true),
-        Field::new(col::NEWSTATE, enum_dict(), true),
-        Field::new(col::SK_ERR, DataType::Int32, false),
-        Field::new(col::NETNS, DataType::UInt32, false),
-        Field::new(col::STACK_ID, DataType::Int64, true),
-        // v2
-        Field::new(col::PROBE, enum_dict(), false),
-        Field::new(col::COOKIE, DataType::UInt64, false),
-        Field::new(col::CGROUP_ID, DataType::UInt64, false),
-        Field::new(col::ATTRIBUTION, enum_dict(), false),
-        Field::new(col::SND_WND, DataType::UInt32, true),
-        Field::new(col::RCV_WND, DataType::UInt32, true),
-        Field::new(col::SRTT_US, DataType::UInt32, true),
-        Field::new(col::SND_CWND, DataType::UInt32, true),
-        Field::new(col::BYTES_ACKED, DataType::UInt64, true),
-        Field::new(col::BYTES_RECEIVED, DataType::UInt64, true),
-        Field::new(col::WINDOW, DataType::UInt32, true),
-    ]))
+    let fields: Vec<Field> = COLUMNS
+        .iter()
+        .map(|c| Field::new(c.name, c.ty.data_type(), c.nullable))
+        .collect();
+    Arc::new(Schema::new(fields))
 }
 
 /// The Arrow schema of the stacks sidecar, without metadata.
@@ -226,17 +191,6 @@ pub fn stacks_schema() -> SchemaRef {
             false,
         ),
     ]))
-}
-
-// The codes of the enum columns in `crate::RowBatch`: indices into the
-// fixed list of names (each row group's dictionary lists the names its rows
-// use, found by code, so pushing an event never hashes a string).
-
-pub(crate) fn family_index(f: Family) -> u8 {
-    match f {
-        Family::Inet => 0,
-        Family::Inet6 => 1,
-    }
 }
 
 /// The key-value metadata written when a recording is opened (everything but
@@ -332,8 +286,16 @@ pub const MAX_VALUE_BYTES: usize = 1 << 10;
 /// Longest `deeptcp.probes` value (JSON of some 40 probes, each detail cut
 /// to [`MAX_PROBE_DETAIL_BYTES`] when writing).
 pub const MAX_PROBES_BYTES: usize = 64 << 10;
+/// Longest `deeptcp.cgroups` value (JSON); the writer leaves out the
+/// cgroups that would not fit (the first ones known stay).
+pub const MAX_CGROUPS_BYTES: usize = 256 << 10;
+/// Longest `deeptcp.netns_names` value (JSON), likewise.
+pub const MAX_NETNS_NAMES_BYTES: usize = 64 << 10;
+/// Most lost intervals a file keeps: beyond that, neighbours are merged
+/// pairwise (coarser times, same total), so the metadata stays small.
+pub const MAX_LOST_INTERVALS: usize = 1024;
 /// Longest `deeptcp.lost_intervals` value (JSON of at most
-/// [`crate::writer::MAX_LOST_INTERVALS`] intervals).
+/// [`MAX_LOST_INTERVALS`] intervals).
 pub const MAX_LOST_INTERVALS_BYTES: usize = 256 << 10;
 /// Most bytes of `deeptcp.*` keys and values in one file, all together.
 pub const MAX_METADATA_BYTES: usize = 1 << 20;
@@ -353,8 +315,8 @@ pub fn value_limit(key: &str) -> usize {
     match key {
         key::PROBES => MAX_PROBES_BYTES,
         key::LOST_INTERVALS => MAX_LOST_INTERVALS_BYTES,
-        key::CGROUPS => crate::names::MAX_CGROUPS_BYTES,
-        key::NETNS_NAMES => crate::names::MAX_NETNS_NAMES_BYTES,
+        key::CGROUPS => MAX_CGROUPS_BYTES,
+        key::NETNS_NAMES => MAX_NETNS_NAMES_BYTES,
         _ => MAX_VALUE_BYTES,
     }
 }
@@ -448,6 +410,7 @@ pub(crate) fn check_version(path: &Path, kv: &HashMap<String, String>) -> Result
         return Err(FormatError::UnsupportedVersion {
             path: path.to_path_buf(),
             found,
+            oldest: MIN_SCHEMA_VERSION,
             supported: SCHEMA_VERSION,
         });
     }
@@ -552,12 +515,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn family_index_is_its_dictionary_order() {
-        assert_eq!(family_index(Family::Inet), 0);
-        assert_eq!(family_index(Family::Inet6), 1);
-    }
-
-    #[test]
     fn what_the_writer_writes_fits_the_limits() {
         // The most lost intervals a writer keeps, with the longest numbers.
         let worst = crate::LostInterval {
@@ -565,7 +522,7 @@ mod tests {
             to_mono_ns: i64::MIN,
             lost: u64::MAX,
         };
-        let json = lost_intervals_json(&vec![worst; crate::writer::MAX_LOST_INTERVALS]).unwrap();
+        let json = lost_intervals_json(&vec![worst; MAX_LOST_INTERVALS]).unwrap();
         assert!(json.len() <= MAX_LOST_INTERVALS_BYTES, "{}", json.len());
         // Long probe details are cut, on a character boundary.
         let meta = RecordingMeta {
@@ -586,8 +543,8 @@ mod tests {
         // Everything at its limit stays under the total.
         let total = MAX_PROBES_BYTES
             + MAX_LOST_INTERVALS_BYTES
-            + crate::names::MAX_CGROUPS_BYTES
-            + crate::names::MAX_NETNS_NAMES_BYTES
+            + MAX_CGROUPS_BYTES
+            + MAX_NETNS_NAMES_BYTES
             + 16 * (MAX_VALUE_BYTES + 64);
         assert!(total <= MAX_METADATA_BYTES);
     }
@@ -599,5 +556,57 @@ mod tests {
         assert_eq!(names, col::ALL);
         let v1_then_v2: Vec<&str> = col::V1.iter().chain(col::ADDED_V2.iter()).copied().collect();
         assert_eq!(v1_then_v2, col::ALL);
+    }
+
+    #[test]
+    fn shown_truncates_on_char_boundary() {
+        let s = "é".repeat(100);
+        let out = shown(&s);
+        assert!(out.ends_with("..."));
+        assert!(out.len() < 80);
+        assert_eq!(shown("ok"), "\"ok\"");
+    }
+
+    /// The backticked words of `s`.
+    fn quoted(s: &str) -> Vec<&str> {
+        s.split('`').skip(1).step_by(2).collect()
+    }
+
+    #[test]
+    fn schema_md_documents_the_columns() {
+        let doc = include_str!("../SCHEMA.md");
+        let table = doc
+            .split("\n## Columns\n")
+            .nth(1)
+            .and_then(|rest| rest.split("| column | Arrow type |").nth(1))
+            .expect("SCHEMA.md has a Columns table");
+        let documented: Vec<(String, String, bool, u32)> = table
+            .lines()
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                assert_eq!(cells.len(), 10, "{l}");
+                let null = match cells[7] {
+                    "yes" => true,
+                    "no" => false,
+                    other => panic!("null is {other:?} in {l}"),
+                };
+                let since = cells[8].parse().unwrap_or_else(|_| panic!("since in {l}"));
+                (quoted(cells[1]).concat(), quoted(cells[2]).concat(), null, since)
+            })
+            .collect();
+        let declared: Vec<(String, String, bool, u32)> = COLUMNS
+            .iter()
+            .map(|c| (c.name.to_owned(), c.ty.data_type().to_string(), c.nullable, c.since))
+            .collect();
+        assert_eq!(documented, declared, "SCHEMA.md's column table and columns.rs disagree");
+        // The list of dictionary-encoded text columns in its encoding notes.
+        let text = doc
+            .split("the text columns (")
+            .nth(1)
+            .and_then(|rest| rest.split(')').next())
+            .expect("SCHEMA.md lists the text columns");
+        assert_eq!(quoted(text), col::TEXT);
     }
 }

@@ -19,9 +19,11 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::ZstdLevel;
 use parquet::file::metadata::KeyValue;
 
-use crate::checkpoint::Output;
-use crate::reader::{guarded, open_parquet_recovering, TextColumn};
+use crate::guard::guarded;
+use crate::reader::TextColumn;
+use crate::recovery::open_parquet_recovering;
 use crate::schema::{self, col, key, SCHEMA_VERSION};
+use crate::writer::output::Output;
 use crate::writer::{base_properties, WriteSummary};
 use crate::FormatError;
 

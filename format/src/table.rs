@@ -15,16 +15,19 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 use std::ops::Range;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::ParquetError;
 use parquet::schema::types::{ColumnDescPtr, SchemaDescriptor};
 
+use crate::columns::stores::*;
+use crate::columns::{event_columns, Coded};
 use crate::encode::{Codec, DictChunk, IntEncoding, IntValue, NumChunk, Scratch};
-use crate::event::{canonical_ip, Attribution, EventKind, Family, TcpState};
+use crate::event::canonical_ip;
 use crate::meta::ClockAnchor;
-use crate::rows::{RowBatch, WordMap, NO_STATE};
+use crate::rows::{Buffer, CommDict, RowBatch, WordMap, NO_STATE};
 use crate::schema::col;
 
 /// No dictionary index yet.
@@ -98,16 +101,16 @@ struct CommCol {
 }
 
 impl CommCol {
-    fn page(&mut self, codec: &mut Codec, s: &mut Scratch, b: &RowBatch, r: Range<usize>) -> Result<(), ParquetError> {
+    fn page(&mut self, codec: &mut Codec, s: &mut Scratch, ids: &[u32], comms: &CommDict) -> Result<(), ParquetError> {
         let Scratch { body, indices, .. } = s;
         indices.clear();
         let mut bytes = 0;
-        for id in &b.comm[r.clone()] {
+        for id in ids {
             let Some(slot) = self.remap.get_mut(*id as usize) else {
                 return Err(ParquetError::General(format!("comm id {id} beyond the batch's values")));
             };
             if *slot == NONE {
-                let text = b.comms.get(*id);
+                let text = comms.get(*id);
                 *slot = match self.by_text.get(text) {
                     Some(i) => *i,
                     None => {
@@ -120,7 +123,7 @@ impl CommCol {
             bytes += self.chunk.dict.len_of(*slot);
             indices.push(*slot);
         }
-        self.chunk.page(codec, body, (indices, bytes), r.len(), None)
+        self.chunk.page(codec, body, (indices, bytes), ids.len(), None)
     }
 }
 
@@ -153,15 +156,20 @@ impl ProbeCol {
         r.end
     }
 
-    fn page(&mut self, codec: &mut Codec, s: &mut Scratch, b: &RowBatch, r: Range<usize>) -> Result<(), ParquetError> {
+    fn page(
+        &mut self,
+        codec: &mut Codec,
+        s: &mut Scratch,
+        ids: &[u16],
+        names: &[Arc<str>],
+    ) -> Result<(), ParquetError> {
         let Scratch { body, indices, .. } = s;
         indices.clear();
-        let names = &b.probes.names;
         let mut bytes = 0;
         if self.index.len() < names.len() {
             self.index.resize(names.len(), NONE);
         }
-        for id in &b.probe[r.clone()] {
+        for id in ids {
             let Some(slot) = self.index.get_mut(usize::from(*id)) else {
                 return Err(ParquetError::General(format!("probe id {id} was never registered")));
             };
@@ -172,7 +180,7 @@ impl ProbeCol {
             bytes += self.chunk.dict.len_of(*slot);
             indices.push(*slot);
         }
-        self.chunk.page(codec, body, (indices, bytes), r.len(), None)
+        self.chunk.page(codec, body, (indices, bytes), ids.len(), None)
     }
 }
 
@@ -242,123 +250,247 @@ impl AddrCol {
     }
 }
 
-/// The name of each enum column's codes (the schema's indices).
-fn kind_name(c: u8) -> &'static str {
-    EventKind::ALL.get(usize::from(c)).map_or("", |k| k.as_str())
+/// What a page is encoded with besides its column's values.
+struct Env<'a> {
+    codec: &'a mut Codec,
+    s: &'a mut Scratch,
+    text: &'a mut AddrText,
 }
 
-fn family_name(c: u8) -> &'static str {
-    [Family::Inet, Family::Inet6]
-        .get(usize::from(c))
-        .map_or("", |f| f.as_str())
+/// The writer's encoder of each way of storing a column
+/// ([`crate::columns`]): the chunk it builds, and what it is written as.
+trait Encode {
+    type Encoder;
+    fn encoder(descr: ColumnDescPtr) -> Self::Encoder;
+    fn finish(e: Self::Encoder, codec: &mut Codec) -> Result<(Bytes, ColumnCloseResult), ParquetError>;
+    /// Bytes of its dictionary page so far (0 without a dictionary).
+    fn dict_bytes(_e: &Self::Encoder) -> usize {
+        0
+    }
 }
 
-fn state_name(c: u8) -> &'static str {
-    TcpState::ALL.get(usize::from(c)).map_or("", |s| s.name())
+/// A page of a column a [`RowBatch`] holds (every one but `ts`), from its
+/// buffer.
+trait EncodePage: Encode + Buffer {
+    fn page(
+        e: &mut Self::Encoder,
+        env: &mut Env<'_>,
+        col: &Self::Buf,
+        b: &RowBatch,
+        r: Range<usize>,
+    ) -> Result<(), ParquetError>;
 }
 
-fn attribution_name(c: u8) -> &'static str {
-    Attribution::ALL.get(usize::from(c)).map_or("", |a| a.as_str())
+/// [`Encode`] and [`EncodePage`] for the stores written as integer chunks
+/// with `$encoding`: a page's values and validity are `$values` and
+/// `$valid` of the rows `r` of buffer `col`.
+macro_rules! num_encode {
+    ($($store:ident => $encoding:ident, |$col:ident, $r:ident| $values:expr, $valid:expr;)*) => {$(
+        impl<T: IntValue> Encode for $store<T> {
+            type Encoder = NumChunk;
+            fn encoder(descr: ColumnDescPtr) -> NumChunk {
+                NumChunk::new(descr, IntEncoding::$encoding)
+            }
+            fn finish(e: NumChunk, codec: &mut Codec) -> Result<(Bytes, ColumnCloseResult), ParquetError> {
+                e.finish(codec)
+            }
+        }
+
+        impl<T: IntValue + Default> EncodePage for $store<T> {
+            fn page(
+                e: &mut NumChunk,
+                env: &mut Env<'_>,
+                $col: &Self::Buf,
+                _: &RowBatch,
+                $r: Range<usize>,
+            ) -> Result<(), ParquetError> {
+                e.page(env.codec, env.s, $values, $valid)
+            }
+        }
+    )*};
+}
+num_encode! {
+    Delta => Delta, |col, r| &col[r], None;
+    Plain => Plain, |col, r| &col[r], None;
+    Nullable => Delta, |col, r| &col.values[r.clone()], Some(&col.valid[r]);
 }
 
-/// One row group in the making: a chunk per column, in file order.
-pub(crate) struct RowGroup {
-    rows: usize,
-    ts: NumChunk,
-    mono_ns: NumChunk,
-    kind: EnumCol,
-    pid: NumChunk,
-    tid: NumChunk,
-    comm: CommCol,
-    family: EnumCol,
-    saddr: AddrCol,
-    daddr: AddrCol,
-    sport: NumChunk,
-    dport: NumChunk,
-    oldstate: EnumCol,
-    newstate: EnumCol,
-    sk_err: NumChunk,
-    netns: NumChunk,
-    stack_id: NumChunk,
-    probe: ProbeCol,
-    cookie: NumChunk,
-    cgroup_id: NumChunk,
-    attribution: EnumCol,
-    snd_wnd: NumChunk,
-    rcv_wnd: NumChunk,
-    srtt_us: NumChunk,
-    snd_cwnd: NumChunk,
-    bytes_acked: NumChunk,
-    bytes_received: NumChunk,
-    window: NumChunk,
-    /// Wall-clock times of the page being written.
-    ts_values: Vec<i64>,
-    /// The row group must end after the current page (a dictionary is full).
-    full: bool,
+impl Encode for WallClock {
+    type Encoder = NumChunk;
+    fn encoder(descr: ColumnDescPtr) -> NumChunk {
+        NumChunk::new(descr, IntEncoding::Delta)
+    }
+    fn finish(e: NumChunk, codec: &mut Codec) -> Result<(Bytes, ColumnCloseResult), ParquetError> {
+        e.finish(codec)
+    }
 }
+
+/// [`Encode`] for the stores written as dictionary chunks by `$encoder`,
+/// made by `$new`.
+macro_rules! dict_encode {
+    ($([$($generic:tt)*] $store:ty => $encoder:ty, $new:expr;)*) => {$(
+        impl<$($generic)*> Encode for $store {
+            type Encoder = $encoder;
+            fn encoder(descr: ColumnDescPtr) -> $encoder {
+                $new(descr)
+            }
+            fn finish(e: $encoder, codec: &mut Codec) -> Result<(Bytes, ColumnCloseResult), ParquetError> {
+                e.chunk.finish(codec)
+            }
+            fn dict_bytes(e: &$encoder) -> usize {
+                e.chunk.dict.page_bytes()
+            }
+        }
+    )*};
+}
+dict_encode! {
+    [E: Coded] Code<E> => EnumCol, |d| EnumCol::new(d, E::name_of);
+    [E: Coded] NullableCode<E> => EnumCol, |d| EnumCol::new(d, E::name_of);
+    [] CommText => CommCol, |d| CommCol { chunk: DictChunk::new(d), by_text: HashMap::new(), remap: Vec::new() };
+    [] IpText => AddrCol, |d| AddrCol { chunk: DictChunk::new(d), by_key: WordMap::default(), last: (0, NONE, 0) };
+    [] ProbeName => ProbeCol, |d| ProbeCol { chunk: DictChunk::new(d), index: Vec::new() };
+}
+
+/// [`EncodePage`] for the enum stores (`$nullable`: [`NO_STATE`] is null).
+macro_rules! enum_page {
+    ($($store:ident => $nullable:expr),*) => {$(
+        impl<E: Coded> EncodePage for $store<E> {
+            fn page(
+                e: &mut EnumCol,
+                env: &mut Env<'_>,
+                col: &Vec<u8>,
+                _: &RowBatch,
+                r: Range<usize>,
+            ) -> Result<(), ParquetError> {
+                e.page(env.codec, env.s, &col[r], $nullable)
+            }
+        }
+    )*};
+}
+enum_page!(Code => false, NullableCode => true);
+
+impl EncodePage for CommText {
+    fn page(
+        e: &mut CommCol,
+        env: &mut Env<'_>,
+        col: &Vec<u32>,
+        b: &RowBatch,
+        r: Range<usize>,
+    ) -> Result<(), ParquetError> {
+        e.page(env.codec, env.s, &col[r], &b.comms)
+    }
+}
+
+impl EncodePage for IpText {
+    fn page(
+        e: &mut AddrCol,
+        env: &mut Env<'_>,
+        col: &Vec<u128>,
+        _: &RowBatch,
+        r: Range<usize>,
+    ) -> Result<(), ParquetError> {
+        e.page(env.codec, env.s, env.text, &col[r])
+    }
+}
+
+impl EncodePage for ProbeName {
+    fn page(
+        e: &mut ProbeCol,
+        env: &mut Env<'_>,
+        col: &Vec<u16>,
+        b: &RowBatch,
+        r: Range<usize>,
+    ) -> Result<(), ParquetError> {
+        e.page(env.codec, env.s, &col[r], &b.probes.names)
+    }
+}
+
+/// [`RowGroup`] and its per-column code, from [`event_columns!`]: an
+/// encoder per column, in file order.
+macro_rules! row_group {
+    (
+        time {
+            $(#[$wm:meta])* $w:ident : $wc:ident = $ws:ty,
+            $(#[$mm:meta])* $m:ident : $mc:ident = $ms:ty $(,)?
+        }
+        v1 { $( $(#[$am:meta])* $a:ident : $ac:ident = $as:ty ),* $(,)? }
+        v2 { $( $(#[$bm:meta])* $b:ident : $bc:ident = $bs:ty ),* $(,)? }
+        tcp { $( $(#[$tm:meta])* $t:ident : $tc:ident = $ts:ty ),* $(,)? }
+    ) => {
+        /// One row group in the making: a chunk per column, in file order.
+        pub(crate) struct RowGroup {
+            rows: usize,
+            $w: <$ws as Encode>::Encoder,
+            $m: <$ms as Encode>::Encoder,
+            $( $a: <$as as Encode>::Encoder, )*
+            $( $b: <$bs as Encode>::Encoder, )*
+            $( $t: <$ts as Encode>::Encoder, )*
+            /// Wall-clock times of the page being written.
+            ts_values: Vec<i64>,
+            /// The row group must end after the current page (a dictionary is full).
+            full: bool,
+        }
+
+        impl RowGroup {
+            pub(crate) fn new(schema: &SchemaDescriptor) -> Result<Self, ParquetError> {
+                let d = |name: &str| -> Result<ColumnDescPtr, ParquetError> {
+                    schema
+                        .columns()
+                        .iter()
+                        .find(|c| c.name() == name)
+                        .cloned()
+                        .ok_or_else(|| ParquetError::General(format!("the schema has no column {name}")))
+                };
+                Ok(RowGroup {
+                    rows: 0,
+                    $w: <$ws as Encode>::encoder(d(col::$wc)?),
+                    $m: <$ms as Encode>::encoder(d(col::$mc)?),
+                    $( $a: <$as as Encode>::encoder(d(col::$ac)?), )*
+                    $( $b: <$bs as Encode>::encoder(d(col::$bc)?), )*
+                    $( $t: <$ts as Encode>::encoder(d(col::$tc)?), )*
+                    ts_values: Vec::new(),
+                    full: false,
+                })
+            }
+
+            /// A page of rows `r` of `b` for every column but the time
+            /// columns (see [`RowGroup::page`]).
+            fn other_pages(&mut self, env: &mut Env<'_>, b: &RowBatch, r: Range<usize>) -> Result<(), ParquetError> {
+                $( <$as as EncodePage>::page(&mut self.$a, env, &b.$a, b, r.clone())?; )*
+                $( <$bs as EncodePage>::page(&mut self.$b, env, &b.$b, b, r.clone())?; )*
+                $( <$ts as EncodePage>::page(&mut self.$t, env, &b.$t, b, r.clone())?; )*
+                Ok(())
+            }
+
+            /// The largest dictionary page of the row group so far, in bytes.
+            fn dict_bytes(&self) -> usize {
+                [
+                    $( <$as as Encode>::dict_bytes(&self.$a), )*
+                    $( <$bs as Encode>::dict_bytes(&self.$b), )*
+                    $( <$ts as Encode>::dict_bytes(&self.$t), )*
+                ]
+                .into_iter()
+                .max()
+                .unwrap_or(0)
+            }
+
+            /// The column chunks, in file order.
+            pub(crate) fn finish(self, codec: &mut Codec) -> Result<Vec<(Bytes, ColumnCloseResult)>, ParquetError> {
+                Ok(vec![
+                    <$ws as Encode>::finish(self.$w, codec)?,
+                    <$ms as Encode>::finish(self.$m, codec)?,
+                    $( <$as as Encode>::finish(self.$a, codec)?, )*
+                    $( <$bs as Encode>::finish(self.$b, codec)?, )*
+                    $( <$ts as Encode>::finish(self.$t, codec)?, )*
+                ])
+            }
+        }
+    };
+}
+
+event_columns!(row_group);
 
 impl RowGroup {
-    pub(crate) fn new(schema: &SchemaDescriptor) -> Result<Self, ParquetError> {
-        let d = |name: &str| -> Result<ColumnDescPtr, ParquetError> {
-            schema
-                .columns()
-                .iter()
-                .find(|c| c.name() == name)
-                .cloned()
-                .ok_or_else(|| ParquetError::General(format!("the schema has no column {name}")))
-        };
-        let delta = |name: &str| Ok::<_, ParquetError>(NumChunk::new(d(name)?, IntEncoding::Delta));
-        let dict = |name: &str| Ok::<_, ParquetError>(DictChunk::new(d(name)?));
-        let addr = |name: &str| {
-            Ok::<_, ParquetError>(AddrCol {
-                chunk: dict(name)?,
-                by_key: WordMap::default(),
-                last: (0, NONE, 0),
-            })
-        };
-        Ok(RowGroup {
-            rows: 0,
-            ts: delta(col::TS)?,
-            mono_ns: delta(col::MONO_NS)?,
-            kind: EnumCol::new(d(col::KIND)?, kind_name),
-            pid: delta(col::PID)?,
-            tid: delta(col::TID)?,
-            comm: CommCol {
-                chunk: dict(col::COMM)?,
-                by_text: HashMap::new(),
-                remap: Vec::new(),
-            },
-            family: EnumCol::new(d(col::FAMILY)?, family_name),
-            saddr: addr(col::SADDR)?,
-            daddr: addr(col::DADDR)?,
-            // Ports jump both ways between connections: plain, which zstd
-            // squeezes better than deltas.
-            sport: NumChunk::new(d(col::SPORT)?, IntEncoding::Plain),
-            dport: NumChunk::new(d(col::DPORT)?, IntEncoding::Plain),
-            oldstate: EnumCol::new(d(col::OLDSTATE)?, state_name),
-            newstate: EnumCol::new(d(col::NEWSTATE)?, state_name),
-            sk_err: delta(col::SK_ERR)?,
-            netns: delta(col::NETNS)?,
-            stack_id: delta(col::STACK_ID)?,
-            probe: ProbeCol {
-                chunk: dict(col::PROBE)?,
-                index: Vec::new(),
-            },
-            cookie: delta(col::COOKIE)?,
-            cgroup_id: delta(col::CGROUP_ID)?,
-            attribution: EnumCol::new(d(col::ATTRIBUTION)?, attribution_name),
-            snd_wnd: delta(col::SND_WND)?,
-            rcv_wnd: delta(col::RCV_WND)?,
-            srtt_us: delta(col::SRTT_US)?,
-            snd_cwnd: delta(col::SND_CWND)?,
-            bytes_acked: delta(col::BYTES_ACKED)?,
-            bytes_received: delta(col::BYTES_RECEIVED)?,
-            window: delta(col::WINDOW)?,
-            ts_values: Vec::new(),
-            full: false,
-        })
-    }
-
     pub(crate) fn rows(&self) -> usize {
         self.rows
     }
@@ -396,7 +528,8 @@ impl RowGroup {
         let mono = &b.mono_ns[r.clone()];
         self.mono_ns.page(codec, s, mono, None)?;
         // ts is mono_ns shifted by the clock anchor: unless a value
-        // saturates, its page is mono_ns's with another first value.
+        // saturates, its page is mono_ns's with another first value (taken
+        // from `s`, so it is written right after mono_ns's).
         let shift = clock.realtime_ns.checked_sub(clock.monotonic_ns);
         let shifted = |m: i64| shift.and_then(|d| m.checked_add(d)).filter(|t| *t == clock.wall_ns(m));
         match (self.mono_ns.last_bounds(), shift) {
@@ -410,85 +543,9 @@ impl RowGroup {
                 self.ts.page(codec, s, &self.ts_values, None)?;
             }
         }
-        self.kind.page(codec, s, &b.kind[r.clone()], false)?;
-        self.pid.page(codec, s, &b.pid[r.clone()], None)?;
-        self.tid.page(codec, s, &b.tid[r.clone()], None)?;
-        self.comm.page(codec, s, b, r.clone())?;
-        self.family.page(codec, s, &b.family[r.clone()], false)?;
-        self.saddr.page(codec, s, text, &b.saddr[r.clone()])?;
-        self.daddr.page(codec, s, text, &b.daddr[r.clone()])?;
-        self.sport.page(codec, s, &b.sport[r.clone()], None)?;
-        self.dport.page(codec, s, &b.dport[r.clone()], None)?;
-        self.oldstate.page(codec, s, &b.oldstate[r.clone()], true)?;
-        self.newstate.page(codec, s, &b.newstate[r.clone()], true)?;
-        self.sk_err.page(codec, s, &b.sk_err[r.clone()], None)?;
-        self.netns.page(codec, s, &b.netns[r.clone()], None)?;
-        opt_page(&mut self.stack_id, codec, s, &b.stack_id, r.clone())?;
-        self.probe.page(codec, s, b, r.clone())?;
-        self.cookie.page(codec, s, &b.cookie[r.clone()], None)?;
-        self.cgroup_id.page(codec, s, &b.cgroup_id[r.clone()], None)?;
-        self.attribution.page(codec, s, &b.attribution[r.clone()], false)?;
-        opt_page(&mut self.snd_wnd, codec, s, &b.snd_wnd, r.clone())?;
-        opt_page(&mut self.rcv_wnd, codec, s, &b.rcv_wnd, r.clone())?;
-        opt_page(&mut self.srtt_us, codec, s, &b.srtt_us, r.clone())?;
-        opt_page(&mut self.snd_cwnd, codec, s, &b.snd_cwnd, r.clone())?;
-        opt_page(&mut self.bytes_acked, codec, s, &b.bytes_acked, r.clone())?;
-        opt_page(&mut self.bytes_received, codec, s, &b.bytes_received, r.clone())?;
-        opt_page(&mut self.window, codec, s, &b.window, r.clone())?;
+        self.other_pages(&mut Env { codec, s, text }, b, r.clone())?;
         self.rows += r.len();
-        let dicts = [
-            &self.comm.chunk,
-            &self.saddr.chunk,
-            &self.daddr.chunk,
-            &self.probe.chunk,
-        ];
-        self.full = dicts.iter().any(|c| c.dict.page_bytes() >= DICT_LIMIT);
+        self.full = self.dict_bytes() >= DICT_LIMIT;
         Ok(())
     }
-
-    /// The column chunks, in file order.
-    pub(crate) fn finish(self, codec: &mut Codec) -> Result<Vec<(Bytes, ColumnCloseResult)>, ParquetError> {
-        let chunks = vec![
-            self.ts.finish(codec)?,
-            self.mono_ns.finish(codec)?,
-            self.kind.chunk.finish(codec)?,
-            self.pid.finish(codec)?,
-            self.tid.finish(codec)?,
-            self.comm.chunk.finish(codec)?,
-            self.family.chunk.finish(codec)?,
-            self.saddr.chunk.finish(codec)?,
-            self.daddr.chunk.finish(codec)?,
-            self.sport.finish(codec)?,
-            self.dport.finish(codec)?,
-            self.oldstate.chunk.finish(codec)?,
-            self.newstate.chunk.finish(codec)?,
-            self.sk_err.finish(codec)?,
-            self.netns.finish(codec)?,
-            self.stack_id.finish(codec)?,
-            self.probe.chunk.finish(codec)?,
-            self.cookie.finish(codec)?,
-            self.cgroup_id.finish(codec)?,
-            self.attribution.chunk.finish(codec)?,
-            self.snd_wnd.finish(codec)?,
-            self.rcv_wnd.finish(codec)?,
-            self.srtt_us.finish(codec)?,
-            self.snd_cwnd.finish(codec)?,
-            self.bytes_acked.finish(codec)?,
-            self.bytes_received.finish(codec)?,
-            self.window.finish(codec)?,
-        ];
-        debug_assert_eq!(chunks.len(), col::ALL.len());
-        Ok(chunks)
-    }
-}
-
-/// One page of a nullable integer column.
-fn opt_page<T: IntValue>(
-    chunk: &mut NumChunk,
-    codec: &mut Codec,
-    s: &mut Scratch,
-    col: &crate::rows::Opt<T>,
-    r: Range<usize>,
-) -> Result<(), ParquetError> {
-    chunk.page(codec, s, &col.values[r.clone()], Some(&col.valid[r]))
 }

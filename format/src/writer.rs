@@ -16,6 +16,8 @@
 //! A recording may also be rotated into numbered segments
 //! ([`segment_path`](crate::paths::segment_path), [`segments`](crate::paths::segments)), each a complete recording.
 
+pub(crate) mod output;
+
 use std::fs::File;
 use std::path::Path;
 
@@ -25,7 +27,6 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::SchemaDescPtr;
 
-use crate::checkpoint::Output;
 use crate::encode::{Codec, Scratch};
 use crate::event::Event;
 use crate::meta::{ClockAnchor, LostInterval, RecordingMeta};
@@ -33,6 +34,7 @@ use crate::rows::RowBatch;
 use crate::schema::{self, key};
 use crate::table::{AddrText, RowGroup};
 use crate::FormatError;
+use output::Output;
 
 /// Tuning knobs of [`EventWriter`]. The defaults are what the recorder uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,9 +117,7 @@ fn event_properties(meta: &RecordingMeta, opts: &WriterOptions) -> Result<(Write
     Ok((props, level))
 }
 
-/// Most lost intervals a file keeps: beyond that, neighbours are merged
-/// pairwise (coarser times, same total), so the metadata stays small.
-pub const MAX_LOST_INTERVALS: usize = 1024;
+pub use crate::schema::MAX_LOST_INTERVALS;
 
 /// Writes one recording. Create with [`EventWriter::new`] (or
 /// [`EventWriter::with_checkpoints`]), [`push`](Self::push) events,
