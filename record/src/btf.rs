@@ -7,6 +7,15 @@
 //! global. Anonymous structs/unions (as in `struct sock_common`) are searched
 //! transparently. Only what that needs is parsed: types are kept as raw
 //! records and walked on demand.
+//!
+//! It is hand-written because the BTF crates do not fit. `btf-rs` (2.0) is
+//! LGPL-2.1-or-later (this workspace is MIT OR Apache-2.0) and only decodes
+//! records: the walk through anonymous members, sizes through typedef and
+//! qualifier chains and lookups by name and kind would all stay here.
+//! `btfparse` (1.3) keeps one type id per name across all kinds (the last
+//! one wins; a vmlinux has a couple of hundred names shared by several
+//! kinds). Both decode every type up front: 60-90 ms for a 5.5 MB vmlinux
+//! where this reader takes about 6 ms (release builds).
 
 use std::collections::HashMap;
 use std::path::Path;
