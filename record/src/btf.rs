@@ -1,6 +1,8 @@
 //! A minimal reader of the kernel's BTF (`/sys/kernel/btf/vmlinux`) that
-//! answers two questions: at which byte offset does `struct X`'s field
-//! `a.b.c` live on *this* kernel, and what is enumerator `E` of `enum X`?
+//! answers what `record` must know of *this* kernel: at which byte offset
+//! `struct X`'s field `a.b.c` lives, what enumerator `E` of `enum X` is,
+//! whether a struct exists, and how many arguments a tracepoint or a
+//! function takes.
 //!
 //! Rust eBPF has no CO-RE relocations, so `record` resolves every field the
 //! programs read here at start-up and passes the offsets as a read-only
