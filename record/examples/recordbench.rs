@@ -92,7 +92,7 @@ fn assign_probe_ids(events: &[Event]) -> Result<Vec<Option<String>>, String> {
 }
 
 fn wire_kind(k: EventKind) -> Option<u8> {
-    (k != EventKind::Snapshot).then_some(k as u8)
+    k.on_wire().then_some(k as u8)
 }
 
 /// The record the programs sent for `ev`; `inferred_next`: the converter

@@ -29,7 +29,7 @@ pub enum Reject {
 /// The event kind of a wire kind id (`None` for ids the programs do not
 /// send: snapshot rows are made by `record` itself).
 pub fn event_kind(k: u8) -> Option<EventKind> {
-    EventKind::from_u8(k).filter(|k| *k != EventKind::Snapshot)
+    EventKind::from_u8(k).filter(|k| k.on_wire())
 }
 
 /// The attribution of a wire attribution id (`backfill` is `analyze`'s,

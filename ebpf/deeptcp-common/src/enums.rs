@@ -116,6 +116,14 @@ wire_enum! {
     }
 }
 
+impl EventKind {
+    /// Whether the programs send this kind: snapshot rows are made by
+    /// `record` itself, never by a program.
+    pub const fn on_wire(self) -> bool {
+        !matches!(self, EventKind::Snapshot)
+    }
+}
+
 wire_enum! {
     /// How a row's pid/tid/comm were attributed:
     /// [`crate::WireEvent::attribution`] on the wire, the `attribution`
@@ -203,5 +211,6 @@ mod tests {
         assert_eq!(Attribution::from_u8(6), None);
         assert_eq!(EventKind::parse("nope"), None);
         assert_eq!(Attribution::default(), Attribution::Unknown);
+        assert!(EventKind::StateChange.on_wire() && !EventKind::Snapshot.on_wire());
     }
 }

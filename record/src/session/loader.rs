@@ -78,7 +78,7 @@ fn kernel_kinds(kinds: &[EventKind]) -> u32 {
     };
     EventKind::ALL
         .into_iter()
-        .filter(|k| *k != EventKind::Snapshot && wants(*k))
+        .filter(|k| k.on_wire() && wants(*k))
         .fold(0, |m, k| m | (1u32 << k as u8))
 }
 
